@@ -1,0 +1,25 @@
+"""Semantic checks: what the schema cannot express. Each check is a function of deployments to
+diagnostics, placed at the YAML that must change."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+from ..diagnostics import Diagnostic
+from ..model import Deployment
+from . import auth, flags, names, sources
+
+PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
+    names.check_adapter_names,
+    sources.check_local_sources,
+    flags.check_managed_flags,
+    auth.check_auth,
+)
+
+
+def run_checks(deployments: Sequence[Deployment]) -> list[Diagnostic]:
+    found: list[Diagnostic] = list(names.check_unique_app_names(deployments))
+    for deployment in deployments:
+        for check in PER_DEPLOYMENT:
+            found.extend(check(deployment))
+    return found

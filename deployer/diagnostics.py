@@ -1,0 +1,149 @@
+"""Findings about deployment files, as values, and the reporters that print them.
+
+Every step of the pipeline returns diagnostics instead of raising, so one run can report every
+problem in every file at once. Reporters decide the output format (text, JSON, GitHub annotations).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Iterable, Sequence
+
+JsonPath = tuple  # of str (mapping keys) and int (list indices)
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    file: str
+    line: int  # 1-based; 0 when the finding is about the file as a whole
+    column: int  # 1-based
+    message: str
+    severity: Severity = Severity.ERROR
+    path: JsonPath = ()
+    hint: str = ""
+    rule: str = ""  # a short stable id, e.g. "schema.unknown-key", for JSON consumers and tests
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+
+def format_path(path: Sequence) -> str:
+    """`("adapters", 0, "name")` → `adapters[0].name`, the way a YAML author thinks of it."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class Report:
+    """All diagnostics of one run, in a stable order."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def extend(self, items: Iterable[Diagnostic]) -> None:
+        self.diagnostics.extend(items)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if not d.is_error]
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(set(self.diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporters
+
+
+def _source_line(file: str, line: int, cache: dict[str, list[str]]) -> str | None:
+    if line < 1:
+        return None
+    if file not in cache:
+        try:
+            cache[file] = Path(file).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            cache[file] = []
+    lines = cache[file]
+    return lines[line - 1] if line <= len(lines) else None
+
+
+def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> str:
+    """Compiler-style output: `file:line:col: error: message`, the source line, a caret, the hint."""
+    red, yellow, bold, dim, reset = (
+        ("\033[31m", "\033[33m", "\033[1m", "\033[2m", "\033[0m") if color else ("",) * 5
+    )
+    cache: dict[str, list[str]] = {}
+    chunks = []
+    for d in diagnostics:
+        where = f"{d.file}:{d.line}:{d.column}" if d.line else d.file
+        sev = f"{red}error{reset}" if d.is_error else f"{yellow}warning{reset}"
+        at = f" {dim}[{format_path(d.path)}]{reset}" if d.path else ""
+        lines = [f"{bold}{where}{reset}: {sev}: {d.message}{at}"]
+        source = _source_line(d.file, d.line, cache)
+        if source is not None and source.strip():
+            lines.append(f"  {d.line:>4} | {source.expandtabs(1)}")
+            lines.append(f"       | {' ' * max(d.column - 1, 0)}^")
+        if d.hint:
+            lines.extend(f"  hint: {h}" if i == 0 else f"        {h}" for i, h in enumerate(d.hint.splitlines()))
+        chunks.append("\n".join(lines))
+    return "\n".join(chunks)
+
+
+def summary_line(diagnostics: Sequence[Diagnostic], files: int) -> str:
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    noun = "file" if files == 1 else "files"
+    return f"{files} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+
+
+def render_json(diagnostics: Sequence[Diagnostic], **extra) -> str:
+    items = []
+    for d in diagnostics:
+        item = asdict(d)
+        item["severity"] = d.severity.value
+        item["path"] = list(d.path)
+        item["location"] = format_path(d.path)
+        items.append(item)
+    errors = sum(d.is_error for d in diagnostics)
+    doc = {"diagnostics": items, "errors": errors, "warnings": len(items) - errors, **extra}
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(diagnostics: Sequence[Diagnostic]) -> str:
+    """GitHub Actions workflow commands, so each finding shows inline on the pull request."""
+    out = []
+    for d in diagnostics:
+        kind = "error" if d.is_error else "warning"
+        props = [f"file={_escape_property(d.file)}"]
+        if d.line:
+            props += [f"line={d.line}", f"col={d.column}"]
+        title = f"deployer: {format_path(d.path)}" if d.path else "deployer"
+        props.append(f"title={_escape_property(title)}")
+        message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
+        out.append(f"::{kind} {','.join(props)}::{_escape_data(message)}")
+    return "\n".join(out)

@@ -1,0 +1,171 @@
+"""A validated deployment as plain frozen dataclasses: what every later step works from.
+
+`build_deployment` runs only on documents the schema accepted, so it can trust shapes and types;
+defaults for omitted fields come from the schema's `default` annotations (one source of truth).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .load import Document
+from .schema import schema
+
+DEFAULTS_FILE_PREFIX = "_"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where weights come from: a Hub repo (at a revision) or a local folder."""
+
+    repo: str | None = None
+    revision: str | None = None
+    path: Path | None = None  # absolute; resolved against the YAML file that wrote it
+    written_path: str | None = None  # as the user wrote it
+
+    @property
+    def is_local(self) -> bool:
+        return self.path is not None
+
+    def describe(self) -> str:
+        if self.path is not None:
+            return self.written_path or str(self.path)
+        return f"{self.repo}@{self.revision}" if self.revision else str(self.repo)
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    source: Source
+    served_name: str
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    source: Source
+
+
+@dataclass(frozen=True)
+class Gpu:
+    type: str
+    count: int = 1
+
+    @property
+    def modal_spec(self) -> str:
+        """The string Modal's `gpu=` takes."""
+        return self.type if self.count == 1 else f"{self.type}:{self.count}"
+
+
+@dataclass(frozen=True)
+class VllmSpec:
+    version: str
+    args: tuple[tuple[str, Any], ...] = ()  # (flag name, value) in the order written
+
+
+@dataclass(frozen=True)
+class Image:
+    base: str
+    python: str
+    pip: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Scaling:
+    scaledown_window: int
+    min_containers: int
+    max_containers: int | None
+    buffer_containers: int | None
+    max_concurrent_inputs: int | None
+    target_concurrent_inputs: int | None
+    startup_timeout: int
+    timeout: int | None
+
+
+@dataclass(frozen=True)
+class Auth:
+    api_key_secret: str | None = None
+    proxy: bool = False
+
+    @property
+    def is_public(self) -> bool:
+        return self.api_key_secret is None and not self.proxy
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    file: str  # the deployment's YAML, as displayed in diagnostics
+    sources: tuple[str, ...]  # the deployment file, then any defaults merged under it
+    base_model: BaseModel
+    adapters: tuple[Adapter, ...]
+    gpu: Gpu
+    vllm: VllmSpec
+    image: Image
+    scaling: Scaling
+    auth: Auth
+    secrets: tuple[str, ...]
+    document: Document = field(compare=False, repr=False)  # for positions in later diagnostics
+
+
+def name_from_file(path: str | Path) -> str:
+    return Path(path).stem
+
+
+@functools.cache
+def _defaults(section: str) -> dict[str, Any]:
+    props = schema()["properties"][section]["properties"]
+    return {key: spec["default"] for key, spec in props.items() if "default" in spec}
+
+
+def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deployment:
+    """The dataclass form of a schema-valid document. `base_dir_of` maps a file to its folder,
+    against which that file's relative `path:` values are resolved."""
+    data = document.data
+
+    def source(spec: dict, at: tuple) -> Source:
+        if "path" in spec:
+            origin = document.where(at + ("path",)).file
+            return Source(path=(base_dir_of[origin] / spec["path"]).resolve(), written_path=spec["path"])
+        return Source(repo=spec["repo"], revision=spec.get("revision"))
+
+    base = data["base_model"]
+    base_source = source(base, ("base_model",))
+    adapters = tuple(Adapter(a["name"], source(a, ("adapters", i))) for i, a in enumerate(data.get("adapters", [])))
+
+    gpu_spec = data["gpu"]
+    if isinstance(gpu_spec, str):
+        gpu_type, _, count = gpu_spec.partition(":")
+        gpu = Gpu(gpu_type, int(count or 1))
+    else:
+        gpu = Gpu(gpu_spec["type"], gpu_spec.get("count", 1))
+
+    image = {**_defaults("image"), **data.get("image", {})}
+    scaling = {**_defaults("scaling"), **data.get("scaling", {})}
+    auth = data["auth"]
+    return Deployment(
+        name=data.get("name") or name_from_file(document.file),
+        file=document.file,
+        sources=document.sources,
+        base_model=BaseModel(base_source, base.get("served_name") or base.get("repo")),
+        adapters=adapters,
+        gpu=gpu,
+        vllm=VllmSpec(data["vllm"]["version"], tuple(data["vllm"].get("args", {}).items())),
+        image=Image(image["base"], image["python"], tuple(image["pip"]), tuple(sorted(image["env"].items()))),
+        scaling=Scaling(
+            scaledown_window=scaling["scaledown_window"],
+            min_containers=scaling["min_containers"],
+            max_containers=scaling.get("max_containers"),
+            buffer_containers=scaling.get("buffer_containers"),
+            max_concurrent_inputs=scaling.get("max_concurrent_inputs"),
+            target_concurrent_inputs=scaling.get("target_concurrent_inputs"),
+            startup_timeout=scaling["startup_timeout"],
+            timeout=scaling.get("timeout"),
+        ),
+        auth=Auth() if auth == "none" else Auth(auth.get("api_key", {}).get("secret"), bool(auth.get("proxy"))),
+        secrets=tuple(data.get("secrets", [])),
+        document=document,
+    )

@@ -1,0 +1,129 @@
+"""load → merge defaults → schema → model → checks, for a set of files or folders.
+
+This is what `validate` runs, and what every later command runs first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .checks import run_checks
+from .diagnostics import Diagnostic
+from .load import DEFAULTS_FILE, Document, load_file, merge_defaults
+from .model import Deployment, build_deployment, name_from_file
+from .schema import schema, validate
+
+YAML_SUFFIXES = (".yaml", ".yml")
+DEFAULT_FOLDER = Path("deployments")
+
+
+@dataclass(frozen=True)
+class Checked:
+    deployments: tuple[Deployment, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    files: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def display_path(path: Path) -> str:
+    """Paths in messages: relative to the working folder when inside it (stable across machines)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
+    """Deployment files named by `paths` (files, or folders searched one level deep)."""
+    files: list[Path] = []
+    problems: list[Diagnostic] = []
+    for path in paths or [DEFAULT_FOLDER]:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and not p.name.startswith("_") and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            hint = "run from the folder that holds deployments/, or name the files to check" if path == DEFAULT_FOLDER else "check the path"
+            problems.append(Diagnostic(display_path(path), 0, 0, "no such file or folder", hint=hint, rule="files.missing"))
+    unique = list(dict.fromkeys(Path(os.path.abspath(f)) for f in files))
+    return unique, problems
+
+
+def check_paths(paths: Sequence[Path]) -> Checked:
+    files, diagnostics = discover(paths)
+    defaults_by_folder: dict[Path, tuple[Document | None, bool]] = {}
+    deployments: list[Deployment] = []
+    checked: list[str] = []
+
+    for file in files:
+        if file.name == DEFAULTS_FILE:
+            _defaults_for(file.parent, defaults_by_folder, diagnostics, checked)
+            continue
+        defaults, defaults_ok = _defaults_for(file.parent, defaults_by_folder, diagnostics, checked)
+        display = display_path(file)
+        checked.append(display)
+        document, problems = load_file(file, display)
+        diagnostics += problems
+        if document is None or problems or not defaults_ok:
+            continue
+        if not isinstance(document.data, dict):
+            what = "empty" if document.data is None else f"a {type(document.data).__name__}, not a mapping"
+            diagnostics.append(Diagnostic(display, 1, 1, f"a deployment file must be a mapping of keys; this one is {what}", hint="start from deployments/chess-puzzle.yaml", rule="files.not-a-mapping"))
+            continue
+        merged = merge_defaults(defaults, document)
+        problems = validate(merged) + _file_name_problems(merged)
+        diagnostics += problems
+        if problems:
+            continue
+        base_dirs = {display_path(f): f.parent for f in (file, file.parent / DEFAULTS_FILE)}
+        deployments.append(build_deployment(merged, base_dirs))
+
+    diagnostics += run_checks(deployments)
+    unique = sorted(set(diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))
+    return Checked(tuple(deployments), tuple(unique), tuple(dict.fromkeys(checked)))
+
+
+def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], checked: list[str]) -> tuple[Document | None, bool]:
+    if folder not in cache:
+        path = folder / DEFAULTS_FILE
+        if not path.is_file():
+            cache[folder] = (None, True)
+        else:
+            display = display_path(path)
+            checked.append(display)
+            document, problems = load_file(path, display)
+            diagnostics += problems
+            if document is not None and document.data is not None and not isinstance(document.data, dict):
+                diagnostics.append(Diagnostic(display, 1, 1, "defaults must be a mapping of keys", rule="files.not-a-mapping"))
+                document = None
+            ok = document is not None and not problems
+            cache[folder] = (document if ok and document.data is not None else None, ok)
+    return cache[folder]
+
+
+def _file_name_problems(document: Document) -> list[Diagnostic]:
+    if "name" in document.data:
+        return []
+    stem = name_from_file(document.file)
+    spec = schema()["properties"]["name"]
+    if re.fullmatch(spec["pattern"], stem):
+        return []
+    return [
+        Diagnostic(
+            document.file,
+            1,
+            1,
+            f"the file name {stem!r} cannot be used as the app name, and no `name:` is set",
+            hint=f"set `name:` in the file, or rename it; names {spec['x-hint'][4:]}",
+            path=("name",),
+            rule="names.file-name",
+        )
+    ]

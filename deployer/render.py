@@ -1,0 +1,206 @@
+"""Deployment → one self-contained Modal app file, from the Jinja2 template in `templates/`.
+
+Decisions are made here and in `argv`; the template only lays them out. Every value enters the
+code through `literal()`, which writes a Python literal (never raw text), so no YAML value can
+become code. Output is deterministic, and its header carries a hash of everything below it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .argv import VLLM_ENTRYPOINT, VLLM_PORT, vllm_flags
+from .model import Deployment
+
+TEMPLATE_NAME = "modal_app.py.j2"
+HASH_MARKER = "# deployer-content-hash: "
+APP_FILE = "app.py"
+HF_CACHE = "/root/.cache/huggingface"
+VLLM_CACHE = "/root/.cache/vllm"
+CONTAINER_SOURCES = "/root/sources"  # local `path:` folders are copied under here
+LINE_WIDTH = 100
+
+
+@dataclass(frozen=True)
+class RenderedApp:
+    name: str
+    source: str
+    content_hash: str
+    path: Path  # where it belongs: <out>/<name>/app.py
+
+
+def templates_dir() -> Path:
+    """`templates/` beside the package in a checkout; `deployer/templates` in an installed wheel."""
+    for candidate in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates"):
+        if (candidate / TEMPLATE_NAME).is_file():
+            return candidate
+    raise FileNotFoundError(f"{TEMPLATE_NAME} not found beside the deployer package")
+
+
+@functools.cache
+def _template():
+    import jinja2  # imported here: only rendering needs it
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["py"] = literal
+    return env.get_template(TEMPLATE_NAME)
+
+
+def literal(value: Any, indent: int = 0) -> str:
+    """`value` as Python source that evaluates to it: one line when it fits, else one item a line."""
+    flat = _flat(value)
+    if len(flat) + indent <= LINE_WIDTH or not isinstance(value, (list, tuple, dict)) or not value:
+        return flat
+    pad = " " * (indent + 4)
+    if isinstance(value, dict):
+        items = [f"{pad}{literal(k)}: {literal(v, indent + 4)}," for k, v in value.items()]
+        return "{\n" + "\n".join(items) + "\n" + " " * indent + "}"
+    open_, close = ("[", "]") if isinstance(value, list) else ("(", ")")
+    items = [f"{pad}{literal(v, indent + 4)}," for v in value]
+    return open_ + "\n" + "\n".join(items) + "\n" + " " * indent + close
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flat(k)}: {_flat(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_flat(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, str):
+        text = repr(value)
+        # Double quotes, as hand-written Python (and black) would have them, when that needs no escape.
+        return f'"{text[1:-1]}"' if text[0] == "'" and '"' not in value else text
+    if value is None or isinstance(value, (bool, int)):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value) if value == value and value not in (float("inf"), float("-inf")) else f"float({str(value)!r})"
+    raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
+
+
+def _duration(seconds: int) -> str:
+    """A comment for a number of seconds, e.g. `5 minutes`."""
+    if seconds % 3600 == 0:
+        n, unit = seconds // 3600, "hour"
+    elif seconds % 60 == 0:
+        n, unit = seconds // 60, "minute"
+    else:
+        return ""
+    return f"{n} {unit}{'s' * (n != 1)}"
+
+
+def _relative(target: Path, start: Path) -> str:
+    return Path(os.path.relpath(target, start)).as_posix()
+
+
+def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
+    """Everything the template lays out, decided here."""
+    local_folders: dict[str, str] = {}  # container path → local path relative to the app file
+
+    def container_path(kind: str, name: str, source) -> str:
+        remote = f"{CONTAINER_SOURCES}/{kind}/{name}"
+        local_folders[remote] = _relative(source.path, app_dir)
+        return remote
+
+    base = deployment.base_model
+    if base.source.is_local:
+        base_model = container_path("models", "base", base.source)
+    else:
+        base_model = base.source.repo
+
+    adapters: dict[str, dict[str, Any]] = {}
+    for adapter in deployment.adapters:
+        if adapter.source.is_local:
+            adapters[adapter.name] = {"folder": container_path("adapters", adapter.name, adapter.source)}
+        else:
+            adapters[adapter.name] = {"repo": adapter.source.repo, "revision": adapter.source.revision}
+
+    scaling = deployment.scaling
+    function_options: list[tuple[str, Any, str]] = [("gpu", deployment.gpu.modal_spec, "")]
+    function_options.append(("scaledown_window", scaling.scaledown_window, f"idle time before a container stops ({_duration(scaling.scaledown_window) or 'seconds'})"))
+    if scaling.timeout is not None:
+        function_options.append(("timeout", scaling.timeout, f"longest a request may take ({_duration(scaling.timeout) or 'seconds'})"))
+    for key, why in (("min_containers", "kept warm even with no traffic"), ("max_containers", "upper bound on replicas"), ("buffer_containers", "idle replicas kept ready beyond demand")):
+        value = getattr(scaling, key)
+        if value is not None and not (key == "min_containers" and value == 0):
+            function_options.append((key, value, why))
+
+    concurrency = {}
+    if scaling.max_concurrent_inputs is not None:
+        concurrency["max_inputs"] = scaling.max_concurrent_inputs
+        if scaling.target_concurrent_inputs is not None:
+            concurrency["target_inputs"] = scaling.target_concurrent_inputs
+
+    secrets = ([deployment.auth.api_key_secret] if deployment.auth.api_key_secret else []) + [s for s in deployment.secrets if s != deployment.auth.api_key_secret]
+    model_ids = [base.served_name, *(a.name for a in deployment.adapters)]
+    return {
+        "name": deployment.name,
+        "sources": list(deployment.sources),
+        "title": _title(deployment),
+        "model_ids": model_ids,
+        "image": {
+            "base": deployment.image.base,
+            "python": deployment.image.python,
+            "packages": [f"vllm=={deployment.vllm.version}", *deployment.image.pip],
+            "env": dict(deployment.image.env),
+        },
+        "base_model": base_model,
+        "served_name": base.served_name,
+        "adapters": adapters,
+        "hub_adapters": any("repo" in a for a in adapters.values()),
+        "local_folders": local_folders,
+        "volumes": {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
+        "server": list(VLLM_ENTRYPOINT),
+        "flags": vllm_flags(deployment),
+        "port": VLLM_PORT,
+        "function_options": function_options,
+        "secrets": secrets,
+        "api_key_secret": deployment.auth.api_key_secret,
+        "concurrency": concurrency,
+        "startup_timeout": scaling.startup_timeout,
+        "startup_timeout_comment": _duration(scaling.startup_timeout),
+        "proxy_auth": deployment.auth.proxy,
+        "public": deployment.auth.is_public,
+    }
+
+
+def _title(deployment: Deployment) -> str:
+    n = len(deployment.adapters)
+    adapters = "no LoRA adapters" if n == 0 else f"{n} LoRA adapter{'s' * (n != 1)}"
+    base = deployment.base_model.source.describe()
+    return f"{deployment.name}: {base} with {adapters}, served by vLLM {deployment.vllm.version} on Modal ({deployment.gpu.modal_spec})"
+
+
+def render(deployment: Deployment, out_dir: Path) -> RenderedApp:
+    app_dir = Path(os.path.abspath(out_dir)) / deployment.name
+    body = _template().render(**context(deployment, app_dir))
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    source = body.replace(HASH_MARKER + "PENDING", HASH_MARKER + digest, 1)
+    return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE)
+
+
+def write(app: RenderedApp) -> bool:
+    """Write atomically (a crash leaves the previous file whole). Returns False if unchanged."""
+    if app.path.is_file() and app.path.read_text(encoding="utf-8") == app.source:
+        return False
+    app.path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=app.path.parent, prefix=".app.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(app.source)
+        os.replace(tmp, app.path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
