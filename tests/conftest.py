@@ -1,0 +1,78 @@
+"""Shared fixtures: real files in temporary projects, the real CLI entry point, real rendered apps."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from deployer.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+MINIMAL = """\
+base_model:
+  repo: Qwen/Qwen3-4B-Instruct-2507
+gpu: A10G
+vllm:
+  version: "0.11.2"
+auth:
+  api_key: {secret: test-api-key}
+"""
+
+
+class Project:
+    """A temporary project folder (the working directory during the test) with deployments/."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.deployments = root / "deployments"
+        self.deployments.mkdir()
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def deployment(self, name: str, text: str = MINIMAL) -> Path:
+        return self.write(f"deployments/{name}.yaml", text)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Project:
+    monkeypatch.chdir(tmp_path)
+    return Project(tmp_path)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `deployer ARGS…` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+_module_ids = itertools.count()
+
+
+def import_app(path: Path):
+    """Import a rendered app file as a fresh module, the way `modal deploy` imports it."""
+    name = f"rendered_app_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

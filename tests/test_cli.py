@@ -1,0 +1,119 @@
+"""The `deployer` command: exit codes, output formats, and render/schema behaviour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from deployer.schema import SCHEMA_PATH
+
+from .conftest import MINIMAL, REPO
+
+
+def test_valid_files_exit_zero_with_a_summary(project, cli):
+    project.deployment("a")
+    code, out, err = cli("validate")
+    assert (code, out.strip(), err) == (0, "1 file checked: 0 errors, 0 warnings", "")
+
+
+def test_errors_exit_one_and_show_the_line_with_a_caret(project, cli):
+    project.deployment("a", MINIMAL.replace("gpu: A10G", "gpu: A10G\nadapter: []"))
+    code, out, err = cli("validate")
+    assert code == 1
+    assert out.splitlines()[:4] == [
+        "deployments/a.yaml:4:1: error: unknown key 'adapter' [adapter]",
+        "     4 | adapter: []",
+        "       | ^",
+        "  hint: did you mean 'adapters'?",
+    ]
+    assert "1 error" in err
+
+
+def test_warnings_pass_unless_strict(project, cli):
+    project.deployment("a", MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: none"))
+    assert cli("validate")[0] == 0
+    assert cli("validate", "--strict")[0] == 1
+
+
+def test_usage_errors_exit_two(project, cli):
+    assert cli("validate", "--format", "xml")[0] == 2
+    assert cli("frobnicate")[0] == 2
+    project.deployment("chess")
+    code, _, err = cli("render", "ches")
+    assert code == 2 and "did you mean 'chess'?" in err
+
+
+def test_missing_deployments_folder_is_an_error_not_a_traceback(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli("validate")
+    assert code == 1 and "deployments: error: no such file or folder" in out
+
+
+def test_github_format_prints_escaped_workflow_annotations(project, cli):
+    project.deployment("a", MINIMAL.replace('version: "0.11.2"', "version: 0.10"))
+    code, out, _ = cli("validate", "--format", "github")
+    assert code == 1
+    assert out.strip() == (
+        "::error file=deployments/a.yaml,line=5,col=12,title=deployer%3A vllm.version::"
+        "expected a string in vllm.version, got the number 0.1%0A"
+        'hint: YAML reads the unquoted 0.10 as the number 0.1; write it in quotes: "0.10"'
+    )
+
+
+def test_render_writes_every_deployment_then_reports_unchanged(project, cli):
+    project.deployment("a")
+    project.deployment("b", MINIMAL.replace("A10G", "T4"))
+    code, out, _ = cli("render")
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()] == [["written", "build/a/app.py"], ["written", "build/b/app.py"]]
+    assert cli("render", "b")[1].split()[:2] == ["unchanged", "build/b/app.py"]
+
+
+def test_render_writes_nothing_when_any_deployment_has_errors(project, cli):
+    project.deployment("a")
+    project.deployment("b", MINIMAL.replace("A10G", "Z80"))
+    code, _, err = cli("render")
+    assert code == 1 and "nothing rendered" in err
+    assert not (project.root / "build").exists()
+
+
+def test_render_check_detects_stale_output_without_writing(project, cli):
+    project.deployment("a")
+    assert cli("render", "--check")[0] == 1
+    assert not (project.root / "build").exists()
+    cli("render")
+    assert cli("render", "--check")[0] == 0
+    project.deployment("a", MINIMAL.replace("A10G", "L4"))
+    code, out, _ = cli("render", "--check")
+    assert code == 1 and "out of date" in out
+
+
+def test_render_json_lists_paths_and_hashes(project, cli):
+    project.deployment("a")
+    code, out, _ = cli("render", "--out", "apps", "--format", "json")
+    (item,) = json.loads(out)["rendered"]
+    assert code == 0 and item["path"] == "apps/a/app.py" and len(item["content_hash"]) == 64
+
+
+def test_schema_command_prints_the_packaged_schema(cli):
+    code, out, _ = cli("schema")
+    assert code == 0 and json.loads(out) == json.loads(SCHEMA_PATH.read_text())
+
+
+def test_help_shows_examples(cli):
+    code, out, _ = cli("--help")
+    assert code == 0 and "examples:" in out and "deployer render --check" in out
+
+
+def test_console_script_runs_the_readme_main_job_in_the_repo():
+    result = subprocess.run([sys.executable, "-m", "deployer", "validate"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 files checked: 0 errors, 1 warning" in result.stderr
+
+
+def test_a_directory_named_like_a_yaml_file_is_not_a_traceback(project, cli):
+    (project.deployments / "weird.yaml").mkdir()
+    project.deployment("a")
+    code, out, err = cli("validate", "deployments", "deployments/weird.yaml")
+    assert "Traceback" not in out + err
