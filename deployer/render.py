@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,14 @@ def _flat(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _comment(text: str) -> str:
+    """Text safe inside a `#` comment: a newline in a file name must not start a line of code."""
+    return _UNPRINTABLE.sub("?", text)
+
+
 def _duration(seconds: int) -> str:
     """A comment for a number of seconds, e.g. `5 minutes`."""
     if seconds % 3600 == 0:
@@ -146,9 +155,9 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
     model_ids = [base.served_name, *(a.name for a in deployment.adapters)]
     return {
         "name": deployment.name,
-        "sources": list(deployment.sources),
-        "title": _title(deployment),
-        "model_ids": model_ids,
+        "sources": [_comment(s) for s in deployment.sources],
+        "title": _comment(_title(deployment)),
+        "model_ids": [_comment(m) for m in model_ids],
         "image": {
             "base": deployment.image.base,
             "python": deployment.image.python,
