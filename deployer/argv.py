@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Deployment
+from .model import AdapterConfig, Deployment
 
 VLLM_ENTRYPOINT = ("python", "-m", "vllm.entrypoints.openai.api_server")
 VLLM_PORT = 8000
@@ -28,6 +28,37 @@ MANAGED_FLAGS: dict[str, str] = {
     "lora-modules": "adapters",
     "tensor-parallel-size": "gpu (its count, e.g. \"H100:2\")",
 }
+
+
+# vLLM accepts only these --max-lora-rank values (`MaxLoRARanks` in vllm/config/lora.py, the same
+# from 0.11 to 0.32); it allocates LoRA buffers for the maximum rank, so the smallest that fits wins.
+MAX_LORA_RANK_CHOICES = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+VLLM_DEFAULT_MAX_LORA_RANK = 16
+# Adapters resident on the GPU at once: each slot costs memory at the maximum rank, so the derived
+# value stops here; set `max-loras` in vllm.args to go beyond it.
+MAX_LORAS_CAP = 8
+
+
+def needed_lora_rank(deployment: Deployment) -> tuple[int, str] | None:
+    """(largest adapter rank, that adapter's name), if every adapter's rank is known."""
+    configs = [(a.config.rank, a.name) for a in deployment.adapters if isinstance(a.config, AdapterConfig)]
+    if not deployment.adapters or len(configs) != len(deployment.adapters):
+        return None
+    return max(configs, key=lambda pair: pair[0])
+
+
+def derived_lora_flags(deployment: Deployment) -> dict[str, int]:
+    """LoRA limits derived from the adapters, for those the user did not set in vllm.args."""
+    explicit = dict(deployment.vllm.args)
+    derived: dict[str, int] = {}
+    needed = needed_lora_rank(deployment)
+    if needed and "max-lora-rank" not in explicit:
+        fitting = [c for c in MAX_LORA_RANK_CHOICES if c >= needed[0]]
+        if fitting:
+            derived["max-lora-rank"] = fitting[0]
+    if len(deployment.adapters) > 1 and "max-loras" not in explicit:
+        derived["max-loras"] = min(len(deployment.adapters), MAX_LORAS_CAP)
+    return derived
 
 
 def flag_tokens(name: str, value: Any) -> list[str]:
@@ -66,6 +97,8 @@ def vllm_flags(deployment: Deployment) -> list[str]:
         flags += ["--tensor-parallel-size", str(deployment.gpu.count)]
     if deployment.adapters:
         flags += ["--enable-lora"]
+        for name, value in derived_lora_flags(deployment).items():
+            flags += flag_tokens(name, value)
     for name, value in deployment.vllm.args:
         flags += flag_tokens(name, value)
     return flags

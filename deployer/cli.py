@@ -30,6 +30,8 @@ examples:
   deployer render                           write build/<name>/app.py for every deployment
   deployer render chess-puzzle --out /tmp/apps
   deployer render --check                   fail if build/ is not what render would write
+  deployer serve chess-puzzle --local       run its exact vLLM command on this machine
+  deployer smoke chess-puzzle               health, models and one chat per model
   deployer schema > deployment.schema.json  the JSON Schema, for editors and other tools
 """
 
@@ -66,6 +68,37 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--out", type=Path, default=Path("build"), metavar="DIR", help="output folder (default: build/)")
     render.add_argument("--check", action="store_true", help="write nothing; exit 1 if any rendered file would change")
 
+    serve = commands.add_parser(
+        "serve",
+        help="run a deployment's vLLM server on this machine",
+        description="Render NAME, then run the very vLLM command its Modal container would run, on this machine (vLLM on a local GPU, or vLLM's CPU build). Prints the OpenAI base URL and model ids when ready; Ctrl-C stops vLLM.",
+        epilog="examples:\n  deployer serve chess-puzzle --local\n  DEPLOYER_VLLM_PYTHON=~/vllm/bin/python deployer serve tiny --local --port 8123 --logs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("name", metavar="NAME", help="deployment (app) name")
+    serve.add_argument("--local", action="store_true", help="run on this machine (required: on Modal, use `modal deploy build/NAME/app.py`)")
+    serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default: 8000)")
+    serve.add_argument("--python", default=None, metavar="PATH", help="interpreter that has vLLM installed (default: $DEPLOYER_VLLM_PYTHON, else this one)")
+    serve.add_argument("--logs", action="store_true", help="stream vLLM's log here instead of into build/NAME/vllm.log")
+    serve.add_argument("--startup-timeout", type=float, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's scaling.startup_timeout)")
+    serve.add_argument("--deployments", type=Path, default=Path("deployments"), metavar="DIR", help="folder of deployment files (default: deployments/)")
+    serve.add_argument("--out", type=Path, default=Path("build"), metavar="DIR", help="where the app is rendered (default: build/)")
+
+    smoke = commands.add_parser(
+        "smoke",
+        help="check a running endpoint: health, models, one chat per model",
+        description="Check a running OpenAI-compatible endpoint. TARGET is a deployment name (its URL from a running `deployer serve --local`, or --url) or a URL. Checks /health (waiting, with progress), that /v1/models lists the base and every adapter with the base as parent, one chat completion per model (matching smoke.expect patterns), and that an undeclared model is refused. Exit 0 only if all pass.",
+        epilog="examples:\n  deployer smoke chess-puzzle --url https://me--chess-puzzle-serve.modal.run\n  deployer smoke http://127.0.0.1:8000/v1 --format json\n\ncredentials (never printed): the API key from $VLLM_API_KEY (or --api-key-env VAR);\nModal proxy auth from $MODAL_PROXY_KEY and $MODAL_PROXY_SECRET.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    smoke.add_argument("target", metavar="TARGET", help="deployment name or URL")
+    smoke.add_argument("--url", default=None, help="the deployment's URL, when TARGET is a name")
+    smoke.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's startup timeout, else 300)")
+    smoke.add_argument("--api-key-env", default="VLLM_API_KEY", metavar="VAR", help="environment variable holding the API key (default: VLLM_API_KEY)")
+    smoke.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
+    smoke.add_argument("--deployments", type=Path, default=Path("deployments"), metavar="DIR", help="folder of deployment files (default: deployments/)")
+    smoke.add_argument("--out", type=Path, default=Path("build"), metavar="DIR", help="rendered apps folder, where local servers are recorded (default: build/)")
+
     commands.add_parser("schema", help="print the deployment JSON Schema", description="Print the JSON Schema (draft 2020-12) that deployment files follow.")
     return parser
 
@@ -79,7 +112,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"validate": cmd_validate, "render": cmd_render, "schema": cmd_schema}[args.command](args)
+        return {"validate": cmd_validate, "render": cmd_render, "serve": cmd_serve, "smoke": cmd_smoke, "schema": cmd_schema}[args.command](args)
     except KeyboardInterrupt:
         print("deployer: interrupted", file=sys.stderr)
         return 130
@@ -117,25 +150,32 @@ def cmd_validate(args) -> int:
     return EXIT_PROBLEMS if _failed(checked.diagnostics, args.strict) else EXIT_OK
 
 
-def cmd_render(args) -> int:
+def _select(args, names: Sequence[str]):
+    """Validate the deployments folder and pick `names` (all if empty): (deployments, exit code)."""
     from .load import did_you_mean
     from .pipeline import check_paths
-    from .render import render, write
 
     checked = check_paths([args.deployments])
     by_name = {d.name: d for d in checked.deployments}
-    unknown = [n for n in args.names if n not in by_name]
+    unknown = [n for n in names if n not in by_name]
     if unknown and checked.ok:
         for name in unknown:
             hint = did_you_mean(name, by_name) or f"known deployments: {', '.join(sorted(by_name)) or 'none'}"
-            print(f"deployer render: no deployment named {name!r} in {args.deployments}/ ({hint})", file=sys.stderr)
-        return EXIT_USAGE
-    if _failed(checked.diagnostics, args.strict):
-        _report(checked.diagnostics, len(checked.files), args.format)
-        print("nothing rendered: fix the errors above first", file=sys.stderr)
-        return EXIT_PROBLEMS
+            print(f"deployer {args.command}: no deployment named {name!r} in {args.deployments}/ ({hint})", file=sys.stderr)
+        return checked, None, EXIT_USAGE
+    if _failed(checked.diagnostics, getattr(args, "strict", False)):
+        _report(checked.diagnostics, len(checked.files), getattr(args, "format", "text"))
+        print(f"nothing {'rendered' if args.command == 'render' else 'done'}: fix the errors above first", file=sys.stderr)
+        return checked, None, EXIT_PROBLEMS
+    return checked, [by_name[n] for n in names] if names else list(checked.deployments), EXIT_OK
 
-    selected = [by_name[n] for n in args.names] if args.names else list(checked.deployments)
+
+def cmd_render(args) -> int:
+    from .render import render, write
+
+    checked, selected, code = _select(args, args.names)
+    if selected is None:
+        return code
     results = []
     for deployment in selected:
         app = render(deployment, args.out)
@@ -158,6 +198,130 @@ def cmd_render(args) -> int:
         print(f"{len(stale)} rendered app(s) differ from their deployments; run `deployer render`", file=sys.stderr)
         return EXIT_PROBLEMS
     return EXIT_OK
+
+
+def _warn(message: str) -> None:
+    print(f"deployer: warning: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_serve(args) -> int:
+    import shlex
+    import signal
+    import time
+
+    from .local import LOG_FILE, STATE_FILE, LocalError, LocalServer, local_command, version_warning, write_state
+    from .render import render, write
+    from .smoke import Connection, wait_healthy
+
+    if not args.local:
+        print("deployer serve: only --local is supported here; to serve on Modal, run `modal deploy build/NAME/app.py`", file=sys.stderr)
+        return EXIT_USAGE
+    _, selected, code = _select(args, [args.name])
+    if selected is None:
+        return code
+    (deployment,) = selected
+    app = render(deployment, args.out)
+    write(app)
+    python = args.python or os.environ.get("DEPLOYER_VLLM_PYTHON") or sys.executable
+    if warning := version_warning(deployment.vllm.version, python):
+        _warn(warning)
+    try:
+        command = local_command(app.path, python, args.port)
+    except LocalError as exc:
+        print(f"deployer serve: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+
+    folder = app.path.parent
+    server = LocalServer(command, folder / LOG_FILE, stream_logs=args.logs)
+    print(f"starting vLLM: {shlex.join(command)}", file=sys.stderr, flush=True)
+    if not args.logs:
+        print(f"vLLM log: {_shown(folder / LOG_FILE)}", file=sys.stderr, flush=True)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    url = f"http://127.0.0.1:{args.port}"
+    try:
+        server.start()
+        timeout = args.startup_timeout or deployment.scaling.startup_timeout
+        health = wait_healthy(Connection(url), timeout, lambda m: print(m, file=sys.stderr, flush=True), server.alive)
+        if not health.ok:
+            print(f"deployer serve: vLLM did not become ready: {health.detail}", file=sys.stderr)
+            if tail := server.log_tail():
+                print(f"last lines of {_shown(server.log_path)}:\n{tail}", file=sys.stderr)
+            return EXIT_PROBLEMS
+        model_ids = [deployment.base_model.served_name, *(a.name for a in deployment.adapters)]
+        write_state(folder, url, server.process.pid, model_ids)
+        print(f"vLLM is ready at {url}/v1 (after {health.seconds:.0f} s)", flush=True)
+        print(f"models: {', '.join(model_ids)}", flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        while server.alive():
+            time.sleep(0.5)
+        print(f"deployer serve: vLLM exited with code {server.process.returncode}", file=sys.stderr)
+        if tail := server.log_tail():
+            print(f"last lines of {_shown(server.log_path)}:\n{tail}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print("stopping vLLM…", file=sys.stderr, flush=True)
+        return EXIT_OK
+    except LocalError as exc:
+        print(f"deployer serve: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    finally:
+        server.stop()
+        (folder / STATE_FILE).unlink(missing_ok=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_smoke(args) -> int:
+    from .local import read_state
+    from .smoke import Connection, SmokeSpec, normalise_url, run
+
+    timeout = args.timeout
+    headers: list[tuple[str, str]] = []
+    if args.target.startswith(("http://", "https://")):
+        url, spec = args.target, SmokeSpec.discover()
+        if key := os.environ.get(args.api_key_env):
+            headers.append(("Authorization", f"Bearer {key}"))
+    else:
+        _, selected, code = _select(args, [args.target])
+        if selected is None:
+            return code
+        (deployment,) = selected
+        spec = SmokeSpec.for_deployment(deployment)
+        state = read_state(args.out / deployment.name)
+        url = args.url or (state or {}).get("url")
+        if not url:
+            print(f"deployer smoke: no known URL for {deployment.name!r}: pass --url, or start it with `deployer serve {deployment.name} --local`", file=sys.stderr)
+            return EXIT_USAGE
+        if deployment.auth.api_key_secret:
+            key = os.environ.get(args.api_key_env)
+            if key:
+                headers.append(("Authorization", f"Bearer {key}"))
+            elif state is None:  # a local server has no Modal Secret; it needs no key unless one was set
+                print(f"deployer smoke: {deployment.name} requires an API key: set {args.api_key_env} to the VLLM_API_KEY in Modal Secret {deployment.auth.api_key_secret!r}", file=sys.stderr)
+                return EXIT_USAGE
+        if deployment.auth.proxy and state is None:
+            key_id, secret = os.environ.get("MODAL_PROXY_KEY"), os.environ.get("MODAL_PROXY_SECRET")
+            if not (key_id and secret):
+                print(f"deployer smoke: {deployment.name} uses Modal proxy auth: set MODAL_PROXY_KEY and MODAL_PROXY_SECRET to a proxy auth token", file=sys.stderr)
+                return EXIT_USAGE
+            headers += [("Modal-Key", key_id), ("Modal-Secret", secret)]
+        timeout = timeout or deployment.scaling.startup_timeout
+    conn = Connection(normalise_url(url), tuple(headers))
+    results = run(conn, spec, timeout or 300, lambda m: print(m, file=sys.stderr, flush=True))
+    passed = sum(r.ok for r in results)
+    if args.format == "json":
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps({"url": conn.base_url, "ok": passed == len(results), "checks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False))
+    else:
+        for r in results:
+            print(f"{'ok' if r.ok else 'FAIL':>4}  {r.name:<32} {r.seconds:6.1f} s  {r.detail}")
+        print(f"{passed} of {len(results)} checks passed against {conn.base_url}")
+    return EXIT_OK if passed == len(results) else EXIT_PROBLEMS
 
 
 def _shown(path: Path) -> str:

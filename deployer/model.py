@@ -43,9 +43,28 @@ class BaseModel:
 
 
 @dataclass(frozen=True)
+class AdapterConfig:
+    """What the deployer needs from an adapter's adapter_config.json."""
+
+    rank: int  # the largest rank in the adapter: `r`, or any value of `rank_pattern`
+    alpha: float | None
+    target_modules: tuple[str, ...]
+    base_model: str | None
+    read_from: str
+
+
+@dataclass(frozen=True)
+class UnknownConfig:
+    """An adapter config that could not be read, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Adapter:
     name: str
     source: Source
+    config: AdapterConfig | UnknownConfig | None = None  # None: not looked up yet
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,13 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class Smoke:
+    prompt: str
+    max_tokens: int
+    expect: tuple[tuple[str, str], ...] = ()  # (model id, regular expression)
+
+
+@dataclass(frozen=True)
 class Deployment:
     name: str
     file: str  # the deployment's YAML, as displayed in diagnostics
@@ -108,6 +134,7 @@ class Deployment:
     scaling: Scaling
     auth: Auth
     secrets: tuple[str, ...]
+    smoke: Smoke
     document: Document = field(compare=False, repr=False)  # for positions in later diagnostics
 
 
@@ -119,6 +146,10 @@ def name_from_file(path: str | Path) -> str:
 def _defaults(section: str) -> dict[str, Any]:
     props = schema()["properties"][section]["properties"]
     return {key: spec["default"] for key, spec in props.items() if "default" in spec}
+
+
+def smoke_defaults() -> dict[str, Any]:
+    return _defaults("smoke")
 
 
 def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deployment:
@@ -146,6 +177,7 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
     image = {**_defaults("image"), **data.get("image", {})}
     scaling = {**_defaults("scaling"), **data.get("scaling", {})}
     auth = data["auth"]
+    smoke = {**_defaults("smoke"), **data.get("smoke", {})}
     return Deployment(
         name=data.get("name") or name_from_file(document.file),
         file=document.file,
@@ -167,5 +199,6 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
         ),
         auth=Auth() if auth == "none" else Auth(auth.get("api_key", {}).get("secret"), bool(auth.get("proxy"))),
         secrets=tuple(data.get("secrets", [])),
+        smoke=Smoke(smoke["prompt"], smoke["max_tokens"], tuple(smoke.get("expect", {}).items())),
         document=document,
     )

@@ -109,7 +109,7 @@ def test_help_shows_examples(cli):
 def test_console_script_runs_the_readme_main_job_in_the_repo():
     result = subprocess.run([sys.executable, "-m", "deployer", "validate"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 files checked: 0 errors, 1 warning" in result.stderr
+    assert "3 files checked: 0 errors, 5 warnings" in result.stderr
 
 
 def test_a_directory_named_like_a_yaml_file_is_not_a_traceback(project, cli):

@@ -7,13 +7,15 @@ from typing import Callable, Iterable, Sequence
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment
-from . import auth, flags, names, sources
+from . import auth, flags, lora, names, smoke, sources
 
 PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,
     sources.check_local_sources,
     flags.check_managed_flags,
     auth.check_auth,
+    smoke.check_smoke_expectations,
+    lora.check_lora_limits,
 )
 
 

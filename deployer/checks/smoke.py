@@ -1,0 +1,24 @@
+"""The smoke section must name models the deployment serves, with patterns that compile."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from ..diagnostics import Diagnostic
+from ..load import did_you_mean
+from ..model import Deployment
+from ._at import at
+
+
+def check_smoke_expectations(deployment: Deployment) -> Iterable[Diagnostic]:
+    model_ids = [deployment.base_model.served_name, *(a.name for a in deployment.adapters)]
+    for model, pattern in deployment.smoke.expect:
+        path = ("smoke", "expect", model)
+        if model not in model_ids:
+            hint = did_you_mean(model, model_ids) or f"this deployment serves: {', '.join(model_ids)}"
+            yield at(deployment, path, f"smoke.expect names {model!r}, which this deployment does not serve", hint=hint, rule="smoke.unknown-model")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            yield at(deployment, path, f"expected pattern for {model!r} is not a valid regular expression: {exc.msg}", hint="escape special characters such as ( ) [ ] . * + ? with a backslash", rule="smoke.bad-pattern", key=False)

