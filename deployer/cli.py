@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("text", "json", "github"), default="text", help="how to print findings: text (default), json, or github (workflow annotations shown inline on pull requests)")
     report.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
 
+    folders = argparse.ArgumentParser(add_help=False)
+    folders.add_argument("--deployments", type=Path, default=Path("deployments"), metavar="DIR", help="folder of deployment files (default: deployments/)")
+    folders.add_argument("--out", type=Path, default=Path("build"), metavar="DIR", help="folder of rendered apps, one subfolder per deployment (default: build/)")
+
     validate = commands.add_parser(
         "validate",
         parents=[report],
@@ -57,19 +61,18 @@ def _parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser(
         "render",
-        parents=[report],
+        parents=[report, folders],
         help="write one Modal app per deployment",
         description="Validate, then render each deployment into <out>/<name>/app.py. Writes nothing if any deployment has errors.",
         epilog="examples:\n  deployer render\n  deployer render chess-puzzle --out /tmp/apps\n  deployer render --check",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     render.add_argument("names", nargs="*", metavar="NAME", help="deployment (app) names to render (default: all)")
-    render.add_argument("--deployments", type=Path, default=Path("deployments"), metavar="DIR", help="folder of deployment files (default: deployments/)")
-    render.add_argument("--out", type=Path, default=Path("build"), metavar="DIR", help="output folder (default: build/)")
     render.add_argument("--check", action="store_true", help="write nothing; exit 1 if any rendered file would change")
 
     serve = commands.add_parser(
         "serve",
+        parents=[folders],
         help="run a deployment's vLLM server on this machine",
         description="Render NAME, then run the very vLLM command its Modal container would run, on this machine (vLLM on a local GPU, or vLLM's CPU build). Prints the OpenAI base URL and model ids when ready; Ctrl-C stops vLLM.",
         epilog="examples:\n  deployer serve chess-puzzle --local\n  DEPLOYER_VLLM_PYTHON=~/vllm/bin/python deployer serve tiny --local --port 8123 --logs",
@@ -81,11 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--python", default=None, metavar="PATH", help="interpreter that has vLLM installed (default: $DEPLOYER_VLLM_PYTHON, else this one)")
     serve.add_argument("--logs", action="store_true", help="stream vLLM's log here instead of into build/NAME/vllm.log")
     serve.add_argument("--startup-timeout", type=float, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's scaling.startup_timeout)")
-    serve.add_argument("--deployments", type=Path, default=Path("deployments"), metavar="DIR", help="folder of deployment files (default: deployments/)")
-    serve.add_argument("--out", type=Path, default=Path("build"), metavar="DIR", help="where the app is rendered (default: build/)")
 
     smoke = commands.add_parser(
         "smoke",
+        parents=[folders],
         help="check a running endpoint: health, models, one chat per model",
         description="Check a running OpenAI-compatible endpoint. TARGET is a deployment name (its URL from a running `deployer serve --local`, or --url) or a URL. Checks /health (waiting, with progress), that /v1/models lists the base and every adapter with the base as parent, one chat completion per model (matching smoke.expect patterns), and that an undeclared model is refused. Exit 0 only if all pass.",
         epilog="examples:\n  deployer smoke chess-puzzle --url https://me--chess-puzzle-serve.modal.run\n  deployer smoke http://127.0.0.1:8000/v1 --format json\n\ncredentials (never printed): the API key from $VLLM_API_KEY (or --api-key-env VAR);\nModal proxy auth from $MODAL_PROXY_KEY and $MODAL_PROXY_SECRET.",
@@ -96,8 +98,6 @@ def _parser() -> argparse.ArgumentParser:
     smoke.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's startup timeout, else 300)")
     smoke.add_argument("--api-key-env", default="VLLM_API_KEY", metavar="VAR", help="environment variable holding the API key (default: VLLM_API_KEY)")
     smoke.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
-    smoke.add_argument("--deployments", type=Path, default=Path("deployments"), metavar="DIR", help="folder of deployment files (default: deployments/)")
-    smoke.add_argument("--out", type=Path, default=Path("build"), metavar="DIR", help="rendered apps folder, where local servers are recorded (default: build/)")
 
     commands.add_parser("schema", help="print the deployment JSON Schema", description="Print the JSON Schema (draft 2020-12) that deployment files follow.")
     return parser

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from deployer.cli import main
+from deployer.local import import_app  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -63,16 +61,3 @@ def cli(capsys):
         return code, out, err
 
     return run
-
-
-_module_ids = itertools.count()
-
-
-def import_app(path: Path):
-    """Import a rendered app file as a fresh module, the way `modal deploy` imports it."""
-    name = f"rendered_app_{next(_module_ids)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
