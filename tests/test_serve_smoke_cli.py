@@ -1,0 +1,63 @@
+"""`serve --local` and `smoke` where no vLLM is needed: failures must be clear and bounded.
+
+The successful paths run against real vLLM in test_local_vllm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from deployer.local import version_warning
+
+from .conftest import MINIMAL
+
+
+def test_serve_requires_local(project, cli):
+    project.deployment("a")
+    code, _, err = cli("serve", "a")
+    assert code == 2 and "only --local is supported" in err
+
+
+def test_serve_with_an_interpreter_without_vllm_fails_with_the_log_tail(project, cli):
+    project.deployment("a")
+    code, _, err = cli("serve", "a", "--local", "--python", sys.executable, "--port", "8765", "--startup-timeout", "60")
+    assert code == 1
+    assert "no vLLM found for" in err  # the version check
+    assert "vLLM did not become ready: server exited while starting" in err
+    assert "No module named 'vllm'" in err  # the tail of build/a/vllm.log
+    assert not (project.root / "build" / "a" / "local-server.json").exists()
+
+
+def test_version_warning_names_both_versions():
+    assert "no vLLM found" in version_warning("0.11.2", sys.executable)
+
+
+def test_smoke_of_a_name_without_a_known_url_says_how_to_get_one(project, cli):
+    project.deployment("a")
+    code, _, err = cli("smoke", "a")
+    assert code == 2 and "deployer serve a --local" in err
+
+
+def test_smoke_needs_the_api_key_for_a_keyed_remote_deployment(project, cli, monkeypatch):
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    project.deployment("a")
+    code, _, err = cli("smoke", "a", "--url", "https://example.invalid")
+    assert code == 2 and "set VLLM_API_KEY to the VLLM_API_KEY in Modal Secret 'test-api-key'" in err
+
+
+def test_smoke_needs_proxy_credentials_for_proxy_auth(project, cli, monkeypatch):
+    monkeypatch.delenv("MODAL_PROXY_KEY", raising=False)
+    project.deployment("a", MINIMAL.replace("api_key: {secret: test-api-key}", "proxy: true"))
+    code, _, err = cli("smoke", "a", "--url", "https://example.invalid")
+    assert code == 2 and "MODAL_PROXY_KEY and MODAL_PROXY_SECRET" in err
+
+
+def test_smoke_of_a_silent_url_fails_health_within_its_timeout(cli, monkeypatch):
+    monkeypatch.setenv("VLLM_API_KEY", "sentinel-never-printed")
+    code, out, err = cli("smoke", "http://127.0.0.1:9/v1", "--timeout", "2", "--format", "json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False
+    (health,) = report["checks"]
+    assert health["name"] == "health" and "not healthy after 2 s" in health["detail"]
+    assert "sentinel-never-printed" not in out + err
