@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import catalog
+from .catalog import Flag
 from .model import AdapterConfig, Deployment
 
 VLLM_ENTRYPOINT = ("python", "-m", "vllm.entrypoints.openai.api_server")
@@ -31,12 +33,19 @@ MANAGED_FLAGS: dict[str, str] = {
 
 
 # vLLM accepts only these --max-lora-rank values (`MaxLoRARanks` in vllm/config/lora.py, the same
-# from 0.11 to 0.32); it allocates LoRA buffers for the maximum rank, so the smallest that fits wins.
+# from 0.11 to 0.32); used when the pinned version has no catalog to read them from. vLLM
+# allocates LoRA buffers for the maximum rank, so the smallest value that fits wins.
 MAX_LORA_RANK_CHOICES = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 VLLM_DEFAULT_MAX_LORA_RANK = 16
 # Adapters resident on the GPU at once: each slot costs memory at the maximum rank, so the derived
 # value stops here; set `max-loras` in vllm.args to go beyond it.
 MAX_LORAS_CAP = 8
+
+
+def lora_rank_choices(version: str) -> tuple[int, ...]:
+    flags = catalog.load(version)
+    flag = flags.lookup("max-lora-rank") if flags else None
+    return tuple(flag.choices) if flag and flag.choices else MAX_LORA_RANK_CHOICES
 
 
 def needed_lora_rank(deployment: Deployment) -> tuple[int, str] | None:
@@ -53,7 +62,7 @@ def derived_lora_flags(deployment: Deployment) -> dict[str, int]:
     derived: dict[str, int] = {}
     needed = needed_lora_rank(deployment)
     if needed and "max-lora-rank" not in explicit:
-        fitting = [c for c in MAX_LORA_RANK_CHOICES if c >= needed[0]]
+        fitting = [c for c in lora_rank_choices(deployment.vllm.version) if c >= needed[0]]
         if fitting:
             derived["max-lora-rank"] = fitting[0]
     if len(deployment.adapters) > 1 and "max-loras" not in explicit:
@@ -61,22 +70,35 @@ def derived_lora_flags(deployment: Deployment) -> dict[str, int]:
     return derived
 
 
-def flag_tokens(name: str, value: Any) -> list[str]:
-    """One `vllm.args` entry as command-line tokens.
+def flag_tokens(name: str, value: Any, flag: Flag | None = None) -> list[str]:
+    """One `vllm.args` entry as command-line tokens, the way that flag parses them.
 
-    true → `--name`; false → `--no-name` (vLLM's boolean flags accept the negated form);
-    a list → `--name v1 v2`; a mapping → `--name '<json>'`; anything else → `--name value`.
+    With the pinned version's catalog entry (`flag`): booleans follow the action kind (a
+    store_true flag set to false is simply left out: `--no-x` would not parse), lists are
+    repeated for `append` flags, follow the flag for nargs flags, and are JSON otherwise.
+    Without one: true → `--name`, false → `--no-name`, a list → `--name v1 v2`.
+    Mappings are always JSON.
     """
-    flag = f"--{name}"
-    if value is True:
-        return [flag]
-    if value is False:
-        return [f"--no-{name}"]
-    if isinstance(value, list):
-        return [flag, *(_scalar(v) for v in value)]
+    option = f"--{name}"
+    if isinstance(value, bool):
+        if flag is None or flag.kind == "boolean_optional":
+            return [option] if value else [f"--no-{name}"]
+        if flag.kind == "store_false":
+            return [] if value else [option]
+        return [option] if value else []
     if isinstance(value, dict):
-        return [flag, json.dumps(value, sort_keys=True, separators=(",", ":"))]
-    return [flag, _scalar(value)]
+        return [option, _json(value)]
+    if isinstance(value, list):
+        if flag is not None and flag.kind == "append":
+            return [token for item in value for token in (option, _scalar(item))]
+        if flag is None or flag.takes_list:
+            return [option, *(_scalar(v) for v in value)]
+        return [option, _json(value)]
+    return [option, _scalar(value)]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _scalar(value: Any) -> str:
@@ -99,7 +121,8 @@ def vllm_flags(deployment: Deployment) -> list[str]:
         flags += ["--enable-lora"]
         for name, value in derived_lora_flags(deployment).items():
             flags += flag_tokens(name, value)
+    flags_of_version = catalog.load(deployment.vllm.version)
     for name, value in deployment.vllm.args:
-        flags += flag_tokens(name, value)
+        flags += flag_tokens(name, value, flags_of_version.lookup(name) if flags_of_version else None)
     return flags
 

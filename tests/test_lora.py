@@ -67,7 +67,15 @@ def test_explicit_rank_below_an_adapter_is_an_error_naming_it(project):
 def test_rank_vllm_does_not_accept_suggests_the_next_allowed(project):
     checked = deployment_with(project, [8], "{max-lora-rank: 24}")
     (error,) = checked.diagnostics
-    assert error.rule == "lora.rank-choice" and error.hint == "use 32, the smallest allowed value above it"
+    assert error.rule == "flags.value" and error.hint.startswith("use 32, the smallest allowed value above it")
+
+
+def test_without_a_catalog_the_rank_choices_are_still_checked(project):
+    deployment_with(project, [8], "{max-lora-rank: 24}")
+    project.deployment("d", (project.deployments / "d.yaml").read_text().replace('"0.11.2"', '"0.9.9"'))
+    rules = {d.rule: d for d in check_paths([project.deployments]).diagnostics}
+    assert set(rules) == {"flags.no-catalog", "lora.rank-choice"}
+    assert rules["lora.rank-choice"].hint == "use 32, the smallest allowed value above it"
 
 
 def test_max_cpu_loras_below_max_loras_is_an_error(project):

@@ -163,7 +163,7 @@ def test_vllm_args_render_by_kind(project):
         "--no-enforce-eager",
         "--max-model-len", "4096",
         "--gpu-memory-utilization", "0.85",
-        "--allowed-origins", "a", "b",
+        "--allowed-origins", '["a","b"]',  # parsed as JSON by vLLM 0.11.2
         "--compilation-config", '{"level":0}',
     ]  # fmt: skip
 

@@ -13,6 +13,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,
     sources.check_local_sources,
     flags.check_managed_flags,
+    flags.check_flags_against_catalog,
     auth.check_auth,
     smoke.check_smoke_expectations,
     lora.check_lora_limits,

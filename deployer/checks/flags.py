@@ -1,13 +1,20 @@
-"""`vllm.args` must not set what the deployer owns."""
+"""`vllm.args` against the pinned vLLM version's real flags (its catalog), and against the flags
+the deployer owns. Everything here would otherwise stop vLLM at startup, after a cold start."""
 
 from __future__ import annotations
 
-from typing import Iterable
+import re
+from typing import Any, Iterable
 
+from .. import catalog
 from ..argv import MANAGED_FLAGS
-from ..diagnostics import Diagnostic
+from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
+from ..diagnostics import Diagnostic, Severity
+from ..load import did_you_mean
 from ..model import Deployment
 from ._at import at
+
+_SIZE = re.compile(r"^\d+(\.\d+)?[kKmMgGtT]?$")
 
 
 def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
@@ -21,3 +28,90 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
                 hint=f"remove it; it is controlled by {MANAGED_FLAGS[bare]}",
                 rule="flags.managed",
             )
+
+
+def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
+    version = deployment.vllm.version
+    flags = catalog.load(version)
+    args = [(n, v) for n, v in deployment.vllm.args if n not in MANAGED_FLAGS and n.removeprefix("no-") not in MANAGED_FLAGS]
+    if flags is None:
+        unchecked = ", ".join(f"--{n}" for n, _ in args) or "none given"
+        yield at(
+            deployment,
+            ("vllm", "version"),
+            f"no flag catalog for vLLM {version}: vllm.args were not checked against its flags ({unchecked}), and LoRA limits assume the rank choices of vLLM 0.11-0.32",
+            hint=f"catalogued versions: {', '.join(catalog.available_versions())}; add one with scripts/extract_vllm_flags.py --install {version}",
+            rule="flags.no-catalog",
+            severity=Severity.WARNING,
+            key=False,
+        )
+        return
+    for name, value in args:
+        flag = flags.lookup(name)
+        if flag is None:
+            yield _unknown(deployment, name, flags)
+            continue
+        if flag.kind == "boolean_optional" and name == f"no-{flag.name}":
+            yield at(deployment, ("vllm", "args", name), f"write the flag as `{flag.name}: {str(not value).lower() if isinstance(value, bool) else 'false'}` rather than `{name}`", hint=f"true gives --{flag.name}, false gives --no-{flag.name}", rule="flags.negated-name")
+            continue
+        problem = _value_problem(flag, value)
+        if problem:
+            message, hint = problem
+            yield at(deployment, ("vllm", "args", name), f"--{name} {message} (vLLM {version})", hint=hint, rule="flags.value", key=False)
+
+
+def _unknown(deployment: Deployment, name: str, flags: catalog.Catalog) -> Diagnostic:
+    path = ("vllm", "args", name)
+    elsewhere = [v for v in catalog.versions_with(name) if v != flags.version]
+    if elsewhere:
+        return at(
+            deployment,
+            path,
+            f"--{name} does not exist in vLLM {flags.version} (the pinned version); it exists in {', '.join(elsewhere)}",
+            hint=f"remove it, or pin a version that has it; {did_you_mean(name, flags.names) or 'see `vllm serve --help` for this version'}",
+            rule="flags.not-in-version",
+        )
+    return at(deployment, path, f"--{name} is not a flag of vLLM {flags.version}", hint=did_you_mean(name, flags.names) or "see `vllm serve --help` for the pinned version", rule="flags.unknown")
+
+
+def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
+    """(what is wrong, how to fix it), or None."""
+    if flag.is_boolean:
+        if not isinstance(value, bool):
+            return f"takes true or false, not {value!r}", f"write `{flag.name}: true` to give --{flag.name}"
+        return None
+    if isinstance(value, bool):
+        return f"takes a value, not {str(value).lower()}", "YAML reads unquoted yes/no/true/false as booleans; quote the value if it is text"
+    if isinstance(value, dict):
+        if flag.type in JSON_TYPES:
+            return None
+        return "does not take a mapping", f"give a single value{' or a list' if flag.takes_list or flag.kind == 'append' else ''}"
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not (flag.takes_list or flag.kind == "append" or flag.type in JSON_TYPES):
+        return "takes one value, not a list", "give a single value"
+    for item in items:
+        if isinstance(item, (dict, list)) and flag.type not in JSON_TYPES:
+            return "takes plain values, not nested lists or mappings", ""
+        problem = _item_problem(flag, item)
+        if problem:
+            return problem
+    return None
+
+
+def _item_problem(flag: Flag, item: Any) -> tuple[str, str] | None:
+    if flag.type in INT_TYPES and not (isinstance(item, int) and not isinstance(item, bool)):
+        return f"takes a whole number, not {item!r}", ""
+    if flag.type in SIZE_TYPES and not (isinstance(item, int) or (isinstance(item, str) and (_SIZE.match(item) or item == "auto"))):
+        return f"takes a number of tokens such as 4096 or \"4k\", not {item!r}", ""
+    if flag.type in FLOAT_TYPES and not isinstance(item, (int, float)):
+        return f"takes a number, not {item!r}", ""
+    if flag.choices is not None and not any(item == c or str(item) == str(c) for c in flag.choices):
+        choices = ", ".join(map(str, flag.choices))
+        numeric = [c for c in flag.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        above = [c for c in numeric if isinstance(item, (int, float)) and c >= item]
+        if above:
+            hint = f"use {min(above)}, the smallest allowed value above it (allowed: {choices})"
+        else:
+            hint = did_you_mean(str(item), map(str, flag.choices)) or f"allowed: {choices}"
+        return f"does not accept {item!r}", hint
+    return None

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..argv import MAX_LORA_RANK_CHOICES, VLLM_DEFAULT_MAX_LORA_RANK, derived_lora_flags, needed_lora_rank
+from .. import catalog
+from ..argv import VLLM_DEFAULT_MAX_LORA_RANK, derived_lora_flags, lora_rank_choices, needed_lora_rank
 from ..diagnostics import Diagnostic, Severity
 from ..model import AdapterConfig, Deployment, UnknownConfig
 from ._at import at
@@ -29,15 +30,17 @@ def check_lora_limits(deployment: Deployment) -> Iterable[Diagnostic]:
                 severity=Severity.WARNING,
                 key=False,
             )
-        elif isinstance(adapter.config, AdapterConfig) and adapter.config.rank > MAX_LORA_RANK_CHOICES[-1]:
-            yield at(deployment, ("adapters", i), f"adapter {adapter.name!r} has rank {adapter.config.rank}; vLLM serves LoRA ranks up to {MAX_LORA_RANK_CHOICES[-1]}", hint="retrain with a smaller rank, or merge the adapter into the base model", rule="lora.rank-too-large", key=False)
+        elif isinstance(adapter.config, AdapterConfig) and adapter.config.rank > max(lora_rank_choices(deployment.vllm.version)):
+            yield at(deployment, ("adapters", i), f"adapter {adapter.name!r} has rank {adapter.config.rank}; vLLM serves LoRA ranks up to {max(lora_rank_choices(deployment.vllm.version))}", hint="retrain with a smaller rank, or merge the adapter into the base model", rule="lora.rank-too-large", key=False)
 
     rank = explicit.get("max-lora-rank")
     if rank is not None:
         path = ("vllm", "args", "max-lora-rank")
-        if rank not in MAX_LORA_RANK_CHOICES or isinstance(rank, bool):
-            fitting = next((c for c in MAX_LORA_RANK_CHOICES if isinstance(rank, int) and c >= rank), None)
-            hint = f"use {fitting}, the smallest allowed value above it" if fitting else f"allowed values: {', '.join(map(str, MAX_LORA_RANK_CHOICES))}"
+        choices = lora_rank_choices(deployment.vllm.version)
+        # With a catalog, the flag check reports values vLLM rejects; without one, this does.
+        if catalog.load(deployment.vllm.version) is None and (rank not in choices or isinstance(rank, bool)):
+            fitting = next((c for c in choices if isinstance(rank, int) and c >= rank), None)
+            hint = f"use {fitting}, the smallest allowed value above it" if fitting else f"allowed values: {', '.join(map(str, choices))}"
             yield at(deployment, path, f"--max-lora-rank {rank!r} is not a value vLLM accepts", hint=hint, rule="lora.rank-choice", key=False)
         needed = needed_lora_rank(deployment)
         if needed and isinstance(rank, int) and rank < needed[0]:

@@ -1,0 +1,116 @@
+"""vllm.args against the pinned version's real flag catalog, and rendering by action kind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from deployer import catalog
+from deployer.argv import flag_tokens, vllm_flags
+from deployer.pipeline import check_paths
+
+from .conftest import NO_VLLM, REPO, VLLM_PYTHON
+
+HEAD = """\
+base_model: {repo: org/base}
+gpu: L4
+auth: {proxy: true}
+vllm:
+  version: "%s"
+  args:
+"""
+
+
+def check(project, version: str, args: str):
+    project.deployment("d", HEAD % version + "".join(f"    {line}\n" for line in args.strip().splitlines()))
+    return check_paths([project.deployments])
+
+
+def only(checked):
+    (diagnostic,) = checked.diagnostics
+    return diagnostic
+
+
+def test_shipped_catalogs_cover_the_reference_pin_and_the_newest_cpu_release():
+    assert {"0.11.2", "0.32.0"} <= set(catalog.available_versions())
+    for version in ("0.11.2", "0.32.0"):
+        flags = catalog.load(version)
+        assert flags.lookup("enforce-eager").kind == "boolean_optional"
+        assert flags.lookup("max-lora-rank").choices == (1, 8, 16, 32, 64, 128, 256, 320, 512)
+        assert flags.lookup("lora-modules").nargs == "+"
+
+
+def test_unknown_flag_suggests_the_closest(project):
+    error = only(check(project, "0.32.0", "max-model-lenn: 4096"))
+    assert (error.rule, error.line, error.column) == ("flags.unknown", 7, 5)
+    assert error.hint == "did you mean 'max-model-len'?"
+
+
+@pytest.mark.parametrize(("version", "flag", "other"), [("0.32.0", "swap-space", "0.11.2"), ("0.32.0", "guided-decoding-backend", "0.11.2"), ("0.11.2", "lora-target-modules", "0.32.0")])
+def test_flag_of_another_version_says_which_versions_have_it(project, version, flag, other):
+    error = only(check(project, version, f"{flag}: x"))
+    assert error.rule == "flags.not-in-version"
+    assert f"--{flag} does not exist in vLLM {version} (the pinned version); it exists in {other}" == error.message
+
+
+def test_value_outside_choices_suggests_the_next_allowed_rank(project):
+    error = only(check(project, "0.32.0", "max-lora-rank: 24"))
+    assert (error.rule, error.column) == ("flags.value", 20)
+    assert "--max-lora-rank does not accept 24" in error.message
+    assert error.hint.startswith("use 32, the smallest allowed value above it")
+
+
+def test_misspelt_choice_suggests_the_right_one(project):
+    error = only(check(project, "0.32.0", "dtype: bfloat_16"))
+    assert error.hint == "did you mean 'bfloat16'?"
+
+
+@pytest.mark.parametrize(("args", "message"), [("max-model-len: lots", "takes a number of tokens"), ("max-num-seqs: 2.5", "takes a whole number"), ("enforce-eager: 'yes'", "takes true or false"), ("gpu-memory-utilization: high", "takes a number"), ("dtype: [auto, half]", "takes one value, not a list"), ("seed: {a: 1}", "does not take a mapping"), ("dtype: no", "takes a value, not false")])
+def test_wrong_value_types_are_errors(project, args, message):
+    error = only(check(project, "0.32.0", args))
+    assert error.rule == "flags.value" and message in error.message
+
+
+def test_negated_name_asks_for_the_canonical_boolean(project):
+    error = only(check(project, "0.32.0", "no-enforce-eager: true"))
+    assert error.rule == "flags.negated-name" and "`enforce-eager: false`" in error.message
+
+
+def test_sizes_like_4k_are_accepted(project):
+    assert check(project, "0.32.0", "max-model-len: 4k").diagnostics == ()
+
+
+def test_uncatalogued_version_warns_and_names_what_was_not_checked(project):
+    warning = only(check(project, "0.9.9", "max-model-len: 4096\nenforce-eager: true"))
+    assert warning.rule == "flags.no-catalog" and not warning.is_error
+    assert "(--max-model-len, --enforce-eager)" in warning.message
+    assert "0.11.2, 0.32.0" in warning.hint
+
+
+def test_values_render_by_action_kind():
+    flags = catalog.load("0.32.0")
+    assert flag_tokens("enforce-eager", False, flags.lookup("enforce-eager")) == ["--no-enforce-eager"]
+    store_true = next(f for f in flags.flags.values() if f.kind == "store_true")
+    assert flag_tokens(store_true.name, False, store_true) == []  # `--no-x` would not parse
+    assert flag_tokens("middleware", ["a.B", "c.D"], flags.lookup("middleware")) == ["--middleware", "a.B", "--middleware", "c.D"]
+    assert flag_tokens("allowed-media-domains", ["a.com", "b.com"], flags.lookup("allowed-media-domains")) == ["--allowed-media-domains", "a.com", "b.com"]
+    assert flag_tokens("allowed-origins", ["https://a"], flags.lookup("allowed-origins")) == ["--allowed-origins", '["https://a"]']
+    assert flag_tokens("compilation-config", {"mode": 0}, flags.lookup("compilation-config")) == ["--compilation-config", '{"mode":0}']
+
+
+def test_rendered_flags_use_the_catalog_of_the_pinned_version(project):
+    checked = check(project, "0.32.0", "allowed-origins: ['https://a']")
+    assert vllm_flags(checked.deployments[0])[-2:] == ["--allowed-origins", '["https://a"]']
+
+
+def test_catalog_regenerated_from_installed_vllm_matches_the_shipped_one():
+    assert VLLM_PYTHON, NO_VLLM
+    out = subprocess.run([VLLM_PYTHON, str(REPO / "scripts" / "extract_vllm_flags.py"), "--stdout"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    fresh = json.loads(out.stdout)
+    shipped = json.loads((catalog.CATALOG_DIR / f"{fresh['vllm_version']}.json").read_text())
+    for doc in (fresh, shipped):
+        doc.pop("extracted_on")
+    assert fresh == shipped
