@@ -14,6 +14,7 @@ from pathlib import Path
 from .model import Adapter, AdapterConfig, Deployment, UnknownConfig
 
 CONFIG_FILE = "adapter_config.json"
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def _config_file(adapter: Adapter) -> Path | str:
@@ -44,13 +45,25 @@ def read_config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
     pattern = data.get("rank_pattern") or {}
     ranks = [data["r"], *(v for v in pattern.values() if isinstance(v, int))] if isinstance(pattern, dict) else [data["r"]]
     targets = data.get("target_modules") or ()
+    weights = next((found.parent / w for w in WEIGHT_FILES if (found.parent / w).is_file()), None)
+    if weights is None and adapter.source.repo is not None:
+        weights = next((w for w in map(lambda f: _cached_file(adapter, f), WEIGHT_FILES) if w), None)
     return AdapterConfig(
         rank=max(ranks),
         alpha=data.get("lora_alpha"),
-        target_modules=tuple(targets) if isinstance(targets, list) else (str(targets),),
+        target_modules=tuple(targets) if isinstance(targets, list) else str(targets),
         base_model=data.get("base_model_name_or_path"),
         read_from=str(found),
+        raw=data,
+        weights=str(weights) if weights else None,
     )
+
+
+def _cached_file(adapter: Adapter, filename: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(adapter.source.repo, filename, revision=adapter.source.revision)
+    return Path(found) if isinstance(found, str) else None
 
 
 def with_adapter_configs(deployment: Deployment) -> Deployment:

@@ -37,9 +37,23 @@ class Source:
 
 
 @dataclass(frozen=True)
+class BaseModelInfo:
+    """What the deployer reads of a base model without loading it."""
+
+    config: dict  # config.json
+    tensors: dict[str, tuple[str, tuple[int, ...]]] | None  # name → (dtype, shape); None: weights not here
+    read_from: str
+
+    def module_names(self) -> set[str]:
+        """Full names of the modules that own weights, e.g. model.layers.0.self_attn.q_proj."""
+        return {name.rsplit(".", 1)[0] for name in self.tensors or {}}
+
+
+@dataclass(frozen=True)
 class BaseModel:
     source: Source
     served_name: str
+    info: "BaseModelInfo | UnknownConfig | None" = None  # None: not looked up yet
 
 
 @dataclass(frozen=True)
@@ -48,9 +62,11 @@ class AdapterConfig:
 
     rank: int  # the largest rank in the adapter: `r`, or any value of `rank_pattern`
     alpha: float | None
-    target_modules: tuple[str, ...]
+    target_modules: tuple[str, ...] | str  # a list of module names, or PEFT's regular expression
     base_model: str | None
     read_from: str
+    raw: dict = field(default_factory=dict, compare=False)  # the whole adapter_config.json
+    weights: str | None = None  # the weights file found beside it, if any
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .adapters import with_adapter_configs
+from .basemodel import with_base_model_info
 from .checks import run_checks
 from .diagnostics import Diagnostic
 from .load import DEFAULTS_FILE, Document, load_file, merge_defaults
@@ -85,7 +86,7 @@ def check_paths(paths: Sequence[Path]) -> Checked:
         if problems:
             continue
         base_dirs = {display_path(f): f.parent for f in (file, file.parent / DEFAULTS_FILE)}
-        deployments.append(with_adapter_configs(build_deployment(merged, base_dirs)))
+        deployments.append(with_base_model_info(with_adapter_configs(build_deployment(merged, base_dirs))))
 
     diagnostics += run_checks(deployments)
     unique = sorted(set(diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))

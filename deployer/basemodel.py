@@ -1,0 +1,78 @@
+"""Read the base model's `config.json` and its weights' tensor index (names, dtypes, shapes) from
+safetensors headers, without loading any weights.
+
+Local models are read from their folder; Hub models from the local Hugging Face cache at their
+revision (the Hub itself is not contacted). The LoRA compatibility check uses the tensor names to
+know which modules the architecture has.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+from .model import BaseModelInfo, Deployment, Source, UnknownConfig
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is not a header
+
+
+def _cached(source: Source, filename: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source.repo, filename, revision=source.revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def _locate(source: Source, filename: str) -> Path | None:
+    if source.path is not None:
+        path = source.path / filename
+        return path if path.is_file() else None
+    return _cached(source, filename)
+
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file: {tensor name: {dtype, shape, data_offsets}}."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        if length > MAX_HEADER_BYTES:
+            raise ValueError(f"{path.name}: header of {length} bytes")
+        header = json.loads(handle.read(length))
+    header.pop("__metadata__", None)
+    return header
+
+
+def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
+    where = source.written_path if source.path is not None else source.describe()
+    config_path = _locate(source, "config.json")
+    if config_path is None:
+        reason = "config.json is missing from " + where if source.path is not None else f"{where} is not in the local Hugging Face cache, and the Hub is not contacted"
+        return UnknownConfig(reason)
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return UnknownConfig(f"cannot read {config_path}: {exc}")
+
+    tensors: dict[str, tuple[str, tuple[int, ...]]] | None = {}
+    index = _locate(source, "model.safetensors.index.json")
+    try:
+        if index is not None:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        else:
+            shards = ["model.safetensors"]
+        for shard in shards:
+            shard_path = _locate(source, shard)
+            if shard_path is None:
+                tensors = None  # weights not available here: names and sizes unknown
+                break
+            for name, meta in safetensors_header(shard_path).items():
+                tensors[name] = (meta["dtype"], tuple(meta["shape"]))
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        return UnknownConfig(f"cannot read the safetensors headers of {where}: {exc}")
+    return BaseModelInfo(config=config, tensors=tensors, read_from=str(config_path.parent))
+
+
+def with_base_model_info(deployment: Deployment) -> Deployment:
+    base = deployment.base_model
+    return replace(deployment, base_model=replace(base, info=read_base_model(base.source)))

@@ -1,0 +1,86 @@
+"""Adapter compatibility: what vLLM either refuses at startup (after a cold start) or, worse,
+accepts while serving base-model output. Read from each adapter's adapter_config.json and the
+base model's config and weight names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable
+
+from ..diagnostics import Diagnostic
+from ..model import AdapterConfig, BaseModelInfo, Deployment
+from ._at import at
+
+REQUIRED_FIELDS = ("r", "lora_alpha", "target_modules")  # vLLM's PEFTHelper refuses a config without them
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _modules_to_save_allowed(version: str) -> tuple[str, ...]:
+    """vLLM's PEFTHelper._validate_features: 0.11.2 accepts no modules_to_save at all; 0.32.0
+    accepts only classification heads. (Read from both releases' vllm/lora/peft_helper.py.)"""
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    return ("classifier", "score") if parts >= (0, 32) else ()
+
+
+def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
+    base_info = deployment.base_model.info if isinstance(deployment.base_model.info, BaseModelInfo) else None
+    for i, adapter in enumerate(deployment.adapters):
+        config = adapter.config
+        if not isinstance(config, AdapterConfig):
+            continue
+        path = ("adapters", i)
+
+        def error(message: str, hint: str, rule: str) -> Diagnostic:
+            return at(deployment, path, f"adapter {adapter.name!r}: {message}", hint=hint, rule=f"compat.{rule}", key=False)
+
+        missing = [f for f in REQUIRED_FIELDS if f not in config.raw]
+        if missing:
+            yield error(f"{Path(config.read_from).name} lacks {', '.join(missing)}, which vLLM requires", "re-save the adapter with PEFT (`model.save_pretrained`)", "missing-field")
+        if config.raw.get("use_dora"):
+            yield error("is a DoRA adapter (use_dora: true); vLLM does not serve DoRA", "train a plain LoRA adapter, or merge this one into the base model", "dora")
+        if config.raw.get("bias", "none") != "none" or config.raw.get("lora_bias"):
+            yield error(f"trains biases (bias: {config.raw.get('bias')!r}{', lora_bias' if config.raw.get('lora_bias') else ''}); vLLM serves only adapters with bias 'none'", "retrain with bias='none', or merge the adapter into the base model", "bias")
+        extra = [m for m in config.raw.get("modules_to_save") or [] if m not in _modules_to_save_allowed(deployment.vllm.version)]
+        if extra:
+            allowed = _modules_to_save_allowed(deployment.vllm.version)
+            accepts = f"only {', '.join(allowed)}" if allowed else "none"
+            yield error(f"saves full modules ({', '.join(extra)}); vLLM {deployment.vllm.version} accepts {accepts} in modules_to_save", "merge the adapter into the base model, or retrain without modules_to_save", "modules-to-save")
+        if adapter.source.is_local and config.weights is None:
+            yield error(f"no adapter_model.safetensors or adapter_model.bin in {adapter.source.written_path}", "copy the adapter's weights file next to its adapter_config.json", "no-weights")
+
+        mismatch = _base_mismatch(deployment, config)
+        if mismatch:
+            yield error(mismatch, "serve it on the base it was trained on, or retrain it on this one; vLLM would load it and produce base-model or garbage output", "base-mismatch")
+        if base_info is not None and base_info.tensors:
+            unknown = _unknown_targets(config.target_modules, base_info)
+            if unknown:
+                leaves = sorted({n.rsplit(".", 1)[-1] for n in base_info.module_names()})
+                yield error(f"targets modules the base model does not have: {', '.join(unknown)}", f"this architecture's modules: {', '.join(leaves)}", "unknown-target")
+
+
+def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
+    trained_on = config.base_model
+    base = deployment.base_model.source
+    if not trained_on:
+        return None
+    if base.repo is not None and HUB_ID.match(trained_on) and trained_on.lower() != base.repo.lower():
+        return f"was trained on {trained_on}, not on the base model {base.repo}"
+    if base.path is not None and not HUB_ID.match(trained_on):
+        trained_path = Path(trained_on)
+        if trained_path.is_absolute() and trained_path.exists() and trained_path.resolve() != base.path.resolve():
+            return f"was trained on {trained_on}, not on the base model at {base.written_path}"
+    return None
+
+
+def _unknown_targets(targets: tuple[str, ...] | str, info: BaseModelInfo) -> list[str]:
+    modules = info.module_names()
+    if targets == "all-linear":  # PEFT's shorthand for every linear layer: always matches
+        return []
+    if isinstance(targets, str):  # PEFT treats a string as a regular expression over full names
+        try:
+            return [] if any(re.fullmatch(targets, m) for m in modules) else [targets]
+        except re.error:
+            return [targets]
+    leaves = {m.rsplit(".", 1)[-1] for m in modules}
+    return [t for t in targets if t not in leaves and not any(m.endswith("." + t) for m in modules)]

@@ -1,0 +1,88 @@
+"""Adapter compatibility, on the tiny Qwen3 model and PEFT adapters built by tests/tiny_model.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deployer.pipeline import check_paths
+
+from .tiny_model import build_base_model, build_lora_adapter
+
+
+@pytest.fixture
+def tiny(project):
+    base = build_base_model(project.root / "models" / "tiny")
+
+    def deploy(adapters: dict, version: str = "0.32.0"):
+        entries = "\n".join(f"  - {{name: {name}, path: ../adapters/{name}}}" for name in adapters)
+        project.deployment("d", f"base_model: {{path: ../models/tiny, served_name: tiny}}\nadapters:\n{entries}\ngpu: T4\nvllm: {{version: '{version}'}}\nauth: none\n")
+        return {d.rule: d for d in check_paths([project.deployments]).diagnostics if d.rule != "auth.public"}
+
+    def adapter(name: str, base_model: str | None = None, edit=None, **kwargs):
+        folder = build_lora_adapter(project.root / "adapters" / name, base_model or str(base), kwargs.pop("rank", 8), seed=1, **kwargs)
+        if edit:
+            config = json.loads((folder / "adapter_config.json").read_text())
+            edit(config)
+            (folder / "adapter_config.json").write_text(json.dumps(config))
+        return folder
+
+    deploy.adapter = adapter
+    deploy.base = base
+    return deploy
+
+
+def test_a_good_adapter_passes(tiny):
+    tiny.adapter("good")
+    assert tiny({"good": 1}) == {}
+
+
+def test_dora_adapter_is_an_error(tiny):
+    tiny.adapter("dora", edit=lambda c: c.update(use_dora=True))
+    error = tiny({"dora": 1})["compat.dora"]
+    assert (error.line, error.column) == (3, 5) and "vLLM does not serve DoRA" in error.message
+
+
+def test_adapter_trained_on_another_base_is_an_error(tiny, project):
+    other = build_base_model(project.root / "models" / "other", seed=7)
+    tiny.adapter("foreign", base_model=str(other))
+    error = tiny({"foreign": 1})["compat.base-mismatch"]
+    assert f"was trained on {other}, not on the base model at ../models/tiny" in error.message
+
+
+def test_target_module_the_model_lacks_is_an_error_listing_what_it_has(tiny):
+    tiny.adapter("odd", edit=lambda c: c.update(target_modules=["q_proj", "c_attn"]))
+    error = tiny({"odd": 1})["compat.unknown-target"]
+    assert "does not have: c_attn" in error.message
+    assert "q_proj" in error.hint and "gate_proj" in error.hint
+
+
+def test_regex_target_modules_are_matched_against_full_module_names(tiny):
+    tiny.adapter("rx", edit=lambda c: c.update(target_modules=r".*\.layers\.\d+\.self_attn\.(q|v)_proj"))
+    assert tiny({"rx": 1}) == {}
+    tiny.adapter("rx", edit=lambda c: c.update(target_modules=r".*\.attn\.c_proj"))
+    assert "compat.unknown-target" in tiny({"rx": 1})
+
+
+def test_bias_and_missing_fields_and_missing_weights_are_errors(tiny):
+    folder = tiny.adapter("broken", edit=lambda c: (c.update(bias="all"), c.pop("lora_alpha")))
+    (folder / "adapter_model.safetensors").unlink()
+    found = tiny({"broken": 1})
+    assert set(found) == {"compat.bias", "compat.missing-field", "compat.no-weights"}
+    assert "lacks lora_alpha" in found["compat.missing-field"].message
+
+
+@pytest.mark.parametrize(("version", "modules", "ok"), [("0.11.2", ["score"], False), ("0.32.0", ["score"], True), ("0.32.0", ["lm_head"], False)])
+def test_modules_to_save_follow_what_the_pinned_version_accepts(tiny, version, modules, ok):
+    tiny.adapter("heads", edit=lambda c: c.update(modules_to_save=modules))
+    found = tiny({"heads": 1}, version=version)
+    assert ("compat.modules-to-save" not in found) is ok
+
+
+def test_hub_base_names_are_compared_case_insensitively(project):
+    build_lora_adapter(project.root / "adapters" / "a", "qwen/qwen3-4b-instruct-2507", 8, seed=1)
+    build_lora_adapter(project.root / "adapters" / "b", "Qwen/Qwen3-8B", 8, seed=2)
+    project.deployment("d", "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507}\nadapters:\n  - {name: a, path: ../adapters/a}\n  - {name: b, path: ../adapters/b}\ngpu: L4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    (error,) = check_paths([project.deployments]).diagnostics
+    assert error.path == ("adapters", 1) and "was trained on Qwen/Qwen3-8B, not on the base model Qwen/Qwen3-4B-Instruct-2507" in error.message
