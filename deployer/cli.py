@@ -32,6 +32,7 @@ examples:
   deployer render --check                   fail if build/ is not what render would write
   deployer serve chess-puzzle --local       run its exact vLLM command on this machine
   deployer smoke chess-puzzle               health, models and one chat per model
+  deployer fit chess-puzzle                 GPU memory breakdown, cost, cheapest GPU that fits
   deployer schema > deployment.schema.json  the JSON Schema, for editors and other tools
 """
 
@@ -99,6 +100,17 @@ def _parser() -> argparse.ArgumentParser:
     smoke.add_argument("--api-key-env", default="VLLM_API_KEY", metavar="VAR", help="environment variable holding the API key (default: VLLM_API_KEY)")
     smoke.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
+    fit = commands.add_parser(
+        "fit",
+        parents=[folders],
+        help="GPU memory breakdown and cost of a deployment",
+        description="Show how NAME's model, LoRA buffers and context fit its GPU (the arithmetic of vLLM's start-up check), its cost per warm hour, and the cheapest GPUs that fit. Needs the base model's config.json: a local model, or one in the Hugging Face cache.",
+        epilog="examples:\n  deployer fit chess-puzzle\n  deployer fit chess-puzzle --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("name", metavar="NAME", help="deployment (app) name")
+    fit.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
+
     commands.add_parser("schema", help="print the deployment JSON Schema", description="Print the JSON Schema (draft 2020-12) that deployment files follow.")
     return parser
 
@@ -112,7 +124,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"validate": cmd_validate, "render": cmd_render, "serve": cmd_serve, "smoke": cmd_smoke, "schema": cmd_schema}[args.command](args)
+        return {"validate": cmd_validate, "render": cmd_render, "serve": cmd_serve, "smoke": cmd_smoke, "fit": cmd_fit, "schema": cmd_schema}[args.command](args)
     except KeyboardInterrupt:
         print("deployer: interrupted", file=sys.stderr)
         return 130
@@ -125,17 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEMS
 
 
-def _report(diagnostics: Sequence[Diagnostic], files: int, fmt: str, extra: dict | None = None) -> None:
+def _report(diagnostics: Sequence[Diagnostic], files: int, fmt: str, extra: dict | None = None, notes: Sequence[Diagnostic] = ()) -> None:
     if fmt == "json":
-        print(render_json(diagnostics, files=files, **(extra or {})))
+        print(render_json(diagnostics, notes, files=files, **(extra or {})))
         return
     if fmt == "github":
-        if diagnostics:
-            print(render_github(diagnostics))
+        if diagnostics or notes:
+            print(render_github([*diagnostics, *notes]))
         return
-    if diagnostics:
-        print(render_text(diagnostics, color=sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
-    print(summary_line(diagnostics, files), file=sys.stderr if diagnostics else sys.stdout)
+    if diagnostics or notes:
+        print(render_text([*diagnostics, *notes], color=sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+    print(summary_line(diagnostics, files, len(notes)), file=sys.stderr if diagnostics else sys.stdout)
 
 
 def _failed(diagnostics: Sequence[Diagnostic], strict: bool) -> bool:
@@ -146,12 +158,13 @@ def cmd_validate(args) -> int:
     from .pipeline import check_paths
 
     checked = check_paths(args.paths)
-    _report(checked.diagnostics, len(checked.files), args.format, {"deployments": [d.name for d in checked.deployments]})
+    _report(checked.diagnostics, len(checked.files), args.format, {"deployments": [d.name for d in checked.deployments]}, checked.notes)
     return EXIT_PROBLEMS if _failed(checked.diagnostics, args.strict) else EXIT_OK
 
 
-def _select(args, names: Sequence[str]):
-    """Validate the deployments folder and pick `names` (all if empty): (deployments, exit code)."""
+def _select(args, names: Sequence[str], tolerate: str | None = None):
+    """Validate the deployments folder and pick `names` (all if empty): (deployments, exit code).
+    Findings whose rule starts with `tolerate` do not stop the command (the one explaining them)."""
     from .load import did_you_mean
     from .pipeline import check_paths
 
@@ -163,7 +176,8 @@ def _select(args, names: Sequence[str]):
             hint = did_you_mean(name, by_name) or f"known deployments: {', '.join(sorted(by_name)) or 'none'}"
             print(f"deployer {args.command}: no deployment named {name!r} in {args.deployments}/ ({hint})", file=sys.stderr)
         return checked, None, EXIT_USAGE
-    if _failed(checked.diagnostics, getattr(args, "strict", False)):
+    blocking = [d for d in checked.diagnostics if not (tolerate and d.rule.startswith(tolerate))]
+    if _failed(blocking, getattr(args, "strict", False)):
         _report(checked.diagnostics, len(checked.files), getattr(args, "format", "text"))
         print(f"nothing {'rendered' if args.command == 'render' else 'done'}: fix the errors above first", file=sys.stderr)
         return checked, None, EXIT_PROBLEMS
@@ -329,6 +343,70 @@ def _shown(path: Path) -> str:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def cmd_fit(args) -> int:
+    from .fit import GIB, cheapest_fitting, compute, gib, model_shape, usd_per_hour
+    from .model import BaseModelInfo
+
+    _, selected, code = _select(args, [args.name], tolerate="fit.")
+    if selected is None:
+        return code
+    (deployment,) = selected
+    info = deployment.base_model.info
+    if not isinstance(info, BaseModelInfo):
+        print(f"deployer fit: cannot size {deployment.name}: {getattr(info, 'reason', 'no model information')}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    args_map = dict(deployment.vllm.args)
+    shape = model_shape(info, args_map)
+    if isinstance(shape, str):
+        print(f"deployer fit: cannot size {deployment.name}: {shape}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    fit = compute(deployment, shape)
+    if fit is None:
+        print(f"deployer fit: no memory data for GPU {deployment.gpu.type}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    price = usd_per_hour(deployment.gpu)
+    full = cheapest_fitting(deployment, shape, fit.max_model_len)
+    cheapest_now = cheapest_fitting(deployment, shape, min(fit.max_model_len, fit.max_fitting_len) or fit.max_model_len, limit=1)
+    if args.format == "json":
+        import json
+
+        print(json.dumps({
+            "deployment": deployment.name, "gpu": deployment.gpu.modal_spec, "fits": fit.fits,
+            "gpu_memory_bytes": fit.total_bytes, "gpu_memory_utilization": fit.utilization, "budget_bytes": fit.budget_bytes,
+            "params": shape.params, "weights_counted_from": shape.weights_counted, "dtype": shape.dtype, "weight_bytes": fit.weight_bytes,
+            "lora_slots": fit.lora_slots, "lora_rank": fit.lora_rank, "lora_bytes": fit.lora_bytes, "overhead_bytes": fit.overhead_bytes,
+            "kv_budget_bytes": fit.kv_budget_bytes, "kv_bytes_per_token": fit.kv_bytes_per_token,
+            "max_model_len": fit.max_model_len, "max_model_len_from": fit.max_model_len_source, "needed_kv_bytes": fit.needed_kv_bytes,
+            "max_fitting_len": fit.max_fitting_len, "usd_per_warm_hour": price,
+            "gpus_fitting_max_model_len": [{"gpu": g.modal_spec, "usd_per_hour": p} for g, p in full],
+        }, indent=2))
+        return EXIT_OK if fit.fits else EXIT_PROBLEMS
+
+    def row(label: str, value: str, note: str = "") -> str:
+        return f"  {label:<40} {value:>12}  {note}".rstrip()
+
+    kib = fit.kv_bytes_per_token / 1024
+    print(f"{deployment.name}: {deployment.base_model.served_name} on {deployment.gpu.modal_spec}, vLLM {deployment.vllm.version}\n")
+    print(row(f"GPU memory ({deployment.gpu.modal_spec})", gib(fit.total_bytes)))
+    print(row(f"x gpu-memory-utilization {fit.utilization}", gib(fit.budget_bytes)))
+    print(row(f"- weights ({shape.params / 1e9:.2f} B params, {shape.dtype})", gib(fit.weight_bytes), f"from {shape.weights_counted}"))
+    if fit.lora_slots:
+        print(row(f"- LoRA buffers ({fit.lora_slots} slot(s) x rank {fit.lora_rank})", gib(fit.lora_bytes)))
+    print(row("- activations, CUDA context (estimate)", gib(fit.overhead_bytes)))
+    print(row("= left for the KV cache", gib(fit.kv_budget_bytes)))
+    print(row("KV cache per token", f"{kib:.1f} KiB", f"{shape.layers} layers x {shape.kv_heads} KV heads x {shape.head_dim} x 2 x {shape.kv_dtype_bytes} bytes"))
+    verdict = "fits" if fit.fits else f"DOES NOT FIT: at most {fit.max_fitting_len:,} tokens"
+    print(row(f"max-model-len {fit.max_model_len:,} needs", gib(fit.needed_kv_bytes), f"{verdict} ({fit.max_model_len_source})"))
+    print()
+    print(f"  cost per warm hour: {'$%.2f' % price if price is not None else 'unknown'} ({deployment.gpu.modal_spec})")
+    if full:
+        print(f"  GPUs that hold {fit.max_model_len:,} tokens: " + ", ".join(f"{g.modal_spec} ${p:.2f}/h" for g, p in full))
+    if cheapest_now and fit.fits and cheapest_now[0][1] is not None and price is not None and cheapest_now[0][1] < price:
+        g, p = cheapest_now[0]
+        print(f"  cheaper GPU that fits this deployment: {g.modal_spec} ${p:.2f}/h")
+    return EXIT_OK if fit.fits else EXIT_PROBLEMS
 
 
 def cmd_schema(args) -> int:

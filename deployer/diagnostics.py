@@ -18,6 +18,7 @@ JsonPath = tuple  # of str (mapping keys) and int (list indices)
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
+    NOTE = "note"  # a check that could not run here, and why: reported, never fails a run
 
 
 @dataclass(frozen=True, order=True)
@@ -93,7 +94,7 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
     chunks = []
     for d in diagnostics:
         where = f"{d.file}:{d.line}:{d.column}" if d.line else d.file
-        sev = f"{red}error{reset}" if d.is_error else f"{yellow}warning{reset}"
+        sev = {Severity.ERROR: f"{red}error{reset}", Severity.WARNING: f"{yellow}warning{reset}"}.get(d.severity, f"{dim}note{reset}")
         at = f" {dim}[{format_path(d.path)}]{reset}" if d.path else ""
         lines = [f"{bold}{where}{reset}: {sev}: {d.message}{at}"]
         source = _source_line(d.file, d.line, cache)
@@ -106,23 +107,26 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
     return "\n".join(chunks)
 
 
-def summary_line(diagnostics: Sequence[Diagnostic], files: int) -> str:
+def summary_line(diagnostics: Sequence[Diagnostic], files: int, notes: int = 0) -> str:
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
     noun = "file" if files == 1 else "files"
-    return f"{files} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    skipped = f" ({notes} check{'s' * (notes != 1)} skipped, see the notes)" if notes else ""
+    return f"{files} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}{skipped}"
 
 
-def render_json(diagnostics: Sequence[Diagnostic], **extra) -> str:
-    items = []
-    for d in diagnostics:
-        item = asdict(d)
-        item["severity"] = d.severity.value
-        item["path"] = list(d.path)
-        item["location"] = format_path(d.path)
-        items.append(item)
+def _as_dict(d: Diagnostic) -> dict:
+    item = asdict(d)
+    item["severity"] = d.severity.value
+    item["path"] = list(d.path)
+    item["location"] = format_path(d.path)
+    return item
+
+
+def render_json(diagnostics: Sequence[Diagnostic], notes: Sequence[Diagnostic] = (), **extra) -> str:
+    items = [_as_dict(d) for d in diagnostics]
     errors = sum(d.is_error for d in diagnostics)
-    doc = {"diagnostics": items, "errors": errors, "warnings": len(items) - errors, **extra}
+    doc = {"diagnostics": items, "errors": errors, "warnings": len(items) - errors, "notes": [_as_dict(n) for n in notes], **extra}
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
@@ -138,7 +142,7 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
     """GitHub Actions workflow commands, so each finding shows inline on the pull request."""
     out = []
     for d in diagnostics:
-        kind = "error" if d.is_error else "warning"
+        kind = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(d.severity, "notice")
         props = [f"file={_escape_property(d.file)}"]
         if d.line:
             props += [f"line={d.line}", f"col={d.column}"]

@@ -14,7 +14,7 @@ from typing import Sequence
 from .adapters import with_adapter_configs
 from .basemodel import with_base_model_info
 from .checks import run_checks
-from .diagnostics import Diagnostic
+from .diagnostics import Diagnostic, Severity
 from .load import DEFAULTS_FILE, Document, load_file, merge_defaults
 from .model import Deployment, build_deployment, name_from_file
 from .schema import schema, validate
@@ -26,8 +26,9 @@ DEFAULT_FOLDER = Path("deployments")
 @dataclass(frozen=True)
 class Checked:
     deployments: tuple[Deployment, ...]
-    diagnostics: tuple[Diagnostic, ...]
+    diagnostics: tuple[Diagnostic, ...]  # errors and warnings
     files: tuple[str, ...]
+    notes: tuple[Diagnostic, ...] = ()  # checks that could not run here (e.g. offline), and why
 
     @property
     def ok(self) -> bool:
@@ -90,7 +91,9 @@ def check_paths(paths: Sequence[Path]) -> Checked:
 
     diagnostics += run_checks(deployments)
     unique = sorted(set(diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))
-    return Checked(tuple(deployments), tuple(unique), tuple(dict.fromkeys(checked)))
+    notes = tuple(d for d in unique if d.severity is Severity.NOTE)
+    findings = tuple(d for d in unique if d.severity is not Severity.NOTE)
+    return Checked(tuple(deployments), findings, tuple(dict.fromkeys(checked)), notes)
 
 
 def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], checked: list[str]) -> tuple[Document | None, bool]:

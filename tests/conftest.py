@@ -66,3 +66,25 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A Hugging Face cache folder in the layout huggingface_hub writes (models--org--name/…), read
+    by the real huggingface_hub. `add(repo, files, revision="main")` puts files in a snapshot."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+    def add(repo: str, files: dict[str, str], revision: str = "main", commit: str = "a" * 40) -> Path:
+        root = cache / f"models--{repo.replace('/', '--')}"
+        snapshot = root / "snapshots" / commit
+        snapshot.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (snapshot / name).write_text(text)
+        (root / "refs").mkdir(exist_ok=True)
+        (root / "refs" / revision).write_text(commit)
+        return snapshot
+
+    return add

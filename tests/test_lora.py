@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import huggingface_hub.constants
-import pytest
 
 from deployer.argv import vllm_flags
 from deployer.pipeline import check_paths
@@ -92,25 +90,8 @@ def test_missing_adapter_config_is_a_warning_saying_why(project):
     assert "adapter_config.json is missing from ../adapters/bare" in warning.message
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """A Hugging Face cache folder in the layout huggingface_hub writes (models--org--name/…)."""
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-
-    def add(repo: str, revision: str, commit: str, rank: int):
-        root = cache / f"models--{repo.replace('/', '--')}"
-        snapshot = root / "snapshots" / commit
-        snapshot.mkdir(parents=True)
-        (snapshot / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": rank, "target_modules": ["q_proj"]}))
-        (root / "refs").mkdir(exist_ok=True)
-        (root / "refs" / revision).write_text(commit)
-
-    return add
-
-
 def test_hub_adapter_config_is_read_from_the_local_cache_at_its_revision(project, hub_cache):
-    hub_cache("org/chess-lora", "main", "a" * 40, rank=64)
+    hub_cache("org/chess-lora", {"adapter_config.json": json.dumps({"r": 64, "lora_alpha": 64, "target_modules": ["q_proj"]})})
     project.deployment("d", BASE + "adapters: [{name: chess, repo: org/chess-lora}]\n")
     checked = check_paths([project.deployments])
     assert checked.diagnostics == ()
@@ -118,7 +99,7 @@ def test_hub_adapter_config_is_read_from_the_local_cache_at_its_revision(project
 
 
 def test_hub_adapter_at_an_uncached_revision_is_unknown_not_guessed(project, hub_cache):
-    hub_cache("org/chess-lora", "main", "a" * 40, rank=64)
+    hub_cache("org/chess-lora", {"adapter_config.json": json.dumps({"r": 64, "lora_alpha": 64, "target_modules": ["q_proj"]})})
     project.deployment("d", BASE + "adapters: [{name: chess, repo: org/chess-lora, revision: v2}]\n")
     checked = check_paths([project.deployments])
     assert [d.rule for d in checked.diagnostics] == ["lora.unknown-rank"]

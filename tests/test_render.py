@@ -67,7 +67,7 @@ def test_chess_puzzle_app_reproduces_the_reference_app():
     assert ast.literal_eval(constants["ADAPTERS"]) == {"chess-puzzle": {"repo": "pilipolio/chess-puzzle-sft-qwen3-4b", "revision": None}}
     assert ast.literal_eval(constants["BASE_MODEL"]) == "Qwen/Qwen3-4B-Instruct-2507"
     assert ast.literal_eval(constants["VLLM_SERVER"]) == ["python", "-m", "vllm.entrypoints.openai.api_server"]
-    assert ast.literal_eval(constants["VLLM_FLAGS"]) == ["--served-model-name", "Qwen/Qwen3-4B-Instruct-2507", "--enable-lora", "--enforce-eager"]
+    assert ast.literal_eval(constants["VLLM_FLAGS"]) == ["--served-model-name", "Qwen/Qwen3-4B-Instruct-2507", "--enable-lora", "--max-model-len", "65536", "--enforce-eager"]
 
 
 def test_render_is_deterministic_and_ignores_comments_and_key_order(project):

@@ -1,0 +1,242 @@
+"""Does the model, its LoRA slots and its context fit the GPU? And what does a warm hour cost?
+
+The arithmetic follows vLLM's own start-up check: vLLM may use `gpu-memory-utilization` of the
+GPU's memory; weights, LoRA buffers and activations come first, and what remains must hold the KV
+cache of at least one sequence of `max-model-len` tokens, or vLLM refuses to start.
+
+    KV bytes per token = layers × KV heads × head dim × 2 (K and V) × KV dtype bytes
+
+Weights are counted exactly from safetensors headers when the weights are at hand, otherwise
+from config.json for a standard decoder. Activations and the CUDA context are an estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import catalog
+from .argv import VLLM_DEFAULT_MAX_LORA_RANK, derived_lora_flags
+from .model import BaseModelInfo, Deployment, Gpu
+
+GPUS_FILE = Path(__file__).parent / "data" / "gpus.json"
+GIB = 1024**3
+# CUDA context, activations at the default batch size and allocator slack, per GPU. vLLM measures
+# this while profiling at start-up; 1.5 GiB is typical for small and mid-size dense models.
+OVERHEAD_BYTES_PER_GPU = int(1.5 * GIB)
+VLLM_DEFAULT_UTILIZATION = 0.9  # when the pinned version has no catalog to read it from
+CONTEXT_STEP = 1024  # suggested context lengths are rounded down to a multiple of this
+DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp8": 1, "F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "I32": 4, "I64": 8}
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    type: str
+    memory_bytes: int
+    usd_per_second: float | None
+    max_count: int
+    same_as: str | None
+
+
+@functools.cache
+def gpu_specs() -> dict[str, GpuSpec]:
+    data = json.loads(GPUS_FILE.read_text(encoding="utf-8"))
+    return {name: GpuSpec(name, g["memory_mib"] * 1024**2, g["usd_per_second"], g["max_count"], g.get("same_as")) for name, g in data["gpus"].items()}
+
+
+def usd_per_hour(gpu: Gpu) -> float | None:
+    spec = gpu_specs().get(gpu.type)
+    return None if spec is None or spec.usd_per_second is None else spec.usd_per_second * 3600 * gpu.count
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    params: int
+    weight_bytes: int
+    weights_counted: str  # "safetensors headers" or "config.json estimate"
+    dtype: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    kv_dtype_bytes: int
+    attention_heads: int
+    max_position_embeddings: int
+    lora_bytes_per_rank_slot: int  # LoRA A+B buffers for one adapter slot at rank 1
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return self.layers * self.kv_heads * self.head_dim * 2 * self.kv_dtype_bytes
+
+
+def _text_config(config: dict) -> dict:
+    return config.get("text_config") or config
+
+
+def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
+    """The model's memory shape, or why it cannot be known."""
+    config = _text_config(info.config)
+    try:
+        hidden = int(config["hidden_size"])
+        layers = int(config["num_hidden_layers"])
+        heads = int(config["num_attention_heads"])
+    except (KeyError, TypeError, ValueError):
+        return "config.json lacks hidden_size, num_hidden_layers or num_attention_heads"
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or hidden // heads)
+    intermediate = int(config.get("intermediate_size") or 4 * hidden)
+    vocab = int(config.get("vocab_size") or 0)
+    dtype = _serving_dtype(str(args.get("dtype", "auto")), str(info.config.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"))
+    kv_dtype = str(args.get("kv-cache-dtype", "auto"))
+    kv_bytes = 1 if kv_dtype.startswith("fp8") else DTYPE_BYTES[dtype]
+    quantized = "quantization_config" in info.config
+
+    if info.tensors:
+        params = sum(math.prod(shape) for _, shape in info.tensors.values())
+        if quantized:
+            weight_bytes = sum(math.prod(shape) * DTYPE_BYTES.get(d, 2) for d, shape in info.tensors.values())
+        else:
+            weight_bytes = params * DTYPE_BYTES[dtype]
+        counted = "safetensors headers"
+    else:
+        if quantized or any(k in config for k in ("num_experts", "num_local_experts", "n_routed_experts")):
+            return "the weights are not at hand and this model (quantized or mixture-of-experts) cannot be sized from config.json alone"
+        attention = hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden
+        mlp = 3 * hidden * intermediate
+        embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", info.config.get("tie_word_embeddings")) else 2)
+        params = layers * (attention + mlp + 2 * hidden) + embeddings + hidden
+        weight_bytes = params * DTYPE_BYTES[dtype]
+        counted = "config.json estimate"
+
+    # vLLM keeps LoRA buffers for every linear layer it can adapt: packed qkv, o, packed gate_up, down.
+    per_layer = (hidden + (heads + 2 * kv_heads) * head_dim) + (heads * head_dim + hidden) + (hidden + 2 * intermediate) + (intermediate + hidden)
+    return ModelShape(
+        params=params,
+        weight_bytes=weight_bytes,
+        weights_counted=counted,
+        dtype=dtype,
+        layers=layers,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        kv_dtype_bytes=kv_bytes,
+        attention_heads=heads,
+        max_position_embeddings=int(config.get("max_position_embeddings") or 0),
+        lora_bytes_per_rank_slot=layers * per_layer * DTYPE_BYTES[dtype],
+    )
+
+
+def _serving_dtype(requested: str, checkpoint: str) -> str:
+    if requested != "auto":
+        return requested
+    # vLLM's "auto" serves float32 checkpoints in 16 bits.
+    return "bfloat16" if checkpoint in ("float32", "float") else checkpoint if checkpoint in DTYPE_BYTES else "bfloat16"
+
+
+def parse_tokens(value: Any) -> int | None:
+    """`max-model-len` as vLLM reads it: 4096, "4k" (×1000) or "4K" (×1024); None for "auto"."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgG]?)", str(value))
+    if not match:
+        return None
+    number, unit = float(match.group(1)), match.group(2)
+    scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3}[unit]
+    return int(number * scale)
+
+
+@dataclass(frozen=True)
+class Fit:
+    gpu: Gpu
+    total_bytes: int
+    utilization: float
+    weight_bytes: int
+    lora_bytes: int
+    lora_slots: int
+    lora_rank: int
+    overhead_bytes: int
+    kv_bytes_per_token: int
+    max_model_len: int
+    max_model_len_source: str  # "vllm.args.max-model-len" or "the model's max_position_embeddings"
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.total_bytes * self.utilization)
+
+    @property
+    def kv_budget_bytes(self) -> int:
+        return self.budget_bytes - self.weight_bytes - self.lora_bytes - self.overhead_bytes
+
+    @property
+    def needed_kv_bytes(self) -> int:
+        return self.max_model_len * self.kv_bytes_per_token
+
+    @property
+    def fits(self) -> bool:
+        return self.kv_budget_bytes > 0 and self.needed_kv_bytes <= self.kv_budget_bytes
+
+    @property
+    def max_fitting_len(self) -> int:
+        if self.kv_budget_bytes <= 0:
+            return 0
+        return (self.kv_budget_bytes // self.kv_bytes_per_token) // CONTEXT_STEP * CONTEXT_STEP
+
+
+def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, max_model_len: int | None = None) -> Fit | None:
+    gpu = gpu or deployment.gpu
+    spec = gpu_specs().get(gpu.type)
+    if spec is None:
+        return None
+    args = dict(deployment.vllm.args)
+    utilization = float(args.get("gpu-memory-utilization", _default_utilization(deployment.vllm.version)))
+    lora_slots = lora_rank = 0
+    if deployment.adapters:
+        derived = derived_lora_flags(deployment)
+        lora_slots = int(args.get("max-loras", derived.get("max-loras", 1)))
+        lora_rank = int(args.get("max-lora-rank", derived.get("max-lora-rank", VLLM_DEFAULT_MAX_LORA_RANK)))
+    requested = parse_tokens(args["max-model-len"]) if "max-model-len" in args else None
+    length = max_model_len or requested or shape.max_position_embeddings
+    return Fit(
+        gpu=gpu,
+        total_bytes=spec.memory_bytes * gpu.count,
+        utilization=utilization,
+        weight_bytes=shape.weight_bytes,
+        lora_bytes=lora_slots * lora_rank * shape.lora_bytes_per_rank_slot,
+        lora_slots=lora_slots,
+        lora_rank=lora_rank,
+        overhead_bytes=OVERHEAD_BYTES_PER_GPU * gpu.count,
+        kv_bytes_per_token=shape.kv_bytes_per_token,
+        max_model_len=length,
+        max_model_len_source="vllm.args.max-model-len" if (requested and not max_model_len) else "the model's max_position_embeddings",
+    )
+
+
+def _default_utilization(version: str) -> float:
+    flags = catalog.load(version)
+    flag = flags.lookup("gpu-memory-utilization") if flags else None
+    return float(flag.default) if flag and isinstance(flag.default, (int, float)) else VLLM_DEFAULT_UTILIZATION
+
+
+def cheapest_fitting(deployment: Deployment, shape: ModelShape, max_model_len: int, limit: int = 3) -> list[tuple[Gpu, float]]:
+    """The cheapest GPU configurations (type and count) that hold `max_model_len` tokens."""
+    options = []
+    for name, spec in gpu_specs().items():
+        if spec.same_as or spec.usd_per_second is None:
+            continue
+        for count in (1, 2, 4, 8):
+            # Tensor parallelism splits attention heads evenly across GPUs.
+            if count > spec.max_count or shape.attention_heads % count or (shape.kv_heads % count and count % shape.kv_heads):
+                continue
+            gpu = Gpu(name, count)
+            fit = compute(deployment, shape, gpu, max_model_len)
+            if fit and fit.fits:
+                options.append((gpu, usd_per_hour(gpu)))
+                break  # more of the same GPU only costs more
+    return sorted(options, key=lambda pair: pair[1])[:limit]
+
+
+def gib(n: int) -> str:
+    return f"{n / GIB:.2f} GiB"
