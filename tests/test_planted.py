@@ -79,4 +79,5 @@ def test_every_planted_problem_is_explained_at_its_line(shipped, hub_cache):
     assert "did you mean 'max-model-len'?" == found[("qwen3-4b-multi.yaml", typo + 2, "flags.unknown")].hint
     assert "exists in 0.32.0" in found[("qwen3-4b-multi.yaml", newer + 1, "flags.not-in-version")].message
     assert "rank of adapter 'chess-puzzle' (64)" in found[("qwen3-4b-multi.yaml", rank, "lora.rank-too-small")].message
-    assert "at most 79,872" in found  # rank-64 LoRA buffers take their share[("chess-puzzle.yaml", 12, "fit.kv-cache")].hint
+    # The rank-64 adapter's LoRA buffers take their share of the A10G too.
+    assert "at most 79,872" in found[("chess-puzzle.yaml", 12, "fit.kv-cache")].hint
