@@ -167,7 +167,6 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "base_model": base_model,
         "served_name": base.served_name,
         "adapters": adapters,
-        "hub_adapters": any("repo" in a for a in adapters.values()),
         "local_folders": local_folders,
         "volumes": {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         "server": list(VLLM_ENTRYPOINT),
@@ -180,7 +179,6 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "startup_timeout": scaling.startup_timeout,
         "startup_timeout_comment": _duration(scaling.startup_timeout),
         "proxy_auth": deployment.auth.proxy,
-        "public": deployment.auth.is_public,
     }
 
 
