@@ -1,9 +1,10 @@
 """Read the base model's `config.json` and its weights' tensor index (names, dtypes, shapes) from
 safetensors headers, without loading any weights.
 
-Local models are read from their folder; Hub models from the local Hugging Face cache at their
-revision (the Hub itself is not contacted). The LoRA compatibility check uses the tensor names to
-know which modules the architecture has.
+Local models are read from their folder; a Hub model's config.json at its revision from the local
+Hugging Face cache, else from the Hub unless offline; safetensors headers only from the cache
+(weights are never downloaded here). The LoRA compatibility check uses the tensor names to know
+which modules the architecture has; the GPU fit check, the sizes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import struct
 from dataclasses import replace
 from pathlib import Path
 
+from . import hub
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is not a header
@@ -45,14 +47,22 @@ def safetensors_header(path: Path) -> dict:
 
 def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
     where = source.written_path if source.path is not None else source.describe()
-    config_path = _locate(source, "config.json")
-    if config_path is None:
-        reason = "config.json is missing from " + where if source.path is not None else f"{where} is not in the local Hugging Face cache, and the Hub is not contacted"
-        return UnknownConfig(reason)
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return UnknownConfig(f"cannot read {config_path}: {exc}")
+    if source.path is not None:
+        config_path = source.path / "config.json"
+        if not config_path.is_file():
+            return UnknownConfig(f"config.json is missing from {where}", definite=True)
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return UnknownConfig(f"cannot read {config_path}: {exc}", definite=True)
+        read_from = str(source.path)
+    else:
+        config, found = hub.read_json(source.repo, "config.json", source.revision)
+        if isinstance(found, hub.Missing):
+            return UnknownConfig(found.reason, definite=found.definite)
+        if config is None:
+            return UnknownConfig(f"{found.where} is not a JSON object", definite=True)
+        read_from = found.where
 
     tensors: dict[str, tuple[str, tuple[int, ...]]] | None = {}
     index = _locate(source, "model.safetensors.index.json")
@@ -70,7 +80,7 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
                 tensors[name] = (meta["dtype"], tuple(meta["shape"]))
     except (OSError, ValueError, KeyError, struct.error) as exc:
         return UnknownConfig(f"cannot read the safetensors headers of {where}: {exc}")
-    return BaseModelInfo(config=config, tensors=tensors, read_from=str(config_path.parent))
+    return BaseModelInfo(config=config, tensors=tensors, read_from=read_from)
 
 
 def with_base_model_info(deployment: Deployment) -> Deployment:

@@ -71,9 +71,11 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class UnknownConfig:
-    """An adapter config that could not be read, and why."""
+    """A config that could not be read, and why. `definite`: the source said it is not there (a
+    finding), rather than it being out of reach from here."""
 
     reason: str
+    definite: bool = False
 
 
 @dataclass(frozen=True)

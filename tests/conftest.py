@@ -47,6 +47,20 @@ class Project:
         return self.write(f"deployments/{name}.yaml", text)
 
 
+@pytest.fixture(autouse=True)
+def hub_offline(monkeypatch):
+    """Tests never reach for the real Hub: huggingface_hub runs offline (HF_HUB_OFFLINE), so Hub
+    files come only from caches the tests build. test_hub.py goes online, to a fake Hub."""
+    import huggingface_hub.constants
+
+    from deployer import hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    hub.reset()
+    yield
+    hub.reset()
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Project:
     monkeypatch.chdir(tmp_path)

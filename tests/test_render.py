@@ -13,6 +13,7 @@ from deployer.pipeline import check_paths
 from deployer.render import HASH_MARKER, literal, render, write
 
 from .conftest import FIXTURES, MINIMAL, REPO, import_app
+from .tiny_model import build_base_model, build_lora_adapter
 
 GOLDEN = FIXTURES / "golden" / "chess-puzzle.app.py"
 
@@ -28,9 +29,9 @@ def rendered(project, name: str, text: str, out: str = "build"):
 
 
 def three_local_adapters(project) -> str:
-    for name in ("alpha", "beta", "gamma"):
-        (project.root / "adapters" / name).mkdir(parents=True)
-    (project.root / "models" / "tiny").mkdir(parents=True)
+    base = build_base_model(project.root / "models" / "tiny")
+    for seed, name in enumerate(("alpha", "beta", "gamma")):
+        build_lora_adapter(project.root / "adapters" / name, str(base), 8, seed)
     return """\
     base_model: {path: ../models/tiny, served_name: tiny}
     adapters:

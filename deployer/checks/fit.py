@@ -13,8 +13,14 @@ from ._at import at
 
 def check_gpu_fit(deployment: Deployment) -> Iterable[Diagnostic]:
     info = deployment.base_model.info
+    source = deployment.base_model.source
+    if source.is_local and not source.path.is_dir():
+        return  # reported by the sources check
     if isinstance(info, UnknownConfig):
-        yield _skipped(deployment, info.reason)
+        if info.definite:
+            yield at(deployment, ("base_model",), f"base model: {info.reason}", hint="check the repo id, revision or path; vLLM could not load it either", rule="sources.unreadable")
+        else:
+            yield _skipped(deployment, info.reason)
         return
     if not isinstance(info, BaseModelInfo):
         return

@@ -19,7 +19,9 @@ def check_lora_limits(deployment: Deployment) -> Iterable[Diagnostic]:
     for i, adapter in enumerate(deployment.adapters):
         if adapter.source.is_local and not adapter.source.path.is_dir():
             continue  # reported by the sources check
-        if isinstance(adapter.config, UnknownConfig) and "max-lora-rank" not in explicit:
+        if isinstance(adapter.config, UnknownConfig) and adapter.config.definite:
+            yield at(deployment, ("adapters", i), f"adapter {adapter.name!r}: {adapter.config.reason}", hint="check the repo id and revision; vLLM could not load this adapter either", rule="sources.unreadable", key=False)
+        elif isinstance(adapter.config, UnknownConfig) and "max-lora-rank" not in explicit:
             # With max-lora-rank set explicitly, the user has taken the rank into their own hands.
             yield at(
                 deployment,

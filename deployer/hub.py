@@ -1,0 +1,107 @@
+"""Small files from Hugging Face Hub repos (configs), at a pinned revision: local cache first,
+then the Hub itself unless offline.
+
+Only small JSON files are read from the Hub, with one short request each (no retries with
+back-off: validation must stay fast where the Hub is unreachable, and after the first connection
+failure the rest of the run does not try again). Weights are never downloaded here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+TIMEOUT_SECONDS = 8.0
+_unreachable: str | None = None  # why the Hub could not be reached, once it could not
+
+
+@dataclass(frozen=True)
+class HubFile:
+    text: str
+    where: str  # a cache path or a URL, for messages
+
+
+@dataclass(frozen=True)
+class Missing:
+    """The file is not there: `definite` when the Hub said so (a finding), else unknown here."""
+
+    reason: str
+    definite: bool = False
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missing:
+    global _unreachable
+    from huggingface_hub import try_to_load_from_cache
+
+    at = f" at revision {revision}" if revision else ""
+    cached = try_to_load_from_cache(repo, filename, revision=revision)
+    if isinstance(cached, str):
+        return HubFile(Path(cached).read_text(encoding="utf-8"), cached)
+    if _offline():
+        return Missing(f"{repo}{at} is not in the local Hugging Face cache (HF_HUB_OFFLINE is set)")
+    if _unreachable:
+        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
+    url = f"{_endpoint()}/{repo}/resolve/{revision or 'main'}/{filename}"
+    request = urllib.request.Request(url, headers=_auth_headers())
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            return HubFile(response.read().decode("utf-8"), url)
+    except urllib.error.HTTPError as exc:
+        return _http_missing(exc, repo, filename, at)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        _unreachable = str(getattr(exc, "reason", exc))
+        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
+
+
+def read_json(repo: str, filename: str, revision: str | None) -> tuple[dict | None, HubFile | Missing]:
+    found = read_text(repo, filename, revision)
+    if isinstance(found, Missing):
+        return None, found
+    try:
+        data = json.loads(found.text)
+    except ValueError as exc:
+        return None, Missing(f"{found.where} is not valid JSON: {exc}", definite=True)
+    return (data if isinstance(data, dict) else None), found
+
+
+def _auth_headers() -> dict[str, str]:
+    from huggingface_hub import get_token
+
+    token = get_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _http_missing(exc: urllib.error.HTTPError, repo: str, filename: str, at: str) -> Missing:
+    # The Hub says what is missing in X-Error-Code; a missing or private repo both answer 401/404.
+    code = exc.headers.get("X-Error-Code", "")
+    if code == "EntryNotFound":
+        return Missing(f"{repo}{at} has no {filename}", definite=True)
+    if code == "RevisionNotFound":
+        return Missing(f"{repo} has no revision {at.removeprefix(' at revision ') or 'main'}", definite=True)
+    if code == "GatedRepo" or exc.code == 403:
+        return Missing(f"{repo} is gated: accept its terms on the Hub and set HF_TOKEN", definite=True)
+    if code == "RepoNotFound" or exc.code in (401, 404):
+        return Missing(f"{repo} does not exist on the Hub, or is private (set HF_TOKEN to a token that can read it)", definite=True)
+    return Missing(f"the Hub answered {exc.code} for {repo}{at}/{filename}")
+
+
+def reset() -> None:
+    """Forget that the Hub was unreachable (for long-lived processes and tests)."""
+    global _unreachable
+    _unreachable = None
