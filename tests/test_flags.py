@@ -34,8 +34,8 @@ def only(checked):
 
 
 def test_shipped_catalogs_cover_the_reference_pin_and_the_newest_cpu_release():
-    assert {"0.11.2", "0.32.0"} <= set(catalog.available_versions())
-    for version in ("0.11.2", "0.32.0"):
+    assert {"0.11.2", "0.32.0", "0.33.0"} <= set(catalog.available_versions())
+    for version in ("0.11.2", "0.32.0", "0.33.0"):
         flags = catalog.load(version)
         assert flags.lookup("enforce-eager").kind == "boolean_optional"
         assert flags.lookup("max-lora-rank").choices == (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -48,7 +48,7 @@ def test_unknown_flag_suggests_the_closest(project):
     assert error.hint == "did you mean 'max-model-len'?"
 
 
-@pytest.mark.parametrize(("version", "flag", "other"), [("0.32.0", "swap-space", "0.11.2"), ("0.32.0", "guided-decoding-backend", "0.11.2"), ("0.11.2", "lora-target-modules", "0.32.0")])
+@pytest.mark.parametrize(("version", "flag", "other"), [("0.32.0", "swap-space", "0.11.2"), ("0.32.0", "guided-decoding-backend", "0.11.2"), ("0.11.2", "lora-target-modules", "0.32.0, 0.33.0")])
 def test_flag_of_another_version_says_which_versions_have_it(project, version, flag, other):
     error = only(check(project, version, f"{flag}: x"))
     assert error.rule == "flags.not-in-version"
@@ -86,7 +86,7 @@ def test_uncatalogued_version_warns_and_names_what_was_not_checked(project):
     warning = only(check(project, "0.9.9", "max-model-len: 4096\nenforce-eager: true"))
     assert warning.rule == "flags.no-catalog" and not warning.is_error
     assert "(--max-model-len, --enforce-eager)" in warning.message
-    assert "0.11.2, 0.32.0" in warning.hint
+    assert "0.11.2, 0.32.0, 0.33.0" in warning.hint
 
 
 def test_values_render_by_action_kind():
