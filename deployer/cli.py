@@ -104,11 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         "fit",
         parents=[folders],
         help="GPU memory breakdown and cost of a deployment",
-        description="Show how NAME's model, LoRA buffers and context fit its GPU (the arithmetic of vLLM's start-up check), its cost per warm hour, and the cheapest GPUs that fit. Needs the base model's config.json: a local model, or one in the Hugging Face cache.",
-        epilog="examples:\n  deployer fit chess-puzzle\n  deployer fit chess-puzzle --format json",
+        description="Show how a deployment's model, LoRA buffers and context fit its GPU (the arithmetic of vLLM's start-up check), its cost per warm hour, and the cheapest GPUs that fit. With one NAME, the breakdown; otherwise a table of all. Needs the base model's config.json (a local model, the Hugging Face cache, or the Hub). Exit 1 if any does not fit or could not be sized.",
+        epilog="examples:\n  deployer fit chess-puzzle\n  deployer fit\n  deployer fit chess-puzzle --format json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    fit.add_argument("name", metavar="NAME", help="deployment (app) name")
+    fit.add_argument("names", nargs="*", metavar="NAME", help="one deployment for its breakdown; several, or none for all, for a table")
     fit.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
     commands.add_parser("schema", help="print the deployment JSON Schema", description="Print the JSON Schema (draft 2020-12) that deployment files follow.")
@@ -346,48 +346,52 @@ def _shown(path: Path) -> str:
 
 
 def cmd_fit(args) -> int:
-    from .fit import GIB, cheapest_fitting, compute, gib, model_shape, usd_per_hour
-    from .model import BaseModelInfo
+    from .fit import assess
 
-    _, selected, code = _select(args, [args.name], tolerate="fit.")
+    _, selected, code = _select(args, args.names, tolerate="fit.")
     if selected is None:
         return code
-    (deployment,) = selected
-    info = deployment.base_model.info
-    if not isinstance(info, BaseModelInfo):
-        print(f"deployer fit: cannot size {deployment.name}: {getattr(info, 'reason', 'no model information')}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    args_map = dict(deployment.vllm.args)
-    shape = model_shape(info, args_map)
-    if isinstance(shape, str):
-        print(f"deployer fit: cannot size {deployment.name}: {shape}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    fit = compute(deployment, shape)
-    if fit is None:
-        print(f"deployer fit: no memory data for GPU {deployment.gpu.type}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    price = usd_per_hour(deployment.gpu)
-    full = cheapest_fitting(deployment, shape, fit.max_model_len)
-    cheapest_now = cheapest_fitting(deployment, shape, min(fit.max_model_len, fit.max_fitting_len) or fit.max_model_len, limit=1)
+    results = [(d, assess(d)) for d in selected]
     if args.format == "json":
         import json
 
-        print(json.dumps({
-            "deployment": deployment.name, "gpu": deployment.gpu.modal_spec, "fits": fit.fits,
-            "gpu_memory_bytes": fit.total_bytes, "gpu_memory_utilization": fit.utilization, "budget_bytes": fit.budget_bytes,
-            "params": shape.params, "weights_counted_from": shape.weights_counted, "dtype": shape.dtype, "weight_bytes": fit.weight_bytes,
-            "lora_slots": fit.lora_slots, "lora_rank": fit.lora_rank, "lora_bytes": fit.lora_bytes, "overhead_bytes": fit.overhead_bytes,
-            "kv_budget_bytes": fit.kv_budget_bytes, "kv_bytes_per_token": fit.kv_bytes_per_token,
-            "max_model_len": fit.max_model_len, "max_model_len_from": fit.max_model_len_source, "needed_kv_bytes": fit.needed_kv_bytes,
-            "max_fitting_len": fit.max_fitting_len, "usd_per_warm_hour": price,
-            "gpus_fitting_max_model_len": [{"gpu": g.modal_spec, "usd_per_hour": p} for g, p in full],
-        }, indent=2))
-        return EXIT_OK if fit.fits else EXIT_PROBLEMS
+        print(json.dumps([_fit_json(d, a) for d, a in results], indent=2))
+    elif len(args.names) == 1:
+        deployment, assessment = results[0]
+        if isinstance(assessment, str):
+            print(f"deployer fit: cannot size {deployment.name}: {assessment}", file=sys.stderr)
+        else:
+            _print_fit(deployment, assessment)
+    else:
+        _print_fit_table(results)
+    return EXIT_OK if all(not isinstance(a, str) and a.fit.fits for _, a in results) else EXIT_PROBLEMS
+
+
+def _fit_json(deployment, a) -> dict:
+    if isinstance(a, str):
+        return {"deployment": deployment.name, "gpu": deployment.gpu.modal_spec, "fits": None, "not_checked": a}
+    fit, shape = a.fit, a.shape
+    return {
+        "deployment": deployment.name, "gpu": deployment.gpu.modal_spec, "fits": fit.fits,
+        "gpu_memory_bytes": fit.total_bytes, "gpu_memory_utilization": fit.utilization, "budget_bytes": fit.budget_bytes,
+        "params": shape.params, "weights_counted_from": shape.weights_counted, "dtype": shape.dtype, "weight_bytes": fit.weight_bytes,
+        "lora_slots": fit.lora_slots, "lora_rank": fit.lora_rank, "lora_bytes": fit.lora_bytes, "overhead_bytes": fit.overhead_bytes,
+        "kv_budget_bytes": fit.kv_budget_bytes, "kv_bytes_per_token": fit.kv_bytes_per_token,
+        "max_model_len": fit.max_model_len, "max_model_len_from": fit.max_model_len_source, "needed_kv_bytes": fit.needed_kv_bytes,
+        "max_fitting_len": fit.max_fitting_len, "usd_per_warm_hour": a.usd_per_hour,
+        "gpus_fitting_max_model_len": [{"gpu": g.modal_spec, "usd_per_hour": p} for g, p in a.gpus_for_full_context],
+        "cheapest_fitting_gpu": {"gpu": a.cheapest[0].modal_spec, "usd_per_hour": a.cheapest[1]} if a.cheapest else None,
+    }
+
+
+def _print_fit(deployment, a) -> None:
+    from .fit import gib
+
+    fit, shape = a.fit, a.shape
 
     def row(label: str, value: str, note: str = "") -> str:
         return f"  {label:<40} {value:>12}  {note}".rstrip()
 
-    kib = fit.kv_bytes_per_token / 1024
     print(f"{deployment.name}: {deployment.base_model.served_name} on {deployment.gpu.modal_spec}, vLLM {deployment.vllm.version}\n")
     print(row(f"GPU memory ({deployment.gpu.modal_spec})", gib(fit.total_bytes)))
     print(row(f"x gpu-memory-utilization {fit.utilization}", gib(fit.budget_bytes)))
@@ -396,17 +400,30 @@ def cmd_fit(args) -> int:
         print(row(f"- LoRA buffers ({fit.lora_slots} slot(s) x rank {fit.lora_rank})", gib(fit.lora_bytes)))
     print(row("- activations, CUDA context (estimate)", gib(fit.overhead_bytes)))
     print(row("= left for the KV cache", gib(fit.kv_budget_bytes)))
-    print(row("KV cache per token", f"{kib:.1f} KiB", f"{shape.layers} layers x {shape.kv_heads} KV heads x {shape.head_dim} x 2 x {shape.kv_dtype_bytes} bytes"))
+    print(row("KV cache per token", f"{fit.kv_bytes_per_token / 1024:.1f} KiB", f"{shape.layers} layers x {shape.kv_heads} KV heads x {shape.head_dim} x 2 x {shape.kv_dtype_bytes} bytes"))
     verdict = "fits" if fit.fits else f"DOES NOT FIT: at most {fit.max_fitting_len:,} tokens"
     print(row(f"max-model-len {fit.max_model_len:,} needs", gib(fit.needed_kv_bytes), f"{verdict} ({fit.max_model_len_source})"))
     print()
-    print(f"  cost per warm hour: {'$%.2f' % price if price is not None else 'unknown'} ({deployment.gpu.modal_spec})")
-    if full:
-        print(f"  GPUs that hold {fit.max_model_len:,} tokens: " + ", ".join(f"{g.modal_spec} ${p:.2f}/h" for g, p in full))
-    if cheapest_now and fit.fits and cheapest_now[0][1] is not None and price is not None and cheapest_now[0][1] < price:
-        g, p = cheapest_now[0]
-        print(f"  cheaper GPU that fits this deployment: {g.modal_spec} ${p:.2f}/h")
-    return EXIT_OK if fit.fits else EXIT_PROBLEMS
+    print(f"  cost per warm hour: {'$%.2f' % a.usd_per_hour if a.usd_per_hour is not None else 'unknown'} ({deployment.gpu.modal_spec})")
+    if a.gpus_for_full_context:
+        print(f"  GPUs that hold {fit.max_model_len:,} tokens: " + ", ".join(f"{g.modal_spec} ${p:.2f}/h" for g, p in a.gpus_for_full_context))
+    if a.cheapest and fit.fits and a.usd_per_hour is not None and a.cheapest[1] < a.usd_per_hour:
+        print(f"  cheaper GPU that fits this deployment: {a.cheapest[0].modal_spec} ${a.cheapest[1]:.2f}/h")
+
+
+def _print_fit_table(results) -> None:
+    header = ("DEPLOYMENT", "GPU", "FITS", "MAX-MODEL-LEN", "MOST THAT FITS", "$/WARM HOUR", "CHEAPEST GPU THAT FITS")
+    rows = []
+    for deployment, a in results:
+        if isinstance(a, str):
+            rows.append((deployment.name, deployment.gpu.modal_spec, "?", "", "", "", f"not checked: {a}"))
+            continue
+        price = f"{a.usd_per_hour:.2f}" if a.usd_per_hour is not None else "?"
+        cheapest = f"{a.cheapest[0].modal_spec} (${a.cheapest[1]:.2f}/h)" if a.cheapest else "none"
+        rows.append((deployment.name, deployment.gpu.modal_spec, "yes" if a.fit.fits else "NO", f"{a.fit.max_model_len:,}", f"{a.fit.max_fitting_len:,}", price, cheapest))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
 
 
 def cmd_schema(args) -> int:

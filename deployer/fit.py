@@ -240,3 +240,30 @@ def cheapest_fitting(deployment: Deployment, shape: ModelShape, max_model_len: i
 
 def gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything `deployer fit` reports about one deployment."""
+
+    shape: ModelShape
+    fit: Fit
+    usd_per_hour: float | None
+    gpus_for_full_context: list[tuple[Gpu, float]]  # cheapest GPUs holding max-model-len
+    cheapest: tuple[Gpu, float] | None  # the cheapest GPU that holds what fits here (or max-model-len)
+
+
+def assess(deployment: Deployment) -> Assessment | str:
+    """The fit of `deployment` on its GPU and the alternatives, or why it cannot be sized."""
+    info = deployment.base_model.info
+    if not isinstance(info, BaseModelInfo):
+        return getattr(info, "reason", "the base model was not read")
+    shape = model_shape(info, dict(deployment.vllm.args))
+    if isinstance(shape, str):
+        return shape
+    fit = compute(deployment, shape)
+    if fit is None:
+        return f"no memory data for GPU {deployment.gpu.type}"
+    target = min(fit.max_model_len, fit.max_fitting_len) if fit.max_fitting_len else fit.max_model_len
+    cheapest = cheapest_fitting(deployment, shape, target, limit=1)
+    return Assessment(shape, fit, usd_per_hour(deployment.gpu), cheapest_fitting(deployment, shape, fit.max_model_len), cheapest[0] if cheapest else None)

@@ -122,7 +122,7 @@ def test_fit_command_prints_the_breakdown_and_the_cheaper_gpu(project, qwen_cach
 def test_fit_command_json_exits_one_when_it_does_not_fit(project, qwen_cached, cli):
     chess_without_max_model_len(project)
     code, out, _ = cli("fit", "chess-puzzle", "--format", "json")
-    report = json.loads(out)
+    (report,) = json.loads(out)
     assert code == 1 and report["fits"] is False
     assert report["kv_bytes_per_token"] == 147_456 and report["needed_kv_bytes"] == 36 * GIB
     assert report["max_fitting_len"] % 1024 == 0 and report["gpus_fitting_max_model_len"]
@@ -132,3 +132,19 @@ def test_fit_command_without_the_model_says_why(project, hub_cache, cli):
     chess_without_max_model_len(project)
     code, _, err = cli("fit", "chess-puzzle")
     assert code == 1 and "not in the local Hugging Face cache" in err
+
+
+def test_fit_without_names_tabulates_every_deployment(shipped_copy, cli):
+    code, out, _ = cli("fit")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["DEPLOYMENT", "GPU", "FITS"]
+    assert lines[1].split()[:6] == ["chess-puzzle", "A10G", "yes", "65,536", "80,896", "1.10"]
+    assert lines[1].endswith("L4 ($0.80/h)")  # the reference's own note: an A10G may be oversized
+    assert lines[2].split()[:3] == ["qwen3-4b-multi", "L40S", "yes"]
+
+
+@pytest.fixture
+def shipped_copy(project, qwen_cached):
+    for path in (REPO / "deployments").glob("*.yaml"):
+        project.write(f"deployments/{path.name}", path.read_text())
+    return project
