@@ -27,8 +27,8 @@ def _load(adapter: Adapter) -> tuple[dict, Path | None, str] | UnknownConfig:
             return UnknownConfig(f"{CONFIG_FILE} is missing from {source.written_path}")
         try:
             return json.loads(path.read_text(encoding="utf-8")), path.parent, str(path)
-        except (OSError, ValueError) as exc:
-            return UnknownConfig(f"cannot read {path}: {exc}")
+        except (OSError, ValueError, RecursionError) as exc:
+            return UnknownConfig(f"cannot read {path}: {type(exc).__name__}: {exc}", definite=True)
     data, found = hub.read_json(source.repo, CONFIG_FILE, source.revision)
     if isinstance(found, hub.Missing):
         return UnknownConfig(found.reason, definite=found.definite)
@@ -44,27 +44,22 @@ def read_config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
     if not isinstance(data, dict) or not isinstance(data.get("r"), int):
         return UnknownConfig(f"{where} has no integer `r` (LoRA rank)", definite=True)
     pattern = data.get("rank_pattern") or {}
-    ranks = [data["r"], *(v for v in pattern.values() if isinstance(v, int))] if isinstance(pattern, dict) else [data["r"]]
+    ranks = [data["r"], *(v for v in pattern.values() if isinstance(v, int) and not isinstance(v, bool))] if isinstance(pattern, dict) else [data["r"]]
     targets = data.get("target_modules") or ()
+    if isinstance(targets, list):
+        targets = [str(t) for t in targets]
     weights = next((folder / w for w in WEIGHT_FILES if (folder / w).is_file()), None) if folder else None
     if weights is None and adapter.source.repo is not None:
-        weights = next((w for w in map(lambda f: _cached_file(adapter, f), WEIGHT_FILES) if w), None)
+        weights = next((w for w in (hub.cached_path(adapter.source.repo, f, adapter.source.revision) for f in WEIGHT_FILES) if w), None)
     return AdapterConfig(
         rank=max(ranks),
         alpha=data.get("lora_alpha"),
         target_modules=tuple(targets) if isinstance(targets, list) else str(targets),
-        base_model=data.get("base_model_name_or_path"),
+        base_model=data.get("base_model_name_or_path") if isinstance(data.get("base_model_name_or_path"), str) else None,
         read_from=where,
         raw=data,
         weights=str(weights) if weights else None,
     )
-
-
-def _cached_file(adapter: Adapter, filename: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(adapter.source.repo, filename, revision=adapter.source.revision)
-    return Path(found) if isinstance(found, str) else None
 
 
 def with_adapter_configs(deployment: Deployment) -> Deployment:

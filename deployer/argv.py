@@ -81,8 +81,10 @@ def flag_tokens(name: str, value: Any, flag: Flag | None = None) -> list[str]:
     """
     option = f"--{name}"
     if isinstance(value, bool):
-        if flag is None or flag.kind == "boolean_optional":
+        if flag is None:
             return [option] if value else [f"--no-{name}"]
+        if flag.kind == "boolean_optional":
+            return [option] if value else negated_options(name, flag)[:1]
         if flag.kind == "store_false":
             return [] if value else [option]
         return [option] if value else []
@@ -95,6 +97,16 @@ def flag_tokens(name: str, value: Any, flag: Flag | None = None) -> list[str]:
             return [option, *(_scalar(v) for v in value)]
         return [option, _json(value)]
     return [option, _scalar(value)]
+
+
+def negated_options(name: str, flag: Flag) -> list[str]:
+    """How this version spells `name: false`: `--no-x`, or `--disable-x` for an `--enable-x` (and
+    the reverse), whichever the flag has. Empty if it has none (the flag check reports that)."""
+    candidates = [f"--no-{name}"]
+    for positive, negative in (("enable-", "disable-"), ("disable-", "enable-")):
+        if name.startswith(positive):
+            candidates.append(f"--{negative}{name[len(positive):]}")
+    return [c for c in candidates if c in flag.options]
 
 
 def _json(value: Any) -> str:

@@ -20,29 +20,31 @@ from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is not a header
 
 
-def _cached(source: Source, filename: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(source.repo, filename, revision=source.revision)
-    return Path(found) if isinstance(found, str) else None
-
-
 def _locate(source: Source, filename: str) -> Path | None:
     if source.path is not None:
         path = source.path / filename
         return path if path.is_file() else None
-    return _cached(source, filename)
+    return hub.cached_path(source.repo, filename, source.revision)
 
 
-def safetensors_header(path: Path) -> dict:
-    """The JSON header of a .safetensors file: {tensor name: {dtype, shape, data_offsets}}."""
+def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name → (dtype, shape), from the JSON header of a .safetensors file."""
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > MAX_HEADER_BYTES:
             raise ValueError(f"{path.name}: header of {length} bytes")
         header = json.loads(handle.read(length))
-    header.pop("__metadata__", None)
-    return header
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name}: the header is not a JSON object")
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        shape = meta.get("shape") if isinstance(meta, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ValueError(f"{path.name}: tensor {name!r} has no valid shape")
+        tensors[name] = (str(meta.get("dtype")), tuple(shape))
+    return tensors
 
 
 def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
@@ -53,8 +55,10 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
             return UnknownConfig(f"config.json is missing from {where}", definite=True)
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            return UnknownConfig(f"cannot read {config_path}: {exc}", definite=True)
+        except (OSError, ValueError, RecursionError) as exc:
+            return UnknownConfig(f"cannot read {config_path}: {type(exc).__name__}: {exc}", definite=True)
+        if not isinstance(config, dict):
+            return UnknownConfig(f"{config_path} is not a JSON object", definite=True)
         read_from = str(source.path)
     else:
         config, found = hub.read_json(source.repo, "config.json", source.revision)
@@ -68,7 +72,10 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
     index = _locate(source, "model.safetensors.index.json")
     try:
         if index is not None:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            weight_map = json.loads(index.read_text())["weight_map"]
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise ValueError(f"{index.name}: weight_map is not a mapping of tensor names to files")
+            shards = sorted(set(weight_map.values()))
         else:
             shards = ["model.safetensors"]
         for shard in shards:
@@ -76,9 +83,8 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
             if shard_path is None:
                 tensors = None  # weights not available here: names and sizes unknown
                 break
-            for name, meta in safetensors_header(shard_path).items():
-                tensors[name] = (meta["dtype"], tuple(meta["shape"]))
-    except (OSError, ValueError, KeyError, struct.error) as exc:
+            tensors.update(safetensors_header(shard_path))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, struct.error) as exc:
         return UnknownConfig(f"cannot read the safetensors headers of {where}: {exc}")
     return BaseModelInfo(config=config, tensors=tensors, read_from=read_from)
 

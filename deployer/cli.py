@@ -162,6 +162,12 @@ def cmd_validate(args) -> int:
     return EXIT_PROBLEMS if _failed(checked.diagnostics, args.strict) else EXIT_OK
 
 
+def display_path(path: Path) -> str:
+    from .pipeline import display_path as shown
+
+    return shown(path)
+
+
 def _select(args, names: Sequence[str], tolerate: str | None = None):
     """Validate the deployments folder and pick `names` (all if empty): (deployments, exit code).
     Findings whose rule starts with `tolerate` do not stop the command (the one explaining them)."""
@@ -171,7 +177,7 @@ def _select(args, names: Sequence[str], tolerate: str | None = None):
     checked = check_paths([args.deployments])
     by_name = {d.name: d for d in checked.deployments}
     unknown = [n for n in names if n not in by_name]
-    if unknown and checked.ok:
+    if unknown and (checked.ok or tolerate):
         for name in unknown:
             hint = did_you_mean(name, by_name) or f"known deployments: {', '.join(sorted(by_name)) or 'none'}"
             print(f"deployer {args.command}: no deployment named {name!r} in {args.deployments}/ ({hint})", file=sys.stderr)
@@ -193,7 +199,7 @@ def cmd_render(args) -> int:
     results = []
     for deployment in selected:
         app = render(deployment, args.out)
-        shown = _shown(app.path)
+        shown = display_path(app.path)
         if args.check:
             current = app.path.read_text(encoding="utf-8") if app.path.is_file() else None
             status = "up to date" if current == app.source else ("missing" if current is None else "out of date")
@@ -249,7 +255,7 @@ def cmd_serve(args) -> int:
     server = LocalServer(command, folder / LOG_FILE, stream_logs=args.logs)
     print(f"starting vLLM: {shlex.join(command)}", file=sys.stderr, flush=True)
     if not args.logs:
-        print(f"vLLM log: {_shown(folder / LOG_FILE)}", file=sys.stderr, flush=True)
+        print(f"vLLM log: {display_path(folder / LOG_FILE)}", file=sys.stderr, flush=True)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -263,7 +269,7 @@ def cmd_serve(args) -> int:
         if not health.ok:
             print(f"deployer serve: vLLM did not become ready: {health.detail}", file=sys.stderr)
             if tail := server.log_tail():
-                print(f"last lines of {_shown(server.log_path)}:\n{tail}", file=sys.stderr)
+                print(f"last lines of {display_path(server.log_path)}:\n{tail}", file=sys.stderr)
             return EXIT_PROBLEMS
         model_ids = [deployment.base_model.served_name, *(a.name for a in deployment.adapters)]
         write_state(folder, url, server.process.pid, model_ids)
@@ -274,7 +280,7 @@ def cmd_serve(args) -> int:
             time.sleep(0.5)
         print(f"deployer serve: vLLM exited with code {server.process.returncode}", file=sys.stderr)
         if tail := server.log_tail():
-            print(f"last lines of {_shown(server.log_path)}:\n{tail}", file=sys.stderr)
+            print(f"last lines of {display_path(server.log_path)}:\n{tail}", file=sys.stderr)
         return EXIT_PROBLEMS
     except KeyboardInterrupt:
         print("stopping vLLM…", file=sys.stderr, flush=True)
@@ -305,6 +311,8 @@ def cmd_smoke(args) -> int:
         (deployment,) = selected
         spec = SmokeSpec.for_deployment(deployment)
         state = read_state(args.out / deployment.name)
+        if state is not None and args.url and normalise_url(args.url) != normalise_url(state["url"]):
+            state = None  # --url names another endpoint than the local server: its credentials apply
         url = args.url or (state or {}).get("url")
         if not url:
             print(f"deployer smoke: no known URL for {deployment.name!r}: pass --url, or start it with `deployer serve {deployment.name} --local`", file=sys.stderr)
@@ -336,13 +344,6 @@ def cmd_smoke(args) -> int:
             print(f"{'ok' if r.ok else 'FAIL':>4}  {r.name:<32} {r.seconds:6.1f} s  {r.detail}")
         print(f"{passed} of {len(results)} checks passed against {conn.base_url}")
     return EXIT_OK if passed == len(results) else EXIT_PROBLEMS
-
-
-def _shown(path: Path) -> str:
-    try:
-        return path.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def cmd_fit(args) -> int:

@@ -7,10 +7,10 @@ problem in every file at once. Reporters decide the output format (text, JSON, G
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 JsonPath = tuple  # of str (mapping keys) and int (list indices)
 
@@ -46,27 +46,6 @@ def format_path(path: Sequence) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-@dataclass
-class Report:
-    """All diagnostics of one run, in a stable order."""
-
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    def extend(self, items: Iterable[Diagnostic]) -> None:
-        self.diagnostics.extend(items)
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.is_error]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if not d.is_error]
-
-    def sorted(self) -> list[Diagnostic]:
-        return sorted(set(self.diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .model import BaseModelInfo, Deployment, Gpu
 
 GPUS_FILE = Path(__file__).parent / "data" / "gpus.json"
 GIB = 1024**3
+TOKEN_COUNT = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT]?)")  # vLLM's human-readable integers
 # CUDA context, activations at the default batch size and allocator slack, per GPU. vLLM measures
 # this while profiling at start-up; 1.5 GiB is typical for small and mid-size dense models.
 OVERHEAD_BYTES_PER_GPU = int(1.5 * GIB)
@@ -74,25 +75,38 @@ class ModelShape:
 
 
 def _text_config(config: dict) -> dict:
-    return config.get("text_config") or config
+    inner = config.get("text_config")
+    return inner if isinstance(inner, dict) else config
+
+
+def _positive_int(config: dict, key: str, default: int | None = None) -> int | None:
+    """A config value that must be a positive whole number; None when absent or not one."""
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or value != int(value):
+        return None
+    return int(value)
 
 
 def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
     """The model's memory shape, or why it cannot be known."""
     config = _text_config(info.config)
-    try:
-        hidden = int(config["hidden_size"])
-        layers = int(config["num_hidden_layers"])
-        heads = int(config["num_attention_heads"])
-    except (KeyError, TypeError, ValueError):
-        return "config.json lacks hidden_size, num_hidden_layers or num_attention_heads"
-    kv_heads = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or hidden // heads)
-    intermediate = int(config.get("intermediate_size") or 4 * hidden)
-    vocab = int(config.get("vocab_size") or 0)
+    hidden, layers, heads = (_positive_int(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads"))
+    if not (hidden and layers and heads):
+        return "config.json lacks a positive hidden_size, num_hidden_layers or num_attention_heads"
+    kv_heads = _positive_int(config, "num_key_value_heads", heads)
+    head_dim = _positive_int(config, "head_dim", hidden // heads)
+    intermediate = _positive_int(config, "intermediate_size", 4 * hidden)
+    vocab = _positive_int(config, "vocab_size", 1)
+    max_positions = _positive_int(config, "max_position_embeddings")
+    if not (kv_heads and head_dim and intermediate and vocab):
+        return "config.json has a num_key_value_heads, head_dim, intermediate_size or vocab_size that is not a positive whole number"
+    if max_positions is None and "max-model-len" not in args:
+        return "config.json has no max_position_embeddings, and vllm.args sets no max-model-len"
     dtype = _serving_dtype(str(args.get("dtype", "auto")), str(info.config.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"))
+    if dtype not in DTYPE_BYTES:
+        return f"dtype {dtype!r} is not one vLLM serves"
     kv_dtype = str(args.get("kv-cache-dtype", "auto"))
-    kv_bytes = 1 if kv_dtype.startswith("fp8") else DTYPE_BYTES[dtype]
+    kv_bytes = 1 if kv_dtype.startswith("fp8") else DTYPE_BYTES.get(kv_dtype, DTYPE_BYTES[dtype])
     quantized = "quantization_config" in info.config
 
     if info.tensors:
@@ -107,13 +121,15 @@ def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
             return "the weights are not at hand and this model (quantized or mixture-of-experts) cannot be sized from config.json alone"
         attention = hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden
         mlp = 3 * hidden * intermediate
-        embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", info.config.get("tie_word_embeddings")) else 2)
+        tied = config.get("tie_word_embeddings", info.config.get("tie_word_embeddings", True))  # transformers' default
+        embeddings = vocab * hidden * (1 if tied else 2)
         params = layers * (attention + mlp + 2 * hidden) + embeddings + hidden
         weight_bytes = params * DTYPE_BYTES[dtype]
         counted = "config.json estimate"
 
-    # vLLM keeps LoRA buffers for every linear layer it can adapt: packed qkv, o, packed gate_up, down.
-    per_layer = (hidden + (heads + 2 * kv_heads) * head_dim) + (heads * head_dim + hidden) + (hidden + 2 * intermediate) + (intermediate + hidden)
+    # vLLM keeps LoRA buffers for every linear layer it can adapt: packed qkv (an A matrix for each
+    # of q, k and v), o, packed gate_up (A for each of gate and up), down.
+    per_layer = (3 * hidden + (heads + 2 * kv_heads) * head_dim) + (heads * head_dim + hidden) + (2 * hidden + 2 * intermediate) + (intermediate + hidden)
     return ModelShape(
         params=params,
         weight_bytes=weight_bytes,
@@ -124,7 +140,7 @@ def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
         head_dim=head_dim,
         kv_dtype_bytes=kv_bytes,
         attention_heads=heads,
-        max_position_embeddings=int(config.get("max_position_embeddings") or 0),
+        max_position_embeddings=max_positions or 0,
         lora_bytes_per_rank_slot=layers * per_layer * DTYPE_BYTES[dtype],
     )
 
@@ -137,15 +153,18 @@ def _serving_dtype(requested: str, checkpoint: str) -> str:
 
 
 def parse_tokens(value: Any) -> int | None:
-    """`max-model-len` as vLLM reads it: 4096, "4k" (×1000) or "4K" (×1024); None for "auto"."""
+    """`max-model-len` as vLLM reads it: 4096, "4k" (×1000) or "4K" (×1024); None for "auto" or -1
+    (vLLM then picks the largest that fits) and for anything it would reject."""
+    if isinstance(value, bool):
+        return None
     if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgG]?)", str(value))
+        return value if value > 0 else None
+    match = TOKEN_COUNT.fullmatch(str(value))
     if not match:
         return None
     number, unit = float(match.group(1)), match.group(2)
-    scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3}[unit]
-    return int(number * scale)
+    scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3, "t": 1000**4, "T": 1024**4}[unit]
+    return int(number * scale) or None
 
 
 @dataclass(frozen=True)
@@ -180,7 +199,7 @@ class Fit:
 
     @property
     def max_fitting_len(self) -> int:
-        if self.kv_budget_bytes <= 0:
+        if self.kv_budget_bytes <= 0 or self.kv_bytes_per_token <= 0:
             return 0
         return (self.kv_budget_bytes // self.kv_bytes_per_token) // CONTEXT_STEP * CONTEXT_STEP
 
@@ -191,12 +210,12 @@ def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, m
     if spec is None:
         return None
     args = dict(deployment.vllm.args)
-    utilization = float(args.get("gpu-memory-utilization", _default_utilization(deployment.vllm.version)))
+    utilization = _number(args.get("gpu-memory-utilization", args.get("device-memory-utilization")), _default_utilization(deployment.vllm.version))
     lora_slots = lora_rank = 0
     if deployment.adapters:
         derived = derived_lora_flags(deployment)
-        lora_slots = int(args.get("max-loras", derived.get("max-loras", 1)))
-        lora_rank = int(args.get("max-lora-rank", derived.get("max-lora-rank", VLLM_DEFAULT_MAX_LORA_RANK)))
+        lora_slots = int(_number(args.get("max-loras"), derived.get("max-loras", 1)))
+        lora_rank = int(_number(args.get("max-lora-rank"), derived.get("max-lora-rank", VLLM_DEFAULT_MAX_LORA_RANK)))
     requested = parse_tokens(args["max-model-len"]) if "max-model-len" in args else None
     length = max_model_len or requested or shape.max_position_embeddings
     return Fit(
@@ -212,6 +231,13 @@ def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, m
         max_model_len=length,
         max_model_len_source="vllm.args.max-model-len" if (requested and not max_model_len) else "the model's max_position_embeddings",
     )
+
+
+def _number(value: Any, default: float) -> float:
+    """A numeric vLLM argument; anything else (reported by the flag check) counts as the default."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return default
+    return value
 
 
 def _default_utilization(version: str) -> float:

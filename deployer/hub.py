@@ -8,14 +8,19 @@ failure the rest of the run does not try again). Weights are never downloaded he
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .http import credential_safe_opener
+
 TIMEOUT_SECONDS = 8.0
+MAX_FILE_BYTES = 10 * 1024 * 1024  # configs are kilobytes
 _unreachable: str | None = None  # why the Hub could not be reached, once it could not
 
 
@@ -49,24 +54,49 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
     global _unreachable
     from huggingface_hub import try_to_load_from_cache
 
+    from huggingface_hub.errors import HFValidationError
+
     at = f" at revision {revision}" if revision else ""
-    cached = try_to_load_from_cache(repo, filename, revision=revision)
+    try:
+        cached = try_to_load_from_cache(repo, filename, revision=revision)
+    except HFValidationError as exc:
+        return Missing(f"{repo!r} is not a valid Hugging Face repo id: {exc}", definite=True)
     if isinstance(cached, str):
-        return HubFile(Path(cached).read_text(encoding="utf-8"), cached)
+        try:
+            return HubFile(Path(cached).read_text(encoding="utf-8"), cached)
+        except (OSError, UnicodeDecodeError) as exc:
+            return Missing(f"cannot read the cached {cached}: {exc}", definite=True)
     if _offline():
         return Missing(f"{repo}{at} is not in the local Hugging Face cache (HF_HUB_OFFLINE is set)")
     if _unreachable:
         return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
-    url = f"{_endpoint()}/{repo}/resolve/{revision or 'main'}/{filename}"
+    url = f"{_endpoint()}/{repo}/resolve/{urllib.parse.quote(revision or 'main', safe='')}/{filename}"
     request = urllib.request.Request(url, headers=_auth_headers())
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-            return HubFile(response.read().decode("utf-8"), url)
+        with credential_safe_opener().open(request, timeout=TIMEOUT_SECONDS) as response:
+            body = response.read(MAX_FILE_BYTES + 1)
+        if len(body) > MAX_FILE_BYTES:
+            return Missing(f"{url} is larger than {MAX_FILE_BYTES:,} bytes, too large for a config", definite=True)
+        return HubFile(body.decode("utf-8"), url)
     except urllib.error.HTTPError as exc:
         return _http_missing(exc, repo, filename, at)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except UnicodeDecodeError as exc:
+        return Missing(f"{url} is not UTF-8 text: {exc}", definite=True)
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
         _unreachable = str(getattr(exc, "reason", exc))
         return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
+
+
+def cached_path(repo: str, filename: str, revision: str | None) -> Path | None:
+    """The file in the local Hugging Face cache, if there (never the Hub: for weights)."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        found = try_to_load_from_cache(repo, filename, revision=revision)
+    except HFValidationError:
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def read_json(repo: str, filename: str, revision: str | None) -> tuple[dict | None, HubFile | Missing]:
@@ -75,7 +105,7 @@ def read_json(repo: str, filename: str, revision: str | None) -> tuple[dict | No
         return None, found
     try:
         data = json.loads(found.text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         return None, Missing(f"{found.where} is not valid JSON: {exc}", definite=True)
     return (data if isinstance(data, dict) else None), found
 

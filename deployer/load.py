@@ -160,6 +160,20 @@ class _Builder:
         return Span(self.file, node.start_mark.line + 1, node.start_mark.column + 1, raw)
 
     def build(self, node: yaml.Node, path: JsonPath, depth: int = 0) -> Any:
+        self._count(node)
+        if depth > MAX_DEPTH:
+            raise _LoadError(_too_deep(self.file, self.span(node)))
+        self.values.setdefault(path, self.span(node))
+        if isinstance(node, yaml.MappingNode):
+            self._require_tag(node, "map")
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            self._require_tag(node, "seq")
+            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _count(self, node: yaml.Node) -> None:
+        """Count work done on nodes, merge keys and aliases included: the bound on hostile files."""
         self.nodes_built += 1
         if self.nodes_built > MAX_NODES:
             span = self.span(node)
@@ -173,16 +187,6 @@ class _Builder:
                     rule="yaml.too-many-nodes",
                 )
             )
-        if depth > MAX_DEPTH:
-            raise _LoadError(_too_deep(self.file, self.span(node)))
-        self.values.setdefault(path, self.span(node))
-        if isinstance(node, yaml.MappingNode):
-            self._require_tag(node, "map")
-            return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            self._require_tag(node, "seq")
-            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return self._scalar(node)
 
     def _require_tag(self, node: yaml.Node, kind: str) -> None:
         if node.tag != _YAML_TAG + kind:
@@ -253,10 +257,12 @@ class _Builder:
                 continue
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for source in sources:
+                self._count(source)
                 if not isinstance(source, yaml.MappingNode):
                     span = self.span(source)
                     raise _LoadError(Diagnostic(self.file, span.line, span.column, "'<<' merges mappings only", hint="point '<<' at an anchored mapping (`<<: *name`)", rule="yaml.merge"))
                 for k, v in self._merged_pairs(source):
+                    self._count(k)
                     if isinstance(k, yaml.ScalarNode) and k.value not in names:
                         names.add(k.value)
                         merged.append((k, v))

@@ -14,9 +14,6 @@ from typing import Any
 from .load import Document
 from .schema import schema
 
-DEFAULTS_FILE_PREFIX = "_"
-
-
 @dataclass(frozen=True)
 class Source:
     """Where weights come from: a Hub repo (at a revision) or a local folder."""
@@ -166,6 +163,11 @@ def _defaults(section: str) -> dict[str, Any]:
     return {key: spec["default"] for key, spec in props.items() if "default" in spec}
 
 
+def _whole(value: Any) -> Any:
+    """2.0 → 2: JSON Schema's `integer` admits whole floats, Modal and vLLM want ints."""
+    return int(value) if isinstance(value, float) else value
+
+
 def smoke_defaults() -> dict[str, Any]:
     return _defaults("smoke")
 
@@ -190,7 +192,7 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
         gpu_type, _, count = gpu_spec.partition(":")
         gpu = Gpu(gpu_type, int(count or 1))
     else:
-        gpu = Gpu(gpu_spec["type"], gpu_spec.get("count", 1))
+        gpu = Gpu(gpu_spec["type"], int(gpu_spec.get("count", 1)))  # JSON Schema counts 2.0 as an integer
 
     image = {**_defaults("image"), **data.get("image", {})}
     scaling = {**_defaults("scaling"), **data.get("scaling", {})}
@@ -205,18 +207,9 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
         gpu=gpu,
         vllm=VllmSpec(data["vllm"]["version"], tuple(data["vllm"].get("args", {}).items())),
         image=Image(image["base"], image["python"], tuple(image["pip"]), tuple(sorted(image["env"].items()))),
-        scaling=Scaling(
-            scaledown_window=scaling["scaledown_window"],
-            min_containers=scaling["min_containers"],
-            max_containers=scaling.get("max_containers"),
-            buffer_containers=scaling.get("buffer_containers"),
-            max_concurrent_inputs=scaling.get("max_concurrent_inputs"),
-            target_concurrent_inputs=scaling.get("target_concurrent_inputs"),
-            startup_timeout=scaling["startup_timeout"],
-            timeout=scaling.get("timeout"),
-        ),
+        scaling=Scaling(**{key: _whole(scaling.get(key)) for key in Scaling.__dataclass_fields__}),
         auth=Auth() if auth == "none" else Auth(auth.get("api_key", {}).get("secret"), bool(auth.get("proxy"))),
         secrets=tuple(data.get("secrets", [])),
-        smoke=Smoke(smoke["prompt"], smoke["max_tokens"], tuple(smoke.get("expect", {}).items())),
+        smoke=Smoke(smoke["prompt"], _whole(smoke["max_tokens"]), tuple(smoke.get("expect", {}).items())),
         document=document,
     )

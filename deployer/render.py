@@ -90,7 +90,7 @@ def _flat(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # surrogates: undecodable file names
 
 
 def _comment(text: str) -> str:
@@ -193,7 +193,8 @@ def render(deployment: Deployment, out_dir: Path) -> RenderedApp:
     app_dir = Path(os.path.abspath(out_dir)) / deployment.name
     body = _template().render(**context(deployment, app_dir))
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-    source = body.replace(HASH_MARKER + "PENDING", HASH_MARKER + digest, 1)
+    # The marker is a whole line of the template, before any user text can precede it in the file.
+    source = body.replace("\n" + HASH_MARKER + "PENDING\n", "\n" + HASH_MARKER + digest + "\n", 1)
     return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE)
 
 

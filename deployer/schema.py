@@ -89,9 +89,6 @@ def _explain(error, document: Document) -> list[Diagnostic]:
         value_span = document.values.get(path) or document.where(path)
         return [at(path, f"expected {_types(error.validator_value)}{where}, got {_describe(error.instance)}", _type_hint(error, value_span, sub), "type", value_span)]
 
-    if kind == "propertyNames":
-        return []  # reported per key through the nested error below
-
     if kind == "pattern":
         key = error.instance
         # propertyNames errors carry the offending key as the instance, with the parent's path.

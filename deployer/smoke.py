@@ -10,6 +10,7 @@ Plain `urllib`, no extra dependency. Credentials are sent in headers and never p
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import time
@@ -18,9 +19,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .http import credential_safe_opener
 from .model import Deployment, smoke_defaults
 
 UNDECLARED_MODEL = "deployer-smoke-undeclared-model"
+MAX_REPLY_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,22 +78,22 @@ def normalise_url(url: str) -> str:
 
 def request(conn: Connection, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(conn.base_url + path, data=data, method=method, headers={"Content-Type": "application/json", **dict(conn.headers)})
     try:
-        with urllib.request.urlopen(req, timeout=timeout or conn.request_timeout) as response:
-            raw = response.read()
+        req = urllib.request.Request(conn.base_url + path, data=data, method=method, headers={"Content-Type": "application/json", **dict(conn.headers)})
+        with credential_safe_opener().open(req, timeout=timeout or conn.request_timeout) as response:
+            raw = response.read(MAX_REPLY_BYTES)
             return response.status, _json_or_text(raw)
     except urllib.error.HTTPError as exc:
-        return exc.code, _json_or_text(exc.read())
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
+        return exc.code, _json_or_text(exc.read(MAX_REPLY_BYTES))
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         raise HttpError(None, f"cannot reach {conn.base_url}{path}: {reason}") from None
 
 
 def _json_or_text(raw: bytes) -> object:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw.decode("utf-8", "replace")[:500]
 
 
@@ -144,7 +147,8 @@ def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeS
         status, body = request(conn, "GET", "/v1/models")
         if status != 200 or not isinstance(body, dict):
             return False, f"GET /v1/models → {status}: {_error_text(body)}", None
-        listed = {m.get("id"): m.get("parent") for m in body.get("data", []) if isinstance(m, dict)}
+        data = body.get("data")
+        listed = {m.get("id"): m.get("parent") for m in (data if isinstance(data, list) else []) if isinstance(m, dict)}
         if spec.base_model is None:
             bases = [m for m, parent in listed.items() if parent is None]
             if len(bases) != 1:
@@ -179,8 +183,10 @@ def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
         try:
             text = reply["choices"][0]["message"]["content"] or ""
             served_by = reply.get("model")
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError, AttributeError):
             return False, f"unexpected reply: {str(reply)[:200]}", None
+        if not isinstance(text, str):
+            return False, f"reply content is not text: {str(text)[:200]}", None
         if served_by != model:
             return False, f"answered by {served_by!r}, not {model!r}", text
         if expected is not None and not re.search(expected, text):

@@ -114,3 +114,14 @@ def test_catalog_regenerated_from_installed_vllm_matches_the_shipped_one():
     for doc in (fresh, shipped):
         doc.pop("extracted_on")
     assert fresh == shipped
+
+
+def test_false_renders_as_the_negative_form_the_version_has():
+    flags = catalog.load("0.33.0")
+    assert flag_tokens("enable-chunked-prefill", False, flags.lookup("enable-chunked-prefill")) == ["--disable-chunked-prefill"]
+    assert flag_tokens("enforce-eager", False, flags.lookup("enforce-eager")) == ["--no-enforce-eager"]
+
+
+def test_an_alias_of_a_managed_flag_is_still_managed(project):
+    error = only(check(project, "0.33.0", "disable-lora: true"))
+    assert error.rule == "flags.managed" and "--enable-lora is set by the deployer" in error.message

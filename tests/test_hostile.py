@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,3 +51,119 @@ def test_any_env_value_reads_back_equal_from_the_rendered_app(project, value):
     source = render(checked.deployments[0], Path("build")).source
     call = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "env")
     assert ast.literal_eval(call.args[0]) == {"VALUE": value}
+
+
+# Inputs found by review that once escaped as exceptions ("internal error"), each with the
+# finding it must produce instead.
+
+TINY_HEAD = "base_model: {path: ../models/tiny, served_name: tiny}\ngpu: T4\nauth: none\n"
+
+
+def tiny_project(project, config_edit=None, adapter_edit=None, header=None):
+    import json as _json
+
+    from .tiny_model import build_base_model, build_lora_adapter
+
+    base = build_base_model(project.root / "models" / "tiny")
+    if config_edit:
+        config = _json.loads((base / "config.json").read_text())
+        config_edit(config)
+        (base / "config.json").write_text(_json.dumps(config))
+    if header is not None:
+        raw = header.encode()
+        (base / "model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    if adapter_edit:
+        folder = build_lora_adapter(project.root / "adapters" / "a", str(base), 8, seed=1)
+        config = _json.loads((folder / "adapter_config.json").read_text())
+        replaced = adapter_edit(config)  # edits in place, or returns the whole file's text
+        (folder / "adapter_config.json").write_text(replaced if isinstance(replaced, str) else _json.dumps(config))
+    return base
+
+
+def rules(cli, *args):
+    code, out, err = cli("validate", "--format", "json", *args)
+    assert "internal error" not in err and "Traceback" not in err, err
+    report = json.loads(out)
+    return {d["rule"] for d in report["diagnostics"] + report["notes"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "rule"),
+    [("{dtype: fp16}", "flags.value"), ("{gpu-memory-utilization: .nan}", "flags.value"), ("{gpu-memory-utilization: high}", "flags.value"), ("{max-loras: four}", "flags.value"), ("{ignore-patterns: ['*.pt', '--served-model-name', 'x']}", "flags.value-looks-like-flag"), ("{hf-token: hf_sentinel}", "secrets.in-args"), ("{allowed-media-domains: []}", "flags.value")],
+)
+def test_bad_vllm_args_are_findings_not_crashes(project, cli, args, rule):
+    tiny_project(project)
+    project.deployment("d", TINY_HEAD + f"vllm: {{version: '0.32.0', args: {args}}}\n")
+    assert rule in rules(cli)
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule"),
+    [(lambda c: c.clear() or c.update({"x": 1}), "fit.skipped"), (lambda c: c.update(num_attention_heads=0, head_dim=None), "fit.skipped"), (lambda c: c.update(vocab_size="x"), "fit.skipped"), (lambda c: c.update(hidden_size=1e999), "fit.skipped"), (lambda c: c.update(num_hidden_layers=0), "fit.skipped"), (lambda c: c.pop("max_position_embeddings"), "fit.skipped")],
+)
+def test_odd_base_model_configs_are_notes_not_crashes(project, cli, edit, rule):
+    tiny_project(project, config_edit=edit)
+    project.deployment("d", TINY_HEAD + "vllm: {version: '0.32.0'}\n")
+    assert rule in rules(cli)
+
+
+def test_a_base_config_that_is_not_an_object_is_an_error(project, cli):
+    base = tiny_project(project)
+    (base / "config.json").write_text("[]")
+    project.deployment("d", TINY_HEAD + "vllm: {version: '0.32.0'}\n")
+    assert "sources.unreadable" in rules(cli)
+
+
+@pytest.mark.parametrize("header", ["[1, 2]", '{"a.weight": [1]}', '{"a.weight": {"dtype": "F16", "shape": 5}}', '{"a.weight": {"dtype": "F16", "shape": ["x"]}}'])
+def test_malformed_safetensors_headers_are_notes_not_crashes(project, cli, header):
+    tiny_project(project, header=header)
+    project.deployment("d", TINY_HEAD + "vllm: {version: '0.32.0'}\n")
+    assert "fit.skipped" in rules(cli)
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule"),
+    [(lambda c: c.update(target_modules=[1]), "compat.unknown-target"), (lambda c: c.update(modules_to_save=5), "compat.modules-to-save"), (lambda c: c.update(base_model_name_or_path=5), None), (lambda c: "[" * 100_000 + "]" * 100_000, "sources.unreadable")],
+)
+def test_odd_adapter_configs_are_findings_not_crashes(project, cli, edit, rule):
+    tiny_project(project, adapter_edit=edit)
+    project.deployment("d", TINY_HEAD + "vllm: {version: '0.32.0'}\nadapters: [{name: a, path: ../adapters/a}]\n")
+    found = rules(cli)
+    assert rule is None or rule in found
+
+
+def test_a_repo_id_the_hub_rejects_is_an_error(project, cli):
+    project.deployment("d", MINIMAL + "adapters: [{name: a, repo: a--b/c}]\n")
+    assert "sources.unreadable" in rules(cli)
+
+
+def test_a_smoke_pattern_too_large_to_compile_is_a_finding(project, cli):
+    project.deployment("d", MINIMAL + "smoke: {expect: {Qwen/Qwen3-4B-Instruct-2507: 'a{4294967296}'}}\n")
+    assert "smoke.bad-pattern" in rules(cli)
+
+
+def test_a_merge_key_bomb_is_rejected_quickly(project, cli):
+    import time
+
+    lines = ["a0: &a0 {k: v}"] + [f"a{i}: &a{i} {{<<: [{', '.join([f'*a{i - 1}'] * 20)}]}}" for i in range(1, 9)]
+    project.deployment("d", "\n".join(lines) + "\n")
+    start = time.monotonic()
+    assert "yaml.too-many-nodes" in rules(cli)
+    assert time.monotonic() - start < 10
+
+
+def test_whole_floats_become_ints_in_the_rendered_app(project):
+    project.deployment("d", MINIMAL.replace("gpu: A10G", "gpu: {type: H100, count: 2.0}") + "scaling: {scaledown_window: 300.0}\n")
+    (deployment,) = check_paths([project.deployments]).deployments
+    source = render(deployment, Path("build")).source
+    assert 'gpu="H100:2"' in source and "scaledown_window=300," in source and '"--tensor-parallel-size", "2"' in source
+
+
+def test_credentials_in_image_env_are_refused(project, cli):
+    project.deployment("d", MINIMAL + "image: {env: {HF_TOKEN: hf_sentinel}}\n")
+    assert "secrets.in-env" in rules(cli)
+
+
+def test_smoke_of_a_url_without_a_scheme_fails_cleanly(cli):
+    code, out, err = cli("smoke", "example.invalid:99999", "--timeout", "1")
+    assert code in (1, 2) and "Traceback" not in err and "internal error" not in err

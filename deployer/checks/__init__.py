@@ -14,6 +14,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     sources.check_local_sources,
     flags.check_managed_flags,
     flags.check_flags_against_catalog,
+    flags.check_image_env,
     auth.check_auth,
     smoke.check_smoke_expectations,
     lora.check_lora_limits,

@@ -41,7 +41,9 @@ def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
             yield error("is a DoRA adapter (use_dora: true); vLLM does not serve DoRA", "train a plain LoRA adapter, or merge this one into the base model", "dora")
         if config.raw.get("bias", "none") != "none" or config.raw.get("lora_bias"):
             yield error(f"trains biases (bias: {config.raw.get('bias')!r}{', lora_bias' if config.raw.get('lora_bias') else ''}); vLLM serves only adapters with bias 'none'", "retrain with bias='none', or merge the adapter into the base model", "bias")
-        extra = [m for m in config.raw.get("modules_to_save") or [] if m not in _modules_to_save_allowed(deployment.vllm.version)]
+        saved = config.raw.get("modules_to_save") or []
+        saved = [str(m) for m in saved] if isinstance(saved, list) else [str(saved)]
+        extra = [m for m in saved if m not in _modules_to_save_allowed(deployment.vllm.version)]
         if extra:
             allowed = _modules_to_save_allowed(deployment.vllm.version)
             accepts = f"only {', '.join(allowed)}" if allowed else "none"
@@ -80,7 +82,7 @@ def _unknown_targets(targets: tuple[str, ...] | str, info: BaseModelInfo) -> lis
     if isinstance(targets, str):  # PEFT treats a string as a regular expression over full names
         try:
             return [] if any(re.fullmatch(targets, m) for m in modules) else [targets]
-        except re.error:
+        except (re.error, OverflowError, RecursionError):
             return [targets]
     leaves = {m.rsplit(".", 1)[-1] for m in modules}
     return [t for t in targets if t not in leaves and not any(m.endswith("." + t) for m in modules)]

@@ -3,23 +3,53 @@ the deployer owns. Everything here would otherwise stop vLLM at startup, after a
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Iterable
 
 from .. import catalog
-from ..argv import MANAGED_FLAGS
+from ..argv import MANAGED_FLAGS, negated_options
 from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
 from ..diagnostics import Diagnostic, Severity
+from ..fit import TOKEN_COUNT
 from ..load import did_you_mean
 from ..model import Deployment
 from ._at import at
 
-_SIZE = re.compile(r"^\d+(\.\d+)?[kKmMgGtT]?$")
+
+
+# Flags whose value is a credential: it would be written into the rendered app and its log.
+SECRET_FLAGS = {"hf-token": "HF_TOKEN", "api-key": "VLLM_API_KEY"}
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY)", re.IGNORECASE)
 
 
 def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
-    for name, _ in deployment.vllm.args:
+    flags = catalog.load(deployment.vllm.version)
+    for name, value in deployment.vllm.args:
         bare = name[3:] if name.startswith("no-") and name[3:] in MANAGED_FLAGS else name
+        known = flags.lookup(name) if flags else None
+        if known is not None and known.name in MANAGED_FLAGS:
+            bare = known.name  # an alias such as --disable-lora for --enable-lora
+        if name in SECRET_FLAGS:
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} would write a credential into the rendered app and its log",
+                hint=f"remove it; put {SECRET_FLAGS[name]} in a Modal Secret and list the secret under `secrets:`" + (" (or use auth.api_key)" if name == "api-key" else ""),
+                rule="secrets.in-args",
+            )
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item.startswith("-") and not _is_number(item):
+                yield at(
+                    deployment,
+                    ("vllm", "args", name),
+                    f"a value of --{name} starts with '-' ({item!r}): vLLM would read it as another flag",
+                    hint="values cannot start with '-'; if this was meant as a flag, give it its own key in vllm.args",
+                    rule="flags.value-looks-like-flag",
+                    key=False,
+                )
+                break
         if bare in MANAGED_FLAGS:
             yield at(
                 deployment,
@@ -30,10 +60,30 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             )
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
+    for name, _ in deployment.image.env:
+        if SECRET_NAME.search(name):
+            yield at(
+                deployment,
+                ("image", "env", name),
+                f"image.env {name} looks like a credential; image settings are written into the rendered app in plain text",
+                hint="move it into a Modal Secret (`modal secret create NAME KEY=value`) and list the secret under `secrets:`",
+                rule="secrets.in-env",
+            )
+
+
 def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
     version = deployment.vllm.version
     flags = catalog.load(version)
-    args = [(n, v) for n, v in deployment.vllm.args if n not in MANAGED_FLAGS and n.removeprefix("no-") not in MANAGED_FLAGS]
+    args = [(n, v) for n, v in deployment.vllm.args if n not in MANAGED_FLAGS and n.removeprefix("no-") not in MANAGED_FLAGS and n not in SECRET_FLAGS]
     if flags is None:
         unchecked = ", ".join(f"--{n}" for n, _ in args) or "none given"
         yield at(
@@ -50,6 +100,11 @@ def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
         flag = flags.lookup(name)
         if flag is None:
             yield _unknown(deployment, name, flags)
+            continue
+        if flag.name in MANAGED_FLAGS:
+            continue  # an alias of a flag the deployer owns: reported by check_managed_flags
+        if flag.kind == "boolean_optional" and value is False and not negated_options(name, flag):
+            yield at(deployment, ("vllm", "args", name), f"--{name} has no negative form in vLLM {version}", hint="remove it to keep vLLM's default", rule="flags.value", key=False)
             continue
         if flag.kind == "boolean_optional" and name == f"no-{flag.name}":
             yield at(deployment, ("vllm", "args", name), f"write the flag as `{flag.name}: {str(not value).lower() if isinstance(value, bool) else 'false'}` rather than `{name}`", hint=f"true gives --{flag.name}, false gives --no-{flag.name}", rule="flags.negated-name")
@@ -87,6 +142,8 @@ def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
             return None
         return "does not take a mapping", f"give a single value{' or a list' if flag.takes_list or flag.kind == 'append' else ''}"
     items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value and flag.type not in JSON_TYPES:
+        return "takes at least one value, not an empty list", "remove the flag to keep vLLM's default"
     if isinstance(value, list) and not (flag.takes_list or flag.kind == "append" or flag.type in JSON_TYPES):
         return "takes one value, not a list", "give a single value"
     for item in items:
@@ -101,9 +158,9 @@ def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
 def _item_problem(flag: Flag, item: Any) -> tuple[str, str] | None:
     if flag.type in INT_TYPES and not (isinstance(item, int) and not isinstance(item, bool)):
         return f"takes a whole number, not {item!r}", ""
-    if flag.type in SIZE_TYPES and not (isinstance(item, int) or (isinstance(item, str) and (_SIZE.match(item) or item == "auto"))):
+    if flag.type in SIZE_TYPES and not (isinstance(item, int) or (isinstance(item, str) and (TOKEN_COUNT.fullmatch(item) or item == "auto"))):
         return f"takes a number of tokens such as 4096 or \"4k\", not {item!r}", ""
-    if flag.type in FLOAT_TYPES and not isinstance(item, (int, float)):
+    if flag.type in FLOAT_TYPES and (isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item)):
         return f"takes a number, not {item!r}", ""
     if flag.choices is not None and not any(item == c or str(item) == str(c) for c in flag.choices):
         choices = ", ".join(map(str, flag.choices))

@@ -20,5 +20,5 @@ def check_smoke_expectations(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(deployment, path, f"smoke.expect names {model!r}, which this deployment does not serve", hint=hint, rule="smoke.unknown-model")
         try:
             re.compile(pattern)
-        except re.error as exc:
-            yield at(deployment, path, f"expected pattern for {model!r} is not a valid regular expression: {exc.msg}", hint="escape special characters such as ( ) [ ] . * + ? with a backslash", rule="smoke.bad-pattern", key=False)
+        except (re.error, OverflowError, RecursionError) as exc:
+            yield at(deployment, path, f"expected pattern for {model!r} is not a valid regular expression: {getattr(exc, 'msg', exc)}", hint="escape special characters such as ( ) [ ] . * + ? with a backslash", rule="smoke.bad-pattern", key=False)
