@@ -167,3 +167,18 @@ def test_credentials_in_image_env_are_refused(project, cli):
 def test_smoke_of_a_url_without_a_scheme_fails_cleanly(cli):
     code, out, err = cli("smoke", "example.invalid:99999", "--timeout", "1")
     assert code in (1, 2) and "Traceback" not in err and "internal error" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [(("gpu: A10G", "gpu: A10G:8"), "gpu.count"), (("auth:", "scaling: {min_containers: 3, max_containers: 2}\nauth:"), "scaling.bounds"), (("auth:", "scaling: {max_concurrent_inputs: 8, target_concurrent_inputs: 16}\nauth:"), "scaling.bounds")],
+)
+def test_impossible_resources_are_errors(project, cli, change, rule):
+    project.deployment("d", MINIMAL.replace(*change))
+    assert rule in rules(cli)
+
+
+def test_a_gpu_count_that_does_not_divide_the_heads_is_an_error(project, cli):
+    tiny_project(project)  # 2 attention heads
+    project.deployment("d", TINY_HEAD.replace("gpu: T4", "gpu: T4:4") + "vllm: {version: '0.32.0'}\n")
+    assert "gpu.tensor-parallel" in rules(cli)

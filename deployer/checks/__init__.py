@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment
-from . import auth, compat, fit, flags, lora, names, smoke, sources
+from . import auth, compat, fit, flags, lora, names, resources, smoke, sources
 
 PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,
@@ -20,6 +20,8 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     lora.check_lora_limits,
     compat.check_adapter_compatibility,
     fit.check_gpu_fit,
+    resources.check_gpu_count,
+    resources.check_scaling,
 )
 
 

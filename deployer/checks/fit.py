@@ -57,4 +57,8 @@ def check_gpu_fit(deployment: Deployment) -> Iterable[Diagnostic]:
 
 
 def _skipped(deployment: Deployment, reason: str) -> Diagnostic:
-    return at(deployment, ("base_model",), f"GPU fit not checked: {reason}", hint="download the model once (`hf download REPO`) so its config.json is in the local cache, or run where the Hub is reachable", rule="fit.skipped", severity=Severity.NOTE)
+    if deployment.base_model.source.is_local:
+        hint = "the model folder's config.json needs the usual transformer fields for the fit to be computed"
+    else:
+        hint = "download its config once (`hf download REPO config.json`) so it is in the local cache, or run where the Hub is reachable"
+    return at(deployment, ("base_model",), f"GPU fit not checked: {reason}", hint=hint, rule="fit.skipped", severity=Severity.NOTE)
