@@ -296,7 +296,7 @@ def cmd_serve(args) -> int:
 
 def cmd_smoke(args) -> int:
     from .local import read_state
-    from .smoke import Connection, SmokeSpec, normalise_url, run
+    from .smoke import Connection, SmokeSpec, normalise_url, redact, run
 
     timeout = args.timeout
     headers: list[tuple[str, str]] = []
@@ -338,11 +338,11 @@ def cmd_smoke(args) -> int:
         import json
         from dataclasses import asdict
 
-        print(json.dumps({"url": conn.base_url, "ok": passed == len(results), "checks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False))
+        print(json.dumps({"url": redact(conn.base_url), "ok": passed == len(results), "checks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False))
     else:
         for r in results:
             print(f"{'ok' if r.ok else 'FAIL':>4}  {r.name:<32} {r.seconds:6.1f} s  {r.detail}")
-        print(f"{passed} of {len(results)} checks passed against {conn.base_url}")
+        print(f"{passed} of {len(results)} checks passed against {redact(conn.base_url)}")
     return EXIT_OK if passed == len(results) else EXIT_PROBLEMS
 
 

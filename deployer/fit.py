@@ -87,6 +87,22 @@ def _positive_int(config: dict, key: str, default: int | None = None) -> int | N
     return int(value)
 
 
+def _model_max_len(config: dict) -> int | None:
+    """The longest context vLLM derives from config.json: max_position_embeddings, scaled by a
+    rope_scaling factor (from the original length, for YaRN), as vLLM's _get_and_verify_max_len."""
+    length = _positive_int(config, "max_position_embeddings")
+    scaling = config.get("rope_scaling")
+    if not isinstance(scaling, dict):
+        return length
+    kind = scaling.get("rope_type") or scaling.get("type")
+    factor = scaling.get("factor")
+    if kind in ("su", "longrope", "llama3") or isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+        return length
+    if kind == "yarn":
+        length = _positive_int(scaling, "original_max_position_embeddings", length)
+    return int(length * factor) if length else None
+
+
 def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
     """The model's memory shape, or why it cannot be known."""
     config = _text_config(info.config)
@@ -97,7 +113,7 @@ def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
     head_dim = _positive_int(config, "head_dim", hidden // heads)
     intermediate = _positive_int(config, "intermediate_size", 4 * hidden)
     vocab = _positive_int(config, "vocab_size", 1)
-    max_positions = _positive_int(config, "max_position_embeddings")
+    max_positions = _model_max_len(config)
     if not (kv_heads and head_dim and intermediate and vocab):
         return "config.json has a num_key_value_heads, head_dim, intermediate_size or vocab_size that is not a positive whole number"
     if max_positions is None and "max-model-len" not in args:

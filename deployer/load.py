@@ -313,8 +313,13 @@ def _position_of_char(text: str, offset: int) -> tuple[int, int]:
 # Defaults
 
 
-def merge_defaults(defaults: Document | None, document: Document) -> Document:
-    """Deep-merge `defaults` under `document`; positions follow each value to the file it came from."""
+def merge_defaults(defaults: Document | None, document: Document, alternatives: dict[JsonPath, tuple[frozenset, ...]] | None = None) -> Document:
+    """Deep-merge `defaults` under `document`; positions follow each value to the file it came from.
+
+    `alternatives` names, per mapping path, groups of keys that are alternatives to each other
+    (a Hub `repo` + `revision`, or a local `path`): when the document sets a key of one group,
+    the defaults' keys of the other groups are not merged in, so choosing one is enough.
+    """
     if defaults is None or not isinstance(defaults.data, dict) or not isinstance(document.data, dict):
         return document
     keys: dict[JsonPath, Span] = {}
@@ -329,6 +334,10 @@ def merge_defaults(defaults: Document | None, document: Document) -> Document:
     def merge(base: Any, over: Any, path: JsonPath) -> Any:
         if isinstance(base, dict) and isinstance(over, dict):
             out = {}
+            chosen = [g for g in (alternatives or {}).get(path, ()) if g & over.keys()]
+            if chosen:
+                dropped = set().union(*(alternatives or {})[path]) - set().union(*chosen)
+                base = {k: v for k, v in base.items() if k not in dropped}
             for key in list(over) + [k for k in base if k not in over]:
                 if key in over and key in base:
                     keys.setdefault(path + (key,), document.keys[path + (key,)])

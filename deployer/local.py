@@ -142,7 +142,12 @@ def read_state(folder: Path) -> dict | None:
     """The running local server for an app folder, if its process is still alive."""
     try:
         state = json.loads((folder / STATE_FILE).read_text())
-        os.kill(int(state["pid"]), 0)
+        pid = int(state["pid"])
+        os.kill(pid, 0)
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # A recycled PID would otherwise send credentials to whatever URL the stale file names.
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists() and b"vllm" not in cmdline.read_bytes():
         return None
     return state

@@ -20,6 +20,8 @@ from .model import Deployment, build_deployment, name_from_file
 from .schema import schema, validate
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# A deployment that picks a Hub repo or a local path for its base model replaces the defaults' choice.
+SOURCE_ALTERNATIVES = {("base_model",): (frozenset({"repo", "revision"}), frozenset({"path"}))}
 DEFAULT_FOLDER = Path("deployments")
 
 
@@ -81,7 +83,7 @@ def check_paths(paths: Sequence[Path]) -> Checked:
             what = "empty" if document.data is None else f"a {type(document.data).__name__}, not a mapping"
             diagnostics.append(Diagnostic(display, 1, 1, f"a deployment file must be a mapping of keys; this one is {what}", hint="start from deployments/chess-puzzle.yaml", rule="files.not-a-mapping"))
             continue
-        merged = merge_defaults(defaults, document)
+        merged = merge_defaults(defaults, document, SOURCE_ALTERNATIVES)
         problems = validate(merged) + _file_name_problems(merged)
         diagnostics += problems
         if problems:

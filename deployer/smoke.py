@@ -15,6 +15,7 @@ import json
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable
@@ -76,6 +77,14 @@ def normalise_url(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
+def redact(url: str) -> str:
+    """The URL without any user:password@ it carries, for printing."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def request(conn: Connection, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     try:
@@ -87,7 +96,7 @@ def request(conn: Connection, method: str, path: str, body: dict | None = None, 
         return exc.code, _json_or_text(exc.read(MAX_REPLY_BYTES))
     except (urllib.error.URLError, OSError, TimeoutError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        raise HttpError(None, f"cannot reach {conn.base_url}{path}: {reason}") from None
+        raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: {reason}") from None
 
 
 def _json_or_text(raw: bytes) -> object:
@@ -116,7 +125,7 @@ def wait_healthy(conn: Connection, timeout: float, progress: Callable[[str], Non
         if elapsed >= timeout:
             return CheckResult("health", False, elapsed, f"not healthy after {timeout:.0f} s ({last_problem})")
         if time.monotonic() - last_report >= 10:
-            progress(f"waiting for {conn.base_url}/health ({elapsed:.0f} s of {timeout:.0f} s): {last_problem}")
+            progress(f"waiting for {redact(conn.base_url)}/health ({elapsed:.0f} s of {timeout:.0f} s): {last_problem}")
             last_report = time.monotonic()
         time.sleep(interval)
 

@@ -182,3 +182,37 @@ def test_a_gpu_count_that_does_not_divide_the_heads_is_an_error(project, cli):
     tiny_project(project)  # 2 attention heads
     project.deployment("d", TINY_HEAD.replace("gpu: T4", "gpu: T4:4") + "vllm: {version: '0.32.0'}\n")
     assert "gpu.tensor-parallel" in rules(cli)
+
+
+def test_rope_scaling_extends_the_context_vllm_allows(project, cli):
+    yarn = {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048}}
+    tiny_project(project, config_edit=lambda c: c.update(yarn))
+    project.deployment("d", TINY_HEAD + "vllm: {version: '0.32.0', args: {max-model-len: 8192}}\n")
+    assert "fit.beyond-model" not in rules(cli)
+    project.deployment("d", TINY_HEAD + "vllm: {version: '0.32.0', args: {max-model-len: 8193}}\n")
+    assert "fit.beyond-model" in rules(cli)
+
+
+def test_a_deployment_choosing_a_local_base_replaces_a_default_hub_base(project, cli):
+    tiny_project(project)
+    project.write("deployments/_defaults.yaml", "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507, revision: main}\nvllm: {version: '0.32.0'}\n")
+    project.deployment("d", TINY_HEAD)
+    assert "schema.one-of" not in rules(cli)
+
+
+def test_smoke_never_prints_credentials_in_the_url(cli):
+    code, out, err = cli("smoke", "http://user:s3cret-pw@127.0.0.1:9/v1", "--timeout", "1")
+    assert code == 1 and "s3cret-pw" not in out + err
+
+
+def test_a_state_file_whose_pid_is_not_vllm_is_ignored(tmp_path):
+    import subprocess
+
+    from deployer.local import read_state, write_state
+
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        write_state(tmp_path, "http://127.0.0.1:1", other.pid, ["m"])
+        assert read_state(tmp_path) is None
+    finally:
+        other.kill()
