@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     validate.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders (default: deployments/)")
+    validate.add_argument("--schema-only", action="store_true", help="check YAML and the JSON Schema only: no model or adapter reading, no semantic checks")
 
     render = commands.add_parser(
         "render",
@@ -157,7 +158,7 @@ def _failed(diagnostics: Sequence[Diagnostic], strict: bool) -> bool:
 def cmd_validate(args) -> int:
     from .pipeline import check_paths
 
-    checked = check_paths(args.paths)
+    checked = check_paths(args.paths, schema_only=args.schema_only)
     _report(checked.diagnostics, len(checked.files), args.format, {"deployments": [d.name for d in checked.deployments]}, checked.notes)
     return EXIT_PROBLEMS if _failed(checked.diagnostics, args.strict) else EXIT_OK
 

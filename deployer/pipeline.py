@@ -62,7 +62,9 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
     return unique, problems
 
 
-def check_paths(paths: Sequence[Path]) -> Checked:
+def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
+    """Everything found in the deployment files under `paths`. `schema_only` stops after the
+    JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks."""
     files, diagnostics = discover(paths)
     defaults_by_folder: dict[Path, tuple[Document | None, bool]] = {}
     deployments: list[Deployment] = []
@@ -86,12 +88,13 @@ def check_paths(paths: Sequence[Path]) -> Checked:
         merged = merge_defaults(defaults, document, SOURCE_ALTERNATIVES)
         problems = validate(merged) + _file_name_problems(merged)
         diagnostics += problems
-        if problems:
+        if problems or schema_only:
             continue
         base_dirs = {display_path(f): f.parent for f in (file, file.parent / DEFAULTS_FILE)}
         deployments.append(with_base_model_info(with_adapter_configs(build_deployment(merged, base_dirs))))
 
-    diagnostics += run_checks(deployments)
+    if not schema_only:
+        diagnostics += run_checks(deployments)
     unique = sorted(set(diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))
     notes = tuple(d for d in unique if d.severity is Severity.NOTE)
     findings = tuple(d for d in unique if d.severity is not Severity.NOTE)

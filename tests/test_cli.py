@@ -121,3 +121,10 @@ def test_a_directory_named_like_a_yaml_file_is_not_a_traceback(project, cli):
     project.deployment("a")
     code, out, err = cli("validate", "deployments", "deployments/weird.yaml")
     assert "Traceback" not in out + err
+
+
+def test_schema_only_validation_skips_semantic_checks(project, cli):
+    project.deployment("a", MINIMAL.replace("api_key: {secret: test-api-key}", "proxy: false"))
+    assert cli("validate")[0] == 1  # auth.nothing-enabled, a semantic check
+    code, out, _ = cli("validate", "--schema-only")
+    assert code == 0 and "0 errors" in out
