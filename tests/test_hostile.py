@@ -216,3 +216,61 @@ def test_a_state_file_whose_pid_is_not_vllm_is_ignored(tmp_path):
         assert read_state(tmp_path) is None
     finally:
         other.kill()
+
+
+# Injection-proof rendering: any string the schema accepts, in every place a string reaches the
+# rendered app, must stay data. The app must compile, have exactly the statements the template
+# writes (the same AST as a deployment with plain strings in those places), and give every value
+# back through ast.literal_eval.
+
+NASTY = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=30) | st.sampled_from(
+    ["'''", '"""', "\\", "\n", "{{ x }}", "{% if %}", "# c", "\"); import os; os.system('x')  #", "\u2028", "\r\n", "${HOME}"]
+)
+
+
+def _shape(source: str) -> str:
+    class Blank(ast.NodeTransformer):
+        def visit_Constant(self, node):
+            return ast.Constant(value=None)
+
+    return ast.dump(Blank().visit(ast.parse(source)))
+
+
+def _render_yaml(data: dict, name: str, folder: Path) -> str | None:
+    import yaml
+
+    from deployer.load import load_bytes
+    from deployer.model import build_deployment
+    from deployer.schema import validate
+
+    document, problems = load_bytes(yaml.safe_dump(data, allow_unicode=True).encode(), f"{name}.yaml")
+    if document is None or problems or validate(document):
+        return None
+    deployment = build_deployment(document, {f"{name}.yaml": folder})
+    return render(deployment, folder / "build").source
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(role=NASTY, env=NASTY, model_path=NASTY.filter(lambda s: not any(ord(c) < 32 for c in s)), adapter_path=NASTY.filter(lambda s: not any(ord(c) < 32 for c in s)))
+def test_no_schema_valid_string_becomes_code(tmp_path, role, env, model_path, adapter_path):
+    def deployment(role, env, model_path, adapter_path):
+        return {
+            "base_model": {"path": model_path, "served_name": "tiny"},
+            "adapters": [{"name": "a", "path": adapter_path}],
+            "gpu": "T4",
+            "vllm": {"version": "0.11.2", "args": {"response-role": role, "chat-template": role}},
+            "image": {"env": {"VALUE": env}},
+            "auth": "none",
+        }
+
+    hostile = _render_yaml(deployment(role, env, model_path, adapter_path), "d", tmp_path)
+    plain = _render_yaml(deployment("x", "x", "x", "x"), "d", tmp_path)
+    assert hostile is not None and plain is not None
+    compile(hostile, "app.py", "exec")
+    assert _shape(hostile) == _shape(plain)
+    tree = ast.parse(hostile)
+    constants = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and n.targets[0].id.isupper() and n.targets[0].id != "HERE"}
+    flags = constants["VLLM_FLAGS"]
+    assert flags[flags.index("--response-role") + 1] == role and flags[flags.index("--chat-template") + 1] == role
+    env_call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "env")
+    assert ast.literal_eval(env_call.args[0]) == {"VALUE": env}
