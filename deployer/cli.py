@@ -272,7 +272,7 @@ def cmd_serve(args) -> int:
             if tail := server.log_tail():
                 print(f"last lines of {display_path(server.log_path)}:\n{tail}", file=sys.stderr)
             return EXIT_PROBLEMS
-        model_ids = [deployment.base_model.served_name, *(a.name for a in deployment.adapters)]
+        model_ids = deployment.model_ids
         write_state(folder, url, server.process.pid, model_ids)
         print(f"vLLM is ready at {url}/v1 (after {health.seconds:.0f} s)", flush=True)
         print(f"models: {', '.join(model_ids)}", flush=True)

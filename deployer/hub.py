@@ -52,18 +52,16 @@ def _endpoint() -> str:
 
 def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missing:
     global _unreachable
-    from huggingface_hub import try_to_load_from_cache
-
     from huggingface_hub.errors import HFValidationError
 
     at = f" at revision {revision}" if revision else ""
     try:
-        cached = try_to_load_from_cache(repo, filename, revision=revision)
+        cached = _cache_lookup(repo, filename, revision)
     except HFValidationError as exc:
         return Missing(f"{repo!r} is not a valid Hugging Face repo id: {exc}", definite=True)
-    if isinstance(cached, str):
+    if cached is not None:
         try:
-            return HubFile(Path(cached).read_text(encoding="utf-8"), cached)
+            return HubFile(cached.read_text(encoding="utf-8"), str(cached))
         except (OSError, UnicodeDecodeError) as exc:
             return Missing(f"cannot read the cached {cached}: {exc}", definite=True)
     if _offline():
@@ -87,16 +85,23 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
         return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
 
 
+def _cache_lookup(repo: str, filename: str, revision: str | None) -> Path | None:
+    """The file in the local Hugging Face cache, if there; raises HFValidationError for a repo id
+    huggingface_hub rejects."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
 def cached_path(repo: str, filename: str, revision: str | None) -> Path | None:
     """The file in the local Hugging Face cache, if there (never the Hub: for weights)."""
-    from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
 
     try:
-        found = try_to_load_from_cache(repo, filename, revision=revision)
+        return _cache_lookup(repo, filename, revision)
     except HFValidationError:
         return None
-    return Path(found) if isinstance(found, str) else None
 
 
 def read_json(repo: str, filename: str, revision: str | None) -> tuple[dict | None, HubFile | Missing]:

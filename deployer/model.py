@@ -152,6 +152,11 @@ class Deployment:
     smoke: Smoke
     document: Document = field(compare=False, repr=False)  # for positions in later diagnostics
 
+    @property
+    def model_ids(self) -> list[str]:
+        """What clients may ask for: the base's served name, then each adapter's name."""
+        return [self.base_model.served_name, *(a.name for a in self.adapters)]
+
 
 def name_from_file(path: str | Path) -> str:
     return Path(path).stem

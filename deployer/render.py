@@ -152,7 +152,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
             concurrency["target_inputs"] = scaling.target_concurrent_inputs
 
     secrets = ([deployment.auth.api_key_secret] if deployment.auth.api_key_secret else []) + [s for s in deployment.secrets if s != deployment.auth.api_key_secret]
-    model_ids = [base.served_name, *(a.name for a in deployment.adapters)]
+    model_ids = deployment.model_ids
     return {
         "name": deployment.name,
         "sources": [_comment(s) for s in deployment.sources],

@@ -12,7 +12,7 @@ from ._at import at
 
 
 def check_smoke_expectations(deployment: Deployment) -> Iterable[Diagnostic]:
-    model_ids = [deployment.base_model.served_name, *(a.name for a in deployment.adapters)]
+    model_ids = deployment.model_ids
     for model, pattern in deployment.smoke.expect:
         path = ("smoke", "expect", model)
         if model not in model_ids:
