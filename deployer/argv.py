@@ -134,7 +134,8 @@ def vllm_flags(deployment: Deployment) -> list[str]:
         for name, value in derived_lora_flags(deployment).items():
             flags += flag_tokens(name, value)
     flags_of_version = catalog.load(deployment.vllm.version)
-    for name, value in deployment.vllm.args:
+    # Sorted: the order of keys in the YAML changes nothing vLLM does, so it must not change the app.
+    for name, value in sorted(deployment.vllm.args, key=lambda item: item[0]):
         flags += flag_tokens(name, value, flags_of_version.lookup(name) if flags_of_version else None)
     return flags
 

@@ -45,11 +45,11 @@ def templates_dir() -> Path:
 
 
 @functools.cache
-def _template():
+def _template(folder: Path | None = None):
     import jinja2  # imported here: only rendering needs it
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        loader=jinja2.FileSystemLoader(str(folder or templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -189,9 +189,10 @@ def _title(deployment: Deployment) -> str:
     return f"{deployment.name}: {base} with {adapters}, served by vLLM {deployment.vllm.version} on Modal ({deployment.gpu.modal_spec})"
 
 
-def render(deployment: Deployment, out_dir: Path) -> RenderedApp:
+def render(deployment: Deployment, out_dir: Path, templates: Path | None = None) -> RenderedApp:
+    """`templates`: another templates/ folder (e.g. a git ref's, to compare against); default ours."""
     app_dir = Path(os.path.abspath(out_dir)) / deployment.name
-    body = _template().render(**context(deployment, app_dir))
+    body = _template(templates).render(**context(deployment, app_dir))
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     # The marker is a whole line of the template, before any user text can precede it in the file.
     source = body.replace("\n" + HASH_MARKER + "PENDING\n", "\n" + HASH_MARKER + digest + "\n", 1)

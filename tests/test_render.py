@@ -68,7 +68,7 @@ def test_chess_puzzle_app_reproduces_the_reference_app():
     assert ast.literal_eval(constants["ADAPTERS"]) == {"chess-puzzle": {"repo": "pilipolio/chess-puzzle-sft-qwen3-4b", "revision": None}}
     assert ast.literal_eval(constants["BASE_MODEL"]) == "Qwen/Qwen3-4B-Instruct-2507"
     assert ast.literal_eval(constants["VLLM_SERVER"]) == ["python", "-m", "vllm.entrypoints.openai.api_server"]
-    assert ast.literal_eval(constants["VLLM_FLAGS"]) == ["--served-model-name", "Qwen/Qwen3-4B-Instruct-2507", "--enable-lora", "--max-model-len", "65536", "--enforce-eager"]
+    assert ast.literal_eval(constants["VLLM_FLAGS"]) == ["--served-model-name", "Qwen/Qwen3-4B-Instruct-2507", "--enable-lora", "--enforce-eager", "--max-model-len", "65536"]
 
 
 def test_render_is_deterministic_and_ignores_comments_and_key_order(project):
@@ -160,13 +160,19 @@ def test_gpu_count_above_one_sets_tensor_parallelism(project):
 def test_vllm_args_render_by_kind(project):
     args = "{enforce-eager: false, max-model-len: 4096, gpu-memory-utilization: 0.85, allowed-origins: [a, b], compilation-config: {level: 0}}"
     app = import_app(rendered(project, "a", MINIMAL.replace('version: "0.11.2"', f'version: "0.11.2"\n  args: {args}')).path)
-    assert app.VLLM_FLAGS[2:] == [
-        "--no-enforce-eager",
-        "--max-model-len", "4096",
-        "--gpu-memory-utilization", "0.85",
+    assert app.VLLM_FLAGS[2:] == [  # sorted by flag name: YAML key order changes nothing
         "--allowed-origins", '["a","b"]',  # parsed as JSON by vLLM 0.11.2
         "--compilation-config", '{"level":0}',
+        "--no-enforce-eager",
+        "--gpu-memory-utilization", "0.85",
+        "--max-model-len", "4096",
     ]  # fmt: skip
+
+
+def test_yaml_key_order_does_not_change_the_rendered_app(project):
+    one = rendered(project, "a", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {max-model-len: 4096, enforce-eager: true}'))
+    other = rendered(project, "a", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {enforce-eager: true, max-model-len: 4096}'))
+    assert one.source == other.source
 
 
 @pytest.mark.parametrize("value", ["plain", "it's \"quoted\"", "'''", '"""', "back\\slash", "new\nline", "{{ jinja }}", "{% if %}", "# hash", "ünïcødé ✓", 1.5, -3, True, None, [1, "a"], {"k": ["v"]}])
