@@ -33,6 +33,10 @@ examples:
   deployer serve chess-puzzle --local       run its exact vLLM command on this machine
   deployer smoke chess-puzzle               health, models and one chat per model
   deployer fit chess-puzzle                 GPU memory breakdown, cost, cheapest GPU that fits
+  deployer plan                             what apply would change on Modal, and why
+  deployer apply --yes                      deploy what changed, smoke-test, roll back failures
+  deployer status                           desired against deployed, URLs, cost per hour
+  deployer endpoints                        OpenAI base URL, model ids and a client snippet
   deployer schema > deployment.schema.json  the JSON Schema, for editors and other tools
 """
 
@@ -112,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("names", nargs="*", metavar="NAME", help="one deployment for its breakdown; several, or none for all, for a table")
     fit.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
+    from .cli_remote import add_commands
+
+    add_commands(commands, folders)
     commands.add_parser("schema", help="print the deployment JSON Schema", description="Print the JSON Schema (draft 2020-12) that deployment files follow.")
     return parser
 
@@ -125,7 +132,10 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"validate": cmd_validate, "render": cmd_render, "serve": cmd_serve, "smoke": cmd_smoke, "fit": cmd_fit, "schema": cmd_schema}[args.command](args)
+        from .cli_remote import COMMANDS
+
+        local = {"validate": cmd_validate, "render": cmd_render, "serve": cmd_serve, "smoke": cmd_smoke, "fit": cmd_fit, "schema": cmd_schema}
+        return {**local, **COMMANDS}[args.command](args)
     except KeyboardInterrupt:
         print("deployer: interrupted", file=sys.stderr)
         return 130
@@ -192,14 +202,14 @@ def _select(args, names: Sequence[str], tolerate: str | None = None):
 
 
 def cmd_render(args) -> int:
-    from .render import render, write
+    from .render import project_templates, render, write
 
     checked, selected, code = _select(args, args.names)
     if selected is None:
         return code
     results = []
     for deployment in selected:
-        app = render(deployment, args.out)
+        app = render(deployment, args.out, project_templates(args.deployments))
         shown = display_path(app.path)
         if args.check:
             current = app.path.read_text(encoding="utf-8") if app.path.is_file() else None
@@ -231,7 +241,7 @@ def cmd_serve(args) -> int:
     import time
 
     from .local import LOG_FILE, STATE_FILE, LocalError, LocalServer, local_command, version_warning, write_state
-    from .render import render, write
+    from .render import project_templates, render, write
     from .smoke import Connection, wait_healthy
 
     if not args.local:
@@ -241,7 +251,7 @@ def cmd_serve(args) -> int:
     if selected is None:
         return code
     (deployment,) = selected
-    app = render(deployment, args.out)
+    app = render(deployment, args.out, project_templates(args.deployments))
     write(app)
     python = args.python or os.environ.get("DEPLOYER_VLLM_PYTHON") or sys.executable
     if warning := version_warning(deployment.vllm.version, python):
@@ -297,7 +307,7 @@ def cmd_serve(args) -> int:
 
 def cmd_smoke(args) -> int:
     from .local import read_state
-    from .smoke import Connection, SmokeSpec, normalise_url, redact, run
+    from .smoke import Connection, SmokeSpec, credentials, normalise_url, redact, run
 
     timeout = args.timeout
     headers: list[tuple[str, str]] = []
@@ -318,19 +328,11 @@ def cmd_smoke(args) -> int:
         if not url:
             print(f"deployer smoke: no known URL for {deployment.name!r}: pass --url, or start it with `deployer serve {deployment.name} --local`", file=sys.stderr)
             return EXIT_USAGE
-        if deployment.auth.api_key_secret:
-            key = os.environ.get(args.api_key_env)
-            if key:
-                headers.append(("Authorization", f"Bearer {key}"))
-            elif state is None:  # a local server has no Modal Secret; it needs no key unless one was set
-                print(f"deployer smoke: {deployment.name} requires an API key: set {args.api_key_env} to the VLLM_API_KEY in Modal Secret {deployment.auth.api_key_secret!r}", file=sys.stderr)
-                return EXIT_USAGE
-        if deployment.auth.proxy and state is None:
-            key_id, secret = os.environ.get("MODAL_PROXY_KEY"), os.environ.get("MODAL_PROXY_SECRET")
-            if not (key_id and secret):
-                print(f"deployer smoke: {deployment.name} uses Modal proxy auth: set MODAL_PROXY_KEY and MODAL_PROXY_SECRET to a proxy auth token", file=sys.stderr)
-                return EXIT_USAGE
-            headers += [("Modal-Key", key_id), ("Modal-Secret", secret)]
+        found, problem = credentials(deployment, os.environ, args.api_key_env, local=state is not None)
+        if problem:
+            print(f"deployer smoke: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        headers += found
         timeout = timeout or deployment.scaling.startup_timeout
     conn = Connection(normalise_url(url), tuple(headers))
     results = run(conn, spec, timeout or 300, lambda m: print(m, file=sys.stderr, flush=True))

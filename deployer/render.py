@@ -44,6 +44,14 @@ def templates_dir() -> Path:
     raise FileNotFoundError(f"{TEMPLATE_NAME} not found beside the deployer package")
 
 
+def project_templates(deployments: Path) -> Path | None:
+    """A project's own templates/ beside its deployments/ folder, which overrides the packaged one
+    (so a template change is a reviewed change of the repository, and `plan` sees it)."""
+    folder = Path(os.path.abspath(deployments))
+    candidate = (folder if folder.is_dir() else folder.parent).parent / "templates"
+    return candidate if (candidate / TEMPLATE_NAME).is_file() else None
+
+
 @functools.cache
 def _template(folder: Path | None = None):
     import jinja2  # imported here: only rendering needs it

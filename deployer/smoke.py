@@ -71,6 +71,23 @@ class HttpError(Exception):
         self.status = status
 
 
+def credentials(deployment: Deployment, environ, api_key_env: str = "VLLM_API_KEY", local: bool = False) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """The headers a deployment's endpoint needs, from the environment: (headers, problem).
+    A local server has no Modal Secret or proxy: it needs a key only if one was set for it."""
+    headers: list[tuple[str, str]] = []
+    if deployment.auth.api_key_secret:
+        if key := environ.get(api_key_env):
+            headers.append(("Authorization", f"Bearer {key}"))
+        elif not local:
+            return (), f"{deployment.name} requires an API key: set {api_key_env} to the VLLM_API_KEY in Modal Secret {deployment.auth.api_key_secret!r}"
+    if deployment.auth.proxy and not local:
+        key_id, secret = environ.get("MODAL_PROXY_KEY"), environ.get("MODAL_PROXY_SECRET")
+        if not (key_id and secret):
+            return (), f"{deployment.name} uses Modal proxy auth: set MODAL_PROXY_KEY and MODAL_PROXY_SECRET to a proxy auth token"
+        headers += [("Modal-Key", key_id), ("Modal-Secret", secret)]
+    return tuple(headers), None
+
+
 def normalise_url(url: str) -> str:
     """Accept the server root or its /v1 base URL."""
     url = url.rstrip("/")
@@ -216,8 +233,8 @@ def check_undeclared_model_is_refused(conn: Connection, spec: SmokeSpec) -> Chec
     return _timed("undeclared model refused", check)
 
 
-def run(conn: Connection, spec: SmokeSpec, health_timeout: float, progress: Callable[[str], None] = lambda _: None) -> list[CheckResult]:
-    results = [wait_healthy(conn, health_timeout, progress)]
+def run(conn: Connection, spec: SmokeSpec, health_timeout: float, progress: Callable[[str], None] = lambda _: None, alive: Callable[[], bool] = lambda: True) -> list[CheckResult]:
+    results = [wait_healthy(conn, health_timeout, progress, alive)]
     if not results[0].ok:
         return results
     models, spec = check_models(conn, spec)

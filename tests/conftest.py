@@ -102,3 +102,53 @@ def hub_cache(tmp_path, monkeypatch):
         return snapshot
 
     return add
+
+
+class FakeModalWorld:
+    """The fake Modal (tests/fake_modal.py) wired up for the real CLI: a fake `modal` executable
+    first on PATH, credentials in the environment, and every app's endpoint on loopback."""
+
+    def __init__(self, fake, server, bin_dir: Path):
+        self.fake, self.server, self.bin_dir = fake, server, bin_dir
+
+    def argv(self) -> list[list[str]]:
+        return self.fake.state.get("argv", [])
+
+
+def git(root: Path, *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def git_commit(root: Path, message: str) -> str:
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "-m", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def modal_world(project, tmp_path_factory, monkeypatch):
+    from .fake_modal import EndpointServer, FakeModal, install_executable
+
+    state = tmp_path_factory.mktemp("fake-modal")
+    fake = FakeModal(state)
+    bin_dir = install_executable(state / "bin", state).parent
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-fake")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-fake")
+    monkeypatch.setenv("VLLM_API_KEY", "test-key")
+    monkeypatch.setenv("DEPLOYER_PROJECT", "github.com/example/serving")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
+    git(project.root, "init", "-q", "-b", "main")
+    git(project.root, "config", "user.email", "ci@example.com")
+    git(project.root, "config", "user.name", "CI")
+    project.write(".gitignore", "build/\n")
+    # The one SDK call (a deployed app's URL) goes over gRPC to Modal's servers: answered by the fake.
+    from deployer.platform.modal_cli import ModalCli
+
+    monkeypatch.setattr(ModalCli, "web_url", lambda self, name: fake.web_url(name))
+    with EndpointServer(fake) as server:
+        yield FakeModalWorld(fake, server, bin_dir)

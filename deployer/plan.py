@@ -1,0 +1,245 @@
+"""Desired state (deploy hashes) against deployed state (tags read back from Modal, or a git
+ref's desired state) → one action per deployment, with a readable summary of what changes.
+
+Pure: the caller reads Modal or git and passes plain values in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .desired import Desired, Project, code_hash, parse_tag
+from .model import Deployment
+from .platform import Version
+
+CREATE, UPDATE, UNCHANGED, ORPHAN = "create", "update", "unchanged", "orphan"
+SYMBOL = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", ORPHAN: "-"}
+
+
+@dataclass(frozen=True)
+class Change:
+    what: str  # e.g. "gpu", "adapter sql", "vllm flag --max-model-len"
+    before: str | None  # None: added
+    after: str | None  # None: removed
+
+    def __str__(self) -> str:
+        if self.before is None:
+            return f"{self.what} added: {self.after}"
+        if self.after is None:
+            return f"{self.what} removed (was {self.before})"
+        return f"{self.what}: {self.before} → {self.after}"
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    kind: str
+    tag: str | None = None  # the tag apply deploys with (create, update)
+    deployed: Version | None = None  # what serves now (update, unchanged, orphan)
+    changes: tuple[Change, ...] = ()
+    effects: tuple[str, ...] = ()  # what the change costs at deploy time
+    notes: tuple[str, ...] = ()
+
+    @property
+    def changes_something(self) -> bool:
+        return self.kind in (CREATE, UPDATE, ORPHAN)
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    project: Project
+    against: str  # what "deployed" was read from
+    fallback: str | None = None  # why it is not Modal itself, when it is not
+    ignored: tuple[str, ...] = field(default=())  # deployed apps of other projects with desired names
+
+    @property
+    def has_changes(self) -> bool:
+        return any(a.changes_something for a in self.actions)
+
+    def count(self, kind: str) -> int:
+        return sum(a.kind == kind for a in self.actions)
+
+
+def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previous: dict[str, Desired], project: Project, against: str, names: Sequence[str] = (), fallback: str | None = None) -> Plan:
+    """`deployed`: the version serving now per app name (all apps the source knows about);
+    `previous`: what the deployed versions were rendered from, where that is known."""
+    wanted = set(names) or None
+    actions = []
+    for name in sorted(set(desired) | set(deployed)):
+        if wanted is not None and name not in wanted:
+            continue
+        want, have = desired.get(name), deployed.get(name)
+        tag = parse_tag(have.tag) if have else None
+        if want is None:
+            if tag and tag.project_id == project.id:
+                actions.append(Action(name, ORPHAN, deployed=have, notes=("no deployment file any more; `apply --prune` stops it",)))
+            continue
+        if have is None:
+            actions.append(Action(name, CREATE, want.tag, effects=_create_effects(want.deployment)))
+            continue
+        if tag and want.deploy_hash.startswith(tag.hash_prefix):
+            actions.append(Action(name, UNCHANGED, want.tag, deployed=have))
+            continue
+        notes = []
+        if tag is None:
+            notes.append(f"deployed outside the deployer (tag {have.tag!r})" if have.tag else "deployed outside the deployer (no tag)")
+        elif tag.project_id != project.id:
+            notes.append(f"deployed by another project (tag {have.tag}); apply takes it over")
+        before = previous.get(name)
+        changes = describe_changes(before, want) if before else ()
+        if before is not None and tag and not before.deploy_hash.startswith(tag.hash_prefix):
+            notes.append(f"compared with commit {have.commit.rstrip('*')}, which Modal recorded for v{have.number}; what was deployed differed from it (uncommitted changes?)")
+        if before is None:
+            notes.append("what is deployed could not be read back, so only the hash is compared" if tag else "its configuration is unknown")
+        actions.append(Action(name, UPDATE, want.tag, have, tuple(changes), _update_effects(before, want, changes), tuple(notes)))
+    return Plan(tuple(actions), project, against, fallback)
+
+
+# -- what changed --------------------------------------------------------------------------------
+
+def facts(deployment: Deployment) -> dict[str, str]:
+    """Everything a reviewer cares about, flattened to readable strings."""
+    d = deployment
+    out = {
+        "base model": d.base_model.source.describe(),
+        "served model name": d.base_model.served_name,
+        "gpu": d.gpu.modal_spec,
+        "vllm version": d.vllm.version,
+        "image base": d.image.base,
+        "image python": d.image.python,
+        "image pip packages": ", ".join(d.image.pip) or "none",
+        "auth": _auth(d),
+        "secrets": ", ".join(d.secrets) or "none",
+    }
+    for adapter in d.adapters:
+        out[f"adapter {adapter.name}"] = adapter.source.describe()
+    for name, value in d.vllm.args:
+        out[f"vllm flag --{name}"] = _shown(value)
+    for key, value in d.image.env:
+        out[f"image env {key}"] = value
+    for key, value in vars(d.scaling).items():
+        if value is not None:
+            out[f"scaling {key}"] = str(value)
+    return out
+
+
+def _auth(d: Deployment) -> str:
+    if d.auth.api_key_secret:
+        return f"API key from Modal Secret {d.auth.api_key_secret}"
+    return "Modal proxy auth" if d.auth.proxy else "none (public)"
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def describe_changes(before: Desired, after: Desired) -> list[Change]:
+    old, new = facts(before.deployment), facts(after.deployment)
+    changes = [Change(key, old.get(key), new.get(key)) for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
+    if not changes:
+        if code_hash(before.app.source) == code_hash(after.app.source):
+            changes.append(Change("local folder contents", "uploaded before", "changed"))
+        else:
+            changes.append(Change("rendered app", "from an earlier template or deployer", "re-rendered"))
+    return changes
+
+
+IMAGE_FIELDS = ("vllm version", "image ")
+
+
+def _update_effects(before: Desired | None, after: Desired, changes: Sequence[Change]) -> tuple[str, ...]:
+    effects = []
+    if before is None or any(c.what.startswith(IMAGE_FIELDS) for c in changes):
+        effects.append("image rebuild" if before else "image rebuild if the image changed")
+    downloads = [c.what.removeprefix("adapter ") for c in changes if c.what.startswith("adapter ") and c.after is not None]
+    if any(c.what == "base model" for c in changes):
+        downloads.insert(0, "the base model")
+    if downloads:
+        effects.append("downloads " + ", ".join(downloads) + " on first start")
+    effects.append(f"new containers: cold start (up to {after.deployment.scaling.startup_timeout} s)")
+    return tuple(effects)
+
+
+def _create_effects(deployment: Deployment) -> tuple[str, ...]:
+    return ("image build (shared with deployments of the same image)", "downloads weights on first start", f"cold start (up to {deployment.scaling.startup_timeout} s)")
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+def _short(tag: str | None) -> str:
+    parsed = parse_tag(tag or "")
+    return parsed.hash_prefix[:12] if parsed else (tag or "untagged")
+
+
+def _version_text(v: Version | None) -> str:
+    if v is None:
+        return ""
+    if v.number == 0:  # a git ref standing in for Modal
+        return f"{_short(v.tag)} at {v.commit}"
+    commit = f", commit {v.commit}" if v.commit else ""
+    return f"v{v.number} {_short(v.tag)}{commit}"
+
+
+def headline(plan: Plan) -> str:
+    counts = [f"{plan.count(k)} to {k}" for k in (CREATE, UPDATE) if plan.count(k)]
+    if plan.count(ORPHAN):
+        counts.append(f"{plan.count(ORPHAN)} orphaned")
+    body = ", ".join(counts) if counts else "no changes"
+    return f"Plan: {body}; {plan.count(UNCHANGED)} unchanged (compared with {plan.against})."
+
+
+def format_text(plan: Plan) -> str:
+    lines = []
+    if plan.fallback:
+        lines.append(f"note: {plan.fallback}")
+    for a in plan.actions:
+        detail = {CREATE: f"new app, tag {_short(a.tag)}", UPDATE: f"{_version_text(a.deployed)} → {_short(a.tag)}", UNCHANGED: _version_text(a.deployed), ORPHAN: _version_text(a.deployed)}[a.kind]
+        lines.append(f"{SYMBOL[a.kind]} {a.kind:<9} {a.name}  ({detail})")
+        for change in a.changes:
+            lines.append(f"      {change}")
+        for note in a.notes:
+            lines.append(f"      note: {note}")
+        if a.effects:
+            lines.append(f"      means: {'; '.join(a.effects)}")
+    lines.append(headline(plan))
+    return "\n".join(lines)
+
+
+def format_markdown(plan: Plan) -> str:
+    """For a GitHub job summary or a pull-request comment."""
+    lines = ["## Deployment plan", "", headline(plan), ""]
+    if plan.fallback:
+        lines += [f"> {plan.fallback}", ""]
+    lines += ["| | deployment | action | deployed | what changes | means |", "|---|---|---|---|---|---|"]
+    for a in plan.actions:
+        what = "<br>".join(_md(str(c)) for c in a.changes) + ("<br>" if a.changes and a.notes else "") + "<br>".join(f"_{_md(n)}_" for n in a.notes)
+        lines.append(f"| {SYMBOL[a.kind]} | `{a.name}` | **{a.kind}** | {_md(_version_text(a.deployed))} | {what} | {_md('; '.join(a.effects))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def to_json(plan: Plan) -> dict:
+    return {
+        "project": plan.project.name,
+        "against": plan.against,
+        "fallback": plan.fallback,
+        "has_changes": plan.has_changes,
+        "actions": [
+            {
+                "name": a.name,
+                "action": a.kind,
+                "tag": a.tag,
+                "deployed": {"version": a.deployed.number, "tag": a.deployed.tag, "commit": a.deployed.commit} if a.deployed else None,
+                "changes": [{"what": c.what, "before": c.before, "after": c.after} for c in a.changes],
+                "effects": list(a.effects),
+                "notes": list(a.notes),
+            }
+            for a in plan.actions
+        ],
+    }

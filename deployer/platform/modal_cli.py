@@ -1,0 +1,126 @@
+"""The real platform: Modal's own command line, run as a subprocess.
+
+The CLI is Modal's stable, documented surface (`--json` output, exit codes), and running it as a
+subprocess keeps `modal` out of our process: its import alone costs more than our whole `plan`.
+Only `web_url` uses the SDK (in a subprocess too), because no CLI command prints a deployed app's URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import DeployedApp, PlatformError, Version
+
+SERVE_FUNCTION = "serve"  # the web function's name in the rendered app
+LIST_TIMEOUT = 120.0
+DEPLOY_TIMEOUT = 3600.0  # an image build with CUDA and vLLM can take many minutes
+URL_TIMEOUT = 20.0
+TAIL_LINES = 12
+_URL = re.compile(r"https?://[^\s'\"<>\[\]()]+")
+
+
+def has_credentials(environ=os.environ) -> bool:
+    """Whether the `modal` CLI would find a token (environment or ~/.modal.toml); no network."""
+    if environ.get("MODAL_TOKEN_ID") and environ.get("MODAL_TOKEN_SECRET"):
+        return True
+    config = Path(environ.get("MODAL_CONFIG_PATH") or Path.home() / ".modal.toml")
+    try:
+        return "token_id" in config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def modal_executable() -> list[str]:
+    """`modal` on PATH (what the user runs), else the one installed beside this Python."""
+    found = shutil.which("modal")
+    return [found] if found else [sys.executable, "-m", "modal"]
+
+
+class ModalCli:
+    def __init__(self, environment: str | None = None, executable: list[str] | None = None):
+        self.environment = environment
+        self.executable = executable or modal_executable()
+        self.url_timeout = URL_TIMEOUT
+        self.where = f"Modal environment {environment!r}" if environment else "Modal (default environment)"
+
+    def _run(self, args: list[str], timeout: float = LIST_TIMEOUT) -> str:
+        env_args = ["--env", self.environment] if self.environment else []
+        command = [*self.executable, *args, *env_args]
+        shown = "modal " + " ".join(args)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200"})
+        except FileNotFoundError:
+            raise PlatformError(f"cannot run `{shown}`: the modal command is not installed (pip install modal)") from None
+        except subprocess.TimeoutExpired:
+            raise PlatformError(f"`{shown}` did not finish within {timeout:.0f} s") from None
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr.strip() or done.stdout.strip()).splitlines()[-TAIL_LINES:])
+            raise PlatformError(f"`{shown}` failed (exit {done.returncode}): {tail or 'no output'}")
+        return done.stdout
+
+    def _json(self, args: list[str]) -> list[dict]:
+        out = self._run([*args, "--json"])
+        try:
+            rows = json.loads(out)
+        except ValueError:
+            raise PlatformError(f"`modal {' '.join(args)} --json` printed something that is not JSON: {out[:200]!r}") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise PlatformError(f"`modal {' '.join(args)} --json` printed JSON of an unexpected shape")
+        return rows
+
+    def apps(self) -> list[DeployedApp]:
+        names = sorted({str(r.get("description")) for r in self._json(["app", "list"]) if r.get("state") == "deployed" and r.get("description")})
+        # One `modal app history` per app; they are independent, and each is mostly waiting.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            histories = list(pool.map(self.history, names))
+        return [DeployedApp(name, history[0]) for name, history in zip(names, histories) if history]
+
+    def history(self, name: str) -> list[Version]:
+        try:
+            rows = self._json(["app", "history", name])
+        except PlatformError as exc:
+            if "No App with name" in str(exc):
+                return []
+            raise
+        versions = [_version(row) for row in rows]
+        return sorted((v for v in versions if v is not None), key=lambda v: v.number, reverse=True)
+
+    def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
+        out = self._run(["deploy", str(app_file), "--name", name, "--tag", tag], timeout=DEPLOY_TIMEOUT)
+        # The web function's URL comes first; "View Deployment" links to modal.com's dashboard.
+        found = [url for url in _URL.findall(out) if not re.match(r"https://(www\.)?modal\.com/", url)]
+        return found[0] if found else None
+
+    def rollback(self, name: str, version: int | None = None) -> None:
+        self._run(["app", "rollback", name, *([f"v{version}"] if version is not None else [])])
+
+    def stop(self, name: str) -> None:
+        self._run(["app", "stop", name, "--yes"])
+
+    def web_url(self, name: str) -> str | None:
+        # In a subprocess with a deadline: the SDK retries an unreachable server for about a minute.
+        snippet = "import sys, modal; print(modal.Function.from_name(sys.argv[1], sys.argv[2], environment_name=sys.argv[3] or None).get_web_url() or '')"
+        try:
+            done = subprocess.run([sys.executable, "-c", snippet, name, SERVE_FUNCTION, self.environment or ""], capture_output=True, text=True, timeout=self.url_timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise PlatformError(f"cannot read the URL of {name!r}: Modal did not answer within {self.url_timeout:.0f} s") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            if "NotFoundError" in last:
+                return None
+            raise PlatformError(f"cannot read the URL of {name!r} from Modal: {last}")
+        return done.stdout.strip() or None
+
+
+def _version(row: dict) -> Version | None:
+    match = re.fullmatch(r"v(\d+)", str(row.get("version", "")))
+    if not match:
+        return None
+    return Version(int(match.group(1)), str(row.get("tag") or ""), str(row.get("commit") or ""))

@@ -1,0 +1,107 @@
+"""Where the deployed state comes from: Modal (each app's tag), or, offline, a git ref; and what
+each deployed version was rendered from (its git commit), so the plan can say what changes.
+
+This is the one place that reads git history and the platform for `plan`, `apply` and `status`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from .desired import Desired, Project, RefError, desired, export_ref, git_root, parse_tag
+from .platform import Platform, Version
+from .render import project_templates
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things are in a checkout: the repository root, and the deployments and output folders
+    relative to it (the same relative places exist in every commit)."""
+
+    root: Path
+    deployments: Path
+    out: Path
+
+    @classmethod
+    def of(cls, deployments: Path, out: Path) -> "Layout":
+        deployments = Path(os.path.abspath(deployments))
+        root = git_root(deployments if deployments.is_dir() else deployments.parent)
+        if root is None:
+            raise RefError(f"{deployments} is not inside a git repository")
+        root = root.resolve()
+        inside = _relative(deployments.resolve(), root)
+        if inside is None:
+            raise RefError(f"{deployments} is outside the git repository {root}")
+        out_abs = Path(os.path.abspath(out))
+        return cls(root, inside, _relative(out_abs.resolve() if out_abs.exists() else out_abs, root) or Path("build"))
+
+
+def _relative(path: Path, root: Path) -> Path | None:
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return None
+
+
+class RefTrees:
+    """Commits exported to temporary folders and their desired state, each computed once."""
+
+    def __init__(self, layout: Layout, project: Project):
+        self.layout = layout
+        self.project = project
+        self._stack = ExitStack()
+        self._cache: dict[str, tuple[str, dict[str, Desired]]] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
+
+    def desired_at(self, ref: str) -> tuple[str, dict[str, Desired]]:
+        """(full commit id, desired state of that commit). Raises RefError."""
+        if ref not in self._cache:
+            from .pipeline import check_paths
+
+            tree = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="deployer-ref-")))
+            commit = export_ref(self.layout.root, ref, tree)
+            folder = tree / self.layout.deployments
+            if not folder.is_dir():
+                self._cache[ref] = (commit, {})
+            else:
+                checked = check_paths([folder])
+                templates = project_templates(folder)
+                self._cache[ref] = (commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
+        return self._cache[ref]
+
+
+def deployed_from_platform(platform: Platform) -> dict[str, Version]:
+    return {app.name: app.current for app in platform.apps()}
+
+
+def deployed_from_ref(trees: RefTrees, ref: str) -> tuple[str, dict[str, Version], dict[str, Desired]]:
+    """A git ref standing in for Modal: what it would have deployed, as if deployed."""
+    commit, state = trees.desired_at(ref)
+    return commit, {name: Version(0, d.tag, commit[:7]) for name, d in state.items()}, state
+
+
+def previous_from_git(trees: RefTrees, deployed: dict[str, Version]) -> dict[str, Desired]:
+    """For each deployed app of this project, the desired state of the commit Modal recorded for
+    it (when git still has that commit): the "before" of the plan's summary."""
+    previous = {}
+    for name, version in deployed.items():
+        tag = parse_tag(version.tag)
+        commit = version.commit.rstrip("*")
+        if not (tag and tag.project_id == trees.project.id and commit):
+            continue
+        try:
+            _, state = trees.desired_at(commit)
+        except RefError:
+            continue
+        if name in state:
+            previous[name] = state[name]
+    return previous

@@ -1,0 +1,304 @@
+"""A stateful fake of Modal's servers, for tests only: Modal cannot be reached from where tests run.
+
+It keeps what Modal keeps for a deployed app (name, state, numbered versions with tag and git
+commit, rollbacks as new versions, stop) in a JSON file, so that three views share one state:
+
+- `FakeModal`, an in-process `Platform` (fast; used by plan/apply tests);
+- `install_executable()`, a fake `modal` command on PATH that records its argv and answers
+  `modal deploy/app list/app history/app rollback/app stop` with the same `--json` shapes as the
+  real CLI (modal 1.6), to test `deployer.platform.modal_cli` itself;
+- `EndpointServer`, an HTTP server on loopback standing in for each app's web endpoint: it answers
+  like vLLM's OpenAI server for the models the deployed app file declares.
+
+Failures are injected into the state: a deploy that Modal refuses, an endpoint that never becomes
+healthy, one that forgets an adapter, one whose chat completions fail.
+"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from deployer.platform import DeployedApp, PlatformError, Version  # noqa: E402
+
+STATE_ENV = "FAKE_MODAL_STATE"
+BEHAVIOURS = ("ok", "unhealthy", "missing-adapter", "chat-error")
+
+
+class FakeModal:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "state.json"
+        self.where = "fake Modal"
+        if not self.path.exists():
+            self._save({"apps": {}, "calls": [], "fail_deploy": {}, "behaviour_next": {}, "endpoint": ""})
+
+    # -- state -------------------------------------------------------------------------------
+    def _load(self) -> dict:
+        return json.loads(self.path.read_text())
+
+    def _save(self, state: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.path)
+
+    @contextmanager
+    def _state(self):
+        with open(self.folder / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self._load()
+            try:
+                yield state
+            finally:  # a refused request is recorded too, as Modal's logs would have it
+                self._save(state)
+
+    @property
+    def state(self) -> dict:
+        return self._load()
+
+    # -- injected failures -------------------------------------------------------------------
+    def fail_next_deploy(self, name: str, message: str = "Image build failed") -> None:
+        with self._state() as s:
+            s["fail_deploy"][name] = message
+
+    def next_deploy_behaves(self, name: str, behaviour: str) -> None:
+        assert behaviour in BEHAVIOURS
+        with self._state() as s:
+            s["behaviour_next"][name] = behaviour
+
+    def deploys(self) -> list[tuple[str, str]]:
+        """(app, tag) of every successful deploy, in order (rollbacks are not deploys)."""
+        return [(c["name"], c["tag"]) for c in self.state["calls"] if c["op"] == "deploy" and c.get("ok")]
+
+    def clear_calls(self) -> None:
+        with self._state() as s:
+            s["calls"] = []
+
+    # -- the Platform interface --------------------------------------------------------------
+    def apps(self) -> list[DeployedApp]:
+        state = self.state
+        return [DeployedApp(name, _version(app["versions"][-1])) for name, app in sorted(state["apps"].items()) if app["state"] == "deployed"]
+
+    def history(self, name: str) -> list[Version]:
+        app = self.state["apps"].get(name)
+        return [_version(v) for v in reversed(app["versions"])] if app else []
+
+    def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
+        source = Path(app_file).read_text(encoding="utf-8")
+        try:
+            models = _declared_models(source)
+        except (SyntaxError, ValueError) as exc:
+            self._record("deploy", name=name, tag=tag, ok=False)
+            raise PlatformError(f"`modal deploy {app_file}` failed (exit 1): cannot import the app: {exc}") from None
+        commit = _commit_of(Path(app_file).parent)
+        with self._state() as s:
+            s["calls"].append({"op": "deploy", "name": name, "tag": tag, "ok": name not in s["fail_deploy"]})
+            if name in s["fail_deploy"]:
+                message = s["fail_deploy"].pop(name)
+                raise PlatformError(f"`modal deploy {app_file} --name {name} --tag {tag}` failed (exit 1): {message}")
+            app = s["apps"].setdefault(name, {"state": "deployed", "versions": []})
+            app["state"] = "deployed"
+            behaviour = s["behaviour_next"].pop(name, "ok")
+            app["versions"].append({"number": len(app["versions"]) + 1, "tag": tag, "commit": commit, "models": models, "behaviour": behaviour, "source": source})
+            return self._url(s, name)
+
+    def rollback(self, name: str, version: int | None = None) -> None:
+        with self._state() as s:
+            s["calls"].append({"op": "rollback", "name": name, "version": version})
+            app = s["apps"].get(name)
+            if not app or app["state"] != "deployed":
+                raise PlatformError(f"`modal app rollback {name}` failed (exit 1): App '{name}' is not deployed.")
+            versions = app["versions"]
+            target = versions[-2] if version is None and len(versions) > 1 else next((v for v in versions if v["number"] == version), None)
+            if target is None:
+                raise PlatformError(f"`modal app rollback {name}` failed (exit 1): no version to roll back to")
+            versions.append({**target, "number": len(versions) + 1})
+
+    def stop(self, name: str) -> None:
+        with self._state() as s:
+            s["calls"].append({"op": "stop", "name": name})
+            app = s["apps"].get(name)
+            if not app or app["state"] != "deployed":
+                raise PlatformError(f"`modal app stop {name}` failed (exit 1): No App with name '{name}' found.")
+            app["state"] = "stopped"
+
+    def web_url(self, name: str) -> str | None:
+        state = self.state
+        app = state["apps"].get(name)
+        return self._url(state, name) if app and app["state"] == "deployed" else None
+
+    def _record(self, op: str, **fields) -> None:
+        with self._state() as s:
+            s["calls"].append({"op": op, **fields})
+
+    @staticmethod
+    def _url(state: dict, name: str) -> str:
+        return f"{state['endpoint'] or 'https://fake-workspace--unserved.modal.run'}/{name}"
+
+    # -- the endpoints -----------------------------------------------------------------------
+    def current(self, name: str) -> dict | None:
+        app = self.state["apps"].get(name)
+        return app["versions"][-1] if app and app["state"] == "deployed" else None
+
+
+def _version(v: dict) -> Version:
+    return Version(v["number"], v["tag"], v["commit"])
+
+
+def _declared_models(source: str) -> list[str]:
+    """The model ids a rendered app serves, read from its constants as Modal's import would see them."""
+    tree = ast.parse(source)
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("SERVED_MODEL_NAME", "ADAPTERS"):
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+    if "SERVED_MODEL_NAME" not in values:
+        raise ValueError("no SERVED_MODEL_NAME in the app")
+    return [values["SERVED_MODEL_NAME"], *values.get("ADAPTERS", {})]
+
+
+def _commit_of(folder: Path) -> str:
+    """What Modal records: the checkout's commit, marked * when it has uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return ""
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    return head.stdout.strip()[:7] + ("*" if dirty else "")
+
+
+class EndpointServer:
+    """Every deployed app's web endpoint, at http://127.0.0.1:PORT/<app>: answers like vLLM would."""
+
+    def __init__(self, fake: FakeModal):
+        self.fake = fake
+        fake_ref = fake
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status: int, body) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self):
+                _, name, *rest = self.path.split("/", 2) + [""]
+                version = fake_ref.current(name)
+                return version, "/" + (rest[0] if rest else "")
+
+            def do_GET(self):
+                version, path = self._route()
+                if version is None:
+                    return self._reply(404, {"error": "modal-http: app not found"})
+                if version["behaviour"] == "unhealthy":
+                    return self._reply(503, {"error": "starting"})
+                if path == "/health":
+                    return self._reply(200, {})
+                if path == "/v1/models":
+                    models = version["models"] if version["behaviour"] != "missing-adapter" else version["models"][:1]
+                    base = models[0]
+                    return self._reply(200, {"object": "list", "data": [{"id": m, "object": "model", "parent": None if m == base else base} for m in models]})
+                return self._reply(404, {"error": "not found"})
+
+            def do_POST(self):
+                version, path = self._route()
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if version is None or path != "/v1/chat/completions":
+                    return self._reply(404, {"error": "not found"})
+                if version["behaviour"] == "chat-error":
+                    return self._reply(500, {"error": {"message": "CUDA error: an illegal memory access"}})
+                model = body.get("model")
+                if model not in version["models"]:
+                    return self._reply(404, {"error": {"message": f"The model `{model}` does not exist."}})
+                return self._reply(200, {"model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": "e2e4"}, "finish_reason": "stop"}]})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        with self.fake._state() as s:
+            s["endpoint"] = self.url
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the fake `modal` executable -----------------------------------------------------------------
+
+def install_executable(bin_dir: Path, state_folder: Path) -> Path:
+    """Write `bin_dir/modal`, a fake Modal CLI sharing `state_folder` with a FakeModal."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    exe = bin_dir / "modal"
+    exe.write_text(f"#!{sys.executable}\nimport os, sys\nsys.path.insert(0, {str(HERE)!r})\nos.environ.setdefault({STATE_ENV!r}, {str(state_folder)!r})\nfrom fake_modal import main\nsys.exit(main(sys.argv[1:]))\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def main(argv: list[str]) -> int:
+    fake = FakeModal(Path(os.environ[STATE_ENV]))
+    with fake._state() as s:
+        s.setdefault("argv", []).append(argv)
+    args = list(argv)
+    env = None
+    if "--env" in args:
+        i = args.index("--env")
+        env = args[i + 1]
+        del args[i : i + 2]
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    if env not in (None, "main"):
+        print(f"Environment '{env}' not found", file=sys.stderr)
+        return 1
+    try:
+        if args[:1] == ["deploy"]:
+            app_file, name, tag = args[1], args[args.index("--name") + 1], args[args.index("--tag") + 1]
+            url = fake.deploy(Path(app_file), name, tag)
+            print(f"✓ Created objects.\n├── 🔨 Created mount {app_file}\n└── 🔨 Created web function serve =>\n    {url}\n✓ App deployed in 1.234s! 🎉\n\nView Deployment: https://modal.com/apps/fake-workspace/main/deployed/{name}")
+        elif args[:2] == ["app", "list"]:
+            rows = [{"app_id": f"ap-{n}", "description": n, "state": a["state"], "tasks": "0", "created_at": "2026-11-28T10:00:00+00:00", "stopped_at": None} for n, a in fake.state["apps"].items()]
+            print(json.dumps(rows) if as_json else "\n".join(r["description"] for r in rows))
+        elif args[:2] == ["app", "history"]:
+            if not fake.history(args[2]):
+                print(f"No App with name '{args[2]}' found in the 'main' environment.", file=sys.stderr)
+                return 1
+            rows = [{"version": f"v{v.number}", "time_deployed": "2026-11-28T10:00:00+00:00", "client": "1.6.4", "deployed_by": "ci", "commit": v.commit or None, **({"tag": v.tag or None})} for v in fake.history(args[2])]
+            print(json.dumps(rows))
+        elif args[:2] == ["app", "rollback"]:
+            version = int(args[3][1:]) if len(args) > 3 else None
+            fake.rollback(args[2], version)
+            print("✓ Deployment rollback successful!")
+        elif args[:2] == ["app", "stop"]:
+            fake.stop(args[2])
+        else:
+            print(f"fake modal: unsupported command {argv}", file=sys.stderr)
+            return 2
+    except PlatformError as exc:
+        print(str(exc).split(": ", 1)[-1], file=sys.stderr)
+        return 1
+    return 0

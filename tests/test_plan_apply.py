@@ -1,0 +1,286 @@
+"""plan / apply / status / rollback / endpoints against the fake Modal (tests/fake_modal.py).
+
+Modal's servers cannot be reached from the test machines, so every test here runs the real CLI
+and the real `deployer.platform.modal_cli` code, which runs a fake `modal` executable; the fake
+keeps Modal's state (apps, numbered versions, tags, recorded commits) and serves each app's
+endpoint on loopback like vLLM's OpenAI server would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from deployer.apply import LockError, apply_lock
+
+from .conftest import MINIMAL, git_commit
+
+FAST = MINIMAL + "scaling:\n  startup_timeout: 3\n"
+
+
+def two(project):
+    project.deployment("alpha", FAST)
+    project.deployment("beta", FAST.replace("gpu: A10G", "gpu: L4"))
+    return git_commit(project.root, "two deployments")
+
+
+def test_plan_against_an_empty_workspace_creates_everything(project, modal_world, cli):
+    two(project)
+    code, out, _ = cli("plan", "--detailed-exitcode")
+    assert code == 2
+    assert "+ create    alpha" in out and "+ create    beta" in out
+    assert "Plan: 2 to create; 0 unchanged (compared with Modal (default environment))." in out
+    assert modal_world.fake.deploys() == []  # plan changes nothing
+
+
+def test_apply_deploys_with_the_content_tag_then_plan_has_nothing_to_do(project, modal_world, cli):
+    commit = two(project)
+    code, out, err = cli("apply", "--yes")
+    assert code == 0, out + err
+    deploys = dict(modal_world.fake.deploys())
+    assert set(deploys) == {"alpha", "beta"}
+    assert all(tag.startswith("deployer-") and len(tag) <= 50 for tag in deploys.values())
+    assert modal_world.fake.history("alpha")[0].commit == commit[:7]
+    assert "2 of 2 succeeded" in out
+    deploy_argv = [a for a in modal_world.argv() if a[0] == "deploy"]
+    assert sorted(a[a.index("--name") + 1] for a in deploy_argv) == ["alpha", "beta"]
+    assert all(a[1].endswith("/app.py") and a[a.index("--tag") + 1] == deploys[a[a.index("--name") + 1]] for a in deploy_argv)
+
+    code, out, _ = cli("plan", "--detailed-exitcode")
+    assert code == 0 and "Plan: no changes; 2 unchanged" in out
+
+
+def test_comment_and_key_order_edits_plan_no_change(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    project.deployment("alpha", "# a comment about alpha\n" + FAST.replace("gpu: A10G", "gpu: A10G   # the cheap one"))
+    reordered = FAST.replace("gpu: A10G\n", "").replace("base_model:", "gpu: L4\nbase_model:")
+    project.deployment("beta", reordered)
+    git_commit(project.root, "comments and order")
+    code, out, _ = cli("plan", "--detailed-exitcode")
+    assert code == 0, out
+
+
+def test_update_summary_names_what_changed_from_the_deployed_commit(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    project.deployment("alpha", FAST.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {max-model-len: 8192}').replace("gpu: A10G", "gpu: L40S"))
+    git_commit(project.root, "bigger alpha")
+    code, out, _ = cli("plan", "--detailed-exitcode")
+    assert code == 2
+    assert "~ update    alpha  (v1 " in out
+    assert "      gpu: A10G → L40S" in out
+    assert "      vllm flag --max-model-len added: 8192" in out
+    assert "means: new containers: cold start (up to 3 s)" in out
+    assert "= unchanged beta" in out
+
+    code, out, _ = cli("plan", "--format", "json")
+    (alpha,) = [a for a in json.loads(out)["actions"] if a["name"] == "alpha"]
+    assert alpha["action"] == "update" and {"what": "gpu", "before": "A10G", "after": "L40S"} in alpha["changes"]
+
+
+def test_github_format_writes_the_plan_to_the_job_summary(project, modal_world, cli, tmp_path, monkeypatch):
+    two(project)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert cli("plan", "--format", "github")[0] == 0
+    text = summary.read_text()
+    assert text.startswith("## Deployment plan") and "| + | `alpha` | **create** |" in text
+
+
+def test_a_deploy_whose_smoke_check_fails_is_rolled_back_and_retried_next_time(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    good_tag = modal_world.fake.history("alpha")[0].tag
+    project.deployment("alpha", FAST.replace("gpu: A10G", "gpu: L40S"))
+    git_commit(project.root, "alpha on L40S")
+    modal_world.fake.next_deploy_behaves("alpha", "chat-error")
+
+    code, out, err = cli("apply", "--yes")
+    assert code == 1
+    assert "ROLLED BACK" in out and "smoke check failed" in out and "rolled back to v1" in out
+    history = modal_world.fake.history("alpha")
+    assert [v.number for v in history] == [3, 2, 1] and history[0].tag == good_tag  # v3 = v1 again
+    assert "1 of 2 succeeded" in out and "1 failed: alpha" in out
+
+    code, out, _ = cli("plan", "--detailed-exitcode")  # the failed change is still pending
+    assert code == 2 and "~ update    alpha" in out
+    assert cli("apply", "--yes")[0] == 0
+    assert modal_world.fake.history("alpha")[0].number == 4
+
+
+def test_a_first_deploy_whose_endpoint_never_becomes_healthy_is_stopped(project, modal_world, cli):
+    two(project)
+    modal_world.fake.next_deploy_behaves("beta", "unhealthy")
+    code, out, err = cli("apply", "--yes")
+    assert code == 1
+    assert "not healthy after 3 s" in out and "first deploy, so the app was stopped" in out
+    assert modal_world.fake.state["apps"]["beta"]["state"] == "stopped"
+    assert modal_world.fake.state["apps"]["alpha"]["state"] == "deployed"
+    assert "waiting for" in err or "beta: deployed v1" in err  # progress went to stderr
+
+
+def test_a_missing_adapter_fails_the_smoke_check(project, modal_world, cli):
+    project.write("adapters/sql/adapter_config.json", json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507"}))
+    project.write("adapters/sql/adapter_model.safetensors", "x")
+    project.deployment("alpha", FAST + "adapters:\n  - name: sql\n    path: ../adapters/sql\n")
+    git_commit(project.root, "alpha with an adapter")
+    modal_world.fake.next_deploy_behaves("alpha", "missing-adapter")
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1 and "sql" in out and "STOPPED" in out
+
+
+def test_one_failed_deploy_does_not_stop_the_others(project, modal_world, cli):
+    two(project)
+    modal_world.fake.fail_next_deploy("alpha", "Image build for im-123 failed")
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1
+    assert "deploy failed (nothing was created)" in out and "Image build for im-123 failed" in out
+    assert [name for name, _ in modal_world.fake.deploys()] == ["beta"]
+    assert cli("apply", "--yes")[0] == 0  # the next run converges
+    assert cli("plan", "--detailed-exitcode")[0] == 0
+
+
+def test_orphans_are_listed_and_stopped_only_with_prune(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    (project.deployments / "beta.yaml").unlink()
+    git_commit(project.root, "beta retired")
+    other = project.write("other/app.py", 'SERVED_MODEL_NAME = "x"\n')
+    modal_world.fake.deploy(other, "someone-elses", "v1.2")  # not ours: never touched
+
+    code, out, _ = cli("plan", "--detailed-exitcode")
+    assert code == 2 and "- orphan    beta" in out and "someone-elses" not in out
+    code, out, _ = cli("apply", "--yes")
+    assert code == 0 and "1 orphan(s) kept: `deployer apply --prune` stops them" in out
+    assert modal_world.fake.state["apps"]["beta"]["state"] == "deployed"
+
+    code, out, _ = cli("apply", "--yes", "--prune")
+    assert code == 0 and "orphan stopped" in out
+    assert modal_world.fake.state["apps"]["beta"]["state"] == "stopped"
+    assert modal_world.fake.state["apps"]["someone-elses"]["state"] == "deployed"
+    assert ["app", "stop", "beta", "--yes"] in modal_world.argv()
+
+
+def test_apply_without_yes_and_without_a_terminal_changes_nothing(project, modal_world, cli):
+    two(project)
+    code, _, err = cli("apply")
+    assert code == 2 and "pass --yes" in err
+    assert modal_world.fake.deploys() == []
+
+
+def test_apply_checks_smoke_credentials_before_deploying_anything(project, modal_world, cli, monkeypatch):
+    two(project)
+    monkeypatch.delenv("VLLM_API_KEY")
+    code, _, err = cli("apply", "--yes")
+    assert code == 2 and "set VLLM_API_KEY to the VLLM_API_KEY in Modal Secret 'test-api-key'" in err
+    assert modal_world.fake.deploys() == []
+
+
+def test_apply_of_named_deployments_touches_only_those(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "beta", "--yes")[0] == 0
+    assert [n for n, _ in modal_world.fake.deploys()] == ["beta"]
+    code, _, err = cli("plan", "gamma")
+    assert code == 2 and "no deployment or deployed app named 'gamma'" in err
+
+
+def test_a_second_apply_on_the_same_checkout_stops_at_once(project, modal_world, cli):
+    two(project)
+    with apply_lock(project.root / "build"):
+        code, _, err = cli("apply", "--yes")
+    assert code == 1 and "another `deployer apply` is running here" in err
+    assert modal_world.fake.deploys() == []
+    with apply_lock(project.root / "build"):  # released: can be taken again
+        try:
+            with apply_lock(project.root / "build"):
+                raise AssertionError("the lock must not be taken twice")
+        except LockError:
+            pass
+
+
+def test_apply_interrupted_during_the_smoke_check_rolls_back(project, modal_world):
+    """Ctrl-C while waiting for a new version: it must not stay live unverified."""
+    from deployer.apply import apply
+    from deployer.desired import desired, project_for
+    from deployer.pipeline import check_paths
+    from deployer.plan import make_plan
+    from deployer.state import deployed_from_platform
+
+    two(project)
+    fake = modal_world.fake
+    checked = check_paths([project.deployments])
+    want = desired(checked.deployments, project.root / "build", project_for(project.deployments))
+    plan = make_plan(want, deployed_from_platform(fake), {}, project_for(project.deployments), "fake")
+    cancel = threading.Event()
+
+    def smoke_then_interrupt(d, url, cancel_event):
+        cancel_event.set()
+        return []
+
+    outcomes = apply(plan, want, fake, smoke_then_interrupt, parallel=1, cancel=cancel)
+    assert [o.result for o in outcomes] == ["stopped", "skipped"]
+    assert "interrupted before its smoke check passed" in outcomes[0].detail
+    assert fake.state["apps"]["alpha"]["state"] == "stopped" and "beta" not in fake.state["apps"]
+
+
+def test_status_shows_desired_against_deployed_with_urls_and_cost(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "alpha", "--yes")[0] == 0
+    code, out, _ = cli("status", "--format", "json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)["deployments"]}
+    assert rows["alpha"]["state"] == "in sync" and rows["alpha"]["url"] == f"{modal_world.server.url}/alpha"
+    assert rows["beta"]["state"] == "not deployed" and rows["beta"]["url"] is None
+    assert rows["alpha"]["gpu"] == "A10G" and rows["alpha"]["usd_per_warm_hour"] > 0
+    code, out, _ = cli("status")
+    assert "alpha" in out and "in sync" in out and "not deployed" in out
+
+
+def test_endpoints_give_the_base_url_models_and_a_client_snippet(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    code, out, _ = cli("endpoints", "alpha")
+    assert code == 0
+    assert f"base URL: {modal_world.server.url}/alpha/v1" in out
+    assert f'client = OpenAI(base_url="{modal_world.server.url}/alpha/v1", api_key=os.environ["VLLM_API_KEY"])' in out
+    assert "models:   Qwen/Qwen3-4B-Instruct-2507" in out
+
+
+def test_rollback_serves_an_earlier_version(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    project.deployment("alpha", FAST.replace("gpu: A10G", "gpu: L4"))
+    git_commit(project.root, "alpha on L4")
+    assert cli("apply", "--yes")[0] == 0
+    first = modal_world.fake.history("alpha")[-1]
+    code, out, _ = cli("rollback", "alpha")
+    assert code == 0 and "v3 now serves what v1 deployed (was v2)" in out
+    assert modal_world.fake.history("alpha")[0].tag == first.tag
+    assert ["app", "rollback", "alpha", "v1"] in modal_world.argv()
+    assert cli("rollback", "alpha", "v9")[0] == 1
+    assert cli("rollback", "alpha", "latest")[0] == 2
+
+
+def test_plan_without_credentials_compares_with_git_and_says_so(project, modal_world, cli, monkeypatch):
+    two(project)
+    monkeypatch.delenv("MODAL_TOKEN_ID")
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(project.root / "no-such.toml"))
+    project.deployment("alpha", FAST.replace("gpu: A10G", "gpu: L4"))
+    code, out, _ = cli("plan", "--detailed-exitcode")
+    assert code == 2
+    assert "note: no Modal credentials" in out and "comparing with what git ref HEAD would deploy instead" in out
+    assert "gpu: A10G → L4" in out and "= unchanged beta" in out
+    assert modal_world.argv() == []  # Modal was not asked
+
+
+def test_plan_when_modal_cannot_be_reached_falls_back_to_git(project, modal_world, cli, monkeypatch):
+    two(project)
+    offline = project.write("offline-bin/modal", "#!/bin/sh\necho 'Could not connect to the Modal server.' >&2\nexit 1\n")
+    offline.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{offline.parent}:{os.environ['PATH']}")
+    code, out, _ = cli("plan")
+    assert code == 0 and "could not read Modal" in out and "git ref HEAD" in out
+    code, _, err = cli("apply", "--yes")  # apply never guesses
+    assert code == 1 and "could not read Modal" in err
