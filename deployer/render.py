@@ -53,17 +53,22 @@ def project_templates(deployments: Path) -> Path | None:
 
 
 @functools.cache
-def _template(folder: Path | None = None):
+def _environment(folder: Path):
     import jinja2  # imported here: only rendering needs it
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(folder or templates_dir())),
+        loader=jinja2.FileSystemLoader(str(folder)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        auto_reload=True,  # a template edited while we run (a long-lived process, tests) is re-read
     )
     env.filters["py"] = literal
-    return env.get_template(TEMPLATE_NAME)
+    return env
+
+
+def _template(folder: Path | None = None):
+    return _environment(folder or templates_dir()).get_template(TEMPLATE_NAME)
 
 
 def literal(value: Any, indent: int = 0) -> str:

@@ -53,7 +53,7 @@ class ModalCli:
     def _run(self, args: list[str], timeout: float = LIST_TIMEOUT) -> str:
         env_args = ["--env", self.environment] if self.environment else []
         command = [*self.executable, *args, *env_args]
-        shown = "modal " + " ".join(args)
+        shown = "modal " + " ".join([*args, *env_args])
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200"})
         except FileNotFoundError:
