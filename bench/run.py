@@ -102,7 +102,12 @@ def main() -> int:
                 add("deployer validate --schema-only", str(n), schema_only, reference[0], "of check-jsonschema")
             else:
                 add("deployer validate --schema-only", str(n), schema_only, note="(check-jsonschema not installed)")
-            rows.append(("deployer plan (offline)", str(n), "n/a", "plan does not exist yet (issue 5)"))
+            # plan offline: the working tree against HEAD, both rendered (git history, no Modal).
+            git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+            subprocess.run([*git, "init", "-q"], check=True)
+            subprocess.run([*git, "add", "-A"], check=True)
+            subprocess.run([*git, "commit", "-q", "-m", "bench"], check=True)
+            add("deployer plan --against HEAD", str(n), timed([deployer, "plan", "--against", "HEAD"], root, args.runs))
 
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     print(f"{'command':<{widths[0]}}  {'N':>{widths[1]}}  {'time':<{widths[2]}}  ratio")

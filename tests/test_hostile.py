@@ -236,7 +236,7 @@ def _shape(source: str) -> str:
     return ast.dump(Blank().visit(ast.parse(source)))
 
 
-def _render_yaml(data: dict, name: str, folder: Path) -> str | None:
+def _render_yaml(data: dict, name: str, folder: Path, loaded: dict | None = None) -> str | None:
     import yaml
 
     from deployer.load import load_bytes
@@ -247,6 +247,8 @@ def _render_yaml(data: dict, name: str, folder: Path) -> str | None:
     if document is None or problems or validate(document):
         return None
     deployment = build_deployment(document, {f"{name}.yaml": folder})
+    if loaded is not None:
+        loaded.update(document.data)  # as YAML read it (PyYAML's dump and load disagree on e.g. U+0085)
     return render(deployment, folder / "build").source
 
 
@@ -263,7 +265,9 @@ def test_no_schema_valid_string_becomes_code(tmp_path, role, env, model_path, ad
             "auth": "none",
         }
 
-    hostile = _render_yaml(deployment(role, env, model_path, adapter_path), "d", tmp_path)
+    loaded: dict = {}
+    hostile = _render_yaml(deployment(role, env, model_path, adapter_path), "d", tmp_path, loaded)
+    role, env = loaded["vllm"]["args"]["response-role"], loaded["image"]["env"]["VALUE"]
     plain = _render_yaml(deployment("x", "x", "x", "x"), "d", tmp_path)
     assert hostile is not None and plain is not None
     compile(hostile, "app.py", "exec")
@@ -274,3 +278,29 @@ def test_no_schema_valid_string_becomes_code(tmp_path, role, env, model_path, ad
     assert flags[flags.index("--response-role") + 1] == role and flags[flags.index("--chat-template") + 1] == role
     env_call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "env")
     assert ast.literal_eval(env_call.args[0]) == {"VALUE": env}
+
+
+def test_a_symlink_out_of_the_repository_is_refused(project, cli, tmp_path_factory, monkeypatch):
+    outside = tmp_path_factory.mktemp("home") / ".ssh"
+    outside.mkdir()
+    (outside / "id_ed25519").write_text("private key")
+    (project.root / ".git").mkdir()
+    (project.root / "adapters").mkdir()
+    (project.root / "adapters" / "innocent").symlink_to(outside)
+    project.deployment("a", MINIMAL + "adapters:\n  - name: innocent\n    path: ../adapters/innocent\n")
+    code, out, _ = cli("validate")
+    assert code == 1
+    assert "deployments/a.yaml:10:11: error: adapter 'innocent' folder '../adapters/innocent' resolves through a symlink to" in out
+    assert "outside the repository" in out and "DEPLOYER_ALLOW_OUTSIDE_REPO=1" in out
+    code, _, _ = cli("render")
+    assert code == 1 and not (project.root / "build").exists()
+    monkeypatch.setenv("DEPLOYER_ALLOW_OUTSIDE_REPO", "1")  # the operator's choice, not the YAML's
+    code, out, _ = cli("validate")
+    assert "outside the repository" not in out
+
+
+def test_a_relative_path_climbing_out_of_the_repository_is_refused(project, cli):
+    (project.root / ".git").mkdir()
+    project.deployment("a", MINIMAL.replace("base_model:\n  repo: Qwen/Qwen3-4B-Instruct-2507", "base_model:\n  path: ../../../etc\n  served_name: base"))
+    code, out, _ = cli("validate")
+    assert code == 1 and "error: base model folder '../../../etc' resolves to " in out and ", outside the repository" in out

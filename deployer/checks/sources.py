@@ -1,7 +1,15 @@
-"""Local `path:` sources must exist when we render: they are copied into the app's container."""
+"""Local `path:` sources must exist when we render: they are copied into the app's container.
+
+They must also stay inside the repository: a pull request could otherwise point a path (or a
+symlink it adds) at the CI machine's home folder and have `apply` upload it to Modal. The
+operator, not the YAML, can allow that: DEPLOYER_ALLOW_OUTSIDE_REPO=1.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Iterable
 
 from ..diagnostics import Diagnostic
@@ -9,13 +17,41 @@ from ..model import Deployment, Source
 from ._at import at
 
 
+ALLOW_ENV = "DEPLOYER_ALLOW_OUTSIDE_REPO"
+
+
+@functools.lru_cache(maxsize=256)
+def repository_root(folder: Path) -> Path:
+    """The git work tree holding `folder` (a `.git` found going up), else the folder above it
+    (deployments/ sits in the project root)."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return folder.parent
+
+
 def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> Iterable[Diagnostic]:
     if source.path is None:
+        return
+    yaml_folder = Path(os.path.abspath(deployment.document.where(path).file)).parent.resolve()
+    root = repository_root(yaml_folder)
+    if not source.path.is_relative_to(root) and os.environ.get(ALLOW_ENV) != "1":
+        via = " through a symlink" if _has_symlink(yaml_folder, source.written_path) else ""
+        yield at(deployment, path, f"{what} folder {source.written_path!r} resolves{via} to {source.path}, outside the repository {root}", hint=f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1", rule="sources.outside-repo", key=False)
         return
     if not source.path.exists():
         yield at(deployment, path, f"{what} folder {source.written_path!r} does not exist (looked at {source.path})", hint="paths are relative to the YAML file that writes them", rule="sources.missing", key=False)
     elif not source.path.is_dir():
         yield at(deployment, path, f"{what} path {source.written_path!r} is not a folder", hint="point at the folder holding the model's files (config.json, weights)", rule="sources.not-a-folder", key=False)
+
+
+def _has_symlink(folder: Path, written: str) -> bool:
+    current = folder
+    for part in Path(written).parts:
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
 
 
 def check_local_sources(deployment: Deployment) -> Iterable[Diagnostic]:
