@@ -25,6 +25,7 @@ from .render import write
 from .smoke import CheckResult
 
 LOCK_FILE = ".deployer-apply.lock"
+PREFETCH_FUNCTION = "download_weights"  # the rendered app's cache-filling function
 DEFAULT_PARALLEL = 4
 
 # Results, as shown in the summary table.
@@ -107,6 +108,13 @@ def _deploy(action: Action, want: Desired, platform: Platform, smoke: Smoke | No
         return Outcome(name, action.kind, result, ok, detail, url, version, time.monotonic() - start, tuple(checks))
 
     write(want.app)
+    if want.deployment.cold_start.prefetch and action.new_weights:
+        progress(f"{name}: downloading {', '.join(action.new_weights)} into the cache volume before deploying")
+        try:
+            platform.run(want.app.path, PREFETCH_FUNCTION)
+        except PlatformError as exc:
+            still = f"v{action.deployed.number} still serves" if action.deployed else "nothing was created"
+            return done(FAILED, False, f"prefetch failed, so nothing was deployed ({still}): {exc}", version=action.deployed.number if action.deployed else None)
     progress(f"{name}: deploying {want.app.path} as {want.tag}")
     try:
         url = platform.deploy(want.app.path, name, want.tag) or platform.web_url(name)

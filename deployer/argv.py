@@ -29,6 +29,7 @@ MANAGED_FLAGS: dict[str, str] = {
     "enable-lora": "adapters (LoRA is enabled when at least one adapter is listed)",
     "lora-modules": "adapters",
     "tensor-parallel-size": "gpu (its count, e.g. \"H100:2\")",
+    "enable-sleep-mode": "cold_start.gpu_snapshot (sleep mode is what the snapshot captures)",
 }
 
 
@@ -129,6 +130,8 @@ def vllm_flags(deployment: Deployment) -> list[str]:
     if deployment.gpu.count > 1:
         # More than one GPU per container only helps if vLLM splits the model across them.
         flags += ["--tensor-parallel-size", str(deployment.gpu.count)]
+    if deployment.cold_start.gpu_snapshot:
+        flags += ["--enable-sleep-mode"]  # the snapshot is taken of a sleeping engine
     if deployment.adapters:
         flags += ["--enable-lora"]
         for name, value in derived_lora_flags(deployment).items():

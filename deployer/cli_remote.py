@@ -53,6 +53,9 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
     rollback.add_argument("name", metavar="NAME", help="deployment (app) name")
     rollback.add_argument("version", nargs="?", default=None, metavar="VERSION", help="version to serve, e.g. v3 (default: the previous one)")
 
+    prefetch = commands.add_parser("prefetch", parents=[folders, modal], help="download a deployment's weights into Modal's cache volume", formatter_class=raw, description="Run each deployment's download_weights function on Modal (a CPU container): the base model and Hub adapters land in the huggingface-cache volume, so the next cold start does not download them. `apply` does this itself before deploying new weights (cold_start.prefetch).", epilog="examples:\n  deployer prefetch chess-puzzle")
+    prefetch.add_argument("names", nargs="*", metavar="NAME", help="deployments to prefetch (default: all)")
+
     endpoints = commands.add_parser("endpoints", parents=[folders, modal], help="OpenAI base URL, model ids and a client snippet per deployment", formatter_class=raw, description="For each deployment: the OpenAI-compatible base URL, the model ids it serves, and the two lines of Python that point the OpenAI client at it.")
     endpoints.add_argument("names", nargs="*", metavar="NAME", help="deployments to show (default: all)")
     endpoints.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
@@ -379,6 +382,30 @@ def cmd_rollback(args) -> int:
     print(f"{args.name}: v{now.number} now serves what v{target} deployed (was v{current.number}).")
     print("The YAML did not change: the next `deployer apply` deploys it again unless you revert it too.")
     return EXIT_OK
+
+
+@_command
+def cmd_prefetch(args) -> int:
+    from .apply import PREFETCH_FUNCTION
+    from .platform import PlatformError
+    from .render import project_templates, render, write
+
+    _, selected, code = _select(args, args.names)
+    if selected is None:
+        return code
+    platform = _platform(args)
+    failed = 0
+    for d in selected:
+        app = render(d, args.out, project_templates(args.deployments))
+        write(app)
+        _say(f"{d.name}: downloading {', '.join(d.model_ids[:1] + [a.name for a in d.adapters if not a.source.is_local])} into the cache volume")
+        try:
+            platform.run(app.path, PREFETCH_FUNCTION)
+            print(f"{d.name}: weights cached on {platform.where}")
+        except PlatformError as exc:
+            failed += 1
+            print(f"deployer prefetch: {d.name}: {exc}", file=sys.stderr)
+    return EXIT_PROBLEMS if failed else EXIT_OK
 
 
 @_command

@@ -120,6 +120,12 @@ class Scaling:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    prefetch: bool = True
+    gpu_snapshot: bool = False
+
+
+@dataclass(frozen=True)
 class Auth:
     api_key_secret: str | None = None
     proxy: bool = False
@@ -147,6 +153,7 @@ class Deployment:
     vllm: VllmSpec
     image: Image
     scaling: Scaling
+    cold_start: ColdStart
     auth: Auth
     secrets: tuple[str, ...]
     smoke: Smoke
@@ -201,6 +208,7 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
 
     image = {**_defaults("image"), **data.get("image", {})}
     scaling = {**_defaults("scaling"), **data.get("scaling", {})}
+    cold_start = {**_defaults("cold_start"), **data.get("cold_start", {})}
     auth = data["auth"]
     smoke = {**_defaults("smoke"), **data.get("smoke", {})}
     return Deployment(
@@ -213,6 +221,7 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
         vllm=VllmSpec(data["vllm"]["version"], tuple(data["vllm"].get("args", {}).items())),
         image=Image(image["base"], image["python"], tuple(image["pip"]), tuple(sorted(image["env"].items()))),
         scaling=Scaling(**{key: _whole(scaling.get(key)) for key in Scaling.__dataclass_fields__}),
+        cold_start=ColdStart(bool(cold_start["prefetch"]), bool(cold_start["gpu_snapshot"])),
         auth=Auth() if auth == "none" else Auth(auth.get("api_key", {}).get("secret"), bool(auth.get("proxy"))),
         secrets=tuple(data.get("secrets", [])),
         smoke=Smoke(smoke["prompt"], _whole(smoke["max_tokens"]), tuple(smoke.get("expect", {}).items())),

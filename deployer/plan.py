@@ -41,6 +41,7 @@ class Action:
     changes: tuple[Change, ...] = ()
     effects: tuple[str, ...] = ()  # what the change costs at deploy time
     notes: tuple[str, ...] = ()
+    new_weights: tuple[str, ...] = ()  # weights the new version needs that the old did not have
 
     @property
     def changes_something(self) -> bool:
@@ -78,7 +79,7 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
                 actions.append(Action(name, ORPHAN, deployed=have, notes=("no deployment file any more; `apply --prune` stops it",)))
             continue
         if have is None:
-            actions.append(Action(name, CREATE, want.tag, effects=_create_effects(want.deployment)))
+            actions.append(Action(name, CREATE, want.tag, effects=_create_effects(want.deployment), new_weights=_all_weights(want.deployment)))
             continue
         if tag and want.deploy_hash.startswith(tag.hash_prefix):
             actions.append(Action(name, UNCHANGED, want.tag, deployed=have))
@@ -94,7 +95,8 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
             notes.append(f"compared with commit {have.commit.rstrip('*')}, which Modal recorded for v{have.number}; what was deployed differed from it (uncommitted changes?)")
         if before is None:
             notes.append("what is deployed could not be read back, so only the hash is compared" if tag else "its configuration is unknown")
-        actions.append(Action(name, UPDATE, want.tag, have, tuple(changes), _update_effects(before, want, changes), tuple(notes)))
+        weights = _new_weights(changes) if before else _all_weights(want.deployment)
+        actions.append(Action(name, UPDATE, want.tag, have, tuple(changes), _update_effects(before, want, changes), tuple(notes), weights))
     return Plan(tuple(actions), project, against, fallback)
 
 
@@ -150,21 +152,32 @@ def describe_changes(before: Desired, after: Desired) -> list[Change]:
 IMAGE_FIELDS = ("vllm version", "image ")
 
 
+def _all_weights(deployment: Deployment) -> tuple[str, ...]:
+    return ("the base model", *(f"adapter {a.name}" for a in deployment.adapters))
+
+
+def _new_weights(changes: Sequence[Change]) -> tuple[str, ...]:
+    base = ("the base model",) if any(c.what == "base model" for c in changes) else ()
+    return base + tuple(c.what for c in changes if c.what.startswith("adapter ") and c.after is not None)
+
+
 def _update_effects(before: Desired | None, after: Desired, changes: Sequence[Change]) -> tuple[str, ...]:
     effects = []
     if before is None or any(c.what.startswith(IMAGE_FIELDS) for c in changes):
         effects.append("image rebuild" if before else "image rebuild if the image changed")
-    downloads = [c.what.removeprefix("adapter ") for c in changes if c.what.startswith("adapter ") and c.after is not None]
-    if any(c.what == "base model" for c in changes):
-        downloads.insert(0, "the base model")
-    if downloads:
-        effects.append("downloads " + ", ".join(downloads) + " on first start")
+    if downloads := _new_weights(changes):
+        effects.append(_downloads(after.deployment, downloads))
     effects.append(f"new containers: cold start (up to {after.deployment.scaling.startup_timeout} s)")
     return tuple(effects)
 
 
 def _create_effects(deployment: Deployment) -> tuple[str, ...]:
-    return ("image build (shared with deployments of the same image)", "downloads weights on first start", f"cold start (up to {deployment.scaling.startup_timeout} s)")
+    return ("image build (shared with deployments of the same image)", _downloads(deployment, ("weights",)), f"cold start (up to {deployment.scaling.startup_timeout} s)")
+
+
+def _downloads(deployment: Deployment, what: Sequence[str]) -> str:
+    when = "into the cache volume before deploying" if deployment.cold_start.prefetch else "on first start (cold_start.prefetch is off)"
+    return f"downloads {', '.join(what)} {when}"
 
 
 # -- reports -------------------------------------------------------------------------------------

@@ -192,6 +192,9 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "startup_timeout": scaling.startup_timeout,
         "startup_timeout_comment": _duration(scaling.startup_timeout),
         "proxy_auth": deployment.auth.proxy,
+        "base_revision": base.source.revision,
+        "gpu_snapshot": deployment.cold_start.gpu_snapshot,
+        "served_models": model_ids,
     }
 
 

@@ -115,6 +115,21 @@ class FakeModal:
             app["versions"].append({"number": len(app["versions"]) + 1, "tag": tag, "commit": commit, "models": models, "behaviour": behaviour, "source": source})
             return self._url(s, name)
 
+    def fail_next_run(self, message: str = "Function download_weights failed") -> None:
+        with self._state() as s:
+            s["fail_run"] = message
+
+    def run(self, app_file: Path, function: str) -> None:
+        source = Path(app_file).read_text(encoding="utf-8")
+        name = _app_name(source)
+        with self._state() as s:
+            s["calls"].append({"op": "run", "name": name, "function": function})
+            if f"def {function}(" not in source:
+                raise PlatformError(f"`modal run {app_file}::{function}` failed (exit 1): no function {function!r} in the app")
+            if message := s.pop("fail_run", None):
+                raise PlatformError(f"`modal run {app_file}::{function}` failed (exit 1): {message}")
+            s.setdefault("volume", {}).setdefault("huggingface-cache", []).extend(_declared_models(source))
+
     def rollback(self, name: str, version: int | None = None) -> None:
         with self._state() as s:
             s["calls"].append({"op": "rollback", "name": name, "version": version})
@@ -169,6 +184,13 @@ def _declared_models(source: str) -> list[str]:
     if "SERVED_MODEL_NAME" not in values:
         raise ValueError("no SERVED_MODEL_NAME in the app")
     return [values["SERVED_MODEL_NAME"], *values.get("ADAPTERS", {})]
+
+
+def _app_name(source: str) -> str:
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "APP_NAME":
+            return ast.literal_eval(node.value)
+    return "?"
 
 
 def _commit_of(folder: Path) -> str:
@@ -280,6 +302,10 @@ def main(argv: list[str]) -> int:
             app_file, name, tag = args[1], args[args.index("--name") + 1], args[args.index("--tag") + 1]
             url = fake.deploy(Path(app_file), name, tag)
             print(f"✓ Created objects.\n├── 🔨 Created mount {app_file}\n└── 🔨 Created web function serve =>\n    {url}\n✓ App deployed in 1.234s! 🎉\n\nView Deployment: https://modal.com/apps/fake-workspace/main/deployed/{name}")
+        elif args[:1] == ["run"]:
+            app_file, function = args[1].split("::")
+            fake.run(Path(app_file), function)
+            print(f"✓ App completed. View run at https://modal.com/apps/fake-workspace/main/ap-run")
         elif args[:2] == ["app", "list"]:
             rows = [{"app_id": f"ap-{n}", "description": n, "state": a["state"], "tasks": "0", "created_at": "2026-11-28T10:00:00+00:00", "stopped_at": None} for n, a in fake.state["apps"].items()]
             print(json.dumps(rows) if as_json else "\n".join(r["description"] for r in rows))

@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment
-from . import auth, compat, fit, flags, lora, names, resources, smoke, sources
+from . import auth, cold_start, compat, fit, flags, lora, names, resources, smoke, sources
 
 PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,
@@ -22,6 +22,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     fit.check_gpu_fit,
     resources.check_gpu_count,
     resources.check_scaling,
+    cold_start.check_gpu_snapshot,
 )
 
 

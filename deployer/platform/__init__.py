@@ -43,6 +43,9 @@ class Platform(Protocol):
     def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
         """Deploy `app_file` as app `name` tagged `tag`; the web URL when Modal printed one."""
 
+    def run(self, app_file: Path, function: str) -> None:
+        """Run one function of `app_file` once, to completion (e.g. filling the weights cache)."""
+
     def rollback(self, name: str, version: int | None = None) -> None:
         """Serve an earlier version again (the previous one by default); a new history entry."""
 

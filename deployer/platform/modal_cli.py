@@ -98,6 +98,9 @@ class ModalCli:
         found = [url for url in _URL.findall(out) if not re.match(r"https://(www\.)?modal\.com/", url)]
         return found[0] if found else None
 
+    def run(self, app_file: Path, function: str) -> None:
+        self._run(["run", f"{app_file}::{function}"], timeout=DEPLOY_TIMEOUT)
+
     def rollback(self, name: str, version: int | None = None) -> None:
         self._run(["app", "rollback", name, *([f"v{version}"] if version is not None else [])])
 
@@ -106,7 +109,14 @@ class ModalCli:
 
     def web_url(self, name: str) -> str | None:
         # In a subprocess with a deadline: the SDK retries an unreachable server for about a minute.
-        snippet = "import sys, modal; print(modal.Function.from_name(sys.argv[1], sys.argv[2], environment_name=sys.argv[3] or None).get_web_url() or '')"
+        # A plain app serves from function `serve`; a GPU-snapshot app from method `serve` of class `Server`.
+        snippet = (
+            "import sys, modal\n"
+            "app, fn, env = sys.argv[1], sys.argv[2], sys.argv[3] or None\n"
+            "try:\n    url = modal.Function.from_name(app, fn, environment_name=env).get_web_url()\n"
+            "except modal.exception.NotFoundError:\n    url = modal.Cls.from_name(app, 'Server', environment_name=env)().serve.get_web_url()\n"
+            "print(url or '')"
+        )
         try:
             done = subprocess.run([sys.executable, "-c", snippet, name, SERVE_FUNCTION, self.environment or ""], capture_output=True, text=True, timeout=self.url_timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:

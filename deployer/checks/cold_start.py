@@ -1,0 +1,21 @@
+"""GPU snapshots turn on vLLM's /sleep and /wake_up routes: they must not be open to the internet.
+(Sleep mode itself is in every vLLM release we have a flag catalog for; the flag check covers the
+rest, as --enable-sleep-mode is among the rendered flags.)"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..diagnostics import Diagnostic, Severity
+from ..model import Deployment
+from ._at import at
+
+WHERE = ("cold_start", "gpu_snapshot")
+
+
+def check_gpu_snapshot(deployment: Deployment) -> Iterable[Diagnostic]:
+    if not deployment.cold_start.gpu_snapshot:
+        return
+    if not deployment.auth.proxy:
+        # vLLM checks its API key only under /v1: the dev-mode routes answer anyone who has the URL.
+        yield at(deployment, WHERE, "GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up), which vLLM's API key does not protect: anyone with the URL could put the server to sleep", hint="use `auth: {proxy: true}` (Modal checks every route), or turn gpu_snapshot off", rule="cold-start.open-dev-routes", severity=Severity.WARNING, key=False)
