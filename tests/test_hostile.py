@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from deployer.load import load_bytes
@@ -304,3 +305,59 @@ def test_a_relative_path_climbing_out_of_the_repository_is_refused(project, cli)
     project.deployment("a", MINIMAL.replace("base_model:\n  repo: Qwen/Qwen3-4B-Instruct-2507", "base_model:\n  path: ../../../etc\n  served_name: base"))
     code, out, _ = cli("validate")
     assert code == 1 and "error: base model folder '../../../etc' resolves to " in out and ", outside the repository" in out
+
+
+# -- the whole pipeline, fuzzed: deployment-shaped documents with hostile values in every slot -------
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), NASTY, st.sampled_from(["A10G", "H100:2", "0.11.2", "0.32.0", "none", "Qwen/Qwen3-4B-Instruct-2507", "../x", "-1", "1e400"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["repo", "path", "name", "type", "count", "secret", "api_key", "proxy", "max-model-len", "x"]), inner, max_size=3), max_leaves=6)
+_DEPLOYMENT = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": _VALUES, "base_model": _VALUES, "adapters": _VALUES, "gpu": _VALUES,
+        "vllm": st.fixed_dictionaries({"version": _VALUES}, optional={"args": st.dictionaries(st.text(min_size=1, max_size=12), _VALUES, max_size=3)}),
+        "image": _VALUES, "scaling": _VALUES, "cold_start": _VALUES, "auth": _VALUES, "secrets": _VALUES, "smoke": _VALUES,
+    },
+)
+
+
+_VALID = {"base_model": {"repo": "Qwen/Qwen3-4B-Instruct-2507"}, "gpu": "A10G", "vllm": {"version": "0.11.2", "args": {"max-model-len": 4096}}, "adapters": [{"name": "a", "repo": "org/a"}], "auth": "none", "cold_start": {"gpu_snapshot": True}, "scaling": {"min_containers": 1}}
+_SLOTS = [("base_model", "repo"), ("base_model", "served_name"), ("base_model", "revision"), ("gpu",), ("vllm", "version"), ("vllm", "args", "max-model-len"), ("vllm", "args", "enforce-eager"), ("adapters", 0, "name"), ("adapters", 0, "revision"), ("auth",), ("scaling", "min_containers"), ("scaling", "startup_timeout"), ("cold_start", "prefetch"), ("smoke", "expect"), ("image", "env"), ("name",)]
+
+
+def _mutated(changes):
+    import copy
+
+    document = copy.deepcopy(_VALID)
+    for path, value in changes:
+        target = document
+        for key in path[:-1]:
+            target = target.setdefault(key, {}) if isinstance(target, dict) else target[key]
+        target[path[-1]] = value
+    return document
+
+
+_NEAR_VALID = st.lists(st.tuples(st.sampled_from(_SLOTS), _VALUES | st.sampled_from([4096, True, False, "main", "qwen", "L4", "0.32.0", {"proxy": True}, {"a": "x"}])), min_size=1, max_size=2).map(_mutated)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(document=st.one_of(_DEPLOYMENT, _NEAR_VALID, _NEAR_VALID, _NEAR_VALID, st.just(_VALID)))
+def test_the_whole_pipeline_never_raises_and_renders_only_what_it_accepts(tmp_path, document):
+    """load → schema → model → checks → render on any deployment-shaped document: findings, never
+    an exception; whatever is accepted renders to Python that compiles."""
+    import yaml
+
+    from deployer.pipeline import check_paths
+
+    folder = tmp_path / "deployments"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    try:
+        text = yaml.safe_dump(document, allow_unicode=True)
+    except (yaml.YAMLError, ValueError):
+        return
+    (folder / "fuzz.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+    checked = check_paths([folder])
+    event("accepted" if checked.ok and checked.deployments else "refused with findings")
+    for deployment in checked.deployments if checked.ok else ():
+        compile(render(deployment, tmp_path / "build").source, "app.py", "exec")
