@@ -255,17 +255,17 @@ def _run_interruptibly(work, cancel: threading.Event):
             _say("interrupted: finishing or rolling back the deploys in flight; nothing new starts")
         cancel.set()
 
-    previous = signal.signal(signal.SIGTERM, on_signal) if threading.current_thread() is threading.main_thread() else None
+    # Our own handlers while it runs: a KeyboardInterrupt raised inside Thread.join can leave the
+    # thread looking finished when it is not (CPython), and the deploys in flight must finish.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
     thread.start()
     try:
         while thread.is_alive():
-            try:
-                thread.join(0.2)
-            except KeyboardInterrupt:
-                on_signal(signal.SIGINT, None)
+            thread.join(0.2)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     ok, value = box["value"]
     if not ok:
         raise value

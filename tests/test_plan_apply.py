@@ -284,3 +284,34 @@ def test_plan_when_modal_cannot_be_reached_falls_back_to_git(project, modal_worl
     assert code == 0 and "could not read Modal" in out and "git ref HEAD" in out
     code, _, err = cli("apply", "--yes")  # apply never guesses
     assert code == 1 and "could not read Modal" in err
+
+
+def test_ctrl_c_during_apply_leaves_old_versions_and_the_next_run_converges(project, modal_world, cli):
+    """A real `deployer apply` process, interrupted while a new version is being checked."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = MINIMAL + "scaling:\n  startup_timeout: 60\n"
+    project.deployment("alpha", slow)
+    git_commit(project.root, "alpha")
+    assert cli("apply", "--yes")[0] == 0
+    project.deployment("alpha", slow.replace("gpu: A10G", "gpu: L4"))
+    git_commit(project.root, "alpha on L4")
+    modal_world.fake.next_deploy_behaves("alpha", "unhealthy")
+
+    process = subprocess.Popen([sys.executable, "-m", "deployer", "apply", "--yes"], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(modal_world.fake.history("alpha")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the new version is live and being waited for
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "interrupted" in err and "ROLLED BACK" in out
+    history = modal_world.fake.history("alpha")
+    assert history[0].tag == history[2].tag  # v3 serves what v1 served: the old version
+    modal_world.fake.next_deploy_behaves("alpha", "ok")
+    assert cli("apply", "--yes")[0] == 0  # the next run deploys the change
+    assert cli("plan", "--detailed-exitcode")[0] == 0
