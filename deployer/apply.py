@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .desired import Desired
-from .plan import CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
+from .plan import CONFLICT, CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
 from .platform import Platform, PlatformError
 from .render import write
 from .smoke import CheckResult
@@ -81,6 +81,8 @@ def apply(plan: Plan, desired: dict[str, Desired], platform: Platform, smoke: Sm
     def run(action: Action) -> Outcome:
         if cancel.is_set() and action.kind in (CREATE, UPDATE, ORPHAN):
             return Outcome(action.name, action.kind, SKIPPED, False, "interrupted before it started")
+        if action.kind == CONFLICT:
+            return Outcome(action.name, action.kind, FAILED, False, action.notes[0] if action.notes else "in conflict with another project", version=action.deployed.number if action.deployed else None)
         if action.kind == UNCHANGED:
             return Outcome(action.name, action.kind, NOTHING, True, version=action.deployed.number if action.deployed else None)
         if action.kind == ORPHAN:
@@ -117,16 +119,22 @@ def _deploy(action: Action, want: Desired, platform: Platform, smoke: Smoke | No
             return done(FAILED, False, f"prefetch failed, so nothing was deployed ({still}): {exc}", version=action.deployed.number if action.deployed else None)
     progress(f"{name}: deploying {want.app.path} as {want.tag}")
     try:
-        url = platform.deploy(want.app.path, name, want.tag) or platform.web_url(name)
+        url = platform.deploy(want.app.path, name, want.tag)
     except PlatformError as exc:
         # Modal switches versions only after a whole deploy succeeds: nothing changed.
         still = f"v{action.deployed.number} still serves" if action.deployed else "nothing was created"
         return done(FAILED, False, f"deploy failed ({still}): {exc}", version=action.deployed.number if action.deployed else None)
+    url_problem = "Modal printed no web URL to smoke-test"
+    if not url:
+        try:
+            url = platform.web_url(name)
+        except PlatformError as exc:
+            url_problem = f"deployed, but its URL could not be read to smoke-test it ({exc})"
     version = _current_version(platform, name)
     if smoke is None:
         return done(DEPLOYED, True, "deployed; smoke check skipped (--no-smoke)", url, version)
     if not url:
-        return _undo(action, platform, progress, done, "Modal printed no web URL to smoke-test", None, ())
+        return _undo(action, platform, progress, done, url_problem, None, ())
     progress(f"{name}: deployed v{version}; waiting for {url} and smoke-testing")
     checks = smoke(want, url, cancel)
     failed = [c for c in checks if not c.ok]

@@ -40,7 +40,7 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
     apply.add_argument("names", nargs="*", metavar="NAME", help="deployments (app names) to apply (default: all)")
     apply.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     apply.add_argument("--prune", action="store_true", help="also stop orphans: apps this project deployed whose YAML is gone")
-    apply.add_argument("--parallel", type=int, default=4, metavar="N", help="deployments deployed at once (default: 4)")
+    apply.add_argument("--parallel", type=_positive, default=4, metavar="N", help="deployments deployed at once (default: 4)")
     apply.add_argument("--no-smoke", action="store_true", help="skip the smoke check (a broken deploy then stays live)")
     apply.add_argument("--api-key-env", default="VLLM_API_KEY", metavar="VAR", help="environment variable holding the API key (default: VLLM_API_KEY)")
     apply.add_argument("--format", choices=("text", "json", "github"), default="text", help="text (default), json, or github (also writes the results to $GITHUB_STEP_SUMMARY)")
@@ -59,6 +59,16 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
     endpoints = commands.add_parser("endpoints", parents=[folders, modal], help="OpenAI base URL, model ids and a client snippet per deployment", formatter_class=raw, description="For each deployment: the OpenAI-compatible base URL, the model ids it serves, and the two lines of Python that point the OpenAI client at it.")
     endpoints.add_argument("names", nargs="*", metavar="NAME", help="deployments to show (default: all)")
     endpoints.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
 
 
 COMMANDS = {}
@@ -132,10 +142,10 @@ def build_plan(args, checked, live_only: bool = False):
             print(f"deployer {args.command}: cannot compare with {against}: {exc}", file=sys.stderr)
             return None, want, None, EXIT_PROBLEMS
         layout = None
-    if layout is None:
-        previous = {}
-        result = make_plan(want, deployed, previous, project, platform.where, args.names, fallback)
-        return result, want, platform, None
+    if layout is None:  # not in git: nothing to say what the deployed versions were rendered from
+        if (code := _unknown(args, args.names, set(want) | set(deployed))) is not None:
+            return None, want, platform, code
+        return make_plan(want, deployed, {}, project, platform.where, args.names, fallback), want, platform, None
     with RefTrees(layout, project) as trees:
         try:
             if against is not None:
@@ -175,6 +185,9 @@ def cmd_plan(args) -> int:
         print(format_text(result))
         if args.format == "github":
             _write_summary(format_markdown(result))
+    if any(a.blocked for a in result.actions):
+        print("deployer plan: some deployments conflict with apps of another project (see above)", file=sys.stderr)
+        return EXIT_PROBLEMS
     return EXIT_CHANGES if args.detailed_exitcode and result.has_changes else EXIT_OK
 
 
@@ -188,9 +201,13 @@ def _confirm(question: str) -> bool:
 @_command
 def cmd_apply(args) -> int:
     from .apply import LockError, apply, apply_lock
+    from .desired import PROJECT_ENV
     from .plan import CREATE, ORPHAN, UPDATE, format_text
     from .smoke import Connection, SmokeSpec, credentials, normalise_url, run
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"deployer apply: --out {args.out} is a file; it must be a folder (rendered apps go in <out>/<name>/app.py)", file=sys.stderr)
+        return EXIT_USAGE
     checked, _, code = _select(args, [])
     if code:
         return code
@@ -199,11 +216,24 @@ def cmd_apply(args) -> int:
             result, want, platform, code = build_plan(args, checked, live_only=True)
             if result is None:
                 return code
-            print(format_text(result))
+            print(format_text(result), file=sys.stderr if args.format == "json" else sys.stdout)
+            orphans = [a for a in result.actions if a.kind == ORPHAN]
+            if args.prune and orphans and not result.project.stable:
+                print(f"deployer apply: refusing to prune: this project's id comes from {result.project.source}, which another checkout of it would not share; set {PROJECT_ENV} (e.g. to the repository's URL) and deploy again first", file=sys.stderr)
+                return EXIT_USAGE
+            if args.prune and orphans and not want:
+                print(f"deployer apply: refusing to prune: {args.deployments} has no deployments, so every app of this project ({len(orphans)}) would be stopped; check --deployments", file=sys.stderr)
+                return EXIT_USAGE
             todo = [a for a in result.actions if a.kind in (CREATE, UPDATE) or (a.kind == ORPHAN and args.prune)]
             if not todo:
-                kept = result.count(ORPHAN)
-                print("Nothing to do." + (f" {kept} orphan(s) kept: `deployer apply --prune` stops them." if kept else ""))
+                kept = len(orphans)
+                message = "Nothing to do." + (f" {kept} orphan(s) kept: `deployer apply --prune` stops them." if kept else "")
+                blocked = [a for a in result.actions if a.blocked]
+                if args.format == "json" or blocked:
+                    outcomes = apply(result, want, platform, None, False, 1)
+                    _report_outcomes(args, outcomes, platform.where)
+                    return EXIT_PROBLEMS if blocked else EXIT_OK
+                print(message)
                 return EXIT_OK
             headers = {}
             if not args.no_smoke:
@@ -351,6 +381,7 @@ def cmd_status(args) -> int:
 def cmd_rollback(args) -> int:
     import re
 
+    from .desired import parse_tag, project_for
     from .platform import PlatformError
 
     version = None
@@ -367,6 +398,12 @@ def cmd_rollback(args) -> int:
             print(f"deployer rollback: {args.name!r} has never been deployed on {platform.where}", file=sys.stderr)
             return EXIT_PROBLEMS
         current = history[0]
+        owner = parse_tag(current.tag)
+        project = project_for(args.deployments)
+        if owner is None or owner.project_id != project.id:
+            whose = "another project's" if owner else "not the deployer's"
+            print(f"deployer rollback: {args.name} on {platform.where} is {whose} (tag {current.tag or 'none'}); this project ({project.name}) leaves it alone", file=sys.stderr)
+            return EXIT_PROBLEMS
         target = version if version is not None else (history[1].number if len(history) > 1 else None)
         if target is None:
             print(f"deployer rollback: {args.name} has only one version (v{current.number}); nothing to roll back to", file=sys.stderr)

@@ -18,12 +18,11 @@ import os
 import re
 import subprocess
 import tarfile
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
-from .render import RenderedApp, render
+from .render import RenderedApp, code_hash, render  # noqa: F401  (code_hash: re-exported)
 
 TAG_PREFIX = "deployer-"
 TAG_HASH_CHARS = 30  # 120 bits; the whole tag stays within Modal's 50 characters
@@ -35,6 +34,8 @@ _TAG = re.compile(rf"{TAG_PREFIX}([0-9a-f]{{8}})-([0-9a-f]{{{TAG_HASH_CHARS}}})"
 class Project:
     name: str  # e.g. github.com/acme/serving
     id: str  # 8 hex characters of its hash, written into every tag
+    stable: bool = True  # the same for every clone (set, or from the git remote); prune needs it
+    source: str = "DEPLOYER_PROJECT"  # where the name came from, for messages
 
     @property
     def tag_prefix(self) -> str:
@@ -74,24 +75,14 @@ def desired(deployments, out_dir: Path, project: Project, templates: Path | None
 
 
 def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:
-    digest = hashlib.sha256(code_hash(app.source).encode())
-    sources = [deployment.base_model.source, *(a.source for a in deployment.adapters)]
-    for source in sources:
+    """The app's code (where its local folders are on disk left out: only what they hold counts),
+    then each local folder's contents under the role it plays."""
+    digest = hashlib.sha256(app.code_hash.encode())
+    roles = [("base model", deployment.base_model.source), *((f"adapter {a.name}", a.source) for a in deployment.adapters)]
+    for role, source in roles:
         if source.is_local:
-            digest.update(b"\0" + folder_hash(source.path).encode())
+            digest.update(f"\0{role}\0{folder_hash(source.path)}".encode())
     return digest.hexdigest()
-
-
-def code_hash(source: str) -> str:
-    """The Python code without its comments and blank lines: a reworded comment deploys nothing."""
-    kept = []
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(source).readline):
-            if token.type not in (tokenize.COMMENT, tokenize.NL):
-                kept.append(f"{token.type}:{token.string}")
-    except (tokenize.TokenError, SyntaxError):
-        return hashlib.sha256(source.encode()).hexdigest()  # not Python we can read: all of it counts
-    return hashlib.sha256("\n".join(kept).encode()).hexdigest()
 
 
 def folder_hash(folder: Path) -> str:
@@ -110,8 +101,17 @@ def _stat_key(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
+
+
 @functools.lru_cache(maxsize=4096)
 def _file_hash(path: Path, size: int, mtime_ns: int) -> str:
+    """SHA-256 of the contents. A Git LFS pointer stands for its object, whose id is that same
+    SHA-256: a checkout without `git lfs pull` (or `git archive`) hashes like one with it."""
+    if size < 1024:
+        head = path.read_bytes()
+        if head.startswith(LFS_POINTER) and (match := re.search(rb"^oid sha256:([0-9a-f]{64})$", head, re.M)):
+            return match.group(1).decode()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -123,19 +123,34 @@ def _file_hash(path: Path, size: int, mtime_ns: int) -> str:
 
 def project_for(folder: Path) -> Project:
     """$DEPLOYER_PROJECT, else the git remote `origin` (the same for every clone, over https or
-    ssh), else the repository folder's name."""
-    name = os.environ.get(PROJECT_ENV) or _remote_name(folder) or (git_root(folder) or Path(os.path.abspath(folder))).name
-    return Project(name, hashlib.sha256(name.encode()).hexdigest()[:8])
+    ssh); else, not stable across machines, the repository's path (or the project folder's,
+    outside git): unlike a folder name, two unrelated projects cannot share it by accident."""
+    if name := os.environ.get(PROJECT_ENV):
+        return _project(name, True, PROJECT_ENV)
+    if name := _remote_name(folder):
+        return _project(name, True, "the git remote origin")
+    root = git_root(folder)
+    if root is not None:
+        return _project(str(root.resolve()), False, "the repository's path (no git remote origin)")
+    absolute = Path(os.path.abspath(folder)).resolve()
+    return _project(str(absolute.parent if absolute.name == "deployments" else absolute), False, "the project folder's path (not a git repository)")
+
+
+def _project(name: str, stable: bool, source: str) -> Project:
+    return Project(name, hashlib.sha256(name.encode()).hexdigest()[:8], stable, source)
 
 
 def _remote_name(folder: Path) -> str | None:
     url = _git(folder, "config", "--get", "remote.origin.url")
     if not url:
         return None
-    url = re.sub(r"^[a-z+]+://", "", url.strip())  # https://, ssh://
-    url = re.sub(r"^[^@/]+@", "", url)  # user@ or user:token@
-    url = re.sub(r"^([^/:]+):(?!\d+/)", r"\1/", url)  # git@host:owner/repo → host/owner/repo
+    url = url.strip().split("?", 1)[0].split("#", 1)[0]  # no query string (tokens travel there too)
+    url = re.sub(r"^[a-z+]+://", "", url)  # https://, ssh://
+    host_and_path = url.split("/", 1)
+    host_and_path[0] = host_and_path[0].rsplit("@", 1)[-1]  # user[:password]@, even with @ in the password
+    url = "/".join(host_and_path)
     url = re.sub(r"^([^/:]+):\d+/", r"\1/", url)  # host:22/owner/repo
+    url = re.sub(r"^([^/:]+):", r"\1/", url)  # git@host:owner/repo (scp style) → host/owner/repo
     return re.sub(r"\.git/?$", "", url).rstrip("/").lower() or None
 
 
@@ -145,6 +160,12 @@ def _git(folder: Path, *args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def ignored_files(root: Path, folder: Path) -> list[Path]:
+    """Files under `folder` (relative to the repository `root`) that git ignores: weights often are."""
+    listed = _git(root, "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "--", folder.as_posix())
+    return [Path(p) for p in (listed or "").split("\0") if p]
 
 
 def git_root(folder: Path) -> Path | None:
@@ -169,5 +190,14 @@ def export_ref(repo: Path, ref: str, dest: Path) -> str:
     if done.returncode != 0:
         raise RefError(f"cannot read {ref!r}: {done.stderr.decode(errors='replace').strip()}")
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
-        archive.extractall(dest, filter="data")  # refuses absolute paths and links out of dest
+        archive.extractall(dest, filter=_inside_only)
     return commit
+
+
+def _inside_only(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, but a committed link pointing outside the tree is left out rather
+    than failing the whole export: validation refuses sources reached through it anyway."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None

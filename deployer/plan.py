@@ -10,12 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .desired import Desired, Project, code_hash, parse_tag
+from .desired import PROJECT_ENV, Desired, Project, parse_tag
 from .model import Deployment
 from .platform import Version
 
-CREATE, UPDATE, UNCHANGED, ORPHAN = "create", "update", "unchanged", "orphan"
-SYMBOL = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", ORPHAN: "-"}
+CREATE, UPDATE, UNCHANGED, ORPHAN, CONFLICT = "create", "update", "unchanged", "orphan", "conflict"
+SYMBOL = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", ORPHAN: "-", CONFLICT: "!"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ class Action:
     @property
     def changes_something(self) -> bool:
         return self.kind in (CREATE, UPDATE, ORPHAN)
+
+    @property
+    def blocked(self) -> bool:
+        return self.kind == CONFLICT
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,15 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
         if tag and want.deploy_hash.startswith(tag.hash_prefix):
             actions.append(Action(name, UNCHANGED, want.tag, deployed=have))
             continue
+        if tag and tag.project_id != project.id:
+            # Another repository's deployer manages this app: never deploy over it.
+            why = f"an app of this name was deployed by another project (tag {have.tag}); apply leaves it alone"
+            hint = f"rename this deployment (`name:`), or, if this repository now owns it, set {PROJECT_ENV} to the other project's name"
+            actions.append(Action(name, CONFLICT, want.tag, have, notes=(why, hint)))
+            continue
         notes = []
         if tag is None:
-            notes.append(f"deployed outside the deployer (tag {have.tag!r})" if have.tag else "deployed outside the deployer (no tag)")
-        elif tag.project_id != project.id:
-            notes.append(f"deployed by another project (tag {have.tag}); apply takes it over")
+            notes.append(f"deployed outside the deployer (tag {have.tag!r}); apply replaces it" if have.tag else "deployed outside the deployer (no tag); apply replaces it")
         before = previous.get(name)
         changes = describe_changes(before, want) if before else ()
         if before is not None and tag and not before.deploy_hash.startswith(tag.hash_prefix):
@@ -142,7 +150,7 @@ def describe_changes(before: Desired, after: Desired) -> list[Change]:
     old, new = facts(before.deployment), facts(after.deployment)
     changes = [Change(key, old.get(key), new.get(key)) for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
     if not changes:
-        if code_hash(before.app.source) == code_hash(after.app.source):
+        if before.app.code_hash == after.app.code_hash:
             changes.append(Change("local folder contents", "uploaded before", "changed"))
         else:
             changes.append(Change("rendered app", "from an earlier template or deployer", "re-rendered"))
@@ -200,6 +208,8 @@ def headline(plan: Plan) -> str:
     counts = [f"{plan.count(k)} to {k}" for k in (CREATE, UPDATE) if plan.count(k)]
     if plan.count(ORPHAN):
         counts.append(f"{plan.count(ORPHAN)} orphaned")
+    if plan.count(CONFLICT):
+        counts.append(f"{plan.count(CONFLICT)} in conflict with another project")
     body = ", ".join(counts) if counts else "no changes"
     return f"Plan: {body}; {plan.count(UNCHANGED)} unchanged (compared with {plan.against})."
 
@@ -209,7 +219,7 @@ def format_text(plan: Plan) -> str:
     if plan.fallback:
         lines.append(f"note: {plan.fallback}")
     for a in plan.actions:
-        detail = {CREATE: f"new app, tag {_short(a.tag)}", UPDATE: f"{_version_text(a.deployed)} → {_short(a.tag)}", UNCHANGED: _version_text(a.deployed), ORPHAN: _version_text(a.deployed)}[a.kind]
+        detail = {CREATE: f"new app, tag {_short(a.tag)}", UPDATE: f"{_version_text(a.deployed)} → {_short(a.tag)}", UNCHANGED: _version_text(a.deployed), ORPHAN: _version_text(a.deployed), CONFLICT: _version_text(a.deployed)}[a.kind]
         lines.append(f"{SYMBOL[a.kind]} {a.kind:<9} {a.name}  ({detail})")
         for change in a.changes:
             lines.append(f"      {change}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+import tokenize
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,15 @@ LINE_WIDTH = 100
 class RenderedApp:
     name: str
     source: str
-    content_hash: str
+    content_hash: str  # of the whole file, written in its header
     path: Path  # where it belongs: <out>/<name>/app.py
+    hashed_source: str | None = field(default=None, repr=False)  # what code_hash reads, if not `source`
+
+    @functools.cached_property
+    def code_hash(self) -> str:
+        """Of its code without comments, the same wherever it is rendered (for deploy hashes).
+        Computed on demand: only plan and apply need it."""
+        return code_hash(self.hashed_source if self.hashed_source is not None else self.source)
 
 
 def templates_dir() -> Path:
@@ -208,11 +217,30 @@ def _title(deployment: Deployment) -> str:
 def render(deployment: Deployment, out_dir: Path, templates: Path | None = None) -> RenderedApp:
     """`templates`: another templates/ folder (e.g. a git ref's, to compare against); default ours."""
     app_dir = Path(os.path.abspath(out_dir)) / deployment.name
-    body = _template(templates).render(**context(deployment, app_dir))
+    values = context(deployment, app_dir)
+    body = _template(templates).render(**values)
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     # The marker is a whole line of the template, before any user text can precede it in the file.
     source = body.replace("\n" + HASH_MARKER + "PENDING\n", "\n" + HASH_MARKER + digest + "\n", 1)
-    return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE)
+    hashed = None
+    if values["local_folders"]:
+        # Paths from the app to its local folders depend on where it is rendered (--out, the
+        # working folder); what runs does not. Hash a render with the paths left out.
+        values["local_folders"] = {remote: "<local folder>" for remote in values["local_folders"]}
+        hashed = _template(templates).render(**values)
+    return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE, hashed)
+
+
+def code_hash(source: str) -> str:
+    """The Python code without its comments and blank lines: a reworded comment deploys nothing."""
+    kept = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type not in (tokenize.COMMENT, tokenize.NL):
+                kept.append(f"{token.type}:{token.string}")
+    except (tokenize.TokenError, SyntaxError):
+        return hashlib.sha256(source.encode()).hexdigest()  # not Python we can read: all of it counts
+    return hashlib.sha256("\n".join(kept).encode()).hexdigest()
 
 
 def write(app: RenderedApp) -> bool:

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .desired import Desired, Project, RefError, desired, export_ref, git_root, parse_tag
+from .desired import Desired, Project, RefError, desired, export_ref, git_root, ignored_files, parse_tag
 from .platform import Platform, Version
 from .render import project_templates
 
@@ -74,9 +74,29 @@ class RefTrees:
                 self._cache[ref] = (commit, {})
             else:
                 checked = check_paths([folder])
+                if self._borrow_ignored(tree, checked.deployments):
+                    checked = check_paths([folder])  # adapter configs may be among the borrowed files
                 templates = project_templates(folder)
                 self._cache[ref] = (commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
         return self._cache[ref]
+
+
+    def _borrow_ignored(self, tree: Path, deployments) -> bool:
+        """A commit has no copy of git-ignored files (weights, often): link the working tree's
+        into the exported tree, taking them as unchanged, rather than seeing them all as deleted."""
+        borrowed = False
+        for deployment in deployments:
+            for source in [deployment.base_model.source, *(a.source for a in deployment.adapters)]:
+                inside = source.path and _relative(source.path, tree.resolve())
+                if not inside:
+                    continue
+                for relative in ignored_files(self.layout.root, inside):
+                    target = tree / relative
+                    if not target.exists() and (self.layout.root / relative).is_file():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.symlink_to(self.layout.root / relative)
+                        borrowed = True
+        return borrowed
 
 
 def deployed_from_platform(platform: Platform) -> dict[str, Version]:

@@ -288,6 +288,9 @@ def main(argv: list[str]) -> int:
         s.setdefault("argv", []).append(argv)
     args = list(argv)
     env = None
+    if args[:1] == ["run"] and "--env" in args and any("::" in a for a in args[: args.index("--env")]):
+        print("Error: No such option '--env'.", file=sys.stderr)  # modal 1.6 hands it to the function
+        return 2
     if "--env" in args:
         i = args.index("--env")
         env = args[i + 1]

@@ -76,3 +76,24 @@ def test_credentials_come_from_the_environment_or_the_modal_config(project, monk
     assert has_credentials({"MODAL_TOKEN_ID": "a", "MODAL_TOKEN_SECRET": "b", "MODAL_CONFIG_PATH": "/nonexistent"})
     assert has_credentials({"MODAL_CONFIG_PATH": str(config)})
     assert not has_credentials({"MODAL_TOKEN_ID": "a", "MODAL_CONFIG_PATH": "/nonexistent"})
+
+
+def test_modal_run_gets_its_options_before_the_function(project, modal_world, monkeypatch):
+    app = project.write("build/a/app.py", 'APP_NAME = "a"\nSERVED_MODEL_NAME = "m"\n\ndef download_weights():\n    pass\n')
+    ModalCli("main").run(app, "download_weights")
+    assert modal_world.argv()[-1] == ["run", "--env", "main", f"{app}::download_weights"]
+    from .fake_modal import STATE_ENV
+    from .fake_modal import main as fake_modal  # the fake refuses what modal 1.6 refuses
+
+    monkeypatch.setenv(STATE_ENV, str(modal_world.fake.folder))
+
+    assert fake_modal(["run", f"{app}::download_weights", "--env", "main"]) == 2
+
+
+def test_only_the_serve_url_is_taken_from_deploy_output():
+    from deployer.platform.modal_cli import web_url_in
+
+    output = "Looking in indexes: http://pypi-mirror.internal:5555/simple\n✓ Created objects.\n└── 🔨 Created web function serve =>\n    https://ws--alpha-serve.modal.run 🔑\n✓ App deployed\nView Deployment: https://modal.com/apps/ws/main/deployed/alpha"
+    assert web_url_in(output) == "https://ws--alpha-serve.modal.run"
+    assert web_url_in("│   serve -> https://ws--a-server-serve.modal.run") == "https://ws--a-server-serve.modal.run"
+    assert web_url_in("Looking in indexes: http://pypi-mirror.internal:5555/simple") is None

@@ -14,7 +14,7 @@ import threading
 
 from deployer.apply import LockError, apply_lock
 
-from .conftest import MINIMAL, git_commit
+from .conftest import MINIMAL, git, git_commit
 
 FAST = MINIMAL + "scaling:\n  startup_timeout: 3\n"
 
@@ -301,12 +301,13 @@ def test_ctrl_c_during_apply_leaves_old_versions_and_the_next_run_converges(proj
     git_commit(project.root, "alpha on L4")
     modal_world.fake.next_deploy_behaves("alpha", "unhealthy")
 
-    process = subprocess.Popen([sys.executable, "-m", "deployer", "apply", "--yes"], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its own process group, signalled as a whole, as a terminal's Ctrl-C would.
+    process = subprocess.Popen([sys.executable, "-m", "deployer", "apply", "--yes"], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while len(modal_world.fake.history("alpha")) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)  # until the new version is live and being waited for
     time.sleep(1)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, out + err
     assert "interrupted" in err and "ROLLED BACK" in out
@@ -315,3 +316,152 @@ def test_ctrl_c_during_apply_leaves_old_versions_and_the_next_run_converges(proj
     modal_world.fake.next_deploy_behaves("alpha", "ok")
     assert cli("apply", "--yes")[0] == 0  # the next run deploys the change
     assert cli("plan", "--detailed-exitcode")[0] == 0
+
+
+# -- found in review: each a way plan or apply went wrong ------------------------------------------
+
+ADAPTER_CONFIG = json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507"})
+
+
+def with_local_adapter(project, ignore: str = ""):
+    project.write(".gitignore", "build/\n" + ignore)
+    project.write("adapters/sql/adapter_config.json", ADAPTER_CONFIG)
+    project.write("adapters/sql/adapter_model.safetensors", "weights v1")
+    project.deployment("alpha", FAST + "adapters:\n  - name: sql\n    path: ../adapters/sql\n")
+    return git_commit(project.root, "alpha with a local adapter")
+
+
+def test_where_the_app_is_rendered_from_changes_nothing(project, modal_world, cli, tmp_path_factory, monkeypatch):
+    with_local_adapter(project)
+    assert cli("apply", "--yes")[0] == 0
+    code, out, _ = cli("plan", "--detailed-exitcode", "--out", str(tmp_path_factory.mktemp("elsewhere") / "apps"))
+    assert code == 0, out
+    (project.root / "sub").mkdir()
+    monkeypatch.chdir(project.root / "sub")
+    code, out, _ = cli("plan", "--detailed-exitcode", "--deployments", "../deployments")
+    assert code == 0, out
+
+
+def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(project, modal_world, cli, monkeypatch):
+    with_local_adapter(project, ignore="*.safetensors\n")
+    monkeypatch.delenv("MODAL_TOKEN_ID")
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(project.root / "no-such.toml"))
+    code, out, _ = cli("plan", "--detailed-exitcode")  # against HEAD, which has no copy of the weights
+    assert code == 0, out
+    project.write("adapters/sql/adapter_model.safetensors", "weights v2")
+    code, out, _ = cli("plan", "--detailed-exitcode")  # git has no copy of ignored files: taken as unchanged
+    assert code == 0, out
+
+    import hashlib
+
+    from deployer.desired import folder_hash
+
+    real, pointer = project.write("lfs/real/w.bin", "weights"), project.write("lfs/pointer/w.bin", "")
+    pointer.write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(b'weights').hexdigest()}\nsize 7\n")
+    assert folder_hash(real.parent) == folder_hash(pointer.parent)
+
+
+def test_a_committed_symlink_out_of_the_repository_does_not_break_plan(project, modal_world, cli, tmp_path_factory):
+    (project.root / "weights").symlink_to(tmp_path_factory.mktemp("big-disk"))
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    code, out, err = cli("plan", "--detailed-exitcode")
+    assert code == 0 and "internal error" not in err, out + err
+
+
+def test_projects_outside_git_do_not_share_an_id_and_prune_needs_a_stable_one(project, modal_world, cli, monkeypatch, tmp_path_factory):
+    monkeypatch.delenv("DEPLOYER_PROJECT")
+    team_a, team_b = tmp_path_factory.mktemp("team-a"), tmp_path_factory.mktemp("team-b")
+    for root, name in ((team_a, "alpha"), (team_b, "beta")):
+        (root / "deployments").mkdir()
+        (root / "deployments" / f"{name}.yaml").write_text(FAST)
+    monkeypatch.chdir(team_a)
+    assert cli("apply", "--yes")[0] == 0
+    monkeypatch.chdir(team_b)
+    code, out, _ = cli("apply", "--yes", "--prune")
+    assert code == 0 and "orphan" not in out  # alpha is team A's, not an orphan of team B
+    assert modal_world.fake.state["apps"]["alpha"]["state"] == "deployed"
+
+    (team_b / "deployments" / "beta.yaml").unlink()
+    (team_b / "deployments" / "gamma.yaml").write_text(FAST)
+    code, _, err = cli("apply", "--yes", "--prune")
+    assert code == 2 and "refusing to prune" in err and "DEPLOYER_PROJECT" in err
+    assert modal_world.fake.state["apps"]["beta"]["state"] == "deployed"
+
+
+def test_the_project_name_from_a_remote_never_carries_its_credentials(project, monkeypatch):
+    from deployer.desired import project_for
+
+    monkeypatch.delenv("DEPLOYER_PROJECT", raising=False)
+    git(project.root, "init", "-q")
+    for url in ("https://x-access-token:ghp_SECRET@github.com/Acme/Serving.git", "https://u:p@ss-SECRET@github.com/acme/serving?token=SECRET", "git@github.com:acme/serving.git"):
+        git(project.root, "remote", "remove", "origin") if "origin" in git(project.root, "remote") else None
+        git(project.root, "remote", "add", "origin", url)
+        assert project_for(project.deployments).name == "github.com/acme/serving"
+
+
+def test_an_app_of_another_project_is_a_conflict_and_is_left_alone(project, modal_world, cli):
+    two(project)
+    other = project.write("other/app.py", 'SERVED_MODEL_NAME = "x"\n')
+    modal_world.fake.deploy(other, "alpha", "deployer-0badc0de-" + "1" * 30)
+    code, out, err = cli("plan")
+    assert code == 1 and "! conflict  alpha" in out and "rename this deployment" in out
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1 and "deployed by another project" in out
+    assert modal_world.fake.history("alpha")[0].tag == "deployer-0badc0de-" + "1" * 30
+    assert modal_world.fake.state["apps"]["beta"]["state"] == "deployed"  # the rest went ahead
+    code, _, err = cli("rollback", "alpha")
+    assert code == 1 and "another project's" in err
+
+
+def test_a_url_that_cannot_be_read_after_a_deploy_rolls_it_back(project, modal_world, cli, monkeypatch):
+    from deployer.platform import PlatformError
+    from deployer.platform.modal_cli import ModalCli
+
+    two(project)
+    monkeypatch.setattr(ModalCli, "deploy", lambda self, f, n, t: modal_world.fake.deploy(f, n, t) and None)
+
+    def unreachable(self, name):
+        raise PlatformError("cannot read the URL: Modal did not answer within 20 s")
+
+    monkeypatch.setattr(ModalCli, "web_url", unreachable)
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1 and "deployed, but its URL could not be read" in out and "first deploy, so the app was stopped" in out
+    assert "deploy failed" not in out
+    assert {a["state"] for a in modal_world.fake.state["apps"].values()} == {"stopped"}
+
+
+def test_deploy_output_that_is_not_utf8_is_read(project, modal_world, cli, monkeypatch):
+    two(project)
+    wrapper = project.write("wrap/modal", f"#!/bin/sh\nif [ \"$1\" = deploy ]; then printf 'build log \\377\\376\\n'; fi\nexec {modal_world.bin_dir / 'modal'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    code, out, err = cli("apply", "--yes")
+    assert code == 0, out + err
+
+
+def test_apply_json_is_json_and_its_plan_goes_to_stderr(project, modal_world, cli):
+    two(project)
+    code, out, err = cli("apply", "--yes", "--format", "json")
+    assert code == 0 and json.loads(out)["ok"] is True and "+ create    alpha" in err
+    code, out, _ = cli("apply", "--yes", "--format", "json")  # nothing to do: still JSON
+    assert code == 0 and {r["result"] for r in json.loads(out)["results"]} == {"unchanged"}
+
+
+def test_bad_arguments_are_usage_errors(project, modal_world, cli, monkeypatch):
+    two(project)
+    project.write("a-file", "x")
+    assert cli("apply", "--yes", "--out", "a-file")[0] == 2
+    assert cli("apply", "--yes", "--parallel", "0")[0] == 2
+    (project.root / ".git").rename(project.root / "not-git")  # outside git, names are still checked
+    code, _, err = cli("plan", "nosuch")
+    assert code == 2 and "no deployment or deployed app named 'nosuch'" in err
+
+
+def test_prune_with_an_empty_deployments_folder_is_refused(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    (project.root / "empty").mkdir()
+    code, _, err = cli("apply", "--yes", "--prune", "--deployments", "empty")
+    assert code == 2 and "every app of this project (2) would be stopped" in err
+    assert {a["state"] for a in modal_world.fake.state["apps"].values()} == {"deployed"}

@@ -52,10 +52,17 @@ class ModalCli:
 
     def _run(self, args: list[str], timeout: float = LIST_TIMEOUT) -> str:
         env_args = ["--env", self.environment] if self.environment else []
-        command = [*self.executable, *args, *env_args]
-        shown = "modal " + " ".join([*args, *env_args])
+        # `modal run REF ARGS` hands what follows REF to the function: options go before it.
+        command = [*self.executable, *args[:1], *env_args, *args[1:]] if args[:1] == ["run"] else [*self.executable, *args, *env_args]
+        shown = "modal " + " ".join(command[len(self.executable):])
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200"})
+            done = subprocess.run(
+                command, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
+                env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200"},
+                # Its own session: Ctrl-C in the terminal reaches only us, and we let deploys in
+                # flight finish (or roll them back) instead of killing them half-way.
+                start_new_session=True,
+            )
         except FileNotFoundError:
             raise PlatformError(f"cannot run `{shown}`: the modal command is not installed (pip install modal)") from None
         except subprocess.TimeoutExpired:
@@ -93,10 +100,7 @@ class ModalCli:
         return sorted((v for v in versions if v is not None), key=lambda v: v.number, reverse=True)
 
     def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
-        out = self._run(["deploy", str(app_file), "--name", name, "--tag", tag], timeout=DEPLOY_TIMEOUT)
-        # The web function's URL comes first; "View Deployment" links to modal.com's dashboard.
-        found = [url for url in _URL.findall(out) if not re.match(r"https://(www\.)?modal\.com/", url)]
-        return found[0] if found else None
+        return web_url_in(self._run(["deploy", str(app_file), "--name", name, "--tag", tag], timeout=DEPLOY_TIMEOUT))
 
     def run(self, app_file: Path, function: str) -> None:
         self._run(["run", f"{app_file}::{function}"], timeout=DEPLOY_TIMEOUT)
@@ -118,7 +122,7 @@ class ModalCli:
             "print(url or '')"
         )
         try:
-            done = subprocess.run([sys.executable, "-c", snippet, name, SERVE_FUNCTION, self.environment or ""], capture_output=True, text=True, timeout=self.url_timeout, stdin=subprocess.DEVNULL)
+            done = subprocess.run([sys.executable, "-c", snippet, name, SERVE_FUNCTION, self.environment or ""], capture_output=True, text=True, errors="replace", timeout=self.url_timeout, stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise PlatformError(f"cannot read the URL of {name!r}: Modal did not answer within {self.url_timeout:.0f} s") from None
         if done.returncode != 0:
@@ -127,6 +131,19 @@ class ModalCli:
                 return None
             raise PlatformError(f"cannot read the URL of {name!r} from Modal: {last}")
         return done.stdout.strip() or None
+
+
+def web_url_in(deploy_output: str) -> str | None:
+    """The URL Modal prints under "Created web function serve" (or a `serve` method): only there,
+    as the rest of the output carries image build logs with URLs of their own, and credentials
+    are sent to this one."""
+    lines = deploy_output.splitlines()
+    for i, line in enumerate(lines):
+        if re.search(rf"Created web (function|endpoint) {SERVE_FUNCTION}\b|\b{SERVE_FUNCTION} ->", line):
+            for candidate in lines[i : i + 3]:
+                if found := _URL.search(candidate.split("->", 1)[-1] if "->" in candidate else candidate):
+                    return found.group(0)
+    return None
 
 
 def _version(row: dict) -> Version | None:
