@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from deployer.load import load_bytes
 from deployer.pipeline import check_paths
-from deployer.render import render
+from deployer.render import literal, render
 
 from .conftest import MINIMAL, REPO
 
@@ -361,3 +361,15 @@ def test_the_whole_pipeline_never_raises_and_renders_only_what_it_accepts(tmp_pa
     event("accepted" if checked.ok and checked.deployments else "refused with findings")
     for deployment in checked.deployments if checked.ok else ():
         compile(render(deployment, tmp_path / "build").source, "app.py", "exec")
+
+
+@settings(max_examples=150, deadline=None)
+@given(one=NASTY, other=NASTY)
+def test_any_change_of_a_value_changes_the_code_hash(one, other):
+    """The deploy hash leaves comments out: a `#` inside a value must never be taken for one."""
+    from deployer.render import code_hash
+
+    def app(value):
+        return f"# header\nENV = {literal({'VALUE': value})}  # why\nFLAGS = {literal(['--x', value] * 20, indent=0)}\n"
+
+    assert (code_hash(app(one)) == code_hash(app(other))) == (one == other)
