@@ -7,7 +7,7 @@ Pure: the caller reads Modal or git and passes plain values in.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .desired import PROJECT_ENV, Desired, Project, parse_tag
@@ -58,7 +58,6 @@ class Plan:
     project: Project
     against: str  # what "deployed" was read from
     fallback: str | None = None  # why it is not Modal itself, when it is not
-    ignored: tuple[str, ...] = field(default=())  # deployed apps of other projects with desired names
 
     @property
     def has_changes(self) -> bool:
