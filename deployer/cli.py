@@ -142,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # never a traceback for the user; DEPLOYER_DEBUG=1 shows it
+        from .render import TemplateProblem
+
+        if isinstance(exc, TemplateProblem):
+            print(f"{exc}\n  hint: fix the template, or remove the project's templates/ folder to use the packaged one", file=sys.stderr)
+            return EXIT_PROBLEMS
         if os.environ.get("DEPLOYER_DEBUG"):
             raise
         print(f"deployer: internal error: {type(exc).__name__}: {exc}\n(this is a bug in deployer; run with DEPLOYER_DEBUG=1 for details)", file=sys.stderr)

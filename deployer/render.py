@@ -45,6 +45,10 @@ class RenderedApp:
         return code_hash(self.hashed_source if self.hashed_source is not None else self.source)
 
 
+class TemplateProblem(Exception):
+    """The template cannot be rendered (a project's own templates/ may be broken); says where."""
+
+
 def templates_dir() -> Path:
     """`templates/` beside the package in a checkout; `deployer/templates` in an installed wheel."""
     for candidate in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates"):
@@ -77,7 +81,27 @@ def _environment(folder: Path):
 
 
 def _template(folder: Path | None = None):
-    return _environment(folder or templates_dir()).get_template(TEMPLATE_NAME)
+    import jinja2
+
+    folder = folder or templates_dir()
+    try:
+        return _environment(folder).get_template(TEMPLATE_NAME)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateProblem(f"{folder / TEMPLATE_NAME}:{exc.lineno}: error: template syntax: {exc.message}") from None
+
+
+def _fill(template, values: dict, folder: Path | None) -> str:
+    import jinja2
+
+    try:
+        return template.render(**values)
+    except jinja2.TemplateError as exc:
+        import traceback
+
+        # Jinja rewrites the traceback so that template lines appear as frames of the template file.
+        line = next((frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename.endswith(TEMPLATE_NAME)), "?")
+        raise TemplateProblem(f"{(folder or templates_dir()) / TEMPLATE_NAME}:{line}: error: {exc}") from None
+
 
 
 def literal(value: Any, indent: int = 0) -> str:
@@ -218,7 +242,7 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
     """`templates`: another templates/ folder (e.g. a git ref's, to compare against); default ours."""
     app_dir = Path(os.path.abspath(out_dir)) / deployment.name
     values = context(deployment, app_dir)
-    body = _template(templates).render(**values)
+    body = _fill(_template(templates), values, templates)
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     # The marker is a whole line of the template, before any user text can precede it in the file.
     source = body.replace("\n" + HASH_MARKER + "PENDING\n", "\n" + HASH_MARKER + digest + "\n", 1)
@@ -227,7 +251,7 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
         # Paths from the app to its local folders depend on where it is rendered (--out, the
         # working folder); what runs does not. Hash a render with the paths left out.
         values["local_folders"] = {remote: "<local folder>" for remote in values["local_folders"]}
-        hashed = _template(templates).render(**values)
+        hashed = _fill(_template(templates), values, templates)
     return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE, hashed)
 
 

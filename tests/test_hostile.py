@@ -373,3 +373,13 @@ def test_any_change_of_a_value_changes_the_code_hash(one, other):
         return f"# header\nENV = {literal({'VALUE': value})}  # why\nFLAGS = {literal(['--x', value] * 20, indent=0)}\n"
 
     assert (code_hash(app(one)) == code_hash(app(other))) == (one == other)
+
+
+@pytest.mark.parametrize("template, message", [("ok\n{% if %}\n", ":2: error: template syntax: Expected an expression"), ("ok\n{{ nosuch }}\n", ":2: error: 'nosuch' is undefined")])
+def test_a_broken_project_template_is_an_error_at_its_line(project, cli, template, message):
+    project.deployment("a")
+    project.write("templates/modal_app.py.j2", template)
+    code, out, err = cli("render")
+    assert code == 1 and "internal error" not in err
+    assert f"templates/modal_app.py.j2{message}" in err and "remove the project's templates/ folder" in err
+    assert not (project.root / "build").exists()
