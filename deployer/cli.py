@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default: 8000)")
     serve.add_argument("--python", default=None, metavar="PATH", help="interpreter that has vLLM installed (default: $DEPLOYER_VLLM_PYTHON, else this one)")
     serve.add_argument("--logs", action="store_true", help="stream vLLM's log here instead of into build/NAME/vllm.log")
-    serve.add_argument("--startup-timeout", type=float, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's scaling.startup_timeout)")
+    serve.add_argument("--startup-timeout", type=_seconds, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's scaling.startup_timeout)")
 
     smoke = commands.add_parser(
         "smoke",
@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     smoke.add_argument("target", metavar="TARGET", help="deployment name or URL")
     smoke.add_argument("--url", default=None, help="the deployment's URL, when TARGET is a name")
-    smoke.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's startup timeout, else 300)")
+    smoke.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's startup timeout, else 300)")
     smoke.add_argument("--api-key-env", default="VLLM_API_KEY", metavar="VAR", help="environment variable holding the API key (default: VLLM_API_KEY)")
     smoke.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
@@ -123,6 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
+
+
 def _version() -> str:
     from . import __version__
 
@@ -142,10 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # never a traceback for the user; DEPLOYER_DEBUG=1 shows it
-        from .render import TemplateProblem
+        from .render import OutputProblem, TemplateProblem
 
         if isinstance(exc, TemplateProblem):
             print(f"{exc}\n  hint: fix the template, or remove the project's templates/ folder to use the packaged one", file=sys.stderr)
+            return EXIT_PROBLEMS
+        if isinstance(exc, OutputProblem):
+            print(f"deployer {args.command}: {exc}", file=sys.stderr)
             return EXIT_PROBLEMS
         if os.environ.get("DEPLOYER_DEBUG"):
             raise

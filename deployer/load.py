@@ -69,7 +69,8 @@ def load_file(path: Path | str, display: str | None = None) -> tuple[Document | 
     """Parse one YAML file. Returns the document (None if unusable) and every problem found."""
     display = display or str(path)
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # never more: the size limit is checked on this
     except OSError as exc:
         return None, [Diagnostic(display, 0, 0, f"cannot read file: {exc.strerror}", rule="yaml.unreadable")]
     return load_bytes(raw, display)

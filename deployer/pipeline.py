@@ -52,7 +52,16 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
     problems: list[Diagnostic] = []
     for path in paths or [DEFAULT_FOLDER]:
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and not p.name.startswith("_") and p.is_file())
+            try:
+                entries = sorted(path.iterdir())
+            except OSError as exc:
+                problems.append(Diagnostic(display_path(path), 0, 0, f"cannot list the folder: {exc.strerror}", hint="check its permissions", rule="files.unreadable"))
+                continue
+            for entry in entries:
+                if entry.suffix in YAML_SUFFIXES and entry.is_file() and (problem := _linked_out(entry)):
+                    problems.append(problem)
+                elif entry.suffix in YAML_SUFFIXES and not entry.name.startswith("_") and entry.is_file():
+                    files.append(entry)
         elif path.is_file():
             files.append(path)
         else:
@@ -60,6 +69,19 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
             problems.append(Diagnostic(display_path(path), 0, 0, "no such file or folder", hint=hint, rule="files.missing"))
     unique = list(dict.fromkeys(Path(os.path.abspath(f)) for f in files))
     return unique, problems
+
+
+def _linked_out(file: Path) -> Diagnostic | None:
+    """A deployment file that is a symlink out of the repository would be read, and quoted in
+    error messages: /proc/self/environ holds the CI job's secrets."""
+    from .checks.sources import ALLOW_ENV, repository_root
+
+    if not file.is_symlink() or os.environ.get(ALLOW_ENV) == "1":
+        return None
+    root = repository_root(Path(os.path.abspath(file.parent)).resolve())
+    if file.resolve().is_relative_to(root):
+        return None
+    return Diagnostic(display_path(file), 0, 0, f"is a link to {file.resolve()}, outside the repository {root}; not read", hint=f"keep deployment files in the repository (set {ALLOW_ENV}=1 on a trusted machine to allow this)", rule="files.outside-repo")
 
 
 def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
@@ -106,6 +128,9 @@ def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], chec
         path = folder / DEFAULTS_FILE
         if not path.is_file():
             cache[folder] = (None, True)
+        elif problem := _linked_out(path):
+            diagnostics.append(problem)
+            cache[folder] = (None, False)
         else:
             display = display_path(path)
             checked.append(display)

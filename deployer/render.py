@@ -49,6 +49,10 @@ class TemplateProblem(Exception):
     """The template cannot be rendered (a project's own templates/ may be broken); says where."""
 
 
+class OutputProblem(Exception):
+    """The output folder cannot take the rendered app; the message says why."""
+
+
 def templates_dir() -> Path:
     """`templates/` beside the package in a checkout; `deployer/templates` in an installed wheel."""
     for candidate in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates"):
@@ -95,12 +99,12 @@ def _fill(template, values: dict, folder: Path | None) -> str:
 
     try:
         return template.render(**values)
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # a project's template can raise anything: ZeroDivisionError, TypeError...
         import traceback
 
         # Jinja rewrites the traceback so that template lines appear as frames of the template file.
         line = next((frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename.endswith(TEMPLATE_NAME)), "?")
-        raise TemplateProblem(f"{(folder or templates_dir()) / TEMPLATE_NAME}:{line}: error: {exc}") from None
+        raise TemplateProblem(f"{(folder or templates_dir()) / TEMPLATE_NAME}:{line}: error: {type(exc).__name__ + ': ' if not isinstance(exc, jinja2.TemplateError) else ''}{exc}") from None
 
 
 
@@ -183,6 +187,9 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
 
     scaling = deployment.scaling
     function_options: list[tuple[str, Any, str]] = [("gpu", deployment.gpu.modal_spec, "")]
+    # Modal bounds a container's start (model download and load, the snapshot's warm-up) by
+    # `startup_timeout`, falling back to `timeout`: set it, or a 5-minute request timeout caps it.
+    function_options.append(("startup_timeout", scaling.startup_timeout, f"longest a container may take to start ({_duration(scaling.startup_timeout) or 'seconds'})"))
     function_options.append(("scaledown_window", scaling.scaledown_window, f"idle time before a container stops ({_duration(scaling.scaledown_window) or 'seconds'})"))
     if scaling.timeout is not None:
         function_options.append(("timeout", scaling.timeout, f"longest a request may take ({_duration(scaling.timeout) or 'seconds'})"))
@@ -243,6 +250,11 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
     app_dir = Path(os.path.abspath(out_dir)) / deployment.name
     values = context(deployment, app_dir)
     body = _fill(_template(templates), values, templates)
+    if templates is not None:  # a project's own template: make sure it wrote Python (ours is tested)
+        try:
+            compile(body, str(app_dir / APP_FILE), "exec")
+        except SyntaxError as exc:
+            raise TemplateProblem(f"{templates / TEMPLATE_NAME}: error: it rendered {deployment.name}/{APP_FILE} that is not valid Python (line {exc.lineno}: {exc.msg})") from None
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     # The marker is a whole line of the template, before any user text can precede it in the file.
     source = body.replace("\n" + HASH_MARKER + "PENDING\n", "\n" + HASH_MARKER + digest + "\n", 1)
@@ -284,13 +296,20 @@ def _without_comment(line: str) -> str:
 
 def write(app: RenderedApp) -> bool:
     """Write atomically (a crash leaves the previous file whole). Returns False if unchanged."""
-    if app.path.is_file() and app.path.read_text(encoding="utf-8") == app.source:
+    folder = app.path.parent
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or (app.path.exists() and not app.path.is_file()):
+        raise OutputProblem(f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or something else is in the way); remove it and render again")
+    if app.path.is_file() and app.path.read_text(encoding="utf-8", errors="replace") == app.source:
         return False
-    app.path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputProblem(f"cannot create {folder}: {exc.strerror or exc}") from None
     fd, tmp = tempfile.mkstemp(dir=app.path.parent, prefix=".app.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(app.source)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an app file is not a secret
         os.replace(tmp, app.path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -96,7 +96,10 @@ def normalise_url(url: str) -> str:
 
 def redact(url: str) -> str:
     """The URL without any user:password@ it carries, for printing."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. "http://[::1": drop anything up to an @ in what looks like the host part
+        return re.sub(r"^([a-z]+://)[^/]*@", r"\1", url)
     if "@" not in parts.netloc:
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
@@ -111,7 +114,10 @@ def request(conn: Connection, method: str, path: str, body: dict | None = None, 
             return response.status, _json_or_text(raw)
     except urllib.error.HTTPError as exc:
         return exc.code, _json_or_text(exc.read(MAX_REPLY_BYTES))
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError, http.client.HTTPException) as exc:
+    except ValueError as exc:  # http.client refuses a header value, quoting it: never print it
+        what = "a credential (API key or proxy token) contains a newline or another character HTTP headers cannot carry" if "header" in str(exc).lower() else f"{type(exc).__name__}: the URL cannot be used"
+        raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: {what}") from None
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: {reason}") from None
 
@@ -174,7 +180,7 @@ def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeS
         if status != 200 or not isinstance(body, dict):
             return False, f"GET /v1/models → {status}: {_error_text(body)}", None
         data = body.get("data")
-        listed = {m.get("id"): m.get("parent") for m in (data if isinstance(data, list) else []) if isinstance(m, dict)}
+        listed = {m.get("id"): m.get("parent") for m in (data if isinstance(data, list) else []) if isinstance(m, dict) and isinstance(m.get("id"), str)}
         if spec.base_model is None:
             bases = [m for m, parent in listed.items() if parent is None]
             if len(bases) != 1:

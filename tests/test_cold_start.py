@@ -16,7 +16,7 @@ from .conftest import MINIMAL, git_commit
 from .test_modal_app import app_for
 
 PROXY = MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: {proxy: true}")
-SNAPSHOT = PROXY + "cold_start:\n  gpu_snapshot: true\nscaling:\n  min_containers: 1\n  buffer_containers: 2\n  max_concurrent_inputs: 16\n"
+SNAPSHOT = PROXY + "cold_start:\n  gpu_snapshot: true\nscaling:\n  min_containers: 1\n  buffer_containers: 2\n  max_concurrent_inputs: 16\n  startup_timeout: 1200\n  timeout: 60\n"
 
 
 def decorators(source: str, owner: str) -> dict[str, list[str]]:
@@ -38,7 +38,7 @@ def test_gpu_snapshot_renders_a_sleeping_server_class(project):
     info = service.info()
     assert info.gpus == [("A10G", 1)] and info.method_names == ["serve"]
     assert info.method_details["serve"].unauthenticated is False  # proxy auth guards /sleep too
-    assert (info.concurrency_info.max_inputs, info.startup_timeout) == (16, 300)
+    assert (info.concurrency_info.max_inputs, info.startup_timeout) == (16, 1200)  # not the 60 s request timeout
     # Snapshot options travel only in the deploy request: read from the decorator.
     keywords = class_keywords(rendered.source, "Server")
     assert keywords["enable_memory_snapshot"] is True and keywords["experimental_options"] == {"enable_gpu_snapshot": True}
@@ -48,6 +48,7 @@ def test_gpu_snapshot_renders_a_sleeping_server_class(project):
     assert hooks["stop"] == ["modal.exit()"]
     assert "--enable-sleep-mode" in module.vllm_command("m", {})
     assert '"VLLM_SERVER_DEV_MODE": "1"' in rendered.source and "/sleep?level=1" in rendered.source and '"/wake_up"' in rendered.source
+    assert '"/v1/completions"' in rendered.source  # warm-up that works without a chat template
     assert module.MODEL_IDS == ["Qwen/Qwen3-4B-Instruct-2507"]
 
 

@@ -383,3 +383,43 @@ def test_a_broken_project_template_is_an_error_at_its_line(project, cli, templat
     assert code == 1 and "internal error" not in err
     assert f"templates/modal_app.py.j2{message}" in err and "remove the project's templates/ folder" in err
     assert not (project.root / "build").exists()
+
+
+# -- found in the second review ------------------------------------------------------------------
+
+def test_a_credential_http_refuses_is_never_quoted(cli, monkeypatch):
+    monkeypatch.setenv("VLLM_API_KEY", "sk-live-SENTINEL\n")
+    code, out, err = cli("smoke", "http://127.0.0.1:9", "--timeout", "1")
+    assert code == 1 and "SENTINEL" not in out + err and "a credential" in out
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "-5", "inf"])
+def test_timeouts_must_be_finite_and_positive(cli, value):
+    assert cli("smoke", "http://127.0.0.1:9", "--timeout", value)[0] == 2
+
+
+def test_a_deployment_file_linked_out_of_the_repository_is_not_read(project, cli, monkeypatch):
+    secret = project.root.parent / f"{project.root.name}-outside.yaml"
+    secret.write_text("MODAL_TOKEN_SECRET=as-SENTINEL\n")
+    (project.deployments / "env.yaml").symlink_to(secret)
+    code, out, _ = cli("validate")
+    assert code == 1 and "SENTINEL" not in out and "outside the repository" in out
+
+
+def test_render_never_writes_through_a_linked_app_folder(project, cli, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    project.deployment("a")
+    (project.root / "build").mkdir()
+    (project.root / "build" / "a").symlink_to(outside)
+    code, _, err = cli("render")
+    assert code == 1 and "must be a plain folder" in err and not (outside / "app.py").exists()
+    (project.root / "build" / "a").unlink()
+    assert cli("render")[0] == 0 and (project.root / "build" / "a" / "app.py").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("template, message", [("{{ 1/0 }}\n", "ZeroDivisionError"), ("x = {{ name }}(\n", "is not valid Python")])
+def test_a_project_template_that_fails_or_writes_bad_python_is_an_error(project, cli, template, message):
+    project.deployment("a")
+    project.write("templates/modal_app.py.j2", template)
+    code, _, err = cli("render")
+    assert code == 1 and message in err and "internal error" not in err

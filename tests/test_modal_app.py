@@ -53,7 +53,7 @@ def test_chess_puzzle_matches_its_yaml_through_modal(tmp_path):
     assert info.concurrency_info is None
     assert info.web_info.unauthenticated is True  # auth: none
     assert web_server_config(module.serve) == (8000, 300)
-    assert decorator_keywords(rendered.source) == {"gpu": "A10G", "scaledown_window": 300}
+    assert decorator_keywords(rendered.source) == {"gpu": "A10G", "startup_timeout": 300, "scaledown_window": 300}
 
 
 def test_three_adapter_example_matches_its_yaml_through_modal(tmp_path):
@@ -64,7 +64,7 @@ def test_three_adapter_example_matches_its_yaml_through_modal(tmp_path):
     assert info.timeout == 600
     assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (32, None)
     assert info.web_info.unauthenticated is True  # the API key is checked by vLLM, not by Modal's proxy
-    assert decorator_keywords(rendered.source) == {"gpu": "L40S", "scaledown_window": 300, "timeout": 600, "max_containers": 2}
+    assert decorator_keywords(rendered.source) == {"gpu": "L40S", "startup_timeout": 300, "scaledown_window": 300, "timeout": 600, "max_containers": 2}
     assert list(module.ADAPTERS) == ["chess-puzzle", "chess-puzzle-pinned", "sql"]
 
 
@@ -79,7 +79,8 @@ def test_proxy_auth_scaling_and_multi_gpu_reach_modal(project):
     assert info.secrets == ["modal.Secret.from_name('huggingface')"]
     assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (64, 48)
     assert web_server_config(module.serve) == (8000, 900)
-    assert decorator_keywords(rendered.source) == {"gpu": "H100:4", "scaledown_window": 45, "min_containers": 1, "max_containers": 3, "buffer_containers": 1}
+    assert info.startup_timeout == 900  # Modal's bound on a container's start, not only the web server's
+    assert decorator_keywords(rendered.source) == {"gpu": "H100:4", "startup_timeout": 900, "scaledown_window": 45, "min_containers": 1, "max_containers": 3, "buffer_containers": 1}
     assert module.VLLM_FLAGS[module.VLLM_FLAGS.index("--tensor-parallel-size") + 1] == "4"
 
 
