@@ -423,3 +423,12 @@ def test_a_project_template_that_fails_or_writes_bad_python_is_an_error(project,
     project.write("templates/modal_app.py.j2", template)
     code, _, err = cli("render")
     assert code == 1 and message in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("edit", [('gpu: A10G', 'gpu: "A10G\\n"'), ('version: "0.11.2"', 'version: "0.11.2\\n"'), ("base_model:\n", 'name: "abc\\n"\nbase_model:\n'), ("{secret: test-api-key}", '{secret: "k\\n"}')])
+def test_a_trailing_newline_does_not_pass_a_pattern(project, cli, edit):
+    """Python's `$` matches before a final newline: every pattern also refuses one."""
+    project.deployment("a", MINIMAL.replace(*edit))
+    code, out, _ = cli("render")
+    assert code == 1 and ": error: " in out
+    assert not (project.root / "build").exists()
