@@ -432,3 +432,19 @@ def test_a_trailing_newline_does_not_pass_a_pattern(project, cli, edit):
     code, out, _ = cli("render")
     assert code == 1 and ": error: " in out
     assert not (project.root / "build").exists()
+
+
+@pytest.mark.parametrize("version", ["0.11.2", "0.10.0"])  # catalogued, and not (no catalog to say what is a flag)
+def test_abbreviations_of_owned_or_credential_flags_are_refused(project, cli, version):
+    args = "{api-ke: sk-live-SENTINEL, served-model: evil, tensor-parallel: 4}"
+    project.deployment("a", MINIMAL.replace('version: "0.11.2"', f'version: "{version}"\n  args: {args}'))
+    code, out, _ = cli("render")
+    assert code == 1 and not (project.root / "build").exists()
+    assert "--api-ke is an abbreviation vLLM would read as --api-key" in out
+    assert "--served-model is an abbreviation" in out and "--tensor-parallel is an abbreviation" in out
+
+
+def test_a_real_flag_that_begins_like_an_owned_one_is_not_an_abbreviation(project, cli):
+    project.deployment("a", MINIMAL.replace('version: "0.11.2"', 'version: "0.10.0"\n  args: {tokenizer: Qwen/Qwen3-4B-Instruct-2507}'))
+    code, out, _ = cli("validate")
+    assert "abbreviation" not in out  # --tokenizer exists; --tokenizer-revision is owned

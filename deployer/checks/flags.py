@@ -28,6 +28,18 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     for name, value in deployment.vllm.args:
         bare = name[3:] if name.startswith("no-") and name[3:] in MANAGED_FLAGS else name
         known = flags.lookup(name) if flags else None
+        # vLLM's argparse accepts any unique prefix (--api-ke is --api-key): never let one stand in
+        # for a flag the deployer owns or a credential flag.
+        owned = [full for full in (*MANAGED_FLAGS, *SECRET_FLAGS) if full.startswith(name) and full != name]
+        if known is None and owned and not catalog.versions_with(name):  # a real flag in some release is no abbreviation
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} is an abbreviation vLLM would read as --{owned[0]}" + (f" (or {', '.join('--' + o for o in owned[1:])})" if len(owned) > 1 else ""),
+                hint="write flags in full; " + (f"--{owned[0]} is controlled by {MANAGED_FLAGS[owned[0]]}" if owned[0] in MANAGED_FLAGS else f"put {SECRET_FLAGS[owned[0]]} in a Modal Secret instead"),
+                rule="flags.abbreviated",
+            )
+            continue
         if known is not None and known.name in MANAGED_FLAGS:
             bare = known.name  # an alias such as --disable-lora for --enable-lora
         if name in SECRET_FLAGS:
