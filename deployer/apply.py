@@ -115,15 +115,13 @@ def _deploy(action: Action, want: Desired, platform: Platform, smoke: Smoke | No
         try:
             platform.run(want.app.path, PREFETCH_FUNCTION)
         except PlatformError as exc:
-            still = f"v{action.deployed.number} still serves" if action.deployed else "nothing was created"
-            return done(FAILED, False, f"prefetch failed, so nothing was deployed ({still}): {exc}", version=action.deployed.number if action.deployed else None)
+            return done(FAILED, False, f"prefetch failed, so nothing was deployed ({_unchanged(action)}): {exc}", version=action.deployed.number if action.deployed else None)
     progress(f"{name}: deploying {want.app.path} as {want.tag}")
     try:
         url = platform.deploy(want.app.path, name, want.tag)
     except PlatformError as exc:
         # Modal switches versions only after a whole deploy succeeds: nothing changed.
-        still = f"v{action.deployed.number} still serves" if action.deployed else "nothing was created"
-        return done(FAILED, False, f"deploy failed ({still}): {exc}", version=action.deployed.number if action.deployed else None)
+        return done(FAILED, False, f"deploy failed ({_unchanged(action)}): {exc}", version=action.deployed.number if action.deployed else None)
     url_problem = "Modal printed no web URL to smoke-test"
     if not url:
         try:
@@ -144,6 +142,10 @@ def _deploy(action: Action, want: Desired, platform: Platform, smoke: Smoke | No
         return _undo(action, platform, progress, done, "smoke check failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed), url, checks)
     progress(f"{name}: smoke check passed ({len(checks)} checks)")
     return done(DEPLOYED, True, f"{len(checks)} smoke checks passed", url, version, checks)
+
+
+def _unchanged(action: Action) -> str:
+    return f"v{action.deployed.number} still serves" if action.deployed else "nothing was created"
 
 
 def _undo(action: Action, platform: Platform, progress, done, why: str, url, checks) -> Outcome:

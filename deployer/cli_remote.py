@@ -142,22 +142,20 @@ def build_plan(args, checked, live_only: bool = False):
             print(f"deployer {args.command}: cannot compare with {against}: {exc}", file=sys.stderr)
             return None, want, None, EXIT_PROBLEMS
         layout = None
-    if layout is None:  # not in git: nothing to say what the deployed versions were rendered from
-        if (code := _unknown(args, args.names, set(want) | set(deployed))) is not None:
-            return None, want, platform, code
-        return make_plan(want, deployed, {}, project, platform.where, args.names, fallback), want, platform, None
-    with RefTrees(layout, project) as trees:
-        try:
-            if against is not None:
-                commit, deployed, previous = deployed_from_ref(trees, against)
-                where = f"git ref {against} ({commit[:7]})"
-            else:
-                previous, where = previous_from_git(trees, deployed), platform.where
-        except RefError as exc:
-            print(f"deployer {args.command}: {exc}", file=sys.stderr)
-            return None, want, None, EXIT_PROBLEMS
-    known = set(want) | set(deployed)
-    if (code := _unknown(args, args.names, known)) is not None:
+    previous: dict = {}  # not in git: nothing says what the deployed versions were rendered from
+    where = platform.where if platform else ""
+    if layout is not None:
+        with RefTrees(layout, project) as trees:
+            try:
+                if against is not None:
+                    commit, deployed, previous = deployed_from_ref(trees, against)
+                    where = f"git ref {against} ({commit[:7]})"
+                else:
+                    previous = previous_from_git(trees, deployed)
+            except RefError as exc:
+                print(f"deployer {args.command}: {exc}", file=sys.stderr)
+                return None, want, None, EXIT_PROBLEMS
+    if (code := _unknown(args, args.names, set(want) | set(deployed))) is not None:
         return None, want, platform, code
     return make_plan(want, deployed, previous, project, where, args.names, fallback), want, platform, None
 
@@ -337,7 +335,6 @@ def cmd_status(args) -> int:
     checked, _, code = _select(args, [])
     if code:
         return code
-    args.against = None
     result, want, platform, code = build_plan(args, checked, live_only=True)
     if result is None:
         return code
@@ -364,12 +361,12 @@ def cmd_status(args) -> int:
     if args.format == "json":
         print(json.dumps({"where": platform.where, "project": result.project.name, "deployments": rows}, indent=2, ensure_ascii=False))
     else:
-        from .plan import _short
+        from .plan import short_tag
 
         table = [("DEPLOYMENT", "STATE", "DESIRED", "DEPLOYED", "ADAPTERS", "GPU", "$/WARM H", "URL")]
         for r in rows:
-            deployed = f"v{r['deployed']['version']} {_short(r['deployed']['tag'])}" if r["deployed"] else "-"
-            table.append((r["name"], r["state"], _short(r["desired"]) if r["desired"] else "-", deployed, str(r["adapters"] if r["adapters"] is not None else "-"), r["gpu"] or "-", f"{r['usd_per_warm_hour']:.2f}" if r["usd_per_warm_hour"] is not None else "?", r["url"] or "-"))
+            deployed = f"v{r['deployed']['version']} {short_tag(r['deployed']['tag'])}" if r["deployed"] else "-"
+            table.append((r["name"], r["state"], short_tag(r["desired"]) if r["desired"] else "-", deployed, str(r["adapters"] if r["adapters"] is not None else "-"), r["gpu"] or "-", f"{r['usd_per_warm_hour']:.2f}" if r["usd_per_warm_hour"] is not None else "?", r["url"] or "-"))
         widths = [max(len(t[i]) for t in table) for i in range(7)]
         for t in table:
             print("  ".join(c.ljust(w) for c, w in zip(t, widths)) + "  " + t[7])

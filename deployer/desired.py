@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
-from .render import RenderedApp, code_hash, render  # noqa: F401  (code_hash: re-exported)
+from .render import RenderedApp, render
 
 TAG_PREFIX = "deployer-"
 TAG_HASH_CHARS = 30  # 120 bits; the whole tag stays within Modal's 50 characters

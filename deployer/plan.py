@@ -189,7 +189,7 @@ def _downloads(deployment: Deployment, what: Sequence[str]) -> str:
 
 # -- reports -------------------------------------------------------------------------------------
 
-def _short(tag: str | None) -> str:
+def short_tag(tag: str | None) -> str:
     parsed = parse_tag(tag or "")
     return parsed.hash_prefix[:12] if parsed else (tag or "untagged")
 
@@ -198,9 +198,9 @@ def _version_text(v: Version | None) -> str:
     if v is None:
         return ""
     if v.number == 0:  # a git ref standing in for Modal
-        return f"{_short(v.tag)} at {v.commit}"
+        return f"{short_tag(v.tag)} at {v.commit}"
     commit = f", commit {v.commit}" if v.commit else ""
-    return f"v{v.number} {_short(v.tag)}{commit}"
+    return f"v{v.number} {short_tag(v.tag)}{commit}"
 
 
 def headline(plan: Plan) -> str:
@@ -218,7 +218,7 @@ def format_text(plan: Plan) -> str:
     if plan.fallback:
         lines.append(f"note: {plan.fallback}")
     for a in plan.actions:
-        detail = {CREATE: f"new app, tag {_short(a.tag)}", UPDATE: f"{_version_text(a.deployed)} → {_short(a.tag)}", UNCHANGED: _version_text(a.deployed), ORPHAN: _version_text(a.deployed), CONFLICT: _version_text(a.deployed)}[a.kind]
+        detail = {CREATE: f"new app, tag {short_tag(a.tag)}", UPDATE: f"{_version_text(a.deployed)} → {short_tag(a.tag)}", UNCHANGED: _version_text(a.deployed), ORPHAN: _version_text(a.deployed), CONFLICT: _version_text(a.deployed)}[a.kind]
         lines.append(f"{SYMBOL[a.kind]} {a.kind:<9} {a.name}  ({detail})")
         for change in a.changes:
             lines.append(f"      {change}")

@@ -122,10 +122,7 @@ def test_a_first_deploy_whose_endpoint_never_becomes_healthy_is_stopped(project,
 
 
 def test_a_missing_adapter_fails_the_smoke_check(project, modal_world, cli):
-    project.write("adapters/sql/adapter_config.json", json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507"}))
-    project.write("adapters/sql/adapter_model.safetensors", "x")
-    project.deployment("alpha", FAST + "adapters:\n  - name: sql\n    path: ../adapters/sql\n")
-    git_commit(project.root, "alpha with an adapter")
+    with_local_adapter(project)
     modal_world.fake.next_deploy_behaves("alpha", "missing-adapter")
     code, out, _ = cli("apply", "--yes")
     assert code == 1 and "sql" in out and "STOPPED" in out

@@ -30,12 +30,20 @@ def repository_root(folder: Path) -> Path:
     return folder.parent
 
 
+def outside_repository(target: Path, folder: Path) -> Path | None:
+    """The repository root holding `folder` when the resolved `target` lies outside it (and the
+    operator has not allowed that); None when `target` may be read."""
+    root = repository_root(Path(os.path.abspath(folder)).resolve())
+    if Path(target).resolve().is_relative_to(root) or os.environ.get(ALLOW_ENV) == "1":
+        return None
+    return root
+
+
 def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> Iterable[Diagnostic]:
     if source.path is None:
         return
     yaml_folder = Path(os.path.abspath(deployment.document.where(path).file)).parent.resolve()
-    root = repository_root(yaml_folder)
-    if not source.path.is_relative_to(root) and os.environ.get(ALLOW_ENV) != "1":
+    if root := outside_repository(source.path, yaml_folder):
         via = " through a symlink" if _has_symlink(yaml_folder, source.written_path) else ""
         yield at(deployment, path, f"{what} folder {source.written_path!r} resolves{via} to {source.path}, outside the repository {root}", hint=f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1", rule="sources.outside-repo", key=False)
         return
