@@ -16,11 +16,14 @@ from typing import Any
 
 CATALOG_DIR = Path(__file__).parent / "data" / "vllm_flags"
 
-# How a catalog's type names are checked and rendered.
-INT_TYPES = {"int", "_optional_type(int)"}
+# How a catalog's type names are checked and rendered, by the type inside vLLM's wrappers
+# (`_optional_type(int)` is an int that may also be "None", `_parse_type(loads)` parses JSON).
+INT_TYPES = {"int"}
 SIZE_TYPES = {"human_readable_int", "human_readable_int_or_auto"}  # 4096, or strings like "4k"
-FLOAT_TYPES = {"float", "_optional_type(float)"}
-JSON_TYPES = {"loads", "parse_dataclass", "union_dict_and_str", "_parse_type"}  # mappings go as JSON
+FLOAT_TYPES = {"float"}
+JSON_TYPES = {"loads", "parse_dataclass", "union_dict_and_str"}  # mappings go as JSON
+WRAPPERS = ("_optional_type(", "_parse_type(")
+BOUND_TESTS = {"gt": (">", float.__gt__), "ge": (">=", float.__ge__), "lt": ("<", float.__lt__), "le": ("<=", float.__le__)}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,27 @@ class Flag:
     choices: tuple | None
     default: Any
     help: str
+    bounds: tuple[tuple[str, float], ...] = ()  # (("gt", 0), ("le", 1)): pydantic bounds of its config field
+    bounds_source: str | None = None  # the field, e.g. "CacheConfig.gpu_memory_utilization"
+
+    @property
+    def base_type(self) -> str | None:
+        """The type inside vLLM's wrappers: "int" for `_optional_type(int)`."""
+        kind = self.type
+        while kind and kind.startswith(WRAPPERS) and kind.endswith(")"):
+            kind = kind[kind.index("(") + 1 : -1]
+        return kind
+
+    def out_of_bounds(self, number: float) -> str | None:
+        """The bound `number` breaks, as text such as "> 0", or None."""
+        for name, limit in self.bounds:
+            symbol, holds = BOUND_TESTS[name]
+            if not holds(float(number), float(limit)):
+                return f"{symbol} {limit:g}"
+        return None
+
+    def bounds_text(self) -> str:
+        return " and ".join(f"{BOUND_TESTS[name][0]} {limit:g}" for name, limit in self.bounds)
 
     @property
     def takes_list(self) -> bool:
@@ -82,6 +106,8 @@ def load(version: str) -> Catalog | None:
             choices=tuple(entry["choices"]) if entry["choices"] is not None else None,
             default=entry["default"],
             help=entry["help"],
+            bounds=tuple((name, limit) for name, limit in (entry.get("bounds") or {}).items() if name in BOUND_TESTS),
+            bounds_source=(entry.get("bounds") or {}).get("source"),
         )
         for option in flag.options:
             if option.startswith("--"):

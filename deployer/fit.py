@@ -226,11 +226,16 @@ def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, m
     if spec is None:
         return None
     args = dict(deployment.vllm.args)
-    utilization = _number(args.get("gpu-memory-utilization", args.get("device-memory-utilization")), _default_utilization(deployment.vllm.version))
+    flags = catalog.load(deployment.vllm.version)
+
+    def flag(name: str) -> catalog.Flag | None:
+        return flags.lookup(name) if flags else None
+
+    utilization = _number(args.get("gpu-memory-utilization", args.get("device-memory-utilization")), _default_utilization(deployment.vllm.version), flag("gpu-memory-utilization"))
     lora_slots = lora_rank = 0
     if deployment.adapters:
         derived = derived_lora_flags(deployment)
-        lora_slots = int(_number(args.get("max-loras"), derived.get("max-loras", 1)))
+        lora_slots = int(_number(args.get("max-loras"), derived.get("max-loras", 1), flag("max-loras")))
         lora_rank = int(_number(args.get("max-lora-rank"), derived.get("max-lora-rank", VLLM_DEFAULT_MAX_LORA_RANK)))
     requested = parse_tokens(args["max-model-len"]) if "max-model-len" in args else None
     length = max_model_len or requested or shape.max_position_embeddings
@@ -249,9 +254,12 @@ def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, m
     )
 
 
-def _number(value: Any, default: float) -> float:
-    """A numeric vLLM argument; anything else (reported by the flag check) counts as the default."""
+def _number(value: Any, default: float, flag: catalog.Flag | None = None) -> float:
+    """A numeric vLLM argument; anything else, or a value outside the flag's bounds (reported by the
+    flag check), counts as the default."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return default
+    if flag is not None and flag.out_of_bounds(value):
         return default
     return value
 

@@ -10,8 +10,9 @@ Two ways to run it:
     python3 scripts/extract_vllm_flags.py --install 0.11.2 --out deployer/data/vllm_flags
 
 It writes <out>/<version>.json: every option string with its action kind (store, boolean with or
-without a `--no-` form, append, count), nargs, type, choices, default and help, plus where and when
-it was extracted. The deployer checks `vllm.args` against these files; they are data, produced
+without a `--no-` form, append, count), nargs, type, choices, default, help and the numeric bounds
+vLLM's config dataclasses put on it (pydantic `Field(gt=0, le=1)`), plus where and when it was
+extracted. The deployer checks `vllm.args` against these files; they are data, produced
 here, never typed by hand.
 """
 
@@ -21,6 +22,7 @@ import argparse
 import datetime
 import importlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,7 +60,52 @@ def _build_parser():
     flexible = next((getattr(m, "FlexibleArgumentParser") for m in map(_try_import, FLEXIBLE_PARSER_MODULES) if m and hasattr(m, "FlexibleArgumentParser")), None)
     if make_arg_parser is None or flexible is None:
         raise SystemExit("cannot find make_arg_parser / FlexibleArgumentParser in this vLLM")
-    return make_arg_parser(flexible(description="vLLM OpenAI-compatible server"))
+    # add_cli_args builds flags from config dataclasses: get_kwargs(cls) gives one argparse kwargs
+    # entry per field, which may become a flag of another name (num_speculative_tokens is
+    # --spec-tokens) or none. Tag each entry's help with its field, so every flag names the field
+    # it really came from; bounds are read from that field and the tag is removed again.
+    import vllm.engine.arg_utils as arg_utils
+
+    original = arg_utils.get_kwargs
+
+    def tagging_get_kwargs(cls):
+        kwargs = original(cls)
+        for field, entry in kwargs.items():
+            if isinstance(entry, dict) and entry.get("help") is not argparse.SUPPRESS:
+                entry["help"] = f"{entry.get('help') or ''}{FIELD_TAG.format(module=cls.__module__, cls=cls.__qualname__, field=field)}"
+        return kwargs
+
+    arg_utils.get_kwargs = tagging_get_kwargs
+    try:
+        return make_arg_parser(flexible(description="vLLM OpenAI-compatible server"))
+    finally:
+        arg_utils.get_kwargs = original
+
+
+FIELD_TAG = "\x00{module}:{cls}.{field}\x00"
+FIELD_TAGS = re.compile(r"\x00([\w.]+):([\w.]+)\.(\w+)\x00")
+BOUND_NAMES = ("gt", "ge", "lt", "le")
+
+
+def _untag(action: argparse.Action) -> dict | None:
+    """Remove the field tags from the action's help; the numeric bounds of the field behind the
+    flag, e.g. {"gt": 0, "le": 1, "source": "CacheConfig.gpu_memory_utilization"}, or None."""
+    if not isinstance(action.help, str):
+        return None
+    fields = set(FIELD_TAGS.findall(action.help))
+    action.help = FIELD_TAGS.sub("", action.help)
+    found = []
+    for module, qualname, field in sorted(fields):
+        cls = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        info = (getattr(cls, "__pydantic_fields__", None) or {}).get(field)
+        bounds = {op: getattr(meta, op) for meta in (info.metadata if info else ()) for op in BOUND_NAMES if getattr(meta, op, None) is not None}
+        found.append({**bounds, "source": f"{qualname}.{field}"} if bounds else None)
+    # A flag built from several fields is bounded only if they all agree.
+    if not found or any(f is None for f in found) or len({tuple(sorted((k, v) for k, v in f.items() if k != "source")) for f in found}) > 1:
+        return None
+    return found[0]
 
 
 def _try_import(name: str):
@@ -85,18 +132,17 @@ def _kind(action: argparse.Action) -> str:
     return "store"
 
 
-def _type_name(action: argparse.Action) -> str | None:
-    kind = action.type
+def _type_name(kind) -> str | None:
     if kind is None:
         return None
     if kind in (int, float, str):
         return kind.__name__
     name = getattr(kind, "__name__", None) or type(kind).__name__
-    # vLLM wraps types in helpers (optional_type, human_readable_int, parse_type...); keep the
-    # name, and the base type when the helper closes over one.
+    # vLLM wraps types in helpers (optional_type(int), parse_type(json.loads), optional_type of a
+    # dataclass parser...); keep the helper's name and, inside it, the type or parser it wraps.
     closure = getattr(kind, "__closure__", None) or ()
-    inner = [c.cell_contents.__name__ for c in closure if getattr(c.cell_contents, "__name__", None) in ("int", "float", "str")]
-    return f"{name}({inner[0]})" if inner else name
+    inner = [c.cell_contents for c in closure if callable(c.cell_contents) and getattr(c.cell_contents, "__name__", None)]
+    return f"{name}({_type_name(inner[0])})" if inner else name
 
 
 def _json_safe(value):
@@ -118,15 +164,17 @@ def extract() -> dict:
         if not long_options or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             continue
         name = long_options[0][2:]
+        bounds = _untag(action)
         entry = {
             "options": sorted(action.option_strings),
             "dest": action.dest,
             "kind": _kind(action),
             "nargs": action.nargs if isinstance(action.nargs, (int, str)) else None,
-            "type": _type_name(action),
+            "type": _type_name(action.type),
             "choices": _json_safe(list(action.choices)) if action.choices is not None else None,
             "default": _json_safe(action.default) if action.default is not argparse.SUPPRESS else None,
             "help": (action.help or "").strip() if action.help is not argparse.SUPPRESS else "",
+            "bounds": bounds,
         }
         flags[name] = entry
     return {

@@ -125,3 +125,47 @@ def test_false_renders_as_the_negative_form_the_version_has():
 def test_an_alias_of_a_managed_flag_is_still_managed(project):
     error = only(check(project, "0.33.0", "disable-lora: true"))
     assert error.rule == "flags.managed" and "--enable-lora is set by the deployer" in error.message
+
+
+@pytest.mark.parametrize(("args", "message", "source"), [
+    ("gpu-memory-utilization: 1.5", "--gpu-memory-utilization must be > 0 and <= 1, not 1.5", "CacheConfig.gpu_memory_utilization"),
+    ("gpu-memory-utilization: 0", "must be > 0 and <= 1, not 0", "CacheConfig.gpu_memory_utilization"),
+    ("max-model-len: -5", "--max-model-len must be >= -1, not -5", "ModelConfig.max_model_len"),
+    ("max-num-seqs: 0", "--max-num-seqs must be >= 1, not 0", "SchedulerConfig.max_num_seqs"),
+    ("cpu-offload-gb: -1", "--cpu-offload-gb must be >= 0, not -1", "UVAOffloadConfig.cpu_offload_gb"),
+])
+def test_values_outside_vllms_own_bounds_are_errors(project, args, message, source):
+    error = only(check(project, "0.32.0", args))
+    assert error.rule == "flags.value" and message in error.message and error.column == len(args.split(":")[0]) + 7
+    assert source in error.hint
+
+
+@pytest.mark.parametrize("args", ["gpu-memory-utilization: 1", "max-model-len: -1", "max-model-len: auto", "max-model-len: 4k", "max-num-seqs: 1"])
+def test_values_at_vllms_bounds_pass(project, args):
+    assert check(project, "0.32.0", args).diagnostics == ()
+
+
+def test_every_catalog_records_bounds_from_vllms_config_fields():
+    for version in catalog.available_versions():
+        flag = catalog.load(version).lookup("gpu-memory-utilization")
+        assert dict(flag.bounds) == {"gt": 0, "le": 1} and flag.bounds_source == "CacheConfig.gpu_memory_utilization", version
+
+
+@pytest.mark.parametrize("flag", ["speculative-config", "kv-transfer-config", "compilation-config"])
+def test_json_flags_take_mappings_whatever_wrapper_vllm_puts_around_the_parser(project, flag):
+    checked = check(project, "0.32.0", f'{flag}: {{"method": "ngram", "num_speculative_tokens": 3}}')
+    assert checked.diagnostics == ()
+    assert vllm_flags(checked.deployments[0])[-2:] == [f"--{flag}", '{"method":"ngram","num_speculative_tokens":3}']
+
+
+def test_vllm_itself_refuses_what_the_bounds_refuse():
+    assert VLLM_PYTHON, NO_VLLM
+    probe = (
+        "import vllm.platforms\nfrom vllm.platforms.cpu import CpuPlatform\nvllm.platforms._current_platform = CpuPlatform()\n"
+        "from vllm.config import CacheConfig\nimport pydantic\n"
+        "CacheConfig(gpu_memory_utilization=1.0)\n"
+        "try:\n    CacheConfig(gpu_memory_utilization=1.5)\nexcept pydantic.ValidationError as e:\n    print('refused', e.errors()[0]['type'])\n"
+    )
+    out = subprocess.run([VLLM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "refused less_than_equal", out.stderr[-2000:]
+

@@ -11,7 +11,7 @@ from .. import catalog
 from ..argv import MANAGED_FLAGS, negated_options
 from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
 from ..diagnostics import Diagnostic, Severity
-from ..fit import TOKEN_COUNT
+from ..fit import TOKEN_COUNT, parse_tokens
 from ..load import did_you_mean
 from ..model import Deployment
 from ._at import at
@@ -150,16 +150,16 @@ def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
     if isinstance(value, bool):
         return f"takes a value, not {str(value).lower()}", "YAML reads unquoted yes/no/true/false as booleans; quote the value if it is text"
     if isinstance(value, dict):
-        if flag.type in JSON_TYPES:
+        if flag.base_type in JSON_TYPES:
             return None
         return "does not take a mapping", f"give a single value{' or a list' if flag.takes_list or flag.kind == 'append' else ''}"
     items = value if isinstance(value, list) else [value]
-    if isinstance(value, list) and not value and flag.type not in JSON_TYPES:
+    if isinstance(value, list) and not value and flag.base_type not in JSON_TYPES:
         return "takes at least one value, not an empty list", "remove the flag to keep vLLM's default"
-    if isinstance(value, list) and not (flag.takes_list or flag.kind == "append" or flag.type in JSON_TYPES):
+    if isinstance(value, list) and not (flag.takes_list or flag.kind == "append" or flag.base_type in JSON_TYPES):
         return "takes one value, not a list", "give a single value"
     for item in items:
-        if isinstance(item, (dict, list)) and flag.type not in JSON_TYPES:
+        if isinstance(item, (dict, list)) and flag.base_type not in JSON_TYPES:
             return "takes plain values, not nested lists or mappings", ""
         problem = _item_problem(flag, item)
         if problem:
@@ -168,12 +168,15 @@ def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
 
 
 def _item_problem(flag: Flag, item: Any) -> tuple[str, str] | None:
-    if flag.type in INT_TYPES and not (isinstance(item, int) and not isinstance(item, bool)):
+    if flag.base_type in INT_TYPES and not (isinstance(item, int) and not isinstance(item, bool)):
         return f"takes a whole number, not {item!r}", ""
-    if flag.type in SIZE_TYPES and not (isinstance(item, int) or (isinstance(item, str) and (TOKEN_COUNT.fullmatch(item) or item == "auto"))):
+    if flag.base_type in SIZE_TYPES and not (isinstance(item, int) or (isinstance(item, str) and (TOKEN_COUNT.fullmatch(item) or item == "auto"))):
         return f"takes a number of tokens such as 4096 or \"4k\", not {item!r}", ""
-    if flag.type in FLOAT_TYPES and (isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item)):
+    if flag.base_type in FLOAT_TYPES and (isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item)):
         return f"takes a number, not {item!r}", ""
+    number = parse_tokens(item) if isinstance(item, str) and flag.base_type in SIZE_TYPES else item
+    if flag.bounds and isinstance(number, (int, float)) and not isinstance(number, bool) and flag.out_of_bounds(number):
+        return f"must be {flag.bounds_text()}, not {item!r}", f"vLLM's {flag.bounds_source} refuses other values when it starts"
     if flag.choices is not None and not any(item == c or str(item) == str(c) for c in flag.choices):
         choices = ", ".join(map(str, flag.choices))
         numeric = [c for c in flag.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
