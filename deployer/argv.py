@@ -30,7 +30,23 @@ MANAGED_FLAGS: dict[str, str] = {
     "lora-modules": "adapters",
     "tensor-parallel-size": "gpu (its count, e.g. \"H100:2\")",
     "enable-sleep-mode": "cold_start.gpu_snapshot (sleep mode is what the snapshot captures)",
+    "download-dir": "nothing: weights live in the Hugging Face cache volume, where prefetch puts them and restarts find them",
 }
+
+# The weight files vLLM reads for each --load-format, in its order of preference: it loads the
+# first kind the repo has (vllm/model_executor/model_loader/default_loader.py, 0.11 to 0.33; "auto"
+# and "hf" fall back to .pt). Prefetch downloads that kind and skips the others.
+WEIGHT_FILES_BY_LOAD_FORMAT: dict[str, list[str]] = {
+    "auto": ["*.safetensors", "*.bin", "*.pt"],
+    "hf": ["*.safetensors", "*.bin", "*.pt"],
+    "safetensors": ["*.safetensors"],
+    "fastsafetensors": ["*.safetensors"],
+    "instanttensor": ["*.safetensors"],
+    "mistral": ["*.safetensors"],  # vLLM reads consolidated*.safetensors; a repo's HF-format copy comes too
+    "pt": ["*.pt"],
+    "npcache": ["*.bin", "*.pt"],
+}
+WEIGHT_FILE_KINDS = ["*.safetensors", "*.bin", "*.pt", "*.pth"]
 
 
 # vLLM accepts only these --max-lora-rank values (`MaxLoRARanks` in vllm/config/lora.py, the same
@@ -69,6 +85,13 @@ def derived_lora_flags(deployment: Deployment) -> dict[str, int]:
     if len(deployment.adapters) > 1 and "max-loras" not in explicit:
         derived["max-loras"] = min(len(deployment.adapters), MAX_LORAS_CAP)
     return derived
+
+
+def weight_files(deployment: Deployment) -> list[str] | None:
+    """The weight file patterns vLLM would pick from, best first; None for load formats that read
+    something else (gguf, bitsandbytes, tensorizer...), whose repos prefetch downloads whole."""
+    load_format = dict(deployment.vllm.args).get("load-format", "auto")
+    return WEIGHT_FILES_BY_LOAD_FORMAT.get(load_format) if isinstance(load_format, str) else None
 
 
 def flag_tokens(name: str, value: Any, flag: Flag | None = None) -> list[str]:

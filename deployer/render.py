@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .argv import VLLM_ENTRYPOINT, VLLM_PORT, vllm_flags
+from .argv import VLLM_ENTRYPOINT, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, weight_files
 from .model import Deployment
 
 TEMPLATE_NAME = "modal_app.py.j2"
@@ -224,6 +224,8 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "volumes": {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         "server": list(VLLM_ENTRYPOINT),
         "flags": vllm_flags(deployment),
+        "weight_files": weight_files(deployment),
+        "weight_file_kinds": WEIGHT_FILE_KINDS,
         "port": VLLM_PORT,
         "function_options": function_options,
         "secrets": secrets,

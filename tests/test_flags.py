@@ -169,3 +169,15 @@ def test_vllm_itself_refuses_what_the_bounds_refuse():
     out = subprocess.run([VLLM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "refused less_than_equal", out.stderr[-2000:]
 
+
+def test_download_dir_is_owned_by_the_deployer(project):
+    error = only(check(project, "0.32.0", "download-dir: /tmp/weights"))
+    assert error.rule == "flags.managed" and "cache volume" in error.hint
+
+
+@pytest.mark.parametrize("variable", ["HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"])
+def test_moving_the_hugging_face_cache_in_image_env_is_refused(project, variable):
+    project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{{variable}: /data/hf}}\n")
+    error = only(check_paths([project.deployments]))
+    assert (error.rule, error.line, error.column) == ("image.env-cache", 9, 9)
+    assert "download the weights again" in error.message and f"remove {variable}" in error.hint

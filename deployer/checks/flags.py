@@ -80,8 +80,22 @@ def _is_number(text: str) -> bool:
     return True
 
 
+# Where huggingface_hub keeps its cache: the app mounts the cache volume at its default place, so
+# moving it would make vLLM download the weights again on every cold start, past the prefetch.
+HF_CACHE_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")
+
+
 def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
     for name, _ in deployment.image.env:
+        if name in HF_CACHE_VARIABLES:
+            yield at(
+                deployment,
+                ("image", "env", name),
+                f"image.env {name} would move the Hugging Face cache off the cache volume: every cold start would download the weights again, and prefetch would fill a cache vLLM does not read",
+                hint=f"remove {name}; the app mounts the `huggingface-cache` volume at huggingface_hub's default cache",
+                rule="image.env-cache",
+            )
+            continue
         if SECRET_NAME.search(name):
             yield at(
                 deployment,

@@ -1,0 +1,105 @@
+"""The rendered app's `download_weights`, run for real: the real huggingface_hub downloads from
+tests/fake_hub.py (a stateful fake of the Hub on loopback: the real Hub cannot be reached from our
+machines) into a Hugging Face cache folder. Modal's volume commit is the only stand-in (a
+recording object in place of `hf_cache_vol`): committing needs Modal's servers.
+
+What must land in the cache is what vLLM will read at start: the one kind of weight files its load
+format picks, plus configs and tokenizer, and not the other copies a repo carries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from deployer.pipeline import check_paths
+from deployer.render import render, write
+
+from .fake_hub import FakeHub
+
+BASE = "org/tiny-base"
+CONFIG = json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 128, "max_position_embeddings": 512, "torch_dtype": "bfloat16"})
+DEPLOYMENT = """\
+base_model: {repo: %s}
+adapters:
+  - {name: chess, repo: org/chess-lora, revision: v2}
+gpu: L4
+vllm:
+  version: "0.32.0"
+  args: {max-model-len: 256%s}
+auth: {proxy: true}
+"""
+RUN_PREFETCH = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+
+class RecordingVolume:  # stands in for modal.Volume.commit, which needs Modal's servers
+    commits = 0
+    def commit(self):
+        RecordingVolume.commits += 1
+
+app.hf_cache_vol = RecordingVolume()
+app.download_weights.local()
+print(json.dumps({"commits": RecordingVolume.commits}))
+"""
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    with FakeHub() as fake:
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        fake.add("org/chess-lora", {"adapter_config.json": json.dumps({"r": 8, "lora_alpha": 8, "target_modules": ["q_proj"], "base_model_name_or_path": BASE}), "adapter_model.safetensors": "lora"}, revision="v2")
+        yield fake
+
+
+def prefetch(project, hub, files: dict[str, str], extra_args: str = "") -> set[str]:
+    """Render a deployment of a base repo holding `files`, run its download_weights, and return
+    the base repo's files downloaded."""
+    hub.add(BASE, {"config.json": CONFIG, "tokenizer.json": "{}", **files})
+    project.deployment("tiny", DEPLOYMENT % (BASE, extra_args))
+    checked = check_paths([project.deployments])
+    assert [d for d in checked.diagnostics if d.is_error] == []
+    rendered = render(checked.deployments[0], project.root / "build")
+    write(rendered)
+    out = subprocess.run([sys.executable, "-c", RUN_PREFETCH, str(rendered.path)], capture_output=True, text=True, timeout=120, env=os.environ)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == {"commits": 1}
+    assert set(hub.downloaded("org/chess-lora")) == {"adapter_config.json", "adapter_model.safetensors"}  # at v2's commit
+    return set(hub.downloaded(BASE))
+
+
+REPO_WITH_COPIES = {"model.safetensors": "st", "pytorch_model.bin": "bin", "original/consolidated.00.pth": "pth", "extra.pt": "pt"}
+
+
+def test_prefetch_fetches_the_safetensors_vllm_loads_and_not_the_other_copies(project, hub):
+    assert prefetch(project, hub, REPO_WITH_COPIES) == {"config.json", "tokenizer.json", "model.safetensors"}
+
+
+def test_prefetch_of_a_repo_with_only_bin_weights_fetches_them(project, hub):
+    assert prefetch(project, hub, {"pytorch_model.bin": "bin"}) == {"config.json", "tokenizer.json", "pytorch_model.bin"}
+
+
+def test_load_format_pt_fetches_the_pt_files(project, hub):
+    assert prefetch(project, hub, REPO_WITH_COPIES, ", load-format: pt") == {"config.json", "tokenizer.json", "extra.pt"}
+
+
+def test_a_load_format_with_its_own_files_fetches_the_whole_repo_but_original(project, hub):
+    assert prefetch(project, hub, {**REPO_WITH_COPIES, "model.gguf": "gguf"}, ", load-format: gguf") == {"config.json", "tokenizer.json", "model.gguf", *REPO_WITH_COPIES} - {"original/consolidated.00.pth"}
+
+
+def test_the_downloads_land_in_the_hugging_face_cache_vllm_reads(project, hub, tmp_path):
+    prefetch(project, hub, {"model.safetensors": "st"})
+    snapshots = tmp_path / "hf-home" / "hub" / "models--org--tiny-base" / "snapshots" / FakeHub.commit(BASE, "main")
+    assert (snapshots / "model.safetensors").read_text() == "st"
