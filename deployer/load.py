@@ -205,6 +205,11 @@ class _Builder:
                 return str(node.value)  # stays a string; the schema decides whether a date belongs there
             span = self.span(node)
             raise _LoadError(Diagnostic(self.file, span.line, span.column, f"unsupported YAML tag {node.tag!r}", hint="quote the value to make it a plain string", rule="yaml.tag"))
+        if isinstance(value, str) and "\x00" in value:
+            # An escaped NUL ("\0", "\x00", "\u0000"): no command line, environment variable or
+            # file name can carry it, so the container would fail where it is used.
+            span = self.span(node)
+            self.diagnostics.append(Diagnostic(self.file, span.line, span.column, "this string holds a NUL character (an escape such as \\0, \\x00 or \\u0000)", hint="remove it: a NUL cannot pass through a command line or an environment variable", rule="yaml.nul"))
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> dict:
