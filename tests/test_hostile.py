@@ -448,3 +448,20 @@ def test_a_real_flag_that_begins_like_an_owned_one_is_not_an_abbreviation(projec
     project.deployment("a", MINIMAL.replace('version: "0.11.2"', 'version: "0.10.0"\n  args: {tokenizer: Qwen/Qwen3-4B-Instruct-2507}'))
     code, out, _ = cli("validate")
     assert "abbreviation" not in out  # --tokenizer exists; --tokenizer-revision is owned
+
+
+def test_a_backtracking_smoke_pattern_cannot_hang_the_smoke_check():
+    from deployer.smoke import expectation
+
+    # Python's re takes minutes on this (23 s at 41 characters, doubling with each one more).
+    pattern, reply = r"^(a|aa)+$", "a" * 5000 + "b"
+    assert expectation(pattern).search(reply) is None
+    assert expectation(pattern).search("a" * 5000) is not None
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [(r"(e4)\\1", "invalid escape sequence"), ("(?=Ne5)", "invalid perl operator"), ("a{1001}", "invalid repetition size")])
+def test_smoke_patterns_the_linear_time_matcher_cannot_run_are_findings(project, pattern, reason):
+    project.deployment("d", MINIMAL + f'smoke: {{expect: {{Qwen/Qwen3-4B-Instruct-2507: "{pattern}"}}}}\n')
+    (finding,) = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "smoke.bad-pattern"]
+    assert "(RE2) does not support" in finding.message and reason in finding.message
+    assert "lookaround" in finding.hint and finding.line == 8

@@ -8,6 +8,7 @@ from typing import Iterable
 from ..diagnostics import Diagnostic
 from ..load import did_you_mean
 from ..model import Deployment
+from ..smoke import expectation
 from ._at import at
 
 
@@ -22,3 +23,15 @@ def check_smoke_expectations(deployment: Deployment) -> Iterable[Diagnostic]:
             re.compile(pattern)
         except (re.error, OverflowError, RecursionError) as exc:
             yield at(deployment, path, f"expected pattern for {model!r} is not a valid regular expression: {getattr(exc, 'msg', exc)}", hint="escape special characters such as ( ) [ ] . * + ? with a backslash", rule="smoke.bad-pattern", key=False)
+            continue
+        try:
+            expectation(pattern)
+        except ValueError as exc:
+            yield at(
+                deployment,
+                path,
+                f"expected pattern for {model!r} uses what the linear-time matcher (RE2) does not support: {exc}",
+                hint="smoke checks match with RE2 so no reply can make them hang: drop backreferences (\\1), lookaround ((?=, (?!, (?<=), possessive quantifiers and repetitions over {1000}; write \\z for the end of the text",
+                rule="smoke.bad-pattern",
+                key=False,
+            )
