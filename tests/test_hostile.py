@@ -417,12 +417,33 @@ def test_render_never_writes_through_a_linked_app_folder(project, cli, tmp_path_
     assert cli("render")[0] == 0 and (project.root / "build" / "a" / "app.py").stat().st_mode & 0o777 == 0o644
 
 
-@pytest.mark.parametrize("template, message", [("{{ 1/0 }}\n", "ZeroDivisionError"), ("x = {{ name }}(\n", "is not valid Python")])
+@pytest.mark.parametrize("template, message", [
+    ("{{ 1/0 }}\n", "ZeroDivisionError"),
+    ("x = {{ name }}(\n", "is not valid Python"),
+    ("{{ name.__class__.__mro__[1].__subclasses__() }}\n", ":1: error: access to attribute '__class__' of 'str' object is unsafe"),
+    ("{{ 'x' * 10**10 }}\n", ":1: error: the sandbox refuses repeating a value more than 100,000 times"),
+    ("{{ 7 ** 1000000 }}\n", ":1: error: the sandbox refuses an exponent over 1000"),
+    ("{% for i in range(10**12) %}{% endfor %}\n", ":1: error: OverflowError: Range too big"),
+])
 def test_a_project_template_that_fails_or_writes_bad_python_is_an_error(project, cli, template, message):
     project.deployment("a")
     project.write("templates/modal_app.py.j2", template)
     code, _, err = cli("render")
     assert code == 1 and message in err and "internal error" not in err
+
+
+def test_a_project_template_that_never_ends_is_stopped_at_its_line(project, cli, monkeypatch):
+    import time
+
+    from deployer import render
+
+    monkeypatch.setattr(render, "RENDER_SECONDS", 1)
+    project.deployment("a")
+    project.write("templates/modal_app.py.j2", "ok\n{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n")
+    start = time.monotonic()
+    code, _, err = cli("render")
+    assert time.monotonic() - start < 10
+    assert code == 1 and "templates/modal_app.py.j2:2: error: rendering took longer than 1 s; does a loop never end?" in err
 
 
 @pytest.mark.parametrize("edit", [('gpu: A10G', 'gpu: "A10G\\n"'), ('version: "0.11.2"', 'version: "0.11.2\\n"'), ("base_model:\n", 'name: "abc\\n"\nbase_model:\n'), ("{secret: test-api-key}", '{secret: "k\\n"}')])
