@@ -30,16 +30,18 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
     plan.add_argument("names", nargs="*", metavar="NAME", help="deployments (app names) to plan (default: all, and orphans)")
     plan.add_argument("--against", default=None, metavar="REF", help="compare with git ref REF instead of Modal (offline)")
     plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes, 0 when none")
+    plan.add_argument("--replace", action="append", default=[], metavar="NAME", help="plan to redeploy NAME even if unchanged (repeatable)")
     plan.add_argument("--format", choices=("text", "json", "github"), default="text", help="text (default), json, or github (also writes a markdown plan to $GITHUB_STEP_SUMMARY)")
 
     apply = commands.add_parser(
         "apply", parents=[folders, modal], help="deploy what changed, smoke-test it, roll back failures", formatter_class=raw,
         description="Run the plan on Modal: deploy each created or updated deployment with `modal deploy --tag <deploy hash>`, wait for its endpoint and smoke-test every model; if that fails, roll back to the version that served before (or stop a first deploy). Independent deployments run in parallel. Asks before changing anything unless --yes.",
-        epilog="examples:\n  deployer apply\n  deployer apply chess-puzzle --yes\n  deployer apply --yes --prune --env prod\n\ncredentials for the smoke check (never printed): $VLLM_API_KEY (or --api-key-env VAR) for API-key\ndeployments, $MODAL_PROXY_KEY and $MODAL_PROXY_SECRET for proxy-auth ones.\nexit codes: 0 all done, 1 something failed (see the table), 2 usage.",
+        epilog="examples:\n  deployer apply\n  deployer apply chess-puzzle --yes\n  deployer apply --yes --prune --env prod\n  deployer apply --replace chess-puzzle   # after rotating its API-key Secret\n\ncredentials for the smoke check (never printed): $VLLM_API_KEY (or --api-key-env VAR) for API-key\ndeployments, $MODAL_PROXY_KEY and $MODAL_PROXY_SECRET for proxy-auth ones.\nexit codes: 0 all done, 1 something failed (see the table), 2 usage.",
     )
     apply.add_argument("names", nargs="*", metavar="NAME", help="deployments (app names) to apply (default: all)")
     apply.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     apply.add_argument("--prune", action="store_true", help="also stop orphans: apps this project deployed whose YAML is gone")
+    apply.add_argument("--replace", action="append", default=[], metavar="NAME", help="redeploy NAME even if unchanged, e.g. after rotating one of its Secrets (repeatable)")
     apply.add_argument("--parallel", type=_positive, default=4, metavar="N", help="deployments deployed at once (default: 4)")
     apply.add_argument("--no-smoke", action="store_true", help="skip the smoke check (a broken deploy then stays live)")
     apply.add_argument("--api-key-env", default="VLLM_API_KEY", metavar="VAR", help="environment variable holding the API key (default: VLLM_API_KEY)")
@@ -97,13 +99,13 @@ def _desired(args, checked):
     return project, desired(checked.deployments, args.out, project, project_templates(args.deployments))
 
 
-def _unknown(args, names, known) -> int | None:
+def _unknown(args, names, known, what: str = "deployment or deployed app") -> int | None:
     from .load import did_you_mean
 
     unknown = [n for n in names if n not in known]
     for name in unknown:
         hint = did_you_mean(name, known) or f"known: {', '.join(sorted(known)) or 'none'}"
-        print(f"deployer {args.command}: no deployment or deployed app named {name!r} ({hint})", file=sys.stderr)
+        print(f"deployer {args.command}: no {what} named {name!r} ({hint})", file=sys.stderr)
     return EXIT_USAGE if unknown else None
 
 
@@ -157,7 +159,13 @@ def build_plan(args, checked, live_only: bool = False):
                 return None, want, None, EXIT_PROBLEMS
     if (code := _unknown(args, args.names, set(want) | set(deployed))) is not None:
         return None, want, platform, code
-    return make_plan(want, deployed, previous, project, where, args.names, fallback), want, platform, None
+    replace = getattr(args, "replace", [])
+    if (code := _unknown(args, replace, set(want), what="deployment")) is not None:
+        return None, want, platform, code
+    if args.names and (outside := [n for n in replace if n not in args.names]):
+        print(f"deployer {args.command}: --replace {outside[0]}: not among the deployments named ({', '.join(args.names)}); name it too", file=sys.stderr)
+        return None, want, platform, EXIT_USAGE
+    return make_plan(want, deployed, previous, project, where, args.names, fallback, replace), want, platform, None
 
 
 def _write_summary(markdown: str) -> None:

@@ -67,9 +67,13 @@ class Plan:
         return sum(a.kind == kind for a in self.actions)
 
 
-def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previous: dict[str, Desired], project: Project, against: str, names: Sequence[str] = (), fallback: str | None = None) -> Plan:
+REPLACED = "redeployed on request (--replace) with the same configuration: new containers read Secrets again and, with gpu_snapshot, take a new snapshot"
+
+
+def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previous: dict[str, Desired], project: Project, against: str, names: Sequence[str] = (), fallback: str | None = None, replace: Sequence[str] = ()) -> Plan:
     """`deployed`: the version serving now per app name (all apps the source knows about);
-    `previous`: what the deployed versions were rendered from, where that is known."""
+    `previous`: what the deployed versions were rendered from, where that is known;
+    `replace`: deployments to redeploy even if unchanged (after rotating a Secret, say)."""
     wanted = set(names) or None
     actions = []
     for name in sorted(set(desired) | set(deployed)):
@@ -85,7 +89,10 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
             actions.append(Action(name, CREATE, want.tag, effects=_create_effects(want.deployment), new_weights=_all_weights(want.deployment)))
             continue
         if tag and want.deploy_hash.startswith(tag.hash_prefix):
-            actions.append(Action(name, UNCHANGED, want.tag, deployed=have))
+            if name in replace:
+                actions.append(Action(name, UPDATE, want.tag, have, effects=(_cold_start(want.deployment),), notes=(REPLACED,)))
+            else:
+                actions.append(Action(name, UNCHANGED, want.tag, deployed=have))
             continue
         if tag and tag.project_id != project.id:
             # Another repository's deployer manages this app: never deploy over it.
@@ -174,8 +181,12 @@ def _update_effects(before: Desired | None, after: Desired, changes: Sequence[Ch
         effects.append("image rebuild" if before else "image rebuild if the image changed")
     if downloads := _new_weights(changes):
         effects.append(_downloads(after.deployment, downloads))
-    effects.append(f"new containers: cold start (up to {after.deployment.scaling.startup_timeout} s)")
+    effects.append(_cold_start(after.deployment))
     return tuple(effects)
+
+
+def _cold_start(deployment: Deployment) -> str:
+    return f"new containers: cold start (up to {deployment.scaling.startup_timeout} s)"
 
 
 def _create_effects(deployment: Deployment) -> tuple[str, ...]:

@@ -462,3 +462,26 @@ def test_prune_with_an_empty_deployments_folder_is_refused(project, modal_world,
     code, _, err = cli("apply", "--yes", "--prune", "--deployments", "empty")
     assert code == 2 and "every app of this project (2) would be stopped" in err
     assert {a["state"] for a in modal_world.fake.state["apps"].values()} == {"deployed"}
+
+
+def test_replace_redeploys_an_unchanged_deployment_with_the_same_tag(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    tag = dict(modal_world.fake.deploys())["alpha"]
+    code, out, _ = cli("plan", "--replace", "alpha", "--detailed-exitcode")
+    assert code == 2 and "~ update    alpha" in out and "= unchanged beta" in out
+    assert "redeployed on request (--replace)" in out and "new containers: cold start" in out
+    code, out, err = cli("apply", "--yes", "--replace", "alpha")
+    assert code == 0, out + err
+    assert [v.number for v in modal_world.fake.history("alpha")] == [2, 1] and modal_world.fake.history("alpha")[0].tag == tag
+    assert [v.number for v in modal_world.fake.history("beta")] == [1]
+    assert "Plan: no changes; 2 unchanged" in cli("plan")[1]
+
+
+def test_replace_of_an_unknown_or_unselected_deployment_is_a_usage_error(project, modal_world, cli):
+    two(project)
+    code, _, err = cli("plan", "--replace", "alpah")
+    assert code == 2 and "no deployment named 'alpah' (did you mean 'alpha'?)" in err
+    code, _, err = cli("apply", "beta", "--replace", "alpha", "--yes")
+    assert code == 2 and "--replace alpha: not among the deployments named (beta); name it too" in err
+    assert modal_world.fake.deploys() == []
