@@ -42,12 +42,22 @@ class GpuSpec:
     usd_per_second: float | None
     max_count: int
     same_as: str | None
+    compute_capability: tuple[int, int] | None = None
+
+    @property
+    def has_bfloat16(self) -> bool:
+        """vLLM serves bfloat16 from compute capability 8.0 (Ampere) on; a T4 (7.5) does not."""
+        return self.compute_capability is None or self.compute_capability >= (8, 0)
 
 
 @functools.cache
 def gpu_specs() -> dict[str, GpuSpec]:
     data = json.loads(GPUS_FILE.read_text(encoding="utf-8"))
-    return {name: GpuSpec(name, g["memory_mib"] * 1024**2, g["usd_per_second"], g["max_count"], g.get("same_as")) for name, g in data["gpus"].items()}
+    return {name: GpuSpec(name, g["memory_mib"] * 1024**2, g["usd_per_second"], g["max_count"], g.get("same_as"), _capability(g.get("compute_capability"))) for name, g in data["gpus"].items()}
+
+
+def _capability(text: str | None) -> tuple[int, int] | None:
+    return tuple(int(part) for part in text.split(".")) if text else None  # type: ignore[return-value]
 
 
 def usd_per_hour(gpu: Gpu) -> float | None:
@@ -273,8 +283,9 @@ def _default_utilization(version: str) -> float:
 def cheapest_fitting(deployment: Deployment, shape: ModelShape, max_model_len: int, limit: int = 3) -> list[tuple[Gpu, float]]:
     """The cheapest GPU configurations (type and count) that hold `max_model_len` tokens."""
     options = []
+    explicit_bfloat16 = dict(deployment.vllm.args).get("dtype") == "bfloat16"
     for name, spec in gpu_specs().items():
-        if spec.same_as or spec.usd_per_second is None:
+        if spec.same_as or spec.usd_per_second is None or (explicit_bfloat16 and not spec.has_bfloat16):
             continue
         for count in (1, 2, 4, 8):
             # Tensor parallelism splits attention heads evenly across GPUs.

@@ -148,3 +148,32 @@ def shipped_copy(project, qwen_cached):
     for path in (REPO / "deployments").glob("*.yaml"):
         project.write(f"deployments/{path.name}", path.read_text())
     return project
+
+
+T4_QWEN = "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507}\ngpu: T4\nvllm:\n  version: '0.32.0'\n  args: {max-model-len: 4096%s}\nauth: {proxy: true}\n"
+
+
+def test_explicit_bfloat16_on_a_gpu_without_it_is_an_error(project, qwen_cached):
+    project.deployment("t4", T4_QWEN % ", dtype: bfloat16")
+    (error,) = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "gpu.dtype"]
+    assert error.is_error and (error.line, error.column) == (5, 38)
+    assert "T4 has no bfloat16 (compute capability 7.5; vLLM needs 8.0)" in error.message
+    assert error.hint.startswith("use dtype: float16 (or auto), or a GPU with bfloat16 such as L4")
+
+
+def test_a_bfloat16_model_on_a_gpu_without_it_warns_of_the_float16_fallback(project, qwen_cached):
+    project.deployment("t4", T4_QWEN % "")
+    (warning,) = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "gpu.dtype-fallback"]
+    assert not warning.is_error and "vLLM will serve this bfloat16 model in float16" in warning.message
+    project.deployment("t4", T4_QWEN % ", dtype: float16")
+    assert [d for d in check_paths([project.deployments]).diagnostics if d.rule.startswith("gpu.dtype")] == []
+
+
+def test_gpus_without_bfloat16_are_not_suggested_for_an_explicit_bfloat16(project, qwen_cached):
+    from deployer.fit import cheapest_fitting
+
+    project.deployment("t4", T4_QWEN.replace("gpu: T4", "gpu: H100") % ", dtype: bfloat16")
+    (deployment,) = check_paths([project.deployments]).deployments
+    shape = model_shape(deployment.base_model.info, dict(deployment.vllm.args))
+    assert "T4" not in [g.type for g, _ in cheapest_fitting(deployment, shape, 4096, limit=20)]
+    assert gpu_specs()["T4"].compute_capability == (7, 5) and all(s.has_bfloat16 for n, s in gpu_specs().items() if n != "T4")

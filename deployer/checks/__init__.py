@@ -21,6 +21,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     compat.check_adapter_compatibility,
     fit.check_gpu_fit,
     resources.check_gpu_count,
+    resources.check_bfloat16_support,
     resources.check_scaling,
     cold_start.check_gpu_snapshot,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..diagnostics import Diagnostic
+from ..diagnostics import Diagnostic, Severity
 from ..fit import gpu_specs
 from ..model import BaseModelInfo, Deployment
 from ._at import at
@@ -30,3 +30,28 @@ def check_scaling(deployment: Deployment) -> Iterable[Diagnostic]:
         yield at(deployment, ("scaling", "min_containers"), f"min_containers {scaling.min_containers} is above max_containers {scaling.max_containers}", hint="lower min_containers or raise max_containers", rule="scaling.bounds", key=False)
     if scaling.target_concurrent_inputs is not None and scaling.max_concurrent_inputs is not None and scaling.target_concurrent_inputs > scaling.max_concurrent_inputs:
         yield at(deployment, ("scaling", "target_concurrent_inputs"), f"target_concurrent_inputs {scaling.target_concurrent_inputs} is above max_concurrent_inputs {scaling.max_concurrent_inputs}", hint="the target is what the autoscaler aims for below the maximum; make it smaller", rule="scaling.bounds", key=False)
+
+
+def check_bfloat16_support(deployment: Deployment) -> Iterable[Diagnostic]:
+    gpu = deployment.gpu
+    spec = gpu_specs().get(gpu.type)
+    if spec is None or spec.has_bfloat16:
+        return
+    with_bf16 = ", ".join(name for name, s in gpu_specs().items() if s.has_bfloat16 and not s.same_as and s.usd_per_second is not None and s.memory_bytes <= spec.memory_bytes * 2)
+    capability = ".".join(map(str, spec.compute_capability or ()))
+    requested = dict(deployment.vllm.args).get("dtype", "auto")
+    if requested == "bfloat16":
+        yield at(deployment, ("vllm", "args", "dtype"), f"{gpu.type} has no bfloat16 (compute capability {capability}; vLLM needs 8.0) and refuses to start with dtype bfloat16", hint=f"use dtype: float16 (or auto), or a GPU with bfloat16 such as {with_bf16}", rule="gpu.dtype", key=False)
+        return
+    info = deployment.base_model.info
+    checkpoint = str(info.config.get("torch_dtype") or info.config.get("dtype") or "") if isinstance(info, BaseModelInfo) else ""
+    if requested == "auto" and checkpoint == "bfloat16":
+        yield at(
+            deployment,
+            ("gpu",),
+            f"{gpu.type} has no bfloat16 (compute capability {capability}): vLLM will serve this bfloat16 model in float16, which can overflow in some models and gives outputs that differ from bfloat16",
+            hint=f"set vllm.args.dtype: float16 to say so and silence this, or use a GPU with bfloat16 such as {with_bf16}",
+            rule="gpu.dtype-fallback",
+            severity=Severity.WARNING,
+            key=False,
+        )
