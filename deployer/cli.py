@@ -260,7 +260,7 @@ def cmd_serve(args) -> int:
     import signal
     import time
 
-    from .local import LOG_FILE, STATE_FILE, LocalError, LocalServer, local_command, version_warning, write_state
+    from .local import LOG_FILE, STATE_FILE, LocalError, LocalServer, installed_vllm, local_command, version_warning, without_sleep_mode, write_state
     from .render import project_templates, render, write
     from .smoke import Connection, wait_healthy
 
@@ -274,13 +274,17 @@ def cmd_serve(args) -> int:
     app = render(deployment, args.out, project_templates(args.deployments))
     write(app)
     python = args.python or os.environ.get("DEPLOYER_VLLM_PYTHON") or sys.executable
-    if warning := version_warning(deployment.vllm.version, python):
+    found = installed_vllm(python)
+    if warning := version_warning(deployment.vllm.version, python, found):
         _warn(warning)
     try:
         command = local_command(app.path, python, args.port)
     except LocalError as exc:
         print(f"deployer serve: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
+    command, note = without_sleep_mode(command, found)
+    if note:
+        _warn(note)
 
     folder = app.path.parent
     server = LocalServer(command, folder / LOG_FILE, stream_logs=args.logs)

