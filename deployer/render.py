@@ -190,9 +190,16 @@ def _flat(value: Any) -> str:
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # surrogates: undecodable file names
 
 
+# Python reads `coding: NAME` (or `coding=NAME`) in a comment on line 1 or 2 as the file's source
+# encoding (PEP 263); `coding:unicode_escape` in a path would turn escaped quotes in the literals
+# below back into real ones.
+_CODING_COOKIE = re.compile(r"coding([:=])")
+
+
 def _comment(text: str) -> str:
-    """Text safe inside a `#` comment: a newline in a file name must not start a line of code."""
-    return _UNPRINTABLE.sub("?", text)
+    """Text safe inside a `#` comment: a newline in a file name must not start a line of code,
+    and no text can declare the file's encoding."""
+    return _CODING_COOKIE.sub(r"coding \1", _UNPRINTABLE.sub("?", text))
 
 
 def _duration(seconds: int) -> str:
@@ -304,6 +311,10 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
             compile(body, str(app_dir / APP_FILE), "exec")
         except SyntaxError as exc:
             raise TemplateProblem(f"{templates / TEMPLATE_NAME}: error: it rendered {deployment.name}/{APP_FILE} that is not valid Python (line {exc.lineno}: {exc.msg})") from None
+    declared = _declared_encoding(body)
+    if declared not in ("utf-8", "utf-8-sig"):
+        where = templates / TEMPLATE_NAME if templates is not None else TEMPLATE_NAME
+        raise TemplateProblem(f"{where}: error: it rendered {deployment.name}/{APP_FILE} declaring the source encoding {declared!r} in its first lines; apps are UTF-8")
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     # The marker is a whole line of the template, before any user text can precede it in the file.
     source = body.replace("\n" + HASH_MARKER + "PENDING\n", "\n" + HASH_MARKER + digest + "\n", 1)
@@ -314,6 +325,14 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
         values["local_folders"] = {remote: "<local folder>" for remote in values["local_folders"]}
         hashed = _fill(_template(templates), values, templates)
     return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE, hashed)
+
+
+def _declared_encoding(source: str) -> str:
+    """The encoding Python will read the file in, from a coding comment on its first two lines."""
+    try:
+        return tokenize.detect_encoding(io.BytesIO(source.encode("utf-8", errors="replace")).readline)[0]
+    except SyntaxError as exc:  # an unknown encoding name
+        return str(exc)
 
 
 def code_hash(source: str) -> str:

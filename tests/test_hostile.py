@@ -41,6 +41,33 @@ def test_a_file_name_with_a_newline_cannot_inject_code(project):
     assert not any(isinstance(n, ast.Import) and n.names[0].name == "os" for n in tree.body)
 
 
+def test_a_path_cannot_declare_the_apps_source_encoding(project, tmp_path):
+    import subprocess
+    import sys
+    import tokenize
+
+    model = project.root / "m coding:unicode_escape"
+    model.mkdir()
+    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 512}')
+    marker = tmp_path / "injected"
+    payload = f"', open({str(marker)!r}, 'w'), '\""
+    project.deployment("x", f'base_model: {{path: "../m coding:unicode_escape", served_name: m}}\ngpu: A10G\nvllm:\n  version: "0.11.2"\n  args:\n    chat-template: {json.dumps(payload)}\nauth: none\n')
+    (deployment,) = check_paths([project.deployments]).deployments
+    app = render(deployment, project.root / "build")
+    assert tokenize.detect_encoding(iter([line.encode() + b"\n" for line in app.source.splitlines()[:2]]).__next__)[0] == "utf-8"
+    app.path.parent.mkdir(parents=True)
+    app.path.write_text(app.source, encoding="utf-8")
+    subprocess.run([sys.executable, "-c", f"import runpy; runpy.run_path({str(app.path)!r})"], capture_output=True, timeout=60)
+    assert not marker.exists()
+
+
+def test_a_project_template_declaring_another_encoding_is_an_error(project, cli):
+    project.deployment("a")
+    project.write("templates/modal_app.py.j2", "# -*- coding: latin-1 -*-\nx = 1\n")
+    code, _, err = cli("render")
+    assert code == 1 and "declaring the source encoding 'iso-8859-1'" in err
+
+
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=40))
 def test_any_env_value_reads_back_equal_from_the_rendered_app(project, value):
@@ -225,7 +252,7 @@ def test_a_state_file_whose_pid_is_not_vllm_is_ignored(tmp_path):
 # back through ast.literal_eval.
 
 NASTY = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=30) | st.sampled_from(
-    ["'''", '"""', "\\", "\n", "{{ x }}", "{% if %}", "# c", "\"); import os; os.system('x')  #", "\u2028", "\r\n", "${HOME}"]
+    ["'''", '"""', "\\", "\n", "{{ x }}", "{% if %}", "# c", "\"); import os; os.system('x')  #", "\u2028", "\r\n", "${HOME}", "m coding:unicode_escape", "-*- coding=latin-1 -*-"]
 )
 
 
@@ -271,9 +298,10 @@ def test_no_schema_valid_string_becomes_code(tmp_path, role, env, model_path, ad
     role, env = loaded["vllm"]["args"]["response-role"], loaded["image"]["env"]["VALUE"]
     plain = _render_yaml(deployment("x", "x", "x", "x"), "d", tmp_path)
     assert hostile is not None and plain is not None
-    compile(hostile, "app.py", "exec")
+    # As bytes, the way Python imports a file: a coding comment on line 1 or 2 would apply.
+    compile(hostile.encode("utf-8"), "app.py", "exec")
     assert _shape(hostile) == _shape(plain)
-    tree = ast.parse(hostile)
+    tree = ast.parse(hostile.encode("utf-8"))
     constants = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and n.targets[0].id.isupper() and n.targets[0].id != "HERE"}
     flags = constants["VLLM_FLAGS"]
     assert flags[flags.index("--response-role") + 1] == role and flags[flags.index("--chat-template") + 1] == role
