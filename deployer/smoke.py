@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .http import credential_safe_opener
+from .patterns import linear
 from .model import Deployment, smoke_defaults
 
 UNDECLARED_MODEL = "deployer-smoke-undeclared-model"
@@ -204,22 +205,6 @@ def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeS
     return result, learned
 
 
-def expectation(pattern: str):
-    """`pattern` compiled by RE2, whose matching time grows linearly with the reply: with Python's
-    re, a pattern such as `^(a|aa)+$` can backtrack for minutes on a long reply while apply holds
-    its lock. Raises ValueError with RE2's reason for what it cannot compile (backreferences,
-    lookaround, repetitions over 1000, a compiled size over 8 MiB)."""
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False  # RE2 would write its reasons to stderr; the caller reports them
-    try:
-        return re2.compile(pattern, options)
-    except (re2.error, UnicodeError) as exc:
-        reason = exc.args[0] if exc.args else exc
-        raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
-
-
 def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
     expected = dict(spec.expect).get(model)
 
@@ -237,7 +222,7 @@ def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
             return False, f"reply content is not text: {str(text)[:200]}", None
         if served_by != model:
             return False, f"answered by {served_by!r}, not {model!r}", text
-        if expected is not None and not expectation(expected).search(text):
+        if expected is not None and not linear(expected).search(text):
             return False, f"reply does not match {expected!r}: {text[:80]!r}", text
         return True, f"{len(text)} characters" + (f", matches {expected!r}" if expected else ""), text
 

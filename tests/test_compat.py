@@ -86,3 +86,11 @@ def test_hub_base_names_are_compared_case_insensitively(project):
     project.deployment("d", "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507}\nadapters:\n  - {name: a, path: ../adapters/a}\n  - {name: b, path: ../adapters/b}\ngpu: L4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     (error,) = check_paths([project.deployments]).diagnostics
     assert error.path == ("adapters", 1) and "was trained on Qwen/Qwen3-8B, not on the base model Qwen/Qwen3-4B-Instruct-2507" in error.message
+
+
+def test_a_backtracking_target_modules_pattern_is_matched_in_bounded_time(tiny):
+    # Python's re does not finish this on "model.layers.0.self_attn.q_proj" (exponential backtracking).
+    tiny.adapter("slow", edit=lambda c: c.update(target_modules=r"((\w|\.)+)+X"))
+    assert "compat.unknown-target" in tiny({"slow": 1})
+    tiny.adapter("slow", edit=lambda c: c.update(target_modules=r"((\w|\.)+)+q_proj"))
+    assert tiny({"slow": 1}) == {}

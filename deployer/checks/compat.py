@@ -10,6 +10,7 @@ from typing import Iterable
 
 from ..diagnostics import Diagnostic
 from ..model import AdapterConfig, BaseModelInfo, Deployment
+from ..patterns import linear
 from ._at import at
 
 REQUIRED_FIELDS = ("r", "lora_alpha", "target_modules")  # vLLM's PEFTHelper refuses a config without them
@@ -81,8 +82,13 @@ def _unknown_targets(targets: tuple[str, ...] | str, info: BaseModelInfo) -> lis
         return []
     if isinstance(targets, str):  # PEFT treats a string as a regular expression over full names
         try:
-            return [] if any(re.fullmatch(targets, m) for m in modules) else [targets]
+            re.compile(targets)
         except (re.error, OverflowError, RecursionError):
-            return [targets]
+            return [targets]  # PEFT could not use it either
+        try:
+            pattern = linear(targets)
+        except ValueError:
+            return []  # valid for PEFT, but not checkable in bounded time: not reported
+        return [] if any(pattern.fullmatch(m) for m in modules) else [targets]
     leaves = {m.rsplit(".", 1)[-1] for m in modules}
     return [t for t in targets if t not in leaves and not any(m.endswith("." + t) for m in modules)]

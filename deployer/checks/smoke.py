@@ -8,7 +8,7 @@ from typing import Iterable
 from ..diagnostics import Diagnostic
 from ..load import did_you_mean
 from ..model import Deployment
-from ..smoke import expectation
+from ..patterns import linear
 from ._at import at
 
 
@@ -25,7 +25,7 @@ def check_smoke_expectations(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(deployment, path, f"expected pattern for {model!r} is not a valid regular expression: {getattr(exc, 'msg', exc)}", hint="escape special characters such as ( ) [ ] . * + ? with a backslash", rule="smoke.bad-pattern", key=False)
             continue
         try:
-            expectation(pattern)
+            linear(pattern)
         except ValueError as exc:
             yield at(
                 deployment,
