@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import hub
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
@@ -21,8 +21,14 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is
 
 
 def _locate(source: Source, filename: str) -> Path | None:
+    # Shard names come from the model's index file: one that climbs out of the model folder (or
+    # points at /proc/self/environ) must not be opened.
+    if PurePosixPath(filename).is_absolute() or ".." in PurePosixPath(filename).parts or "\\" in filename:
+        raise ValueError(f"a weight file named {filename!r} would lie outside the model folder")
     if source.path is not None:
         path = source.path / filename
+        if not path.resolve().is_relative_to(source.path.resolve()):
+            raise ValueError(f"weight file {filename!r} links outside the model folder")
         return path if path.is_file() else None
     return hub.cached_path(source.repo, filename, source.revision)
 
@@ -32,7 +38,7 @@ def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > MAX_HEADER_BYTES:
-            raise ValueError(f"{path.name}: header of {length} bytes")
+            raise ValueError(f"{path.name} is not a safetensors file (its header length is implausible)")
         header = json.loads(handle.read(length))
     if not isinstance(header, dict):
         raise ValueError(f"{path.name}: the header is not a JSON object")

@@ -514,3 +514,19 @@ def test_smoke_patterns_the_linear_time_matcher_cannot_run_are_findings(project,
     (finding,) = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "smoke.bad-pattern"]
     assert "(RE2) does not support" in finding.message and reason in finding.message
     assert "lookaround" in finding.hint and finding.line == 8
+
+
+@pytest.mark.parametrize("shard", ["../../secret.txt", "/proc/self/environ", "linked.safetensors"])
+def test_a_weight_index_cannot_make_validate_read_outside_the_model_folder(project, cli, shard):
+    secret = project.root.parent / f"{project.root.name}-secret.txt"
+    secret.write_bytes(b"hf_SENTINEL_token")
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 512}')
+    (model / "linked.safetensors").symlink_to(secret)
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": shard.replace("../../secret.txt", f"../../../{secret.name}")}}))
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, err = cli("validate")
+    # The first 8 bytes as a number ("header of N bytes") would leak them.
+    assert str(int.from_bytes(b"hf_SENTI", "little")) not in out + err and "SENTINEL" not in out + err
+    assert "outside the model folder" in out
