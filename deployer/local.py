@@ -11,6 +11,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,16 +151,23 @@ def write_state(folder: Path, url: str, pid: int, model_ids: list[str]) -> Path:
     return path
 
 
+LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d{1,5}")
+
+
 def read_state(folder: Path) -> dict | None:
-    """The running local server for an app folder, if its process is still alive."""
+    """The running local server for an app folder, if its process is still alive.
+
+    The file could have been committed or planted, and smoke sends credentials to its URL: only
+    what `serve --local` writes is believed (a loopback URL, a real pid running vLLM)."""
     try:
         state = json.loads((folder / STATE_FILE).read_text())
-        pid = int(state["pid"])
+        pid, url = state["pid"], state["url"]
+        if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and isinstance(url, str) and LOCAL_URL.fullmatch(url)):
+            return None
         os.kill(pid, 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    # A recycled PID would otherwise send credentials to whatever URL the stale file names.
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists() and b"vllm" not in cmdline.read_bytes():
+        # A recycled PID would otherwise send credentials to whatever URL the stale file names.
+        if b"vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return state

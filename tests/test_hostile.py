@@ -233,6 +233,16 @@ def test_smoke_never_prints_credentials_in_the_url(cli):
     assert code == 1 and "s3cret-pw" not in out + err
 
 
+@pytest.mark.parametrize("state", [{"url": "http://127.0.0.1:18778", "pid": 0}, {"url": "http://127.0.0.1:18778", "pid": -1}, {"url": 5, "pid": 1}, {"url": "http://attacker.example:80", "pid": 1}, {"url": "http://127.0.0.1:1", "pid": True}, [], "x"])
+def test_a_planted_state_file_is_not_believed(project, cli, monkeypatch, state):
+    """smoke sends the API key to the URL of a running local server's state file."""
+    project.deployment("a")
+    project.write("build/a/local-server.json", json.dumps(state))
+    monkeypatch.setenv("VLLM_API_KEY", "sk-SENTINEL")
+    code, out, err = cli("smoke", "a", "--timeout", "1")
+    assert code == 2 and "no known URL for 'a'" in err and "internal error" not in err
+
+
 def test_a_state_file_whose_pid_is_not_vllm_is_ignored(tmp_path):
     import subprocess
 
