@@ -72,13 +72,13 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
 
 
 def _linked_out(file: Path) -> Diagnostic | None:
-    """A deployment file that is a symlink out of the repository would be read, and quoted in
-    error messages: /proc/self/environ holds the CI job's secrets."""
+    """A deployment file that resolves out of the repository (it, or its folder, is a link) would
+    be read, and quoted in error messages: /proc/self/environ holds the CI job's secrets."""
     from .checks.sources import ALLOW_ENV, outside_repository
 
-    if not file.is_symlink() or not (root := outside_repository(file, file.parent)):
+    if not (root := outside_repository(file, file.parent)):
         return None
-    return Diagnostic(display_path(file), 0, 0, f"is a link to {file.resolve()}, outside the repository {root}; not read", hint=f"keep deployment files in the repository (set {ALLOW_ENV}=1 on a trusted machine to allow this)", rule="files.outside-repo")
+    return Diagnostic(display_path(file), 0, 0, f"resolves to {file.resolve()} through a link, outside the repository {root}; not read", hint=f"keep deployment files in the repository (set {ALLOW_ENV}=1 on a trusted machine to allow this)", rule="files.outside-repo")
 
 
 def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:

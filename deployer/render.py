@@ -365,6 +365,8 @@ def _without_comment(line: str) -> str:
 def write(app: RenderedApp) -> bool:
     """Write atomically (a crash leaves the previous file whole). Returns False if unchanged."""
     folder = app.path.parent
+    if folder.parent.is_symlink():  # a committed `build` link would send the apps anywhere
+        raise OutputProblem(f"{folder.parent} is a link to {folder.parent.resolve()}; pass the real folder with --out if that is where apps belong")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or (app.path.exists() and not app.path.is_file()):
         raise OutputProblem(f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or something else is in the way); remove it and render again")
     if app.path.is_file() and app.path.read_text(encoding="utf-8", errors="replace") == app.source:

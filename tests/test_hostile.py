@@ -540,3 +540,19 @@ def test_a_weight_index_cannot_make_validate_read_outside_the_model_folder(proje
     # The first 8 bytes as a number ("header of N bytes") would leak them.
     assert str(int.from_bytes(b"hf_SENTI", "little")) not in out + err and "SENTINEL" not in out + err
     assert "outside the model folder" in out
+
+
+def test_a_deployments_folder_linked_out_of_the_repository_is_not_read(project, cli, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "creds.yaml").write_text("token: hf_SENTINEL\n")
+    (project.root / "linked").symlink_to(outside)
+    code, out, _ = cli("validate", "linked")
+    assert code == 1 and "SENTINEL" not in out and "outside the repository" in out
+
+
+def test_render_never_writes_through_a_linked_output_folder(project, cli, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside-build")
+    project.deployment("a")
+    (project.root / "build").symlink_to(outside)
+    code, _, err = cli("render")
+    assert code == 1 and "is a link to" in err and "--out" in err and list(outside.iterdir()) == []

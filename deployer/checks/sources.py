@@ -33,7 +33,9 @@ def repository_root(folder: Path) -> Path:
 def outside_repository(target: Path, folder: Path) -> Path | None:
     """The repository root holding `folder` when the resolved `target` lies outside it (and the
     operator has not allowed that); None when `target` may be read."""
-    root = repository_root(Path(os.path.abspath(folder)).resolve())
+    # The repository is found from the folder as written: resolving it first would follow a
+    # linked deployments/ folder out of the repository and take wherever it lands as the root.
+    root = repository_root(Path(os.path.abspath(folder))).resolve()
     if Path(target).resolve().is_relative_to(root) or os.environ.get(ALLOW_ENV) == "1":
         return None
     return root
