@@ -56,7 +56,7 @@ adapters:
   - {{name: alpha, path: ../adapters/alpha}}
   - {{name: beta, path: ../adapters/beta}}
   - {{name: gamma, path: ../adapters/gamma}}
-gpu: T4
+gpu: L4
 vllm:
   version: "{installed_vllm_version()}"
   args: {{dtype: bfloat16, max-model-len: 512}}
