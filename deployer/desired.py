@@ -92,8 +92,16 @@ def folder_hash(folder: Path) -> str:
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode("utf-8", "surrogateescape") + b"\0" if path != root else b"\0")
+        if path.is_symlink() and path.resolve().is_relative_to(PSEUDO_FILES):
+            # Validate refuses links out of the repository, but a git ref's tree is hashed without
+            # being validated: a committed link to /proc/kmsg would block the read forever.
+            digest.update(b"link:" + os.fsencode(os.readlink(path)) + b"\n")
+            continue
         digest.update(_file_hash(path, *_stat_key(path)).encode() + b"\n")
     return digest.hexdigest()
+
+
+PSEUDO_FILES = Path("/proc")  # /sys files are not regular files to Python: already skipped
 
 
 def _stat_key(path: Path) -> tuple[int, int]:
@@ -108,14 +116,17 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
 def _file_hash(path: Path, size: int, mtime_ns: int) -> str:
     """SHA-256 of the contents. A Git LFS pointer stands for its object, whose id is that same
     SHA-256: a checkout without `git lfs pull` (or `git archive`) hashes like one with it."""
-    if size < 1024:
-        head = path.read_bytes()
-        if head.startswith(LFS_POINTER) and (match := re.search(rb"^oid sha256:([0-9a-f]{64})$", head, re.M)):
-            return match.group(1).decode()
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        if size < 1024:
+            head = path.read_bytes()
+            if head.startswith(LFS_POINTER) and (match := re.search(rb"^oid sha256:([0-9a-f]{64})$", head, re.M)):
+                return match.group(1).decode()
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:  # unreadable: validate reports it; the hash must still be computed
+        return f"unreadable:{exc.errno}"
     return digest.hexdigest()
 
 

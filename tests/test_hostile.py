@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -556,3 +558,38 @@ def test_render_never_writes_through_a_linked_output_folder(project, cli, tmp_pa
     (project.root / "build").symlink_to(outside)
     code, _, err = cli("render")
     assert code == 1 and "is a link to" in err and "--out" in err and list(outside.iterdir()) == []
+
+
+def _local_adapter_deployment(project) -> Path:
+    from .tiny_model import build_base_model, build_lora_adapter
+
+    base = build_base_model(project.root / "models" / "tiny")
+    adapter = build_lora_adapter(project.root / "adapters" / "a", str(base), 8, seed=1)
+    project.deployment("x", "base_model: {path: ../models/tiny, served_name: tiny}\nadapters:\n  - {name: a, path: ../adapters/a}\ngpu: T4\nvllm: {version: '0.32.0'}\nauth: {proxy: true}\n")
+    return adapter
+
+
+def test_files_linked_out_of_the_repository_inside_an_adapter_folder_are_refused(project, cli, tmp_path_factory):
+    adapter = _local_adapter_deployment(project)
+    secret = tmp_path_factory.mktemp("home") / "id_rsa"
+    secret.write_text("PRIVATE-SENTINEL")
+    (adapter / "extra").symlink_to(secret)
+    os.mkfifo(adapter / "pipe")
+    code, out, _ = cli("validate")
+    assert code == 1 and "SENTINEL" not in out
+    assert "adapter 'a' folder '../adapters/a': extra links out of the repository" in out
+    assert "adapter 'a' folder '../adapters/a': pipe is not a plain file or folder" in out
+
+
+def test_deploy_hashes_never_read_through_a_link_to_proc(tmp_path):
+    """A git ref's tree is hashed without being validated: a committed link to /proc/kmsg (a read
+    that blocks once the log is drained) or /proc/self/pagemap (EINVAL) is named, not read."""
+    from deployer.desired import folder_hash
+
+    hashes = set()
+    for target in ("/proc/kmsg", "/proc/self/pagemap", "/proc/self/environ"):
+        folder = tmp_path / target.replace("/", "_")
+        folder.mkdir()
+        (folder / "extra").symlink_to(target)
+        hashes.add(folder_hash(folder))
+    assert len(hashes) == 3

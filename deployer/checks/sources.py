@@ -53,6 +53,33 @@ def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> It
         yield at(deployment, path, f"{what} folder {source.written_path!r} does not exist (looked at {source.path})", hint="paths are relative to the YAML file that writes them", rule="sources.missing", key=False)
     elif not source.path.is_dir():
         yield at(deployment, path, f"{what} path {source.written_path!r} is not a folder", hint="point at the folder holding the model's files (config.json, weights)", rule="sources.not-a-folder", key=False)
+    else:
+        yield from _check_contents(deployment, source, path, what, yaml_folder)
+
+
+def _check_contents(deployment: Deployment, source: Source, path: tuple, what: str, yaml_folder: Path) -> Iterable[Diagnostic]:
+    """What apply would upload from the folder (Modal's add_local_dir follows links): no link out
+    of the repository (~/.ssh), nothing that is not a plain file (a FIFO blocks a reader forever),
+    nothing unreadable."""
+    linked_out, special, unreadable = [], [], []
+    for folder, dirs, files in os.walk(source.path):
+        for name in dirs + files:
+            entry = Path(folder) / name
+            if entry.is_symlink() and outside_repository(entry, yaml_folder):
+                linked_out.append(entry)
+            elif not (entry.is_dir() or entry.is_file()):
+                special.append(entry)
+            elif entry.is_file() and not os.access(entry, os.R_OK):
+                unreadable.append(entry)
+    for found, problem, hint, rule in (
+        (linked_out, "links out of the repository", f"remove the link or copy the file in; to allow this on a trusted machine, set {ALLOW_ENV}=1", "sources.outside-repo"),
+        (special, "is not a plain file or folder (a pipe, socket, device or broken link)", "remove it: apply would upload the folder", "sources.special-file"),
+        (unreadable, "cannot be read", "fix its permissions (apply uploads every file)", "sources.unreadable"),
+    ):
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            first = found[0].relative_to(source.path)
+            yield at(deployment, path, f"{what} folder {source.written_path!r}: {first} {problem}{more}", hint=hint, rule=rule, key=False)
 
 
 def _has_symlink(folder: Path, written: str) -> bool:
