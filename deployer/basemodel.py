@@ -47,7 +47,7 @@ def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         if name == "__metadata__":
             continue
         shape = meta.get("shape") if isinstance(meta, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 2**53 for n in shape):
             raise ValueError(f"{path.name}: tensor {name!r} has no valid shape")
         tensors[name] = (str(meta.get("dtype")), tuple(shape))
     return tensors

@@ -89,10 +89,14 @@ def _text_config(config: dict) -> dict:
     return inner if isinstance(inner, dict) else config
 
 
+MAX_COUNT = 2**53  # the largest whole number a float holds exactly
+
+
 def _positive_int(config: dict, key: str, default: int | None = None) -> int | None:
     """A config value that must be a positive whole number; None when absent or not one."""
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or value != int(value):
+    # Above 2**53 no real model size lies, and float arithmetic on it would overflow.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_COUNT or value != int(value):
         return None
     return int(value)
 
@@ -110,7 +114,8 @@ def _model_max_len(config: dict) -> int | None:
         return length
     if kind == "yarn":
         length = _positive_int(scaling, "original_max_position_embeddings", length)
-    return int(length * factor) if length else None
+    scaled = length * factor if length else None
+    return int(scaled) if scaled is not None and scaled <= MAX_COUNT else None
 
 
 def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
@@ -184,13 +189,16 @@ def parse_tokens(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value > 0 else None
+        return value if 0 < value <= MAX_COUNT else None
     match = TOKEN_COUNT.fullmatch(str(value))
     if not match:
         return None
     number, unit = float(match.group(1)), match.group(2)
     scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3, "t": 1000**4, "T": 1024**4}[unit]
-    return int(number * scale) or None
+    tokens = number * scale
+    if tokens > MAX_COUNT:
+        return None
+    return int(tokens) or None
 
 
 @dataclass(frozen=True)

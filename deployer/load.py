@@ -23,6 +23,7 @@ from .diagnostics import Diagnostic, JsonPath
 DEFAULTS_FILE = "_defaults.yaml"
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # values built, counting each alias expansion again ("billion laughs" guard)
+MAX_INTEGER = 2**63
 MAX_DEPTH = 64
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -200,6 +201,12 @@ class _Builder:
         except yaml.constructor.ConstructorError as exc:
             span = self.span(node)
             raise _LoadError(Diagnostic(self.file, span.line, span.column, f"cannot read value: {exc.problem}", hint="quote the value to make it a plain string", rule="yaml.tag"))
+        except ValueError:  # Python refuses integers of more than 4300 digits
+            value = MAX_INTEGER
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INTEGER:
+            # No setting takes a number this large; bigger ones break printing and float arithmetic.
+            span = self.span(node)
+            self.diagnostics.append(Diagnostic(self.file, span.line, span.column, "number too large (2**63 or more)", hint="no deployment setting takes a number this large; check for a typo", rule="yaml.number-too-large"))
         if isinstance(value, (bytes, set)) or not isinstance(value, (str, int, float, bool, type(None))):
             if node.tag in (_YAML_TAG + "timestamp",):
                 return str(node.value)  # stays a string; the schema decides whether a date belongs there

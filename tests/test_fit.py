@@ -177,3 +177,20 @@ def test_gpus_without_bfloat16_are_not_suggested_for_an_explicit_bfloat16(projec
     shape = model_shape(deployment.base_model.info, dict(deployment.vllm.args))
     assert "T4" not in [g.type for g, _ in cheapest_fitting(deployment, shape, 4096, limit=20)]
     assert gpu_specs()["T4"].compute_capability == (7, 5) and all(s.has_bfloat16 for n, s in gpu_specs().items() if n != "T4")
+
+
+@pytest.mark.parametrize("text", ["9" * 400, "1" + "0" * 30 + "k"])
+def test_a_context_length_beyond_any_float_is_not_a_number_of_tokens(text):
+    assert parse_tokens(text) is None
+
+
+def test_absurd_sizes_in_a_local_model_are_not_sized_and_do_not_crash(project, cli):
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    config = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10**306, "max_position_embeddings": 1e10, "rope_scaling": {"type": "linear", "factor": 1e308}}
+    (model / "config.json").write_text(json.dumps(config))
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    for command in (("validate",), ("fit", "x"), ("render",)):
+        code, out, err = cli(*command)
+        assert "internal error" not in err, (command, err)
+    assert "not a positive whole number" in cli("validate")[1]
