@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("name", metavar="NAME", help="deployment (app) name")
     serve.add_argument("--local", action="store_true", help="run on this machine (required: on Modal, use `modal deploy build/NAME/app.py`)")
-    serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default: 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port on 127.0.0.1 (default: 8000)")
     serve.add_argument("--python", default=None, metavar="PATH", help="interpreter that has vLLM installed (default: $DEPLOYER_VLLM_PYTHON, else this one)")
     serve.add_argument("--logs", action="store_true", help="stream vLLM's log here instead of into build/NAME/vllm.log")
     serve.add_argument("--startup-timeout", type=_seconds, default=None, metavar="S", help="seconds to wait for /health (default: the deployment's scaling.startup_timeout)")
@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(commands, folders)
     commands.add_parser("schema", help="print the deployment JSON Schema", description="Print the JSON Schema (draft 2020-12) that deployment files follow.")
     return parser
+
+
+def _port(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, not {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:

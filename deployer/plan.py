@@ -7,6 +7,7 @@ Pure: the caller reads Modal or git and passes plain values in.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -117,7 +118,20 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
 # -- what changed --------------------------------------------------------------------------------
 
 def facts(deployment: Deployment) -> dict[str, str]:
-    """Everything a reviewer cares about, flattened to readable strings."""
+    """Everything a reviewer cares about, flattened to readable one-line strings."""
+    return {_printable(key): _printable(value) for key, value in _facts(deployment).items()}
+
+
+# Control characters in YAML strings would reach the terminal (escape sequences) or, after a
+# newline, start a line of CI output that GitHub reads as a command (`::error ...`).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _facts(deployment: Deployment) -> dict[str, str]:
     d = deployment
     out = {
         "base model": d.base_model.source.describe(),

@@ -485,3 +485,19 @@ def test_replace_of_an_unknown_or_unselected_deployment_is_a_usage_error(project
     code, _, err = cli("apply", "beta", "--replace", "alpha", "--yes")
     assert code == 2 and "--replace alpha: not among the deployments named (beta); name it too" in err
     assert modal_world.fake.deploys() == []
+
+
+def test_plan_prints_yaml_strings_on_one_line_without_control_characters(project, modal_world, cli):
+    project.deployment("alpha", FAST + 'image:\n  env: {FOO: "x"}\n')
+    git_commit(project.root, "alpha")
+    project.deployment("alpha", FAST + 'image:\n  env: {FOO: "y\\n::error file=README.md,line=1::injected\\n\\u001b[2J"}\n')
+    code, out, _ = cli("plan", "--against", "HEAD", "--format", "github")
+    assert code == 0
+    assert not any(line.startswith("::error") for line in out.splitlines()) and "\x1b" not in out
+    assert "image env FOO: x → y\\n::error file=README.md,line=1::injected\\n\\x1b[2J" in out
+
+
+def test_serve_refuses_a_port_out_of_range(project, cli):
+    project.deployment("a")
+    for port in ("99999999", "-1", "0"):
+        assert cli("serve", "a", "--local", "--port", port)[0] == 2
