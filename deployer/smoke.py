@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import queue
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -107,10 +109,33 @@ def redact(url: str) -> str:
 
 
 def request(conn: Connection, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> tuple[int, object]:
+    """(status, JSON or text) within `timeout` seconds in all: a socket timeout bounds each read
+    only, and a server sending a byte every few seconds would otherwise hold the check (and an
+    apply's lock) forever. The request runs in a daemon thread that is abandoned at the deadline."""
+    seconds = timeout or conn.request_timeout
+    outcome: queue.Queue = queue.Queue(maxsize=1)
+
+    def attempt() -> None:
+        try:
+            outcome.put(("ok", _request(conn, method, path, body, seconds)))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.put(("error", exc))
+
+    threading.Thread(target=attempt, name=f"smoke {path}", daemon=True).start()
+    try:
+        kind, value = outcome.get(timeout=seconds + 1)
+    except queue.Empty:
+        raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: no complete reply within {seconds:.0f} s") from None
+    if kind == "error":
+        raise value
+    return value
+
+
+def _request(conn: Connection, method: str, path: str, body: dict | None, timeout: float) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     try:
         req = urllib.request.Request(conn.base_url + path, data=data, method=method, headers={"Content-Type": "application/json", **dict(conn.headers)})
-        with credential_safe_opener().open(req, timeout=timeout or conn.request_timeout) as response:
+        with credential_safe_opener().open(req, timeout=timeout) as response:
             raw = response.read(MAX_REPLY_BYTES)
             return response.status, _json_or_text(raw)
     except urllib.error.HTTPError as exc:

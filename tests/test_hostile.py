@@ -593,3 +593,38 @@ def test_deploy_hashes_never_read_through_a_link_to_proc(tmp_path):
         (folder / "extra").symlink_to(target)
         hashes.add(folder_hash(folder))
     assert len(hashes) == 3
+
+
+def test_a_server_that_drips_its_reply_cannot_hold_a_smoke_request():
+    import socket
+    import threading
+    import time
+
+    from deployer.smoke import Connection, HttpError, request
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        while not stop.is_set():  # one byte every 0.3 s: each read is quick, the reply never ends
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+            time.sleep(0.3)
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(HttpError, match="no complete reply within 2 s"):
+            request(Connection(f"http://127.0.0.1:{listener.getsockname()[1]}"), "GET", "/v1/models", timeout=2)
+        assert time.monotonic() - start < 6
+    finally:
+        stop.set()
+        listener.close()
