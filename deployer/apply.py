@@ -54,9 +54,15 @@ class LockError(Exception):
 @contextmanager
 def apply_lock(folder: Path) -> Iterator[None]:
     """One `apply` at a time per checkout: a second one stops at once instead of interleaving."""
+    if folder.is_symlink():  # a committed `build` link would put the lock (and apps) anywhere
+        raise LockError(f"{folder} is a link to {folder.resolve()}; pass the real folder with --out")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    with open(path, "a+") as handle:
+    try:  # O_NOFOLLOW: a lock file planted as a link must not truncate what it points at
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise LockError(f"cannot use the lock file {path}: {exc.strerror} (is it a link? remove it)") from None
+    with os.fdopen(fd, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

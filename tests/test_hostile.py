@@ -628,3 +628,21 @@ def test_a_server_that_drips_its_reply_cannot_hold_a_smoke_request():
     finally:
         stop.set()
         listener.close()
+
+
+def test_the_apply_lock_never_writes_through_a_link(tmp_path):
+    from deployer.apply import LockError, apply_lock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / ".deployer-apply.lock").symlink_to(victim)
+    with pytest.raises(LockError, match="is it a link"):
+        with apply_lock(build):
+            pass
+    (tmp_path / "linked-build").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(LockError, match="is a link"):
+        with apply_lock(tmp_path / "linked-build"):
+            pass
+    assert victim.read_text() == "keep me" and not (tmp_path / "elsewhere").exists()
