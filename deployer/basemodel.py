@@ -75,8 +75,8 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
         read_from = found.where
 
     tensors: dict[str, tuple[str, tuple[int, ...]]] | None = {}
-    index = _locate(source, "model.safetensors.index.json")
     try:
+        index = _locate(source, "model.safetensors.index.json")
         if index is not None:
             weight_map = json.loads(index.read_text())["weight_map"]
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

@@ -201,8 +201,11 @@ class _Builder:
         except yaml.constructor.ConstructorError as exc:
             span = self.span(node)
             raise _LoadError(Diagnostic(self.file, span.line, span.column, f"cannot read value: {exc.problem}", hint="quote the value to make it a plain string", rule="yaml.tag"))
-        except ValueError:  # Python refuses integers of more than 4300 digits
-            value = MAX_INTEGER
+        except ValueError as exc:
+            if not node.tag.endswith(":int"):  # e.g. an impossible date such as 2020-13-45
+                span = self.span(node)
+                raise _LoadError(Diagnostic(self.file, span.line, span.column, f"cannot read value: {exc}", hint="quote the value to make it a plain string", rule="yaml.tag")) from None
+            value = MAX_INTEGER  # Python refuses integers of more than 4300 digits
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INTEGER:
             # No setting takes a number this large; bigger ones break printing and float arithmetic.
             span = self.span(node)

@@ -168,6 +168,6 @@ def read_state(folder: Path) -> dict | None:
         # A recycled PID would otherwise send credentials to whatever URL the stale file names.
         if b"vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes():
             return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
     return state

@@ -124,7 +124,7 @@ def facts(deployment: Deployment) -> dict[str, str]:
 
 # Control characters in YAML strings would reach the terminal (escape sequences) or, after a
 # newline, start a line of CI output that GitHub reads as a command (`::error ...`).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # and bidi overrides
 
 
 def _printable(text: str) -> str:

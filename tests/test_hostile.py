@@ -646,3 +646,16 @@ def test_the_apply_lock_never_writes_through_a_link(tmp_path):
         with apply_lock(tmp_path / "linked-build"):
             pass
     assert victim.read_text() == "keep me" and not (tmp_path / "elsewhere").exists()
+
+
+def test_second_review_small_cases_are_findings_not_crashes(project, cli):
+    from deployer.plan import _printable
+
+    assert _printable("safe\u202eevil") == "safe\\u202eevil"
+    project.deployment("a", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {kv-cache-dtype: 2020-13-45}'))
+    code, out, _ = cli("validate")
+    assert code == 1 and "cannot read value: month must be in 1..12" in out
+    project.deployment("a")
+    project.write("build/a/local-server.json", '{"url": "http://127.0.0.1:8000", "pid": 99999999999999999999}')
+    code, _, err = cli("smoke", "a", "--timeout", "1")
+    assert code == 2 and "internal error" not in err
