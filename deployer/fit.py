@@ -189,7 +189,7 @@ def parse_tokens(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if 0 < value <= MAX_COUNT else None
+        return value if value > 0 else None  # an int: exact (the loader refuses 2**63 and up)
     match = TOKEN_COUNT.fullmatch(str(value))
     if not match:
         return None
