@@ -62,6 +62,8 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
                     problems.append(problem)
                 elif entry.suffix in YAML_SUFFIXES and not entry.name.startswith("_") and entry.is_file():
                     files.append(entry)
+        elif path.is_file() and (problem := _linked_out(path)):
+            problems.append(problem)
         elif path.is_file():
             files.append(path)
         else:

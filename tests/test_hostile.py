@@ -552,6 +552,39 @@ def test_a_deployments_folder_linked_out_of_the_repository_is_not_read(project, 
     assert code == 1 and "SENTINEL" not in out and "outside the repository" in out
 
 
+@pytest.mark.parametrize("named", ["deployments", "deployments/creds.yaml"])
+def test_a_linked_folder_with_a_git_folder_of_its_own_does_not_become_the_repository(project, cli, tmp_path_factory, named):
+    # The link's own .git would make "the repository" wherever the link points.
+    (project.root / ".git").mkdir()
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / ".git").mkdir()
+    (outside / "creds.yaml").write_text("token: hf_SENTINEL\n")
+    project.deployments.rmdir()
+    project.deployments.symlink_to(outside)
+    code, out, _ = cli("validate", named)
+    assert code == 1 and "SENTINEL" not in out and "outside the repository" in out
+
+
+def test_a_deployment_file_named_on_the_command_line_is_not_read_through_a_link_out(project, cli):
+    secret = project.root.parent / f"{project.root.name}-named.yaml"
+    secret.write_text("token: hf_SENTINEL\n")
+    (project.deployments / "b.yaml").symlink_to(secret)
+    code, out, _ = cli("validate", "deployments/b.yaml")
+    assert code == 1 and "SENTINEL" not in out and "outside the repository" in out
+
+
+def test_links_above_the_repository_are_the_machines_layout(tmp_path):
+    # macOS's /tmp -> /private/tmp: a repository reached through a link above it is still itself.
+    from deployer.checks.sources import outside_repository
+
+    (tmp_path / "real" / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "real" / "repo" / "deployments").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    folder = tmp_path / "alias" / "repo" / "deployments"
+    assert outside_repository(folder / "m", folder) is None
+    assert outside_repository(tmp_path / "real" / "elsewhere", folder) == (tmp_path / "real" / "repo")
+
+
 def test_render_never_writes_through_a_linked_output_folder(project, cli, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside-build")
     project.deployment("a")

@@ -23,10 +23,18 @@ ALLOW_ENV = "DEPLOYER_ALLOW_OUTSIDE_REPO"
 @functools.lru_cache(maxsize=256)
 def repository_root(folder: Path) -> Path:
     """The git work tree holding `folder` (a `.git` found going up), else the folder above it
-    (deployments/ sits in the project root)."""
-    for candidate in (folder, *folder.parents):
-        if (candidate / ".git").exists():
-            return candidate
+    (deployments/ sits in the project root).
+
+    A `.git` reached through a link is not believed when a repository above the link holds it: a
+    pull request can commit `deployments -> ../elsewhere` at a folder with a `.git` of its own,
+    which would otherwise become "the repository" and have its files read. Links above the only
+    repository (macOS's /tmp) are the machine's layout and are followed."""
+    chain = [folder, *folder.parents]
+    found = [index for index, candidate in enumerate(chain) if (candidate / ".git").exists()]
+    links = [index for index, candidate in enumerate(chain) if candidate.is_symlink()]
+    for index in found:
+        if not any(link >= index and any(higher > link for higher in found) for link in links):
+            return chain[index]
     return folder.parent
 
 
@@ -44,7 +52,7 @@ def outside_repository(target: Path, folder: Path) -> Path | None:
 def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> Iterable[Diagnostic]:
     if source.path is None:
         return
-    yaml_folder = Path(os.path.abspath(deployment.document.where(path).file)).parent.resolve()
+    yaml_folder = Path(os.path.abspath(deployment.document.where(path).file)).parent
     if root := outside_repository(source.path, yaml_folder):
         via = " through a symlink" if _has_symlink(yaml_folder, source.written_path) else ""
         yield at(deployment, path, f"{what} folder {source.written_path!r} resolves{via} to {source.path}, outside the repository {root}", hint=f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1", rule="sources.outside-repo", key=False)
