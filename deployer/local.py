@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -99,7 +100,7 @@ class LocalServer:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        output = None if self.stream_logs else open(self.log_path, "wb")
+        output = None if self.stream_logs else open(_plain_file_for_writing(self.log_path), "wb")
         try:
             # A session of its own: Ctrl-C reaches the deployer, which then stops vLLM and the
             # engine processes it spawned, as a group.
@@ -130,7 +131,7 @@ class LocalServer:
         self.process.wait()
 
     def log_tail(self, lines: int = 25) -> str:
-        if self.stream_logs or not self.log_path.is_file():
+        if self.stream_logs or self.log_path.is_symlink() or not self.log_path.is_file():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -147,8 +148,26 @@ def _group_alive(pgid: int) -> bool:
 
 def write_state(folder: Path, url: str, pid: int, model_ids: list[str]) -> Path:
     path = folder / STATE_FILE
-    path.write_text(json.dumps({"url": url, "pid": pid, "models": model_ids}, indent=2))
+    with open(_plain_file_for_writing(path), "w") as state:
+        state.write(json.dumps({"url": url, "pid": pid, "models": model_ids}, indent=2))
     return path
+
+
+def _plain_file_for_writing(path: Path) -> int:
+    """A descriptor for writing `path` afresh, refusing anything but a plain file: a committed
+    `build/NAME/vllm.log -> ~/.bashrc` would otherwise be truncated and overwritten, and a FIFO
+    would block the open forever (O_NONBLOCK makes it fail instead)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise LocalError(f"{path} is a link; remove it (serve --local writes its log and state in the app folder)") from None
+        raise LocalError(f"cannot write {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LocalError(f"{path} is not a plain file; remove it (serve --local writes its log and state in the app folder)")
+    os.ftruncate(fd, 0)  # only now: truncating on open would have emptied whatever it turned out to be
+    return fd
 
 
 LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d{1,5}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import sys
 
-from deployer.local import version_warning
+import pytest
+
+from deployer.local import LocalError, version_warning, write_state
 
 from .conftest import MINIMAL
 
@@ -123,3 +125,28 @@ def test_a_snapshot_deployment_serves_locally_without_sleep_mode_on_vllms_cpu_bu
     started = next(line for line in err.splitlines() if line.startswith("starting vLLM: "))
     assert "--enable-sleep-mode" not in started and "--served-model-name" in started
     assert "--enable-sleep-mode" in (project.root / "build" / "a" / "app.py").read_text()  # Modal's app keeps it
+
+
+def test_serve_never_writes_its_log_through_a_planted_link(project, cli, tmp_path_factory):
+    victim = tmp_path_factory.mktemp("home") / ".bashrc"
+    victim.write_text("precious\n")
+    project.deployment("a")
+    (project.root / "build" / "a").mkdir(parents=True)
+    (project.root / "build" / "a" / "vllm.log").symlink_to(victim)
+    code, _, err = cli("serve", "a", "--local", "--python", sys.executable, "--port", "8767", "--startup-timeout", "5")
+    assert code == 1 and "vllm.log is a link; remove it" in err
+    assert victim.read_text() == "precious\n"
+
+
+def test_the_local_server_state_is_never_written_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "local-server.json").symlink_to(victim)
+    with pytest.raises(LocalError, match="local-server.json is a link"):
+        write_state(tmp_path / "app", "http://127.0.0.1:8000", 1, ["m"])
+    assert victim.read_text() == "precious\n"
+    (tmp_path / "app" / "local-server.json").unlink()
+    (tmp_path / "app" / "local-server.json").write_text("a much longer previous state file than the new one " * 20)
+    write_state(tmp_path / "app", "http://127.0.0.1:8000", 1, ["m"])
+    assert json.loads((tmp_path / "app" / "local-server.json").read_text())["models"] == ["m"]  # truncated, not appended
