@@ -1,20 +1,55 @@
-"""Regular expressions from untrusted text (YAML, adapter configs), matched by RE2 in time linear
-in the input: with Python's re, a pattern such as `(a+)+b` backtracks for minutes on a 40-character
-name while validate or apply waits."""
+"""Regular expressions from untrusted text (adapter configs, YAML), read as Python's re reads them
+(PEFT chose an adapter's target_modules with `re.fullmatch`) and matched in a child process with a
+deadline: re cannot be interrupted from inside, and a pattern such as `(a+)+b` backtracks for
+minutes on a 40-character name. RE2 runs in linear time but reads some patterns differently
+(`\\d{,2}`, `[[:alpha:]]`), which turned valid adapters into errors."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+import warnings
+from typing import Sequence
 
-def linear(pattern: str):
-    """`pattern` compiled by RE2 (`.search`, `.fullmatch` as in `re`). Raises ValueError with RE2's
-    reason for what it cannot compile: backreferences, lookaround, repetitions over 1000, a
-    compiled size over 8 MiB."""
-    import re2  # google-re2; imported here: most commands never match a pattern
+MATCH_SECONDS = 2.0
 
-    options = re2.Options()
-    options.log_errors = False  # RE2 would write its reasons to stderr; the caller reports them
+# Runs in a fresh interpreter (-I -S: no site packages, no user environment): only re and json.
+_MATCHER = """\
+import json, re, sys
+job = json.load(sys.stdin)
+match = getattr(re.compile(job["pattern"]), job["how"])
+print(json.dumps(any(match(subject) for subject in job["subjects"])))
+"""
+
+
+class PatternTooSlow(Exception):
+    """The pattern did not finish within its deadline (or its matcher died)."""
+
+
+def compile_error(pattern: str) -> str | None:
+    """Why Python's re cannot compile `pattern`, or None when it can."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FutureWarning for `[[` (a possible nested set): re reads it as a plain set
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return exc.msg if exc.pos is None else f"{exc.msg} at position {exc.pos}"
+        except (OverflowError, RecursionError, ValueError) as exc:
+            return str(exc) or type(exc).__name__
+    return None
+
+
+def any_match(pattern: str, subjects: Sequence[str], full: bool = False, seconds: float = MATCH_SECONDS) -> bool:
+    """Whether `pattern` matches any subject (`re.fullmatch` when `full`, else `re.search`).
+    Raises PatternTooSlow when that takes longer than `seconds`; the pattern must compile."""
+    job = json.dumps({"pattern": pattern, "subjects": list(subjects), "how": "fullmatch" if full else "search"})
     try:
-        return re2.compile(pattern, options)
-    except (re2.error, UnicodeError) as exc:
-        reason = exc.args[0] if exc.args else exc
-        raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
+        done = subprocess.run([sys.executable, "-I", "-S", "-W", "ignore", "-c", _MATCHER], input=job, capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise PatternTooSlow(f"took over {seconds:g} s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PatternTooSlow(f"its matcher failed ({last[:200]})")
+    return json.loads(done.stdout)

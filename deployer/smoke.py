@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .http import credential_safe_opener
-from .patterns import linear
+from .patterns import PatternTooSlow, any_match
 from .model import Deployment, smoke_defaults
 
 UNDECLARED_MODEL = "deployer-smoke-undeclared-model"
@@ -247,8 +247,13 @@ def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
             return False, f"reply content is not text: {str(text)[:200]}", None
         if served_by != model:
             return False, f"answered by {served_by!r}, not {model!r}", text
-        if expected is not None and not linear(expected).search(text):
-            return False, f"reply does not match {expected!r}: {text[:80]!r}", text
+        if expected is not None:
+            try:
+                matched = any_match(expected, [text])
+            except PatternTooSlow as slow:
+                return False, f"matching {expected!r} against the reply {slow}", text
+            if not matched:
+                return False, f"reply does not match {expected!r}: {text[:80]!r}", text
         return True, f"{len(text)} characters" + (f", matches {expected!r}" if expected else ""), text
 
     return _timed(f"chat {model}", check)

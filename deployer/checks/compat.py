@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from ..diagnostics import Diagnostic
+from ..diagnostics import Diagnostic, Severity
 from ..model import AdapterConfig, BaseModelInfo, Deployment
-from ..patterns import linear
+from ..patterns import PatternTooSlow, any_match, compile_error
 from ._at import at
 
 REQUIRED_FIELDS = ("r", "lora_alpha", "target_modules")  # vLLM's PEFTHelper refuses a config without them
@@ -56,7 +56,11 @@ def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
         if mismatch:
             yield error(mismatch, "serve it on the base it was trained on, or retrain it on this one; vLLM would load it and produce base-model or garbage output", "base-mismatch")
         if base_info is not None and base_info.tensors:
-            unknown = _unknown_targets(config.target_modules, base_info)
+            try:
+                unknown = _unknown_targets(config.target_modules, base_info)
+            except PatternTooSlow as slow:
+                yield at(deployment, path, f"adapter {adapter.name!r}: target_modules pattern {config.target_modules!r} {slow} against the base model's {len(base_info.module_names())} module names; not checked", hint="PEFT matches it against every module name too: a pattern that backtracks, like (a+)+, makes loading and training slow; list the module names instead", rule="compat.slow-pattern", severity=Severity.WARNING, key=False)
+                continue
             if unknown:
                 leaves = sorted({n.rsplit(".", 1)[-1] for n in base_info.module_names()})
                 yield error(f"targets modules the base model does not have: {', '.join(unknown)}", f"this architecture's modules: {', '.join(leaves)}", "unknown-target")
@@ -77,18 +81,14 @@ def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
 
 
 def _unknown_targets(targets: tuple[str, ...] | str, info: BaseModelInfo) -> list[str]:
+    """Targets that name no module of the base model. Raises PatternTooSlow for a pattern that
+    cannot be matched against the module names in bounded time."""
     modules = info.module_names()
     if targets == "all-linear":  # PEFT's shorthand for every linear layer: always matches
         return []
     if isinstance(targets, str):  # PEFT treats a string as a regular expression over full names
-        try:
-            re.compile(targets)
-        except (re.error, OverflowError, RecursionError):
+        if compile_error(targets):
             return [targets]  # PEFT could not use it either
-        try:
-            pattern = linear(targets)
-        except ValueError:
-            return []  # valid for PEFT, but not checkable in bounded time: not reported
-        return [] if any(pattern.fullmatch(m) for m in modules) else [targets]
+        return [] if any_match(targets, sorted(modules), full=True) else [targets]
     leaves = {m.rsplit(".", 1)[-1] for m in modules}
     return [t for t in targets if t not in leaves and not any(m.endswith("." + t) for m in modules)]
