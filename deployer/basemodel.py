@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from . import hub
+from .fit import MAX_COUNT
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is not a header
@@ -47,7 +48,7 @@ def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         if name == "__metadata__":
             continue
         shape = meta.get("shape") if isinstance(meta, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 2**53 for n in shape):
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT for n in shape):
             raise ValueError(f"{path.name}: tensor {name!r} has no valid shape")
         tensors[name] = (str(meta.get("dtype")), tuple(shape))
     return tensors

@@ -149,7 +149,7 @@ def _group_alive(pgid: int) -> bool:
 def write_state(folder: Path, url: str, pid: int, model_ids: list[str]) -> Path:
     path = folder / STATE_FILE
     with open(_plain_file_for_writing(path), "w") as state:
-        state.write(json.dumps({"url": url, "pid": pid, "models": model_ids}, indent=2))
+        state.write(json.dumps({"url": url, "pid": pid, "started": _start_time(pid), "models": model_ids}, indent=2))
     return path
 
 
@@ -170,6 +170,16 @@ def _plain_file_for_writing(path: Path) -> int:
     return fd
 
 
+def _start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (field 22 of /proc/PID/stat; the
+    command name before it may hold spaces and parentheses, so count from the last ')')."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat_line[stat_line.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d{1,5}")
 
 
@@ -177,15 +187,17 @@ def read_state(folder: Path) -> dict | None:
     """The running local server for an app folder, if its process is still alive.
 
     The file could have been committed or planted, and smoke sends credentials to its URL: only
-    what `serve --local` writes is believed (a loopback URL, a real pid running vLLM)."""
+    what `serve --local` writes is believed (a loopback URL, and the very process it started: a
+    live pid running vLLM whose start time is the one recorded, which a committed file cannot
+    know and a recycled pid does not have)."""
     try:
         state = json.loads((folder / STATE_FILE).read_text())
         pid, url = state["pid"], state["url"]
         if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and isinstance(url, str) and LOCAL_URL.fullmatch(url)):
             return None
         os.kill(pid, 0)
-        # A recycled PID would otherwise send credentials to whatever URL the stale file names.
-        if b"vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        started = _start_time(pid)
+        if b"vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes() or started is None or state.get("started") != started:
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None

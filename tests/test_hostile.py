@@ -259,6 +259,24 @@ def test_a_state_file_whose_pid_is_not_vllm_is_ignored(tmp_path):
         other.kill()
 
 
+def test_a_state_file_naming_someone_elses_vllm_process_is_ignored(tmp_path):
+    import subprocess
+
+    from deployer.local import read_state, write_state
+
+    # A process with "vllm" on its command line, as a user's own server would have.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "vllm"])
+    try:
+        planted = {"url": "http://127.0.0.1:1", "pid": other.pid, "models": ["m"]}
+        for started in (None, 0, "x"):
+            (tmp_path / "local-server.json").write_text(json.dumps(planted | {"started": started}))
+            assert read_state(tmp_path) is None
+        write_state(tmp_path, "http://127.0.0.1:1", other.pid, ["m"])  # what serve --local writes
+        assert read_state(tmp_path)["pid"] == other.pid
+    finally:
+        other.kill()
+
+
 # Injection-proof rendering: any string the schema accepts, in every place a string reaches the
 # rendered app, must stay data. The app must compile, have exactly the statements the template
 # writes (the same AST as a deployment with plain strings in those places), and give every value
