@@ -15,9 +15,15 @@ from typing import Sequence
 
 MATCH_SECONDS = 2.0
 
+MATCH_MEMORY = 1 << 30  # bytes of address space: backtracking state grows while the deadline runs
+
 # Runs in a fresh interpreter (-I -S: no site packages, no user environment): only re and json.
-_MATCHER = """\
-import json, re, sys
+_MATCHER = f"""\
+import json, re, resource, sys
+try:
+    resource.setrlimit(resource.RLIMIT_AS, ({MATCH_MEMORY}, {MATCH_MEMORY}))
+except (ValueError, OSError):
+    pass  # macOS refuses some limits; the deadline still holds
 job = json.load(sys.stdin)
 match = getattr(re.compile(job["pattern"]), job["how"])
 print(json.dumps(any(match(subject) for subject in job["subjects"])))

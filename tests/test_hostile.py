@@ -542,6 +542,14 @@ def test_a_backtracking_smoke_pattern_cannot_hang_the_smoke_check():
     assert any_match(pattern, ["a" * 60]) is True
 
 
+def test_a_pattern_whose_matching_eats_memory_stops_at_the_matchers_limit():
+    from deployer.patterns import PatternTooSlow, any_match
+
+    # Each repeat of the group keeps backtracking state: about 1.5 GiB for this 6 MB reply.
+    with pytest.raises(PatternTooSlow, match="MemoryError"):
+        any_match(r"(?:(a)|b)*c", ["ab" * 3_000_000])
+
+
 @pytest.mark.parametrize(("pattern", "reply", "matches"), [
     (r"(e4)\1", "1. e4e4", True),
     (r"(?<=1\. )Nf3", "1. Nf3", True),
