@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Collection
 
 from . import hub
-from .model import Adapter, AdapterConfig, Deployment, UnknownConfig
+from .model import Adapter, AdapterConfig, Deployment, Source, UnknownConfig
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -62,7 +63,8 @@ def read_config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
     )
 
 
-def with_adapter_configs(deployment: Deployment) -> Deployment:
-    """The deployment with each adapter's config (or the reason it is unknown) attached."""
-    adapters = tuple(replace(a, config=read_config(a)) for a in deployment.adapters)
+def with_adapter_configs(deployment: Deployment, unread: Collection[Source] = ()) -> Deployment:
+    """The deployment with each adapter's config (or the reason it is unknown) attached; adapters
+    from `unread` sources (refused by the sources check) are left unlooked-up."""
+    adapters = tuple(a if a.source in unread else replace(a, config=read_config(a)) for a in deployment.adapters)
     return replace(deployment, adapters=adapters)

@@ -13,9 +13,11 @@ import json
 import struct
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
+from typing import Collection
 
 from . import hub
 from .fit import MAX_COUNT
+from .paths import within
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is not a header
@@ -28,7 +30,7 @@ def _locate(source: Source, filename: str) -> Path | None:
         raise ValueError(f"a weight file named {filename!r} would lie outside the model folder")
     if source.path is not None:
         path = source.path / filename
-        if not path.resolve().is_relative_to(source.path.resolve()):
+        if not within(path, source.path):
             raise ValueError(f"weight file {filename!r} links outside the model folder")
         return path if path.is_file() else None
     return hub.cached_path(source.repo, filename, source.revision)
@@ -96,6 +98,10 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
     return BaseModelInfo(config=config, tensors=tensors, read_from=read_from)
 
 
-def with_base_model_info(deployment: Deployment) -> Deployment:
+def with_base_model_info(deployment: Deployment, unread: Collection[Source] = ()) -> Deployment:
+    """The deployment with its base model's config and tensor index attached (left unlooked-up
+    when its source is in `unread`, refused by the sources check)."""
     base = deployment.base_model
+    if base.source in unread:
+        return deployment
     return replace(deployment, base_model=replace(base, info=read_base_model(base.source)))

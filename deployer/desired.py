@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
+from .paths import real
 from .render import RenderedApp, render
 
 TAG_PREFIX = "deployer-"
@@ -92,9 +93,10 @@ def folder_hash(folder: Path) -> str:
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode("utf-8", "surrogateescape") + b"\0" if path != root else b"\0")
-        if path.is_symlink() and path.resolve().is_relative_to(PSEUDO_FILES):
+        if path.is_symlink() and ((target := real(path)) is None or target.is_relative_to(PSEUDO_FILES)):
             # Validate refuses links out of the repository, but a git ref's tree is hashed without
-            # being validated: a committed link to /proc/kmsg would block the read forever.
+            # being validated: a committed link to /proc/kmsg would block the read forever (and a
+            # chain of links too long to follow could lead there unseen).
             digest.update(b"link:" + os.fsencode(os.readlink(path)) + b"\n")
             continue
         digest.update(_file_hash(path, *_stat_key(path)).encode() + b"\n")

@@ -7,11 +7,13 @@ defaults for omitted fields come from the schema's `default` annotations (one so
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .load import Document
+from .paths import real
 from .schema import schema
 
 @dataclass(frozen=True)
@@ -192,7 +194,10 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
     def source(spec: dict, at: tuple) -> Source:
         if "path" in spec:
             origin = document.where(at + ("path",)).file
-            return Source(path=(base_dir_of[origin] / spec["path"]).resolve(), written_path=spec["path"])
+            written = Path(os.path.abspath(base_dir_of[origin])) / spec["path"]
+            # Unresolvable (a link chain too long to follow): kept as written, which the sources
+            # check then refuses rather than reading a path the kernel would take elsewhere.
+            return Source(path=real(written) or written, written_path=spec["path"])
         return Source(repo=spec["repo"], revision=spec.get("revision"))
 
     base = data["base_model"]

@@ -14,6 +14,7 @@ from typing import Sequence
 from .adapters import with_adapter_configs
 from .basemodel import with_base_model_info
 from .checks import run_checks
+from .checks.sources import ALLOW_ENV, leads_to, outside_repository, refused_sources
 from .diagnostics import Diagnostic, Severity
 from .load import DEFAULTS_FILE, Document, load_file, merge_defaults
 from .model import Deployment, build_deployment, name_from_file
@@ -74,13 +75,15 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
 
 
 def _linked_out(file: Path) -> Diagnostic | None:
-    """A deployment file that resolves out of the repository (it, or its folder, is a link) would
-    be read, and quoted in error messages: /proc/self/environ holds the CI job's secrets."""
-    from .checks.sources import ALLOW_ENV, outside_repository
-
-    if not (root := outside_repository(file, file.parent)):
-        return None
-    return Diagnostic(display_path(file), 0, 0, f"resolves to {file.resolve()} through a link, outside the repository {root}; not read", hint=f"keep deployment files in the repository (set {ALLOW_ENV}=1 on a trusted machine to allow this)", rule="files.outside-repo")
+    """A deployment file that is a link, or sits in a folder linked out of the repository, is not
+    read: it could bring in anything the checkout holds (.env, .git/config) or anything on the
+    machine (/proc/self/environ holds the CI job's secrets), and errors quote what they read."""
+    hint = f"keep deployment files in the repository as plain files (set {ALLOW_ENV}=1 on a trusted machine to allow links out)"
+    if root := outside_repository(file, file.parent):
+        return Diagnostic(display_path(file), 0, 0, f"{leads_to(file, root, ' through a link')}; not read", hint=hint, rule="files.outside-repo")
+    if file.is_symlink() and os.environ.get(ALLOW_ENV) != "1":
+        return Diagnostic(display_path(file), 0, 0, "is a link; deployment files are read only as plain files", hint="copy the file instead of linking it", rule="files.link")
+    return None
 
 
 def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
@@ -112,7 +115,9 @@ def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
         if problems or schema_only:
             continue
         base_dirs = {display_path(f): f.parent for f in (file, file.parent / DEFAULTS_FILE)}
-        deployments.append(with_base_model_info(with_adapter_configs(build_deployment(merged, base_dirs))))
+        deployment = build_deployment(merged, base_dirs)
+        refused = refused_sources(deployment)
+        deployments.append(with_base_model_info(with_adapter_configs(deployment, refused), refused))
 
     if not schema_only:
         diagnostics += run_checks(deployments)

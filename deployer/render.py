@@ -23,6 +23,7 @@ from typing import Any
 
 from .argv import VLLM_ENTRYPOINT, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, weight_files
 from .model import Deployment
+from .paths import within
 
 TEMPLATE_NAME = "modal_app.py.j2"
 HASH_MARKER = "# deployer-content-hash: "
@@ -95,8 +96,19 @@ def _environment(folder: Path):
                 raise SecurityError(f"the sandbox refuses repeating a value more than {MAX_REPEAT:,} times")
             return super().call_binop(context, operator, left, right)
 
+    class PlainFiles(jinja2.FileSystemLoader):
+        """Templates only as plain files inside the folder: Jinja follows links, and a committed
+        templates/env -> /proc/self/environ (or ../.git/config) would be included in the app."""
+
+        def get_source(self, environment, template):
+            for searchpath in self.searchpath:
+                path = os.path.join(searchpath, *jinja2.loaders.split_template_path(template))
+                if os.path.islink(searchpath) or os.path.islink(path) or (os.path.lexists(path) and not within(path, searchpath)):
+                    raise SecurityError(f"{path} is a link, or lies in a linked folder; templates are read only as plain files in {searchpath}")
+            return super().get_source(environment, template)
+
     env = BoundedSandbox(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=PlainFiles(str(folder)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -114,6 +126,8 @@ def _template(folder: Path | None = None):
         return _environment(folder).get_template(TEMPLATE_NAME)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateProblem(f"{folder / TEMPLATE_NAME}:{exc.lineno}: error: template syntax: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateProblem(f"{folder / TEMPLATE_NAME}: error: {exc}") from None
 
 
 def _fill(template, values: dict, folder: Path | None) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .desired import Desired, Project, RefError, desired, export_ref, git_root, ignored_files, parse_tag
 from .platform import Platform, Version
+from .checks.sources import also_inside
 from .render import project_templates
 
 
@@ -73,9 +74,10 @@ class RefTrees:
             if not folder.is_dir():
                 self._cache[ref] = (commit, {})
             else:
-                checked = check_paths([folder])
-                if self._borrow_ignored(tree, checked.deployments):
-                    checked = check_paths([folder])  # adapter configs may be among the borrowed files
+                with also_inside(self.layout.root):  # what _borrow_ignored links to
+                    checked = check_paths([folder])
+                    if self._borrow_ignored(tree, checked.deployments):
+                        checked = check_paths([folder])  # adapter configs may be among the borrowed files
                 templates = project_templates(folder)
                 self._cache[ref] = (commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
         return self._cache[ref]

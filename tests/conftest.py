@@ -152,3 +152,22 @@ def modal_world(project, tmp_path_factory, monkeypatch):
     monkeypatch.setattr(ModalCli, "web_url", lambda self, name: fake.web_url(name))
     with EndpointServer(fake) as server:
         yield FakeModalWorld(fake, server, bin_dir)
+
+
+def link_chain(root: Path) -> str:
+    """A path relative to `root` that the kernel follows back to `root` itself through a chain of
+    links whose expansion passes PATH_MAX, where `os.path.realpath` gives up and takes the rest
+    as plain text (so a non-strict resolve "finds" it inside the repository)."""
+    long, steps = "d" * 250, "abcdefghijklmnop"
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    os.mkdir("chain", dir_fd=folder)
+    folder = os.open("chain", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+    for step in steps:  # the expanded path grows past what a path may hold: build it by descriptor
+        os.mkdir(long, dir_fd=folder)
+        os.symlink(long, step, dir_fd=folder)
+        folder = os.open(long, os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+    expanded = len(str(root)) + len("/chain") + len(steps) * (len(long) + 1)
+    last = "l" * min(255, max(1, 4100 - expanded))
+    os.symlink("../" * len(steps), last, dir_fd=folder)
+    return "/".join(["chain", *steps, last, ".."])
+

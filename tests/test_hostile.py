@@ -18,7 +18,7 @@ from deployer.load import load_bytes
 from deployer.pipeline import check_paths
 from deployer.render import literal, render
 
-from .conftest import MINIMAL, REPO
+from .conftest import MINIMAL, REPO, link_chain
 
 GOOD = (REPO / "deployments" / "qwen3-4b-multi.yaml").read_bytes()
 
@@ -576,13 +576,15 @@ def test_a_weight_index_cannot_make_validate_read_outside_the_model_folder(proje
     model = project.root / "models" / "m"
     model.mkdir(parents=True)
     (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 512}')
-    (model / "linked.safetensors").symlink_to(secret)
+    if shard == "linked.safetensors":
+        (model / "linked.safetensors").symlink_to(secret)
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": shard.replace("../../secret.txt", f"../../../{secret.name}")}}))
     project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     code, out, err = cli("validate")
     # The first 8 bytes as a number ("header of N bytes") would leak them.
     assert str(int.from_bytes(b"hf_SENTI", "little")) not in out + err and "SENTINEL" not in out + err
-    assert "outside the model folder" in out
+    # A link out of the repository keeps the whole folder from being read.
+    assert ("links out of the repository" if shard == "linked.safetensors" else "outside the model folder") in out
 
 
 def test_a_deployments_folder_linked_out_of_the_repository_is_not_read(project, cli, tmp_path_factory):
@@ -624,6 +626,98 @@ def test_links_above_the_repository_are_the_machines_layout(tmp_path):
     folder = tmp_path / "alias" / "repo" / "deployments"
     assert outside_repository(folder / "m", folder) is None
     assert outside_repository(tmp_path / "real" / "elsewhere", folder) == (tmp_path / "real" / "repo")
+
+
+def test_a_link_chain_too_long_for_realpath_is_not_taken_for_a_path_inside(tmp_path):
+    from deployer.paths import real, within
+
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "secret.txt").write_text("SENTINEL")
+    chain = link_chain(tmp_path / "repo")
+    sneaky = tmp_path / "repo" / chain / ".." / "secret.txt"
+    assert sneaky.read_text() == "SENTINEL"  # the kernel follows it out of repo/
+    assert Path(os.path.realpath(sneaky)).is_relative_to(tmp_path / "repo")  # realpath says inside
+    assert real(sneaky) is None and not within(sneaky, tmp_path / "repo")
+
+
+def test_a_link_chain_in_a_model_folder_is_refused_and_never_read(project, cli, monkeypatch):
+    from deployer.desired import folder_hash
+
+    secret = project.root.parent / f"{project.root.name}-id_rsa"
+    secret.write_text("SENTINEL")
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    chain = link_chain(project.root)
+    (model / "notes.txt").symlink_to(f"../../{chain}/../{secret.name}")
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, _ = cli("validate")
+    assert code == 1 and "notes.txt links out of the repository" in out and "SENTINEL" not in out
+    # plan hashes a git ref's tree without validating it: the link is named there, not read (a
+    # chain to /proc/kmsg would block forever), so what it leads to does not change the hash.
+    before = folder_hash(model)
+    secret.write_text("SENTINEL, changed")
+    assert folder_hash(model) == before
+
+
+def test_a_deployments_folder_reached_through_a_link_chain_is_not_read(project, cli, tmp_path_factory):
+    outside = project.root.parent / f"{project.root.name}-elsewhere"
+    outside.mkdir()
+    (outside / "creds.yaml").write_text("token: hf_SENTINEL\n")
+    chain = link_chain(project.root)
+    code, out, _ = cli("validate", f"{project.root}/{chain}/../{outside.name}")
+    assert code == 1 and "SENTINEL" not in out and "cannot be followed" in out
+
+
+@pytest.mark.parametrize("target", [".env", ".git/config"])
+def test_a_deployment_file_linked_inside_the_repository_is_not_read(project, cli, target):
+    (project.root / ".git").mkdir()
+    (project.root / target).write_text("OPENAI_API_KEY=sk-SENTINEL\n")
+    (project.deployments / "dotenv.yaml").symlink_to(f"../{target}")
+    code, out, _ = cli("validate")
+    assert code == 1 and "SENTINEL" not in out
+    assert ("is a link; deployment files are read only as plain files" if target == ".env" else "inside the repository's .git folder") in out
+
+
+def test_a_model_folder_may_not_link_into_the_git_folder(project, cli):
+    (project.root / ".git").mkdir()
+    (project.root / ".git" / "config").write_text("[http]\n  extraheader = AUTHORIZATION: basic SENTINEL\n")
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "git-config").symlink_to("../../.git/config")
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, _ = cli("validate")
+    assert code == 1 and "git-config links out of the repository" in out and "SENTINEL" not in out
+
+
+def test_an_adapter_folder_that_is_refused_is_not_read_either(project, cli):
+    outside = project.root.parent / f"{project.root.name}-adapter_config.json"
+    outside.write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "bias": "all-SENTINEL"}))
+    adapter = project.root / "adapters" / "a"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").symlink_to(outside)
+    project.deployment("x", MINIMAL + "adapters:\n  - {name: a, path: ../adapters/a}\n")
+    code, out, _ = cli("validate")
+    assert code == 1 and "adapter_config.json links out of the repository" in out and "SENTINEL" not in out
+
+
+@pytest.mark.parametrize("link", ["env", "modal_app.py.j2"])
+def test_project_templates_are_read_only_as_plain_files(project, cli, link):
+    secret = project.root.parent / f"{project.root.name}-leak"
+    secret.write_text("SENTINEL")
+    project.deployment("a")
+    shipped = (Path(__file__).parent.parent / "templates" / "modal_app.py.j2").read_text()
+    (project.root / "templates").mkdir()
+    if link == "env":
+        project.write("templates/modal_app.py.j2", 'LEAK = {% filter py %}{% include "env" %}{% endfilter %}\n' + shipped)
+        (project.root / "templates" / "env").symlink_to(secret)
+    else:
+        secret.write_text(shipped + "# SENTINEL\n")
+        (project.root / "templates" / "modal_app.py.j2").symlink_to(secret)
+    code, out, err = cli("render")
+    assert code == 1 and "templates are read only as plain files" in err and "SENTINEL" not in out + err
+    assert not (project.root / "build" / "a" / "app.py").exists()
 
 
 def test_render_never_writes_through_a_linked_output_folder(project, cli, tmp_path_factory):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment, Source
+from ..paths import real
 from ._at import at
 
 
@@ -38,15 +41,43 @@ def repository_root(folder: Path) -> Path:
     return folder.parent
 
 
+_ALSO_INSIDE: ContextVar[tuple[Path, ...]] = ContextVar("also_inside", default=())
+
+
+@contextmanager
+def also_inside(root: Path) -> Iterator[None]:
+    """Within this block, `root` counts as part of the repository too: a git ref exported to a
+    temporary folder borrows the working tree's ignored files (weights) by linking to them."""
+    token = _ALSO_INSIDE.set((*_ALSO_INSIDE.get(), real(root) or root))
+    try:
+        yield
+    finally:
+        _ALSO_INSIDE.reset(token)
+
+
 def outside_repository(target: Path, folder: Path) -> Path | None:
-    """The repository root holding `folder` when the resolved `target` lies outside it (and the
-    operator has not allowed that); None when `target` may be read."""
+    """The repository root holding `folder` when `target`, every link followed, lies outside it
+    or in its .git folder (and the operator has not allowed that); None when it may be read."""
     # The repository is found from the folder as written: resolving it first would follow a
     # linked deployments/ folder out of the repository and take wherever it lands as the root.
-    root = repository_root(Path(os.path.abspath(folder))).resolve()
-    if Path(target).resolve().is_relative_to(root) or os.environ.get(ALLOW_ENV) == "1":
+    root = repository_root(Path(os.path.abspath(folder)))
+    if os.environ.get(ALLOW_ENV) == "1":
         return None
-    return root
+    real_root, real_target = real(root), real(target)
+    for inside in (real_root, *_ALSO_INSIDE.get()):
+        if inside is not None and real_target is not None and real_target.is_relative_to(inside) and not real_target.is_relative_to(inside / ".git"):
+            return None
+    return real_root or root
+
+
+def leads_to(target: Path, root: Path, via: str = "") -> str:
+    """Where a refused path leads, for messages."""
+    where = real(target)
+    if where is None:
+        return f"leads{via} through links that cannot be followed (a loop, or a chain too long to resolve)"
+    if where.is_relative_to(root / ".git"):
+        return f"resolves{via} to {where}, inside the repository's .git folder"
+    return f"resolves{via} to {where}, outside the repository {root}"
 
 
 def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> Iterable[Diagnostic]:
@@ -55,7 +86,7 @@ def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> It
     yaml_folder = Path(os.path.abspath(deployment.document.where(path).file)).parent
     if root := outside_repository(source.path, yaml_folder):
         via = " through a symlink" if _has_symlink(yaml_folder, source.written_path) else ""
-        yield at(deployment, path, f"{what} folder {source.written_path!r} resolves{via} to {source.path}, outside the repository {root}", hint=f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1", rule="sources.outside-repo", key=False)
+        yield at(deployment, path, f"{what} folder {source.written_path!r} {leads_to(source.path, root, via)}", hint=f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1", rule="sources.outside-repo", key=False)
         return
     if not source.path.exists():
         yield at(deployment, path, f"{what} folder {source.written_path!r} does not exist (looked at {source.path})", hint="paths are relative to the YAML file that writes them", rule="sources.missing", key=False)
@@ -97,6 +128,16 @@ def _has_symlink(folder: Path, written: str) -> bool:
         if current.is_symlink():
             return True
     return False
+
+
+REFUSED = ("sources.outside-repo", "sources.special-file")
+
+
+def refused_sources(deployment: Deployment) -> frozenset[Source]:
+    """Local folders not to be read at all, before any reading: their config files could lead
+    out of the repository, and compatibility errors quote the values they hold."""
+    sources = [(deployment.base_model.source, ("base_model", "path"), "base model"), *((a.source, ("adapters", i, "path"), "adapter") for i, a in enumerate(deployment.adapters))]
+    return frozenset(source for source, path, what in sources if any(d.rule in REFUSED for d in _check(deployment, source, path, what)))
 
 
 def check_local_sources(deployment: Deployment) -> Iterable[Diagnostic]:

@@ -1,0 +1,36 @@
+"""Where a path really leads, for the checks that keep reads inside the repository.
+
+`Path.resolve()` is not enough: when a chain of links expands past PATH_MAX it stops following
+them and returns the rest as plain text, so a committed chain a few thousand characters long
+"resolves" inside the repository while the kernel opens a file anywhere. Strict resolution
+follows every link or fails; a path whose destination cannot be known is treated as leading
+somewhere it must not.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def real(path: Path | str) -> Path | None:
+    """The absolute path with every link followed, or None when that cannot be known (a chain too
+    long to follow, a loop, a folder that cannot be searched). A path that does not exist yet
+    resolves as far as it exists: nothing is there to read."""
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:
+        # Followed as far as the links go; trusted only if its folder, followed strictly, agrees
+        # (a chain cut short at PATH_MAX would leave links in the folder part).
+        loose = Path(os.path.realpath(path))
+        if loose.parent == loose:
+            return None
+        return loose if real(loose.parent) == loose.parent else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def within(path: Path | str, folder: Path | str) -> bool:
+    """Whether `path`, with every link followed, lies inside `folder` (links followed too)."""
+    target, container = real(path), real(folder)
+    return target is not None and container is not None and target.is_relative_to(container)
