@@ -17,7 +17,10 @@ CREDENTIAL_HEADERS = ("Authorization", "Modal-key", "Modal-secret")  # as urllib
 class _CredentialSafeRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+        # Another host, or the same one over another scheme (https -> http would send the key in
+        # clear text, and port 80 may be someone else's server).
+        before, after = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if new is not None and (after.scheme, after.netloc) != (before.scheme, before.netloc):
             for name in CREDENTIAL_HEADERS:
                 new.remove_header(name)
         return new

@@ -150,3 +150,18 @@ def test_the_local_server_state_is_never_written_through_a_planted_link(tmp_path
     (tmp_path / "app" / "local-server.json").write_text("a much longer previous state file than the new one " * 20)
     write_state(tmp_path / "app", "http://127.0.0.1:8000", 1, ["m"])
     assert json.loads((tmp_path / "app" / "local-server.json").read_text())["models"] == ["m"]  # truncated, not appended
+
+
+@pytest.mark.parametrize(("newurl", "kept"), [
+    ("http://models.example/v1/models", False),  # https -> http on the same host: the key would travel in clear text
+    ("https://models.example:8443/v1/models", False),  # another port is another server
+    ("https://models.example/v2/models", True),
+])
+def test_credentials_follow_a_redirect_only_to_the_same_scheme_and_host(newurl, kept):
+    import urllib.request
+
+    from deployer.http import _CredentialSafeRedirects
+
+    original = urllib.request.Request("https://models.example/v1/models", headers={"Authorization": "Bearer sentinel"})
+    new = _CredentialSafeRedirects().redirect_request(original, None, 302, "Found", {}, newurl)
+    assert new.has_header("Authorization") is kept
