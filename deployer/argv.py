@@ -31,6 +31,7 @@ MANAGED_FLAGS: dict[str, str] = {
     "tensor-parallel-size": "gpu (its count, e.g. \"H100:2\")",
     "enable-sleep-mode": "cold_start.gpu_snapshot (sleep mode is what the snapshot captures)",
     "download-dir": "nothing: weights live in the Hugging Face cache volume, where prefetch puts them and restarts find them",
+    "config": "vllm.args itself: vLLM would take every flag in that file unchecked (an empty api-key there turns auth off)",
 }
 
 # The weight files vLLM reads for each --load-format, in its order of preference: it loads the

@@ -181,3 +181,56 @@ def test_moving_the_hugging_face_cache_in_image_env_is_refused(project, variable
     error = only(check_paths([project.deployments]))
     assert (error.rule, error.line, error.column) == ("image.env-cache", 9, 9)
     assert "download the weights again" in error.message and f"remove {variable}" in error.hint
+
+
+def test_a_config_file_of_flags_is_refused(project):
+    # vLLM reads every key of that YAML as a flag, none of them checked: `api-key: ""` there
+    # turned an API-key endpoint public in the bypass hunt.
+    error = only(check(project, "0.32.0", "config: models/tiny/settings.yaml"))
+    assert error.rule == "flags.managed" and "unchecked" in error.hint
+
+
+@pytest.mark.parametrize("value", ["-1.5", "-.5", "-1e.5"])
+def test_a_negative_decimal_value_is_refused_as_vllm_reads_it_as_a_dotted_option(project, value):
+    error = only(check(project, "0.32.0", f'response-role: "{value}"'))
+    assert error.rule == "flags.value-looks-like-flag"
+    assert check(project, "0.32.0", 'response-role: "-1"').diagnostics == ()
+
+
+def test_vllm_reads_a_negative_decimal_as_a_dotted_option():
+    assert VLLM_PYTHON, NO_VLLM
+    probe = (
+        "import vllm.platforms\nfrom vllm.platforms.cpu import CpuPlatform\nvllm.platforms._current_platform = CpuPlatform()\n"
+        "from vllm.entrypoints.launchers.cli_args import make_arg_parser\nfrom vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+        "parser = make_arg_parser(FlexibleArgumentParser())\n"
+        "print(parser.parse_args(['--response-role', '-1', '--port', '8000']).response_role)\n"
+        "try:\n    parser.parse_args(['--response-role', '-1.5', '--port', '8000'])\nexcept SystemExit:\n    print('refused')\n"
+    )
+    out = subprocess.run([VLLM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["-1", "refused"], out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("flag", "words"), [
+    ("trust-remote-code: true", "runs Python code from the model's repository"),
+    ("tool-parser-plugin: plugins/parser.py", "imports the Python file it names"),
+    ("allowed-local-media-path: /", "read files under that folder"),
+    ("worker-extension-cls: pkg.Ext", "into every worker"),
+])
+def test_flags_that_run_code_are_warnings_to_review(project, flag, words):
+    warning = only(check(project, "0.32.0", flag))
+    assert (warning.rule, warning.severity.value) == ("flags.runs-code", "warning") and words in warning.message
+    assert check(project, "0.32.0", "trust-remote-code: false").diagnostics == ()
+
+
+@pytest.mark.parametrize(("variable", "rule"), [("PYTHONPATH", "image.env-runs-code"), ("LD_PRELOAD", "image.env-runs-code"), ("HF_ENDPOINT", "image.env-network"), ("https_proxy", "image.env-network")])
+def test_image_env_that_loads_code_or_reroutes_downloads_is_a_warning(project, variable, rule):
+    project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{{variable}: 'https://elsewhere.example'}}\n")
+    warning = only(check_paths([project.deployments]))
+    assert (warning.rule, warning.severity.value, warning.line) == (rule, "warning", 9)
+
+
+@pytest.mark.parametrize("value", ["a'\\nRUN touch /pwned\\nENV Z='b", "x\\ry", "tab\\tok\\u0007"])
+def test_image_env_values_stay_on_one_dockerfile_line(project, value):
+    project.deployment("d", HEAD % "0.32.0" + f'    max-model-len: 4096\nimage:\n  env: {{NEWLINE: "{value}"}}\n')
+    error = only(check_paths([project.deployments]))
+    assert error.rule == "image.env-control" and "another instruction" in error.message

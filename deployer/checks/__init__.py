@@ -15,6 +15,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     flags.check_managed_flags,
     flags.check_flags_against_catalog,
     flags.check_image_env,
+    flags.check_code_flags,
     auth.check_auth,
     smoke.check_smoke_expectations,
     lora.check_lora_limits,

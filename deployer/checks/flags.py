@@ -52,7 +52,9 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             )
             continue
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and item.startswith("-") and not _is_number(item):
+            # vLLM's parser takes any word that starts with '-' and holds a '.' for a dotted
+            # option (--compilation-config.level), eating the word after it: -1.5 included.
+            if isinstance(item, str) and item.startswith("-") and (not _is_number(item) or "." in item):
                 yield at(
                     deployment,
                     ("vllm", "args", name),
@@ -80,13 +82,63 @@ def _is_number(text: str) -> bool:
     return True
 
 
+# Flags that make vLLM run code, or serve files, that the deployment names: legitimate, but a
+# reviewer should see them as code, not as settings (warnings; `validate --strict` fails on them).
+CODE_FLAGS = {
+    "trust-remote-code": "runs Python code from the model's repository",
+    "tool-parser-plugin": "imports the Python file it names",
+    "reasoning-parser-plugin": "imports the Python file it names",
+    "middleware": "imports the Python object it names into the server",
+    "logits-processors": "imports the Python classes it names",
+    "logits-processor-pattern": "lets each request import logits processors whose names match it",
+    "worker-cls": "imports the class it names into every worker",
+    "worker-extension-cls": "imports the class it names into every worker",
+    "io-processor-plugin": "loads the plugin it names",
+    "log-config-file": "hands a file to logging.config, which can build any Python object",
+    "allowed-local-media-path": "lets every request read files under that folder of the container (its Secrets are in /proc/self/environ)",
+}
+
+
+def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
+    for name, value in deployment.vllm.args:
+        if name in CODE_FLAGS and value not in (False, None):
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} {CODE_FLAGS[name]}",
+                hint="review it as code: it runs in the container with the deployment's Secrets; remove it unless the model needs it",
+                rule="flags.runs-code",
+                severity=Severity.WARNING,
+            )
+
+
+# Variables that load code into every process of the container, or send its downloads (and the
+# Hugging Face token from a Secret) to another host.
+CODE_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "LD_PRELOAD", "LD_LIBRARY_PATH", "VLLM_PLUGINS", "VLLM_LOGGING_CONFIG_PATH", "VLLM_ALLOW_INSECURE_SERIALIZATION")
+NETWORK_VARIABLES = ("HF_ENDPOINT", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE")
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
 # Where huggingface_hub keeps its cache: the app mounts the cache volume at its default place, so
 # moving it would make vLLM download the weights again on every cold start, past the prefetch.
 HF_CACHE_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")
 
 
 def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
-    for name, _ in deployment.image.env:
+    for name, value in deployment.image.env:
+        if CONTROL.search(value):
+            yield at(
+                deployment,
+                ("image", "env", name),
+                f"image.env {name} holds a line break or control character: Modal writes each variable on a line of the image's Dockerfile (ENV), where a line break would start another instruction",
+                hint="keep image.env values on one line",
+                rule="image.env-control",
+                key=False,
+            )
+            continue
+        if name in CODE_VARIABLES or name.upper() in NETWORK_VARIABLES:
+            what = "loads code into every process in the container" if name in CODE_VARIABLES else f"sends the container's downloads (and any Hugging Face token from its Secrets) through {value!r}"
+            yield at(deployment, ("image", "env", name), f"image.env {name} {what}", hint="review it as code; remove it unless the image needs it", rule="image.env-runs-code" if name in CODE_VARIABLES else "image.env-network", severity=Severity.WARNING)
+            continue
         if name in HF_CACHE_VARIABLES:
             yield at(
                 deployment,
