@@ -228,7 +228,7 @@ def _select(args, names: Sequence[str], tolerate: str | None = None):
 
 
 def cmd_render(args) -> int:
-    from .render import project_templates, render, write
+    from .render import current_app, project_templates, render, write
 
     checked, selected, code = _select(args, args.names)
     if selected is None:
@@ -238,8 +238,8 @@ def cmd_render(args) -> int:
         app = render(deployment, args.out, project_templates(args.deployments))
         shown = display_path(app.path)
         if args.check:
-            current = app.path.read_text(encoding="utf-8") if app.path.is_file() else None
-            status = "up to date" if current == app.source else ("missing" if current is None else "out of date")
+            current = current_app(app)
+            status = "up to date" if current == app.source else ("missing" if not os.path.lexists(app.path) else "out of date")
         else:
             status = "written" if write(app) else "unchanged"
         results.append({"name": app.name, "path": shown, "content_hash": app.content_hash, "status": status})

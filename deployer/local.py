@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from .paths import read_plain
+
 STATE_FILE = "local-server.json"
+STATE_BYTES = 64 * 1024  # what serve --local writes is a few hundred bytes
 LOG_FILE = "vllm.log"
 _module_ids = itertools.count()
 
@@ -191,7 +194,7 @@ def read_state(folder: Path) -> dict | None:
     live pid running vLLM whose start time is the one recorded, which a committed file cannot
     know and a recycled pid does not have)."""
     try:
-        state = json.loads((folder / STATE_FILE).read_text())
+        state = json.loads(read_plain(folder / STATE_FILE, STATE_BYTES) or b"null")
         pid, url = state["pid"], state["url"]
         if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and isinstance(url, str) and LOCAL_URL.fullmatch(url)):
             return None

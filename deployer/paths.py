@@ -10,6 +10,7 @@ somewhere it must not.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -34,3 +35,22 @@ def within(path: Path | str, folder: Path | str) -> bool:
     """Whether `path`, with every link followed, lies inside `folder` (links followed too)."""
     target, container = real(path), real(folder)
     return target is not None and container is not None and target.is_relative_to(container)
+
+
+def read_plain(path: Path | str, limit: int) -> bytes | None:
+    """The contents of `path` when it is a plain file of at most `limit` bytes, opened without
+    following a link; None for anything else (missing, a link, a FIFO or device, too large,
+    unreadable). For files a commit can plant where we keep our own: /dev/zero would fill memory,
+    /proc/kmsg block forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = handle.read(limit + 1)
+        except OSError:
+            return None
+    return data if len(data) <= limit else None

@@ -23,7 +23,7 @@ from typing import Any
 
 from .argv import VLLM_ENTRYPOINT, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, weight_files
 from .model import Deployment
-from .paths import within
+from .paths import read_plain, within
 
 TEMPLATE_NAME = "modal_app.py.j2"
 HASH_MARKER = "# deployer-content-hash: "
@@ -376,6 +376,13 @@ def _without_comment(line: str) -> str:
     return (line[: len(line) - len(line.lstrip())] + line.strip()[:cut]).rstrip()
 
 
+def current_app(app: RenderedApp) -> str | None:
+    """What is at the app's path now, if it is a plain file no larger than the new app (a
+    committed link there, to /dev/zero or /proc/kmsg, is never read)."""
+    data = read_plain(app.path, len(app.source.encode("utf-8")))
+    return data.decode("utf-8", errors="replace") if data is not None else None
+
+
 def write(app: RenderedApp) -> bool:
     """Write atomically (a crash leaves the previous file whole). Returns False if unchanged."""
     folder = app.path.parent
@@ -383,7 +390,7 @@ def write(app: RenderedApp) -> bool:
         raise OutputProblem(f"{folder.parent} is a link to {folder.parent.resolve()}; pass the real folder with --out if that is where apps belong")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or (app.path.exists() and not app.path.is_file()):
         raise OutputProblem(f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or something else is in the way); remove it and render again")
-    if app.path.is_file() and app.path.read_text(encoding="utf-8", errors="replace") == app.source:
+    if current_app(app) == app.source:
         return False
     try:
         folder.mkdir(parents=True, exist_ok=True)

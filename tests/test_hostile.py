@@ -720,6 +720,35 @@ def test_project_templates_are_read_only_as_plain_files(project, cli, link):
     assert not (project.root / "build" / "a" / "app.py").exists()
 
 
+@pytest.mark.parametrize("target", ["/dev/zero", "/proc/kmsg", "outside"])
+def test_committed_files_under_build_are_never_read_through_links(project, cli, monkeypatch, target):
+    outside = project.root.parent / f"{project.root.name}-outside"
+    outside.write_text("precious SENTINEL\n")
+    project.deployment("a")
+    (project.root / "build" / "a").mkdir(parents=True)
+    for name in ("app.py", "local-server.json"):
+        (project.root / "build" / "a" / name).symlink_to(outside if target == "outside" else target)
+    monkeypatch.setenv("VLLM_API_KEY", "sk-SENTINEL")
+    code, out, err = cli("smoke", "a", "--timeout", "1")  # /dev/zero filled memory, /proc/kmsg blocked
+    assert code == 2 and "no known URL for 'a'" in err
+    code, out, err = cli("render", "--check")
+    assert code == 1 and "out of date" in out and "SENTINEL" not in out + err
+    code, out, err = cli("render")
+    if target == "/dev/zero":
+        assert code == 1 and "something else is in the way" in err
+    else:  # the link (to a file) is replaced by the app; what it pointed at is untouched
+        assert code == 0 and not (project.root / "build" / "a" / "app.py").is_symlink()
+        assert outside.read_text() == "precious SENTINEL\n"
+
+
+def test_a_committed_app_that_is_not_utf8_is_just_out_of_date(project, cli):
+    project.deployment("a")
+    project.write("build/a/app.py", "")
+    (project.root / "build" / "a" / "app.py").write_bytes(b"\xff\xfe broken")
+    code, out, err = cli("render", "--check")
+    assert code == 1 and "out of date" in out and "internal error" not in err
+
+
 def test_render_never_writes_through_a_linked_output_folder(project, cli, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside-build")
     project.deployment("a")
