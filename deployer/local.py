@@ -16,6 +16,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,8 @@ def installed_vllm(python: str) -> tuple[str, str] | None:
         "    except m.PackageNotFoundError: pass\n"
     )
     try:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60).stdout.split()
+        with tempfile.TemporaryDirectory(prefix="deployer-probe-") as elsewhere:
+            out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60, cwd=elsewhere).stdout.split()
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out[0], out[1]) if len(out) == 2 else None
@@ -100,6 +102,7 @@ class LocalServer:
     log_path: Path
     stream_logs: bool = False
     process: subprocess.Popen | None = None
+    _workdir: tempfile.TemporaryDirectory | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +110,10 @@ class LocalServer:
         try:
             # A session of its own: Ctrl-C reaches the deployer, which then stops vLLM and the
             # engine processes it spawned, as a group.
-            self.process = subprocess.Popen(self.command, stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True)
+            # Started in an empty folder: `python -m vllm...` puts its working folder first on the
+            # import path, and a repository holding a vllm/ or csv.py would run instead.
+            self._workdir = tempfile.TemporaryDirectory(prefix="deployer-vllm-")
+            self.process = subprocess.Popen(self.command, stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True, cwd=self._workdir.name)
         except OSError as exc:
             raise LocalError(f"cannot start {self.command[0]}: {exc.strerror}") from None
         finally:
@@ -132,6 +138,8 @@ class LocalServer:
             if not _group_alive(self.process.pid):
                 break
         self.process.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
 
     def log_tail(self, lines: int = 25) -> str:
         if self.stream_logs or self.log_path.is_symlink() or not self.log_path.is_file():

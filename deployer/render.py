@@ -23,6 +23,7 @@ from typing import Any
 
 from .argv import VLLM_ENTRYPOINT, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, weight_files
 from .model import Deployment
+from .local import LOG_FILE, STATE_FILE
 from .paths import read_plain, within
 
 TEMPLATE_NAME = "modal_app.py.j2"
@@ -376,6 +377,20 @@ def _without_comment(line: str) -> str:
     return (line[: len(line) - len(line.lstrip())] + line.strip()[:cut]).rstrip()
 
 
+# What an app folder may hold: the app, what `serve --local` writes beside it, Python's cache of it.
+OWN_ENTRIES = {APP_FILE, LOG_FILE, STATE_FILE, "__pycache__"}
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise OutputProblem(f"cannot list {folder}: {exc.strerror}") from None
+    return [name for name in names if name not in OWN_ENTRIES and not name.startswith(".app.")]
+
+
 def current_app(app: RenderedApp) -> str | None:
     """What is at the app's path now, if it is a plain file no larger than the new app (a
     committed link there, to /dev/zero or /proc/kmsg, is never read)."""
@@ -390,6 +405,8 @@ def write(app: RenderedApp) -> bool:
         raise OutputProblem(f"{folder.parent} is a link to {folder.parent.resolve()}; pass the real folder with --out if that is where apps belong")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or (app.path.exists() and not app.path.is_file()):
         raise OutputProblem(f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or something else is in the way); remove it and render again")
+    if foreign := _foreign_entries(folder):
+        raise OutputProblem(f"{folder} holds {', '.join(foreign)}, which the deployer did not write: `modal deploy` imports the app with its folder first on Python's import path, where such a file could stand in for a module; remove it")
     if current_app(app) == app.source:
         return False
     try:

@@ -286,6 +286,7 @@ def main(argv: list[str]) -> int:
     fake = FakeModal(Path(os.environ[STATE_ENV]))
     with fake._state() as s:
         s.setdefault("argv", []).append(argv)
+        s.setdefault("cwd", []).append(os.getcwd())  # the real CLI imports from there first
     args = list(argv)
     env = None
     if args[:1] == ["run"] and "--env" in args and any("::" in a for a in args[: args.index("--env")]):

@@ -856,3 +856,40 @@ def test_second_review_small_cases_are_findings_not_crashes(project, cli):
     project.write("build/a/local-server.json", '{"url": "http://127.0.0.1:8000", "pid": 99999999999999999999}')
     code, _, err = cli("smoke", "a", "--timeout", "1")
     assert code == 2 and "internal error" not in err
+
+
+def test_an_app_folder_holding_files_render_did_not_write_is_refused(project, cli):
+    # `modal deploy build/a/app.py` puts build/a first on the import path: shlex.py would run.
+    project.deployment("a")
+    project.write("build/a/shlex.py", "raise SystemExit('planted')\n")
+    code, _, err = cli("render")
+    assert code == 1 and "holds shlex.py, which the deployer did not write" in err
+    (project.root / "build" / "a" / "shlex.py").unlink()
+    assert cli("render")[0] == 0
+
+
+def test_the_modal_cli_never_runs_in_the_repository(project, modal_world, cli):
+    # `modal deploy` puts its working folder first on the import path: a committed modal.py or
+    # shlex.py at the repository's root would run there, with the Modal token in its environment.
+    project.deployment("a")
+    assert cli("apply", "--yes")[0] == 0
+    state = modal_world.fake.state
+    assert state["cwd"] and not any(Path(cwd).is_relative_to(project.root) for cwd in state["cwd"])
+    deploys = [argv for argv in state["argv"] if argv[:1] == ["deploy"]]
+    assert deploys and all(Path(argv[1]).is_absolute() for argv in deploys)
+
+
+def test_the_url_lookup_does_not_import_from_the_working_folder(project, monkeypatch):
+    from deployer.platform.modal_cli import ModalCli
+
+    project.write("modal.py", "import pathlib; pathlib.Path('planted-ran').write_text('x')\nraise SystemExit(3)\n")
+    cli_ = ModalCli()
+    cli_.url_timeout = 5  # the planted file would run at once; Modal itself is not reachable
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-x")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-x")
+    monkeypatch.setenv("MODAL_SERVER_URL", "http://127.0.0.1:9")  # nothing listens: fails fast
+    try:
+        cli_.web_url("a")
+    except Exception:
+        pass
+    assert not (project.root / "planted-ran").exists()

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def has_credentials(environ=os.environ) -> bool:
 def modal_executable() -> list[str]:
     """`modal` on PATH (what the user runs), else the one installed beside this Python."""
     found = shutil.which("modal")
-    return [found] if found else [sys.executable, "-m", "modal"]
+    return [found] if found else [sys.executable, "-P", "-m", "modal"]  # -P: see web_url
 
 
 class ModalCli:
@@ -56,13 +57,17 @@ class ModalCli:
         command = [*self.executable, *args[:1], *env_args, *args[1:]] if args[:1] == ["run"] else [*self.executable, *args, *env_args]
         shown = "modal " + " ".join(command[len(self.executable):])
         try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
-                env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200"},
-                # Its own session: Ctrl-C in the terminal reaches only us, and we let deploys in
-                # flight finish (or roll them back) instead of killing them half-way.
-                start_new_session=True,
-            )
+            # In an empty folder: `modal deploy` puts its working folder first on the import path,
+            # and a modal.py or shlex.py committed at the repository's root would run there.
+            with tempfile.TemporaryDirectory(prefix="deployer-modal-") as elsewhere:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
+                    env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200"},
+                    # Its own session: Ctrl-C in the terminal reaches only us, and we let deploys in
+                    # flight finish (or roll them back) instead of killing them half-way.
+                    start_new_session=True,
+                    cwd=elsewhere,
+                )
         except FileNotFoundError:
             raise PlatformError(f"cannot run `{shown}`: the modal command is not installed (pip install modal)") from None
         except subprocess.TimeoutExpired:
@@ -100,10 +105,10 @@ class ModalCli:
         return sorted((v for v in versions if v is not None), key=lambda v: v.number, reverse=True)
 
     def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
-        return web_url_in(self._run(["deploy", str(app_file), "--name", name, "--tag", tag], timeout=DEPLOY_TIMEOUT))
+        return web_url_in(self._run(["deploy", os.path.abspath(app_file), "--name", name, "--tag", tag], timeout=DEPLOY_TIMEOUT))
 
     def run(self, app_file: Path, function: str) -> None:
-        self._run(["run", f"{app_file}::{function}"], timeout=DEPLOY_TIMEOUT)
+        self._run(["run", f"{os.path.abspath(app_file)}::{function}"], timeout=DEPLOY_TIMEOUT)
 
     def rollback(self, name: str, version: int | None = None) -> None:
         self._run(["app", "rollback", name, *([f"v{version}"] if version is not None else [])])
@@ -122,7 +127,9 @@ class ModalCli:
             "print(url or '')"
         )
         try:
-            done = subprocess.run([sys.executable, "-c", snippet, name, SERVE_FUNCTION, self.environment or ""], capture_output=True, text=True, errors="replace", timeout=self.url_timeout, stdin=subprocess.DEVNULL, start_new_session=True)
+            # -P: without it the working folder (the repository) comes first on the import path,
+            # and a committed modal.py would run here, with the Modal token in the environment.
+            done = subprocess.run([sys.executable, "-P", "-c", snippet, name, SERVE_FUNCTION, self.environment or ""], capture_output=True, text=True, errors="replace", timeout=self.url_timeout, stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise PlatformError(f"cannot read the URL of {name!r}: Modal did not answer within {self.url_timeout:.0f} s") from None
         if done.returncode != 0:
