@@ -7,10 +7,8 @@ minutes on a 40-character name. RE2 runs in linear time but reads some patterns 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import warnings
 from typing import Sequence
 
 MATCH_SECONDS = 2.0
@@ -18,15 +16,25 @@ MATCH_SECONDS = 2.0
 MATCH_MEMORY = 1 << 30  # bytes of address space: backtracking state grows while the deadline runs
 
 # Runs in a fresh interpreter (-I -S: no site packages, no user environment): only re and json.
-_MATCHER = f"""\
-import json, re, resource, sys
+# Compiling is in there too: some patterns take seconds to compile ((?i) over wide ranges).
+_CHILD = f"""\
+import json, re, resource, sys, warnings
 try:
     resource.setrlimit(resource.RLIMIT_AS, ({MATCH_MEMORY}, {MATCH_MEMORY}))
 except (ValueError, OSError):
     pass  # macOS refuses some limits; the deadline still holds
+warnings.simplefilter("ignore")  # FutureWarning for `[[` (a possible nested set): re reads it as a plain set
 job = json.load(sys.stdin)
-match = getattr(re.compile(job["pattern"]), job["how"])
-print(json.dumps(any(match(subject) for subject in job["subjects"])))
+try:
+    compiled = re.compile(job["pattern"])
+except re.error as exc:
+    print(json.dumps({{"error": exc.msg if exc.pos is None else f"{{exc.msg}} at position {{exc.pos}}"}}))
+    raise SystemExit
+except (OverflowError, RecursionError, ValueError, MemoryError) as exc:
+    print(json.dumps({{"error": str(exc) or type(exc).__name__}}))
+    raise SystemExit
+match = getattr(compiled, job["how"], None)
+print(json.dumps({{"error": None, "matched": bool(match) and any(match(subject) for subject in job["subjects"])}}))
 """
 
 
@@ -34,28 +42,25 @@ class PatternTooSlow(Exception):
     """The pattern did not finish within its deadline (or its matcher died)."""
 
 
-def compile_error(pattern: str) -> str | None:
-    """Why Python's re cannot compile `pattern`, or None when it can."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # FutureWarning for `[[` (a possible nested set): re reads it as a plain set
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            return exc.msg if exc.pos is None else f"{exc.msg} at position {exc.pos}"
-        except (OverflowError, RecursionError, ValueError) as exc:
-            return str(exc) or type(exc).__name__
-    return None
-
-
-def any_match(pattern: str, subjects: Sequence[str], full: bool = False, seconds: float = MATCH_SECONDS) -> bool:
-    """Whether `pattern` matches any subject (`re.fullmatch` when `full`, else `re.search`).
-    Raises PatternTooSlow when that takes longer than `seconds`; the pattern must compile."""
-    job = json.dumps({"pattern": pattern, "subjects": list(subjects), "how": "fullmatch" if full else "search"})
+def _run(pattern: str, subjects: Sequence[str], how: str, seconds: float) -> dict:
+    job = json.dumps({"pattern": pattern, "subjects": list(subjects), "how": how})
     try:
-        done = subprocess.run([sys.executable, "-I", "-S", "-W", "ignore", "-c", _MATCHER], input=job, capture_output=True, text=True, timeout=seconds)
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", _CHILD], input=job, capture_output=True, text=True, timeout=seconds)
     except subprocess.TimeoutExpired:
         raise PatternTooSlow(f"took over {seconds:g} s") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise PatternTooSlow(f"its matcher failed ({last[:200]})")
     return json.loads(done.stdout)
+
+
+def compile_error(pattern: str, seconds: float = MATCH_SECONDS) -> str | None:
+    """Why Python's re cannot compile `pattern`, or None when it can. Raises PatternTooSlow when
+    compiling takes longer than `seconds`."""
+    return _run(pattern, [], "compile", seconds)["error"]
+
+
+def any_match(pattern: str, subjects: Sequence[str], full: bool = False, seconds: float = MATCH_SECONDS) -> bool:
+    """Whether `pattern` matches any subject (`re.fullmatch` when `full`, else `re.search`).
+    Raises PatternTooSlow when that takes longer than `seconds`; the pattern must compile."""
+    return bool(_run(pattern, subjects, "fullmatch" if full else "search", seconds).get("matched"))

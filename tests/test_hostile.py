@@ -550,6 +550,15 @@ def test_a_pattern_whose_matching_eats_memory_stops_at_the_matchers_limit():
         any_match(r"(?:(a)|b)*c", ["ab" * 3_000_000])
 
 
+def test_a_pattern_slow_to_compile_is_a_finding_not_a_wait(project):
+    # About 7 ms of compiling per class: this one took 28 s in-process before.
+    slow = "(?i)" + "[\\u0100-\\U0010ffff]" * 3000
+    project.deployment("d", MINIMAL + f'smoke: {{expect: {{Qwen/Qwen3-4B-Instruct-2507: "{slow}"}}}}\n')
+    started = time.monotonic()
+    (finding,) = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "smoke.bad-pattern"]
+    assert "compiling it took over 2 s" in finding.message and time.monotonic() - started < 10
+
+
 @pytest.mark.parametrize(("pattern", "reply", "matches"), [
     (r"(e4)\1", "1. e4e4", True),
     (r"(?<=1\. )Nf3", "1. Nf3", True),

@@ -7,7 +7,7 @@ from typing import Iterable
 from ..diagnostics import Diagnostic
 from ..load import did_you_mean
 from ..model import Deployment
-from ..patterns import compile_error
+from ..patterns import PatternTooSlow, compile_error
 from ._at import at
 
 
@@ -18,5 +18,9 @@ def check_smoke_expectations(deployment: Deployment) -> Iterable[Diagnostic]:
         if model not in model_ids:
             hint = did_you_mean(model, model_ids) or f"this deployment serves: {', '.join(model_ids)}"
             yield at(deployment, path, f"smoke.expect names {model!r}, which this deployment does not serve", hint=hint, rule="smoke.unknown-model")
-        if reason := compile_error(pattern):
+        try:
+            reason = compile_error(pattern)
+        except PatternTooSlow as slow:
+            reason = f"compiling it {slow}"
+        if reason:
             yield at(deployment, path, f"expected pattern for {model!r} is not a valid regular expression: {reason}", hint="escape special characters such as ( ) [ ] . * + ? with a backslash", rule="smoke.bad-pattern", key=False)
