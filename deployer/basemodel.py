@@ -9,7 +9,9 @@ which modules the architecture has; the GPU fit check, the sizes.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import struct
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -17,10 +19,11 @@ from typing import Collection
 
 from . import hub
 from .fit import MAX_COUNT
-from .paths import within
+from .paths import real, within
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is not a header
+MAX_DIMS = 8  # weights have 1 to 5; a shape of thousands of dimensions is an attack on math.prod
 
 
 def _locate(source: Source, filename: str) -> Path | None:
@@ -37,7 +40,14 @@ def _locate(source: Source, filename: str) -> Path | None:
 
 
 def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Tensor name → (dtype, shape), from the JSON header of a .safetensors file."""
+    """Tensor name → (dtype, shape), from the JSON header of a .safetensors file (read once per
+    file version: deployments sharing a base, and shards linked to one file, cost one read)."""
+    stat = path.stat()
+    return _header(real(path) or path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _header(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, tuple[int, ...]]]:
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > MAX_HEADER_BYTES:
@@ -50,8 +60,8 @@ def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         if name == "__metadata__":
             continue
         shape = meta.get("shape") if isinstance(meta, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT for n in shape):
-            raise ValueError(f"{path.name}: tensor {name!r} has no valid shape")
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT for n in shape) or math.prod(shape) > MAX_COUNT:
+            raise ValueError(f"{path.name}: tensor {name[:80]!r} has no valid shape (at most {MAX_DIMS} dimensions, at most 2**53 elements)")
         tensors[name] = (str(meta.get("dtype")), tuple(shape))
     return tensors
 
@@ -87,11 +97,15 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
             shards = sorted(set(weight_map.values()))
         else:
             shards = ["model.safetensors"]
+        seen: set[Path] = set()
         for shard in shards:
             shard_path = _locate(source, shard)
             if shard_path is None:
                 tensors = None  # weights not available here: names and sizes unknown
                 break
+            if (where_it_is := real(shard_path) or shard_path) in seen:
+                continue  # one file under several names (links) holds its tensors once
+            seen.add(where_it_is)
             tensors.update(safetensors_header(shard_path))
     except (OSError, ValueError, KeyError, TypeError, RecursionError, struct.error) as exc:
         return UnknownConfig(f"cannot read the safetensors headers of {where}: {exc}")

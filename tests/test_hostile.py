@@ -78,6 +78,9 @@ def test_any_env_value_reads_back_equal_from_the_rendered_app(project, value):
 
     project.deployment("e", MINIMAL + "image:\n  env:\n    VALUE: " + yaml.safe_dump(value, default_style='"', width=10_000).strip() + "\n")
     checked = check_paths([project.deployments])
+    if any(ch < " " and ch != "\t" or ch == "\x7f" for ch in value):  # Modal's Dockerfile ENV line would break
+        assert [d.rule for d in checked.diagnostics if d.severity.value == "error"] == ["image.env-control"]
+        return
     assert checked.ok, checked.diagnostics
     source = render(checked.deployments[0], Path("build")).source
     call = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "env")
@@ -902,3 +905,42 @@ def test_the_url_lookup_does_not_import_from_the_working_folder(project, monkeyp
     except Exception:
         pass
     assert not (project.root / "planted-ran").exists()
+
+
+def _safetensors(path: Path, header: dict) -> None:
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw)
+
+
+LLAMA_CONFIG = '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 512}'
+
+
+@pytest.mark.parametrize("shape", [[2**53] * 40, [2**53] * 200_000, [2**30, 2**30]])
+def test_a_tensor_shape_beyond_any_model_leaves_fit_unchecked(project, cli, shape):
+    # [2**53] * 40 ended in "internal error: OverflowError"; 200,000 dimensions took a minute.
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    _safetensors(model / "model.safetensors", {"model.embed_tokens.weight": {"dtype": "BF16", "shape": shape, "data_offsets": [0, 0]}})
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, err = cli("validate")
+    assert "internal error" not in err and "has no valid shape" in out
+
+
+def test_shards_linked_to_one_file_read_its_header_once(project, monkeypatch):
+    import deployer.basemodel as basemodel
+
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    _safetensors(model / "model.safetensors", {"model.layers.0.self_attn.q_proj.weight": {"dtype": "BF16", "shape": [64, 64], "data_offsets": [0, 8192]}})
+    names = [f"s{i}.safetensors" for i in range(5)]
+    for name in names:
+        (model / name).symlink_to("model.safetensors")
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"t{i}": name for i, name in enumerate(names)}}))
+    reads = []
+    monkeypatch.setattr(basemodel, "_header", lambda path, size, mtime: reads.append(path) or {})
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("y", "base_model: {path: ../models/m, served_name: m}\ngpu: L4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    check_paths([project.deployments])
+    assert len(reads) == 2  # once per deployment here (the real _header caches across them)

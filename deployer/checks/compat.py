@@ -13,6 +13,7 @@ from ..model import AdapterConfig, BaseModelInfo, Deployment
 from ..patterns import PatternTooSlow, any_match, compile_error
 from ._at import at
 
+SHOWN_MODULES = 40  # a crafted header can name a million modules: a hint lists the first ones
 REQUIRED_FIELDS = ("r", "lora_alpha", "target_modules")  # vLLM's PEFTHelper refuses a config without them
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -63,7 +64,8 @@ def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
                 continue
             if unknown:
                 leaves = sorted({n.rsplit(".", 1)[-1] for n in base_info.module_names()})
-                yield error(f"targets modules the base model does not have: {', '.join(unknown)}", f"this architecture's modules: {', '.join(leaves)}", "unknown-target")
+                shown = ", ".join(leaves[:SHOWN_MODULES]) + (f" and {len(leaves) - SHOWN_MODULES} more" if len(leaves) > SHOWN_MODULES else "")
+                yield error(f"targets modules the base model does not have: {', '.join(unknown[:SHOWN_MODULES])}", f"this architecture's modules: {shown}", "unknown-target")
 
 
 def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
