@@ -7,6 +7,7 @@ Heavy libraries are imported inside the commands that need them, so `--help` sta
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -168,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, OutputProblem):
             print(f"deployer {args.command}: {exc}", file=sys.stderr)
             return EXIT_PROBLEMS
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            name = str(exc.filename or "")
+            print(f"deployer {args.command}: a path is too long for this system: {name[:100]!r}{'…' if len(name) > 100 else ''}\n  hint: shorten the path (each name at most 255 bytes)", file=sys.stderr)
+            return EXIT_USAGE
         if os.environ.get("DEPLOYER_DEBUG"):
             raise
         print(f"deployer: internal error: {type(exc).__name__}: {exc}\n(this is a bug in deployer; run with DEPLOYER_DEBUG=1 for details)", file=sys.stderr)

@@ -944,3 +944,29 @@ def test_shards_linked_to_one_file_read_its_header_once(project, monkeypatch):
     project.deployment("y", "base_model: {path: ../models/m, served_name: m}\ngpu: L4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     check_paths([project.deployments])
     assert len(reads) == 2  # once per deployment here (the real _header caches across them)
+
+
+def test_a_path_with_a_name_too_long_is_a_schema_error(project, cli):
+    project.deployment("x", f"base_model: {{path: ../{'a' * 300}, served_name: m}}\ngpu: A10G\nvllm: {{version: '0.11.2'}}\nauth: {{proxy: true}}\n")
+    code, out, err = cli("validate")
+    assert code == 1 and "internal error" not in err and "each name at most 255 characters" in out
+
+
+def test_an_adapter_trained_on_a_path_too_long_is_just_not_found(project, cli):
+    adapter = project.root / "adapters" / "a"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "base_model_name_or_path": "/" + "a" * 300}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\nadapters:\n  - {name: a, path: ../adapters/a}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, err = cli("validate")
+    assert "internal error" not in err
+
+
+@pytest.mark.parametrize("args", [["validate", "x" * 300], ["render", "--out", "b" * 300], ["validate", "--deployments", "d" * 300]])
+def test_command_line_paths_too_long_are_usage_errors(project, cli, args):
+    project.deployment("a")
+    code, out, err = cli(*args)
+    assert "internal error" not in err and code in (1, 2)

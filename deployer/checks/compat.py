@@ -4,12 +4,14 @@ base model's config and weight names."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Iterable
 
 from ..diagnostics import Diagnostic, Severity
 from ..model import AdapterConfig, BaseModelInfo, Deployment
+from ..paths import real
 from ..patterns import PatternTooSlow, any_match, compile_error
 from ._at import at
 
@@ -77,7 +79,8 @@ def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
         return f"was trained on {trained_on}, not on the base model {base.repo}"
     if base.path is not None and not HUB_ID.match(trained_on):
         trained_path = Path(trained_on)
-        if trained_path.is_absolute() and trained_path.exists() and trained_path.resolve() != base.path.resolve():
+        # os.path.exists: a 300-character name (ENAMETOOLONG) is simply not there
+        if trained_path.is_absolute() and os.path.exists(trained_path) and real(trained_path) != real(base.path):
             return f"was trained on {trained_on}, not on the base model at {base.written_path}"
     return None
 
