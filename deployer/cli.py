@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .diagnostics import Diagnostic, render_github, render_json, render_text, summary_line
+from .diagnostics import Diagnostic, printable, render_github, render_json, render_text, summary_line
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -313,7 +313,7 @@ def cmd_serve(args) -> int:
         timeout = args.startup_timeout or deployment.scaling.startup_timeout
         health = wait_healthy(Connection(url), timeout, lambda m: print(m, file=sys.stderr, flush=True), server.alive)
         if not health.ok:
-            print(f"deployer serve: vLLM did not become ready: {health.detail}", file=sys.stderr)
+            print(f"deployer serve: vLLM did not become ready: {printable(health.detail)}", file=sys.stderr)
             if tail := server.log_tail():
                 print(f"last lines of {display_path(server.log_path)}:\n{tail}", file=sys.stderr)
             return EXIT_PROBLEMS
@@ -379,7 +379,7 @@ def cmd_smoke(args) -> int:
         print(json.dumps({"url": redact(conn.base_url), "ok": passed == len(results), "checks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False))
     else:
         for r in results:
-            print(f"{'ok' if r.ok else 'FAIL':>4}  {r.name:<32} {r.seconds:6.1f} s  {r.detail}")
+            print(f"{'ok' if r.ok else 'FAIL':>4}  {printable(r.name):<32} {r.seconds:6.1f} s  {printable(r.detail)}")
         print(f"{passed} of {len(results)} checks passed against {redact(conn.base_url)}")
     return EXIT_OK if passed == len(results) else EXIT_PROBLEMS
 

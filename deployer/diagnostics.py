@@ -7,6 +7,7 @@ problem in every file at once. Reporters decide the output format (text, JSON, G
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -52,6 +53,31 @@ def format_path(path: Sequence) -> str:
 # Reporters
 
 
+# Control characters would reach the terminal (escape sequences) or, after a newline, start a
+# line of CI output that GitHub reads as a command (`::error ...`); bidi overrides reorder text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """`text` on one line with control characters escaped (`\\n`, `\\x1b`), cut to `limit`."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+EXCERPT = 160  # characters of a source line shown around the column
+
+
+def _excerpt(source: str, column: int) -> tuple[str, int]:
+    """The part of a source line worth showing, and where the caret goes in it: a file that is
+    one enormous line (or /proc/self/environ named on the command line) is not printed whole."""
+    source = source.expandtabs(1)
+    start = max(0, min(column - 1 - EXCERPT // 2, len(source) - EXCERPT)) if len(source) > EXCERPT else 0
+    shown = source[start : start + EXCERPT]
+    before = printable(shown[: max(column - 1 - start, 0)])
+    return ("…" if start else "") + printable(shown) + ("…" if start + EXCERPT < len(source) else ""), len(before) + (1 if start else 0)
+
+
 def _source_line(file: str, line: int, cache: dict[str, list[str]]) -> str | None:
     if line < 1:
         return None
@@ -77,9 +103,10 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
         at = f" {dim}[{format_path(d.path)}]{reset}" if d.path else ""
         lines = [f"{bold}{where}{reset}: {sev}: {d.message}{at}"]
         source = _source_line(d.file, d.line, cache)
-        if source is not None and source.strip():
-            lines.append(f"  {d.line:>4} | {source.expandtabs(1)}")
-            lines.append(f"       | {' ' * max(d.column - 1, 0)}^")
+        if source is not None and source.strip() and "\x00" not in source:  # not text: nothing to show
+            shown, caret = _excerpt(source, d.column)
+            lines.append(f"  {d.line:>4} | {shown}")
+            lines.append(f"       | {' ' * caret}^")
         if d.hint:
             lines.extend(f"  hint: {h}" if i == 0 else f"        {h}" for i, h in enumerate(d.hint.splitlines()))
         chunks.append("\n".join(lines))

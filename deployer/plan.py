@@ -7,10 +7,10 @@ Pure: the caller reads Modal or git and passes plain values in.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .diagnostics import printable
 from .desired import PROJECT_ENV, Desired, Project, parse_tag
 from .model import Deployment
 from .platform import Version
@@ -119,16 +119,7 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
 
 def facts(deployment: Deployment) -> dict[str, str]:
     """Everything a reviewer cares about, flattened to readable one-line strings."""
-    return {_printable(key): _printable(value) for key, value in _facts(deployment).items()}
-
-
-# Control characters in YAML strings would reach the terminal (escape sequences) or, after a
-# newline, start a line of CI output that GitHub reads as a command (`::error ...`).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # and bidi overrides
-
-
-def _printable(text: str) -> str:
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return {printable(key): printable(value) for key, value in _facts(deployment).items()}
 
 
 def _facts(deployment: Deployment) -> dict[str, str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .http import credential_safe_opener
+from .diagnostics import printable
 from .patterns import PatternTooSlow, any_match
 from .model import Deployment, smoke_defaults
 
@@ -190,10 +191,20 @@ def _timed(name: str, check: Callable[[], tuple[bool, str, str | None]]) -> Chec
 
 def _error_text(body: object) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message", body["error"]))
+        return _brief(body["error"].get("message", body["error"]))
     if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return str(body)[:200]
+        return _brief(body["detail"])
+    return _brief(body)
+
+
+def _brief(value: object, limit: int = 200) -> str:
+    """Server text for a one-line result: cut short, control characters escaped (a reply could
+    clear the terminal or fake an `ok` line), and never a RecursionError from deep JSON."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except RecursionError:
+        text = "(a reply nested too deeply to show)"
+    return printable(text, limit)
 
 
 def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeSpec]:
@@ -221,7 +232,7 @@ def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeS
             elif listed[adapter] != learned.base_model:
                 problems.append(f"adapter {adapter!r} has parent {listed[adapter]!r}, expected {learned.base_model!r}")
         extra = sorted(str(m) for m in set(listed) - {learned.base_model, *learned.adapters})
-        note = f"; also listed: {', '.join(extra)}" if extra else ""
+        note = f"; also listed: {_brief(', '.join(extra))}" if extra else ""
         if problems:
             return False, "; ".join(problems) + note, None
         return True, f"{len(learned.adapters) + 1} models listed with the right parents{note}", None
@@ -242,9 +253,9 @@ def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
             text = reply["choices"][0]["message"]["content"] or ""
             served_by = reply.get("model")
         except (KeyError, IndexError, TypeError, AttributeError):
-            return False, f"unexpected reply: {str(reply)[:200]}", None
+            return False, f"unexpected reply: {_brief(reply)}", None
         if not isinstance(text, str):
-            return False, f"reply content is not text: {str(text)[:200]}", None
+            return False, f"reply content is not text: {_brief(text)}", None
         if served_by != model:
             return False, f"answered by {served_by!r}, not {model!r}", text
         if expected is not None:

@@ -970,3 +970,11 @@ def test_command_line_paths_too_long_are_usage_errors(project, cli, args):
     project.deployment("a")
     code, out, err = cli(*args)
     assert "internal error" not in err and code in (1, 2)
+
+
+def test_a_quoted_source_line_is_cut_around_its_column_and_escaped(project, cli):
+    project.write("deployments/x.yaml", "gpu: A10G\nunknown_key: " + "v" * 5000 + " SENTINEL\nbase_model: {repo: a/b}\n")
+    project.write("deployments/y.yaml", "gpu: A10G\n\x1b[2Jname: y\n")
+    code, out, _ = cli("validate")
+    assert code == 1 and "SENTINEL" not in out and max(len(line) for line in out.splitlines()) < 400
+    assert "\x1b" not in out

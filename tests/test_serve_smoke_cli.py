@@ -165,3 +165,34 @@ def test_credentials_follow_a_redirect_only_to_the_same_scheme_and_host(newurl, 
     original = urllib.request.Request("https://models.example/v1/models", headers={"Authorization": "Bearer sentinel"})
     new = _CredentialSafeRedirects().redirect_request(original, None, 302, "Found", {}, newurl)
     assert new.has_header("Authorization") is kept
+
+
+@pytest.mark.parametrize(("body", "shown"), [
+    (json.dumps({"error": {"message": "\x1b[2J\x1b]0;pwned\x07\rFAKE ok " + "x" * 5000}}), "\\x1b[2J\\x1b]0;pwned\\x07\\rFAKE ok"),
+    ("[" * 990 + "]" * 990, "(a reply nested too deeply to show)"),
+])
+def test_hostile_error_bodies_are_shown_short_on_one_line(cli, body, shown):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self):
+            raw = body.encode()
+            self.send_response(200 if self.path == "/health" else 500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code, out, err = cli("smoke", f"http://127.0.0.1:{server.server_address[1]}", "--timeout", "5")
+    finally:
+        server.shutdown()
+    assert code == 1 and "internal error" not in err and "\x1b" not in out and "\r" not in out
+    models_line = next(line for line in out.splitlines() if "models" in line)
+    assert shown in models_line and len(models_line) < 400
