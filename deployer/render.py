@@ -78,6 +78,8 @@ def project_templates(deployments: Path) -> Path | None:
 # reaching into Python internals; ranges, repetitions and powers bounded; ~5% slower than plain
 # Jinja) and within a time budget.
 RENDER_SECONDS = 10
+RENDER_MEMORY = 1 << 30  # bytes a render may add to the process
+MAX_APP_CHARS = 1_000_000
 MAX_REPEAT = 100_000  # "x" * n, [..] * n
 MAX_EXPONENT = 1_000
 
@@ -129,25 +131,53 @@ def _template(folder: Path | None = None):
         raise TemplateProblem(f"{folder / TEMPLATE_NAME}:{exc.lineno}: error: template syntax: {exc.message}") from None
     except jinja2.TemplateError as exc:
         raise TemplateProblem(f"{folder / TEMPLATE_NAME}: error: {exc}") from None
+    except UnicodeDecodeError:
+        raise TemplateProblem(f"{folder / TEMPLATE_NAME}: error: a template is not UTF-8 text") from None
+    except (RecursionError, MemoryError):
+        raise TemplateProblem(f"{folder / TEMPLATE_NAME}: error: the template nests too deeply to compile") from None
 
 
 def _fill(template, values: dict, folder: Path | None) -> str:
     import jinja2
 
     try:
-        with _time_budget(RENDER_SECONDS):
-            return template.render(**values)
+        with _time_budget(RENDER_SECONDS), _memory_budget(RENDER_MEMORY):
+            body = template.render(**values)
     except Exception as exc:  # a project's template can raise anything: ZeroDivisionError, TypeError...
         import traceback
 
         # Jinja rewrites the traceback so that template lines appear as frames of the template file.
         line = next((frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename.endswith(TEMPLATE_NAME)), "?")
         raise TemplateProblem(f"{(folder or templates_dir()) / TEMPLATE_NAME}:{line}: error: {type(exc).__name__ + ': ' if not isinstance(exc, (jinja2.TemplateError, RenderTimeout)) else ''}{exc}") from None
+    if len(body) > MAX_APP_CHARS:
+        raise TemplateProblem(f"{(folder or templates_dir()) / TEMPLATE_NAME}: error: it rendered {len(body):,} characters; an app is a few kilobytes (at most {MAX_APP_CHARS:,})")
+    return body
 
 
 class RenderTimeout(Exception):
     def __str__(self) -> str:
         return f"rendering took longer than {RENDER_SECONDS} s; does a loop never end?"
+
+
+@contextlib.contextmanager
+def _memory_budget(extra: int):
+    """Let the block grow the process by at most `extra` bytes of address space (a template's
+    ("x" * 100000).replace("x", "y" * 30000) reached 3 GB in 4 s): it gets a MemoryError instead.
+    Linux only (macOS does not enforce RLIMIT_AS); elsewhere the block runs unbounded."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        in_use = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = in_use + extra if hard == resource.RLIM_INFINITY else min(in_use + extra, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @contextlib.contextmanager

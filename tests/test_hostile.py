@@ -486,6 +486,10 @@ def test_render_never_writes_through_a_linked_app_folder(project, cli, tmp_path_
     ("{{ 'x' * 10**10 }}\n", ":1: error: the sandbox refuses repeating a value more than 100,000 times"),
     ("{{ 7 ** 1000000 }}\n", ":1: error: the sandbox refuses an exponent over 1000"),
     ("{% for i in range(10**12) %}{% endfor %}\n", ":1: error: OverflowError: Range too big"),
+    # From the bypass hunt: 3 GB in 4 s, RecursionError, and an app too large to be one.
+    ('{% set s = ("x" * 100000).replace("x", "y" * 30000) %}\n', ":1: error: MemoryError"),
+    ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}\n", "the template nests too deeply to compile"),
+    ('{% for i in range(11) %}{{ "x" * 100000 }}{% endfor %}\n', "it rendered 1,100,001 characters"),
 ])
 def test_a_project_template_that_fails_or_writes_bad_python_is_an_error(project, cli, template, message):
     project.deployment("a")
@@ -978,3 +982,11 @@ def test_a_quoted_source_line_is_cut_around_its_column_and_escaped(project, cli)
     code, out, _ = cli("validate")
     assert code == 1 and "SENTINEL" not in out and max(len(line) for line in out.splitlines()) < 400
     assert "\x1b" not in out
+
+
+def test_a_project_template_that_is_not_utf8_is_an_error(project, cli):
+    project.deployment("a")
+    project.write("templates/modal_app.py.j2", "")
+    (project.root / "templates" / "modal_app.py.j2").write_bytes(b"x = '\xff\xfe'\n")
+    code, _, err = cli("render")
+    assert code == 1 and "a template is not UTF-8 text" in err and "internal error" not in err
