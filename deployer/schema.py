@@ -127,7 +127,15 @@ def _explain(error, document: Document) -> list[Diagnostic]:
             span = document.keys.get(path + (key,))
             return [at(path + (key,), f"invalid name {key!r}{where}", sub.get("x-hint", ""), "pattern", span)]
         name = format_path(parent_path) or "value"
-        return [at(path, f"invalid {name}: {error.instance!r}", sub.get("x-hint", f"must match {error.validator_value}"), "pattern", document.values.get(path))]
+        shown = repr(error.instance)
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        return [at(path, f"invalid {name}: {shown}", sub.get("x-hint", f"must match {error.validator_value}"), "pattern", document.values.get(path))]
+
+    if kind in ("maxItems", "maxProperties", "maxLength") and isinstance(error.instance, (list, dict, str)):
+        name = format_path(path) or "the file"
+        what = {"maxItems": "items", "maxProperties": "entries", "maxLength": "characters"}[kind]
+        hint = sub.get("x-hint") or ("split them across deployments" if kind != "maxLength" else "shorten it")
+        return [at(path, f"{name} has {len(error.instance):,} {what}; at most {error.validator_value:,} are allowed", hint, kind, document.keys.get(path) or document.values.get(path))]
 
     if kind in ("enum", "const"):
         options = error.validator_value if kind == "enum" else [error.validator_value]
