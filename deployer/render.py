@@ -232,7 +232,7 @@ def _flat(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # surrogates: undecodable file names
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")  # bidi overrides reorder a line; surrogates: undecodable file names
 
 
 # Python reads `coding: NAME` (or `coding=NAME`) in a comment on line 1 or 2 as the file's source

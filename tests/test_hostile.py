@@ -1002,3 +1002,16 @@ def test_sizes_beyond_any_real_deployment_are_refused_by_the_schema(project, cli
     project.deployment("x", base + section)
     code, out, _ = cli("validate")
     assert code == 1 and message in out and len(out) < 2000
+
+
+def test_comments_in_the_rendered_app_carry_no_bidi_overrides(project):
+    from deployer.render import render
+
+    folder = project.root / "models" / "x\u202e\u2066yp.lave"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    project.deployment("a", "base_model: {path: '../models/x\u202e\u2066yp.lave', served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    checked = check_paths([project.deployments])
+    source = render(checked.deployments[0], Path("build")).source
+    comments = [line for line in source.splitlines() if line.lstrip().startswith("#")]
+    assert not any(ch in line for line in comments for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
