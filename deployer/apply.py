@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .desired import Desired
+from .paths import linked_part, real
 from .plan import CONFLICT, CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
 from .platform import Platform, PlatformError
 from .render import write
@@ -54,8 +55,8 @@ class LockError(Exception):
 @contextmanager
 def apply_lock(folder: Path) -> Iterator[None]:
     """One `apply` at a time per checkout: a second one stops at once instead of interleaving."""
-    if folder.is_symlink():  # a committed `build` link would put the lock (and apps) anywhere
-        raise LockError(f"{folder} is a link to {folder.resolve()}; pass the real folder with --out")
+    if link := linked_part(folder):  # a committed `build` link would put the lock (and apps) anywhere
+        raise LockError(f"{link} is a link to {real(link) or os.readlink(link)}; pass the real folder with --out")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     try:  # O_NOFOLLOW: a lock file planted as a link must not truncate what it points at

@@ -54,3 +54,19 @@ def read_plain(path: Path | str, limit: int) -> bytes | None:
         except OSError:
             return None
     return data if len(data) <= limit else None
+
+
+def linked_part(path: Path | str) -> Path | None:
+    """The first link on the way from the working folder down to `path` (`path` itself included),
+    if `path` lies under the working folder; else `path` itself if it is a link. Links above the
+    working folder are the machine's layout; below it, they may have been committed."""
+    target = Path(os.path.abspath(path))
+    here = Path(os.getcwd())
+    if not target.is_relative_to(here):
+        return target if os.path.islink(target) else None
+    current = here
+    for part in target.relative_to(here).parts:
+        current = current / part
+        if os.path.islink(current):
+            return current
+    return None

@@ -24,7 +24,7 @@ from typing import Any
 from .argv import VLLM_ENTRYPOINT, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, weight_files
 from .model import Deployment
 from .local import LOG_FILE, STATE_FILE
-from .paths import read_plain, within
+from .paths import linked_part, read_plain, real, within
 
 TEMPLATE_NAME = "modal_app.py.j2"
 HASH_MARKER = "# deployer-content-hash: "
@@ -431,8 +431,8 @@ def current_app(app: RenderedApp) -> str | None:
 def write(app: RenderedApp) -> bool:
     """Write atomically (a crash leaves the previous file whole). Returns False if unchanged."""
     folder = app.path.parent
-    if folder.parent.is_symlink():  # a committed `build` link would send the apps anywhere
-        raise OutputProblem(f"{folder.parent} is a link to {folder.parent.resolve()}; pass the real folder with --out if that is where apps belong")
+    if link := linked_part(folder.parent):  # a committed `build` (or `out` in out/apps) link would send the apps anywhere
+        raise OutputProblem(f"{link} is a link to {real(link) or os.readlink(link)}; pass the real folder with --out if that is where apps belong")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or (app.path.exists() and not app.path.is_file()):
         raise OutputProblem(f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or something else is in the way); remove it and render again")
     if foreign := _foreign_entries(folder):

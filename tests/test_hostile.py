@@ -862,7 +862,7 @@ def test_the_apply_lock_never_writes_through_a_link(tmp_path):
 
 
 def test_second_review_small_cases_are_findings_not_crashes(project, cli):
-    from deployer.plan import _printable
+    from deployer.diagnostics import printable as _printable
 
     assert _printable("safe\u202eevil") == "safe\\u202eevil"
     project.deployment("a", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {kv-cache-dtype: 2020-13-45}'))
@@ -1015,3 +1015,17 @@ def test_comments_in_the_rendered_app_carry_no_bidi_overrides(project):
     source = render(checked.deployments[0], Path("build")).source
     comments = [line for line in source.splitlines() if line.lstrip().startswith("#")]
     assert not any(ch in line for line in comments for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def test_a_link_anywhere_below_the_working_folder_in_out_is_refused(project, cli, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    project.deployment("a")
+    (project.root / "out").symlink_to(elsewhere)
+    code, _, err = cli("render", "--out", "out/apps")
+    assert code == 1 and "out is a link to" in err and list(elsewhere.iterdir()) == []
+    from deployer.apply import LockError, apply_lock
+
+    with pytest.raises(LockError, match="out is a link to"):
+        with apply_lock(Path("out/apps")):
+            pass
+    assert list(elsewhere.iterdir()) == []
