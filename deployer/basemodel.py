@@ -22,7 +22,10 @@ from .fit import MAX_COUNT
 from .paths import real, within
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header larger than this is not a header
+# A real shard's header is tens of kilobytes (a tensor's name, dtype, shape and offsets, for a
+# few hundred tensors): past these, parsing them would cost seconds and gigabytes for nothing.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_HEADERS_BYTES = 64 * 1024 * 1024  # all shards of one model together
 MAX_DIMS = 8  # weights have 1 to 5; a shape of thousands of dimensions is an attack on math.prod
 
 
@@ -37,6 +40,12 @@ def _locate(source: Source, filename: str) -> Path | None:
             raise ValueError(f"weight file {filename!r} links outside the model folder")
         return path if path.is_file() else None
     return hub.cached_path(source.repo, filename, source.revision)
+
+
+def _header_length(path: Path) -> int:
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+    return struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
 
 
 def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -97,16 +106,18 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
             shards = sorted(set(weight_map.values()))
         else:
             shards = ["model.safetensors"]
-        seen: set[Path] = set()
+        files: dict[Path, Path] = {}  # where each shard really is → a path to it
         for shard in shards:
             shard_path = _locate(source, shard)
             if shard_path is None:
                 tensors = None  # weights not available here: names and sizes unknown
                 break
-            if (where_it_is := real(shard_path) or shard_path) in seen:
-                continue  # one file under several names (links) holds its tensors once
-            seen.add(where_it_is)
-            tensors.update(safetensors_header(shard_path))
+            files.setdefault(real(shard_path) or shard_path, shard_path)  # linked names: one file, read once
+        if tensors is not None:
+            if sum(map(_header_length, files.values())) > MAX_HEADERS_BYTES:  # before parsing any
+                raise ValueError(f"its shards' headers add up to more than {MAX_HEADERS_BYTES >> 20} MiB, which no model's do")
+            for shard_path in files.values():
+                tensors.update(safetensors_header(shard_path))
     except (OSError, ValueError, KeyError, TypeError, RecursionError, struct.error) as exc:
         return UnknownConfig(f"cannot read the safetensors headers of {where}: {exc}")
     return BaseModelInfo(config=config, tensors=tensors, read_from=read_from)

@@ -1029,3 +1029,17 @@ def test_a_link_anywhere_below_the_working_folder_in_out_is_refused(project, cli
         with apply_lock(Path("out/apps")):
             pass
     assert list(elsewhere.iterdir()) == []
+
+
+def test_shard_headers_beyond_any_models_are_not_parsed(project, cli):
+    # One 99 MB header took 18 s and 1.2 GB; five names linked to it, 64 s.
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    names = [f"s{i}.safetensors" for i in range(5)]
+    for name in names:  # each just under the one-header cap: together over the model's
+        (model / name).write_bytes((15 * 1024 * 1024).to_bytes(8, "little") + b" " * 16)
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"t{i}": name for i, name in enumerate(names)}}))
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, err = cli("validate")
+    assert "internal error" not in err and "headers add up to more than 64 MiB" in out
