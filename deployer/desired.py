@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
-from .paths import real
+from .paths import real, repository_root
 from .render import RenderedApp, render
 
 TAG_PREFIX = "deployer-"
@@ -167,9 +167,26 @@ def _remote_name(folder: Path) -> str | None:
     return re.sub(r"\.git/?$", "", url).rstrip("/").lower() or None
 
 
+def git_command(folder: Path) -> list[str] | None:
+    """`git` bound to the repository holding `folder`, or None outside one.
+
+    Never `git -C folder`: git takes a folder holding HEAD, config, objects and refs for a
+    repository of its own, and a pull request can commit such files (a `deployments/` that is a
+    bare repository, whose committed config runs a smudge filter of its choosing in `git archive`
+    and names another project's remote). The repository is the one whose `.git` we find going up,
+    named explicitly, and implicit bare repositories are refused."""
+    root = repository_root(Path(os.path.abspath(folder)))
+    if not (root / ".git").exists():
+        return None
+    return ["git", "-c", "safe.bareRepository=explicit", f"--git-dir={root / '.git'}", f"--work-tree={root}", "-C", str(root)]
+
+
 def _git(folder: Path, *args: str) -> str | None:
+    command = git_command(folder)
+    if command is None:
+        return None
     try:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -197,7 +214,7 @@ def export_ref(repo: Path, ref: str, dest: Path) -> str:
     if not commit:
         raise RefError(f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)")
     try:
-        done = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], capture_output=True, timeout=600)
+        done = subprocess.run([*(git_command(repo) or ["git", "-C", str(repo)]), "archive", "--format=tar", commit], capture_output=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RefError(f"cannot read {ref!r}: {exc}") from None
     if done.returncode != 0:

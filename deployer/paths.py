@@ -9,6 +9,7 @@ somewhere it must not.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -70,3 +71,21 @@ def linked_part(path: Path | str) -> Path | None:
         if os.path.islink(current):
             return current
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def repository_root(folder: Path) -> Path:
+    """The git work tree holding `folder` (a `.git` found going up), else the folder above it
+    (deployments/ sits in the project root).
+
+    A `.git` reached through a link is not believed when a repository above the link holds it: a
+    pull request can commit `deployments -> ../elsewhere` at a folder with a `.git` of its own,
+    which would otherwise become "the repository" and have its files read. Links above the only
+    repository (macOS's /tmp) are the machine's layout and are followed."""
+    chain = [folder, *folder.parents]
+    found = [index for index, candidate in enumerate(chain) if (candidate / ".git").exists()]
+    links = [index for index, candidate in enumerate(chain) if candidate.is_symlink()]
+    for index in found:
+        if not any(link >= index and any(higher > link for higher in found) for link in links):
+            return chain[index]
+    return folder.parent

@@ -1043,3 +1043,36 @@ def test_shard_headers_beyond_any_models_are_not_parsed(project, cli):
     project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     code, out, err = cli("validate")
     assert "internal error" not in err and "headers add up to more than 64 MiB" in out
+
+
+def test_a_deployments_folder_that_is_a_bare_repository_is_not_used_as_one(project, cli, monkeypatch):
+    # git -C deployments took the committed HEAD/config/objects/refs for a repository: `git archive`
+    # ran its smudge filter, and its remote named the project.
+    import subprocess
+
+    from .conftest import git, git_commit
+
+    marker = project.root.parent / f"{project.root.name}-smudged"
+    git(project.root, "init", "-q")
+    git(project.root, "config", "user.email", "t@example.com")
+    git(project.root, "config", "user.name", "t")
+    project.deployments.rmdir()
+    subprocess.run(["git", "init", "-q", "--bare", str(project.deployments)], check=True)
+    shutil.rmtree(project.deployments / "hooks")
+    inner = ["git", f"--git-dir={project.deployments}"]
+    for key, value in [("core.bare", "false"), ("core.worktree", "."), ("filter.x.smudge", f"sh -c 'echo ran >> {marker}; cat'"), ("remote.origin.url", "https://github.com/victim/other")]:
+        subprocess.run([*inner, "config", key, value], check=True)
+    work = project.root.parent / f"{project.root.name}-inner"
+    work.mkdir()
+    (work / ".gitattributes").write_text("* filter=x\n")
+    (work / "x.yaml").write_text(MINIMAL)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    subprocess.run([*inner, f"--work-tree={work}", "add", "-A"], check=True, env=env)
+    subprocess.run([*inner, f"--work-tree={work}", "commit", "-q", "-m", "inner"], check=True, env=env)
+    project.deployment("x")
+    git_commit(project.root, "a deployments folder holding a bare repository")
+    monkeypatch.delenv("MODAL_TOKEN_ID", raising=False)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(project.root / "no-such.toml"))
+    code, out, err = cli("plan")
+    assert not marker.exists(), out + err
+    assert "victim/other" not in out + err

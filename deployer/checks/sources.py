@@ -7,7 +7,6 @@ operator, not the YAML, can allow that: DEPLOYER_ALLOW_OUTSIDE_REPO=1.
 
 from __future__ import annotations
 
-import functools
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,29 +15,11 @@ from typing import Iterable, Iterator
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment, Source
-from ..paths import real
+from ..paths import real, repository_root
 from ._at import at
 
 
 ALLOW_ENV = "DEPLOYER_ALLOW_OUTSIDE_REPO"
-
-
-@functools.lru_cache(maxsize=256)
-def repository_root(folder: Path) -> Path:
-    """The git work tree holding `folder` (a `.git` found going up), else the folder above it
-    (deployments/ sits in the project root).
-
-    A `.git` reached through a link is not believed when a repository above the link holds it: a
-    pull request can commit `deployments -> ../elsewhere` at a folder with a `.git` of its own,
-    which would otherwise become "the repository" and have its files read. Links above the only
-    repository (macOS's /tmp) are the machine's layout and are followed."""
-    chain = [folder, *folder.parents]
-    found = [index for index, candidate in enumerate(chain) if (candidate / ".git").exists()]
-    links = [index for index, candidate in enumerate(chain) if candidate.is_symlink()]
-    for index in found:
-        if not any(link >= index and any(higher > link for higher in found) for link in links):
-            return chain[index]
-    return folder.parent
 
 
 _ALSO_INSIDE: ContextVar[tuple[Path, ...]] = ContextVar("also_inside", default=())
