@@ -7,6 +7,7 @@ serves here is what would serve on Modal, not a re-implementation of it.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import itertools
 import json
@@ -30,10 +31,19 @@ LOG_FILE = "vllm.log"
 _module_ids = itertools.count()
 
 
+class _SourceOnly(importlib.machinery.SourceFileLoader):
+    """Compiles the file itself, never a cached .pyc beside it: a committed
+    build/NAME/__pycache__/app.cpython-311.pyc (an unchecked hash-based one) would otherwise run
+    instead of the app render wrote. Nor does it write one."""
+
+    def get_code(self, fullname):
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def import_app(path: Path) -> ModuleType:
     """Import a rendered app file as a fresh module, the way `modal deploy` imports it."""
     name = f"deployer_rendered_app_{next(_module_ids)}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceOnly(name, str(path)))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

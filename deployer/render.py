@@ -8,6 +8,7 @@ become code. Output is deterministic, and its header carries a hash of everythin
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import io
@@ -142,7 +143,9 @@ def _fill(template, values: dict, folder: Path | None) -> str:
 
     try:
         with _time_budget(RENDER_SECONDS), _memory_budget(RENDER_MEMORY):
-            body = template.render(**values)
+            # A copy: the sandbox lets a template append to a list it is given, and module-level
+            # lists (argv.WEIGHT_FILE_KINDS) would keep what one render added for the next.
+            body = template.render(**copy.deepcopy(values))
     except Exception as exc:  # a project's template can raise anything: ZeroDivisionError, TypeError...
         import traceback
 
@@ -407,8 +410,10 @@ def _without_comment(line: str) -> str:
     return (line[: len(line) - len(line.lstrip())] + line.strip()[:cut]).rstrip()
 
 
-# What an app folder may hold: the app, what `serve --local` writes beside it, Python's cache of it.
-OWN_ENTRIES = {APP_FILE, LOG_FILE, STATE_FILE, "__pycache__"}
+# What an app folder may hold: the app and what `serve --local` writes beside it. Not a
+# __pycache__: Python runs a cached .pyc there instead of app.py (an unchecked hash-based one
+# without even looking at the source), and nothing of ours writes one.
+OWN_ENTRIES = {APP_FILE, LOG_FILE, STATE_FILE}
 
 
 def _foreign_entries(folder: Path) -> list[str]:

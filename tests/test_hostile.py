@@ -1076,3 +1076,99 @@ def test_a_deployments_folder_that_is_a_bare_repository_is_not_used_as_one(proje
     code, out, err = cli("plan")
     assert not marker.exists(), out + err
     assert "victim/other" not in out + err
+
+
+def test_a_committed_bytecode_cache_never_runs_instead_of_the_app(project, cli):
+    import importlib.util
+    import marshal
+
+    from deployer.local import import_app
+    from deployer.render import write
+
+    project.deployment("a")
+    assert cli("render")[0] == 0
+    app_py = project.root / "build" / "a" / "app.py"
+    planted = compile("import pathlib; pathlib.Path('pyc-ran').write_text('x')\nAPP_NAME = 'planted'\n", str(app_py), "exec")
+    cache = Path(importlib.util.cache_from_source(str(app_py)))
+    cache.parent.mkdir()
+    # PEP 552 unchecked hash-based: Python uses it without looking at app.py at all.
+    cache.write_bytes(importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little") + b"\0" * 8 + marshal.dumps(planted))
+    assert import_app(app_py).APP_NAME != "planted" and not Path("pyc-ran").exists()
+    code, _, err = cli("render")
+    assert code == 1 and "holds __pycache__, which the deployer did not write" in err
+
+
+def test_patterns_share_one_time_budget_per_check(project):
+    # 20 aliases of one pattern that takes 3 s to compile took 40 s; 1,001 of them would take 2,000.
+    slow = "(?i)" + "[\\u0100-\\U0010ffff]" * 1000
+    expect = "".join(f"    m{i}: *p\n" if i else f"    m{i}: &p \"{slow}\"\n" for i in range(30))
+    project.deployment("d", MINIMAL + "smoke:\n  expect:\n" + expect)
+    started = time.monotonic()
+    found = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "smoke.bad-pattern"]
+    assert len(found) == 30 and time.monotonic() - started < 20
+
+
+def test_a_defaults_mapping_of_many_keys_merges_in_linear_time(project, cli):
+    # Merging scanned every position per key: 10,000 keys took 33 s.
+    project.write("deployments/_defaults.yaml", "x:\n" + "".join(f"  k{i}: 1\n" for i in range(30_000)))
+    project.deployment("a", MINIMAL + "x: {}\n")
+    started = time.monotonic()
+    code, out, _ = cli("validate")
+    assert code == 1 and "unknown key 'x'" in out and time.monotonic() - started < 20
+
+
+def test_one_adapter_folder_named_by_many_adapters_is_read_and_walked_once(project, monkeypatch):
+    import deployer.checks.sources as sources
+    from deployer import paths
+
+    adapter = project.root / "adapters" / "a"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "x": [{}] * 100_000}))
+    for i in range(50):
+        (adapter / f"f{i}").write_text("")
+    project.deployment("x", MINIMAL + "adapters:\n" + "".join(f"  - {{name: a{i}, path: ../adapters/a}}\n" for i in range(300)))
+    walks = []
+    real_walk = os.walk
+    monkeypatch.setattr(sources.os, "walk", lambda folder: walks.append(folder) or real_walk(folder))
+    paths._read_json.cache_clear()
+    check_paths([project.deployments])
+    assert len(walks) == 1 and paths._read_json.cache_info().misses == 1
+
+
+def test_a_folder_holding_the_repositorys_git_folder_is_never_uploaded(project, cli):
+    # path: .. (the repository itself) would upload .git/config with checkout's token.
+    (project.root / ".git").mkdir()
+    (project.root / "config.json").write_text(LLAMA_CONFIG)
+    project.write("models/m/.git/config", "[remote]\n")
+    project.write("models/m/config.json", LLAMA_CONFIG)
+    for path in ("..", "../models/m"):
+        project.deployment("x", f"base_model: {{path: '{path}', served_name: m}}\ngpu: A10G\nvllm: {{version: '0.11.2'}}\nauth: {{proxy: true}}\n")
+        code, out, _ = cli("validate")
+        assert code == 1 and ".git is a git folder" in out, out
+
+
+@pytest.mark.parametrize("fmt", ["text", "github"])
+def test_findings_quoting_yaml_keys_and_adapter_configs_stay_on_their_line(project, cli, fmt):
+    adapter = project.root / "adapters" / "a"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "modules_to_save": ["lm_head\n::warning::INJECTED\x1b[2J\u202e"]}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    project.deployment("x", MINIMAL + '"k\\n::error::KEY\\e[2J": 1\nadapters:\n  - {name: a, path: ../adapters/a}\n')
+    code, out, _ = cli("validate", "--format", fmt)
+    assert code == 1 and "\x1b" not in out and "\u202e" not in out
+    assert not any(line.startswith(("::error::KEY", "::warning::INJECTED")) for line in out.splitlines()), out
+
+
+def test_what_a_template_appends_to_does_not_outlive_its_render(project):
+    from deployer import argv
+    from deployer.render import render
+
+    before = list(argv.WEIGHT_FILE_KINDS)
+    project.write("templates/modal_app.py.j2", '{% set _ = weight_file_kinds.append("x" * 1000) %}x = {{ weight_file_kinds|length }}\n')
+    project.deployment("a")
+    checked = check_paths([project.deployments])
+    from deployer.render import project_templates
+
+    for _ in range(3):
+        assert render(checked.deployments[0], Path("build"), project_templates(project.deployments)).source == f"x = {len(before) + 1}\n"
+    assert argv.WEIGHT_FILE_KINDS == before

@@ -62,7 +62,9 @@ class ModalCli:
             with tempfile.TemporaryDirectory(prefix="deployer-modal-") as elsewhere:
                 done = subprocess.run(
                     command, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
-                    env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200"},
+                    # No .pyc beside the app: render refuses an app folder holding __pycache__,
+                    # since a committed one could run instead of the app.
+                    env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200", "PYTHONDONTWRITEBYTECODE": "1"},
                     # Its own session: Ctrl-C in the terminal reaches only us, and we let deploys in
                     # flight finish (or roll them back) instead of killing them half-way.
                     start_new_session=True,
