@@ -7,12 +7,12 @@ recorded with the reason, and reported by the LoRA check, never silently skipped
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Collection
 
 from . import hub
+from .paths import read_json
 from .model import Adapter, AdapterConfig, Deployment, Source, UnknownConfig
 
 CONFIG_FILE = "adapter_config.json"
@@ -27,7 +27,7 @@ def _load(adapter: Adapter) -> tuple[dict, Path | None, str] | UnknownConfig:
         if not path.is_file():
             return UnknownConfig(f"{CONFIG_FILE} is missing from {source.written_path}")
         try:
-            return json.loads(path.read_text(encoding="utf-8")), path.parent, str(path)
+            return read_json(path), path.parent, str(path)
         except (OSError, ValueError, RecursionError) as exc:
             return UnknownConfig(f"cannot read {path}: {type(exc).__name__}: {exc}", definite=True)
     data, found = hub.read_json(source.repo, CONFIG_FILE, source.revision)

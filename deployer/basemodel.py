@@ -19,7 +19,7 @@ from typing import Collection
 
 from . import hub
 from .fit import MAX_COUNT
-from .paths import real, within
+from .paths import read_json, real, within
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 # A real shard's header is tens of kilobytes (a tensor's name, dtype, shape and offsets, for a
@@ -82,7 +82,7 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
         if not config_path.is_file():
             return UnknownConfig(f"config.json is missing from {where}", definite=True)
         try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config = read_json(config_path)
         except (OSError, ValueError, RecursionError) as exc:
             return UnknownConfig(f"cannot read {config_path}: {type(exc).__name__}: {exc}", definite=True)
         if not isinstance(config, dict):

@@ -379,7 +379,7 @@ def cmd_smoke(args) -> int:
         print(json.dumps({"url": redact(conn.base_url), "ok": passed == len(results), "checks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False))
     else:
         for r in results:
-            print(f"{'ok' if r.ok else 'FAIL':>4}  {printable(r.name):<32} {r.seconds:6.1f} s  {printable(r.detail)}")
+            print(f"{'ok' if r.ok else 'FAIL':>4}  {printable(r.name, 80):<32} {r.seconds:6.1f} s  {printable(r.detail, 400)}")
         print(f"{passed} of {len(results)} checks passed against {redact(conn.base_url)}")
     return EXIT_OK if passed == len(results) else EXIT_PROBLEMS
 

@@ -98,17 +98,19 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
     cache: dict[str, list[str]] = {}
     chunks = []
     for d in diagnostics:
-        where = f"{d.file}:{d.line}:{d.column}" if d.line else d.file
+        # Messages quote YAML keys, file names and adapter configs: any of them could hold an
+        # escape sequence or a line break followed by a fake finding.
+        where = printable(f"{d.file}:{d.line}:{d.column}" if d.line else d.file)
         sev = {Severity.ERROR: f"{red}error{reset}", Severity.WARNING: f"{yellow}warning{reset}"}.get(d.severity, f"{dim}note{reset}")
-        at = f" {dim}[{format_path(d.path)}]{reset}" if d.path else ""
-        lines = [f"{bold}{where}{reset}: {sev}: {d.message}{at}"]
+        at = f" {dim}[{printable(format_path(d.path))}]{reset}" if d.path else ""
+        lines = [f"{bold}{where}{reset}: {sev}: {printable(d.message)}{at}"]
         source = _source_line(d.file, d.line, cache)
         if source is not None and source.strip() and "\x00" not in source:  # not text: nothing to show
             shown, caret = _excerpt(source, d.column)
             lines.append(f"  {d.line:>4} | {shown}")
             lines.append(f"       | {' ' * caret}^")
         if d.hint:
-            lines.extend(f"  hint: {h}" if i == 0 else f"        {h}" for i, h in enumerate(d.hint.splitlines()))
+            lines.extend(f"  hint: {printable(h)}" if i == 0 else f"        {printable(h)}" for i, h in enumerate(d.hint.split("\n")))
         chunks.append("\n".join(lines))
     return "\n".join(chunks)
 
@@ -149,11 +151,11 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
     out = []
     for d in diagnostics:
         kind = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(d.severity, "notice")
-        props = [f"file={_escape_property(d.file)}"]
+        props = [f"file={_escape_property(printable(d.file))}"]
         if d.line:
             props += [f"line={d.line}", f"col={d.column}"]
         title = f"deployer: {format_path(d.path)}" if d.path else "deployer"
-        props.append(f"title={_escape_property(title)}")
-        message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
+        props.append(f"title={_escape_property(printable(title))}")
+        message = printable(d.message) + "".join(f"\n{'hint: ' if i == 0 else ''}{printable(h)}" for i, h in enumerate(d.hint.split("\n")) if d.hint)
         out.append(f"::{kind} {','.join(props)}::{_escape_data(message)}")
     return "\n".join(out)

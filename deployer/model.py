@@ -43,9 +43,19 @@ class BaseModelInfo:
     tensors: dict[str, tuple[str, tuple[int, ...]]] | None  # name → (dtype, shape); None: weights not here
     read_from: str
 
-    def module_names(self) -> set[str]:
+    def module_names(self) -> frozenset[str]:
         """Full names of the modules that own weights, e.g. model.layers.0.self_attn.q_proj."""
-        return {name.rsplit(".", 1)[0] for name in self.tensors or {}}
+        return self._modules
+
+    @functools.cached_property
+    def _modules(self) -> frozenset[str]:  # computed once: a thousand adapters ask
+        return frozenset(name.rsplit(".", 1)[0] for name in self.tensors or {})
+
+    @functools.cached_property
+    def module_suffixes(self) -> frozenset[str]:
+        """Every dotted ending of every module name (q_proj, self_attn.q_proj, ... the full name):
+        what PEFT matches a listed target against."""
+        return frozenset(".".join(parts[i:]) for parts in (m.split(".") for m in self._modules) for i in range(len(parts)))
 
 
 @dataclass(frozen=True)

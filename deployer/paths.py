@@ -89,3 +89,26 @@ def repository_root(folder: Path) -> Path:
         if not any(link >= index and any(higher > link for higher in found) for link in links):
             return chain[index]
     return folder.parent
+
+
+MAX_JSON_BYTES = 4 * 1024 * 1024  # a model's or adapter's config is a few kilobytes
+
+
+def read_json(path: Path | str) -> object:
+    """A small JSON file (config.json, adapter_config.json), parsed once per file version: a
+    thousand adapters naming one folder share one parse, not a thousand copies in memory.
+    Raises OSError or ValueError (too large, not JSON, nested too deeply)."""
+    stat_now = os.stat(path)
+    return _read_json(real(path) or Path(path), stat_now.st_size, stat_now.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_json(path: Path, size: int, mtime_ns: int) -> object:
+    import json
+
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{size:,} bytes is more than any config holds (at most {MAX_JSON_BYTES:,})")
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

@@ -13,8 +13,9 @@ from typing import Sequence
 
 from .adapters import with_adapter_configs
 from .basemodel import with_base_model_info
+from . import patterns
 from .checks import run_checks
-from .checks.sources import ALLOW_ENV, leads_to, outside_repository, refused_sources
+from .checks.sources import ALLOW_ENV, leads_to, outside_repository, refused_sources, scan_once
 from .diagnostics import Diagnostic, Severity
 from .load import DEFAULTS_FILE, Document, load_file, merge_defaults
 from .model import Deployment, build_deployment, name_from_file
@@ -89,6 +90,11 @@ def _linked_out(file: Path) -> Diagnostic | None:
 def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
     """Everything found in the deployment files under `paths`. `schema_only` stops after the
     JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks."""
+    with scan_once(), patterns.budget(patterns.CHECK_SECONDS):
+        return _check_paths(paths, schema_only)
+
+
+def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
     files, diagnostics = discover(paths)
     defaults_by_folder: dict[Path, tuple[Document | None, bool]] = {}
     deployments: list[Deployment] = []

@@ -207,6 +207,9 @@ def _brief(value: object, limit: int = 200) -> str:
     return printable(text, limit)
 
 
+MAX_LEARNED_MODELS = 1001  # a base and as many adapters as a deployment may declare
+
+
 def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeSpec]:
     """Check /v1/models against the spec; for a bare URL, learn the base and adapters from it."""
     learned = spec
@@ -221,7 +224,9 @@ def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeS
         if spec.base_model is None:
             bases = [m for m, parent in listed.items() if parent is None]
             if len(bases) != 1:
-                return False, f"cannot tell the base model among {sorted(map(str, listed))}", None
+                return False, f"cannot tell the base model among {_brief(sorted(map(str, listed)))}", None
+            if len(listed) > MAX_LEARNED_MODELS:  # one chat request each, up to 120 s apiece
+                return False, f"the server lists {len(listed):,} models; a smoke run of a bare URL checks at most {MAX_LEARNED_MODELS:,} (name the deployment instead)", None
             learned = SmokeSpec(bases[0], tuple(m for m, p in listed.items() if p is not None), spec.prompt, spec.max_tokens, spec.expect)
         problems = []
         if learned.base_model not in listed:

@@ -234,3 +234,18 @@ def test_image_env_values_stay_on_one_dockerfile_line(project, value):
     project.deployment("d", HEAD % "0.32.0" + f'    max-model-len: 4096\nimage:\n  env: {{NEWLINE: "{value}"}}\n')
     error = only(check_paths([project.deployments]))
     assert error.rule == "image.env-control" and "another instruction" in error.message
+
+
+@pytest.mark.parametrize(("flag", "rule"), [
+    ("chat-template: /proc/self/environ", "flags.reads-system-file"),
+    ("ssl-keyfile: /root/.ssh/id_rsa", "flags.reads-system-file"),
+    ("hf-config-path: /etc/../proc/1/environ", "flags.reads-system-file"),
+    ("chat-template: /models/extra/template.jinja", "flags.reads-file"),
+    ("enable-tokenizer-info-endpoint: true", "flags.exposes"),
+])
+def test_flags_that_read_or_show_container_files_are_findings(project, flag, rule):
+    assert only(check(project, "0.32.0", flag)).rule == rule
+
+
+def test_an_inline_chat_template_or_a_hub_tokenizer_is_no_finding(project):
+    assert check(project, "0.32.0", 'chat-template: "{% for m in messages %}{{ m.content }}{% endfor %}"\ntokenizer: org/tok').diagnostics == ()

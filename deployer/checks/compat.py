@@ -62,7 +62,7 @@ def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
             try:
                 unknown = _unknown_targets(config.target_modules, base_info)
             except PatternTooSlow as slow:
-                yield at(deployment, path, f"adapter {adapter.name!r}: target_modules pattern {config.target_modules!r} {slow} against the base model's {len(base_info.module_names())} module names; not checked", hint="PEFT matches it against every module name too: a pattern that backtracks, like (a+)+, makes loading and training slow; list the module names instead", rule="compat.slow-pattern", severity=Severity.WARNING, key=False)
+                yield at(deployment, path, f"adapter {adapter.name!r}: target_modules pattern {config.target_modules[:80]!r} {slow} against the base model's {len(base_info.module_names())} module names; not checked", hint="PEFT matches it against every module name too: a pattern that backtracks, like (a+)+, makes loading and training slow; list the module names instead", rule="compat.slow-pattern", severity=Severity.WARNING, key=False)
                 continue
             if unknown:
                 leaves = sorted({n.rsplit(".", 1)[-1] for n in base_info.module_names()})
@@ -95,5 +95,4 @@ def _unknown_targets(targets: tuple[str, ...] | str, info: BaseModelInfo) -> lis
         if compile_error(targets):
             return [targets]  # PEFT could not use it either
         return [] if any_match(targets, sorted(modules), full=True) else [targets]
-    leaves = {m.rsplit(".", 1)[-1] for m in modules}
-    return [t for t in targets if t not in leaves and not any(m.endswith("." + t) for m in modules)]
+    return [t for t in targets if t not in info.module_suffixes]

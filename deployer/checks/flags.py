@@ -4,6 +4,7 @@ the deployer owns. Everything here would otherwise stop vLLM at startup, after a
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Any, Iterable
 
@@ -99,8 +100,31 @@ CODE_FLAGS = {
 }
 
 
+# Flags whose value may name a file in the container that vLLM reads and, for some, shows to
+# callers (a chat template read from /proc/self/environ comes back from /tokenize, /detokenize and
+# /tokenizer_info, Secrets included).
+FILE_FLAGS = ("chat-template", "tokenizer", "hf-config-path", "generation-config", "ssl-keyfile", "ssl-certfile", "ssl-ca-certs")
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc", "/root", "/run", "/var/run")
+EXPOSING_FLAGS = {
+    "enable-tokenizer-info-endpoint": "serves the chat template and tokenizer configuration to every caller",
+    "otlp-traces-endpoint": "sends traces of every request to that address",
+}
+
+
+def _looks_like_path(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("/", "./", "../", "~")) and "{" not in value
+
+
 def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     for name, value in deployment.vllm.args:
+        if name in FILE_FLAGS and _looks_like_path(value):
+            normal = os.path.normpath(value)
+            if any(normal == folder or normal.startswith(folder + "/") for folder in SYSTEM_FOLDERS):
+                yield at(deployment, ("vllm", "args", name), f"--{name} {value!r} reads a system file in the container, which holds its Secrets (in /proc/self/environ) and credentials", hint=f"point --{name} at a file of the model or the image, or a Hub repo", rule="flags.reads-system-file", key=False)
+            else:
+                yield at(deployment, ("vllm", "args", name), f"--{name} reads the file {value!r} in the container", hint="review it: vLLM may show what it reads to callers (a chat template comes back from /tokenize)", rule="flags.reads-file", severity=Severity.WARNING, key=False)
+        if name in EXPOSING_FLAGS and value not in (False, None):
+            yield at(deployment, ("vllm", "args", name), f"--{name} {EXPOSING_FLAGS[name]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING)
         if name in CODE_FLAGS and value not in (False, None):
             yield at(
                 deployment,
