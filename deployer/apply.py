@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,9 +61,12 @@ def apply_lock(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     try:  # O_NOFOLLOW: a lock file planted as a link must not truncate what it points at
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
         raise LockError(f"cannot use the lock file {path}: {exc.strerror} (is it a link? remove it)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a planted FIFO or device
+        os.close(fd)
+        raise LockError(f"the lock file {path} is not a plain file; remove it")
     with os.fdopen(fd, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

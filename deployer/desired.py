@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
-from .paths import real, repository_root
+from .paths import real, repository_root, within
 from .render import RenderedApp, render
 
 TAG_PREFIX = "deployer-"
@@ -221,7 +221,19 @@ def export_ref(repo: Path, ref: str, dest: Path) -> str:
         raise RefError(f"cannot read {ref!r}: {done.stderr.decode(errors='replace').strip()}")
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
         archive.extractall(dest, filter=_inside_only)
+    _drop_links_out(dest)
     return commit
+
+
+def _drop_links_out(tree: Path) -> None:
+    """tarfile's filter checks each link as it extracts it, before the links it goes through
+    exist (y -> . then a -> y/y/y/../../../etc passes on Python 3.11.7): check them all again
+    once everything is in place, strictly, and drop any that leads out of the tree."""
+    for folder, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            entry = os.path.join(folder, name)
+            if os.path.islink(entry) and not within(entry, tree):
+                os.unlink(entry)
 
 
 def _inside_only(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:

@@ -1172,3 +1172,31 @@ def test_what_a_template_appends_to_does_not_outlive_its_render(project):
     for _ in range(3):
         assert render(checked.deployments[0], Path("build"), project_templates(project.deployments)).source == f"x = {len(before) + 1}\n"
     assert argv.WEIGHT_FILE_KINDS == before
+
+
+def test_a_ref_export_keeps_no_link_leading_out_of_it(project, tmp_path_factory):
+    # The tar filter judged `a` before `y` existed; after extraction `a` led to /etc.
+    from deployer.desired import export_ref
+
+    from .conftest import git, git_commit
+
+    git(project.root, "init", "-q")
+    git(project.root, "config", "user.email", "t@example.com")
+    git(project.root, "config", "user.name", "t")
+    (project.root / "y").symlink_to(".")
+    (project.root / "a").symlink_to("y/" * 12 + "../" * 12 + "etc")  # lexically dest/etc; really /etc
+    (project.root / "ok").symlink_to("deployments")
+    git_commit(project.root, "links")
+    dest = tmp_path_factory.mktemp("export")
+    export_ref(project.root, "HEAD", dest)
+    assert not os.path.lexists(dest / "a") and (dest / "ok").is_symlink()
+
+
+def test_a_planted_fifo_lock_file_is_a_lock_error(tmp_path):
+    from deployer.apply import LockError, apply_lock
+
+    (tmp_path / "build").mkdir()
+    os.mkfifo(tmp_path / "build" / ".deployer-apply.lock")
+    with pytest.raises(LockError, match="not a plain file"):
+        with apply_lock(tmp_path / "build"):
+            pass
