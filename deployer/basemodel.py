@@ -19,13 +19,15 @@ from typing import Collection
 
 from . import hub
 from .fit import MAX_COUNT
-from .paths import read_json, real, within
+from .paths import once, read_json, real, within
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 # A real shard's header is tens of kilobytes (a tensor's name, dtype, shape and offsets, for a
 # few hundred tensors): past these, parsing them would cost seconds and gigabytes for nothing.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_HEADERS_BYTES = 64 * 1024 * 1024  # all shards of one model together
+MAX_INDEX_BYTES = 64 * 1024 * 1024  # the largest models' indexes are about 10 MB
+MAX_NAME_CHARS, MAX_NAME_PARTS = 1024, 32  # real tensor names: ~100 characters, ~8 dotted parts
 MAX_DIMS = 8  # weights have 1 to 5; a shape of thousands of dimensions is an attack on math.prod
 
 
@@ -68,6 +70,8 @@ def _header(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, tuple[
     for name, meta in header.items():
         if name == "__metadata__":
             continue
+        if len(name) > MAX_NAME_CHARS or name.count(".") >= MAX_NAME_PARTS:
+            raise ValueError(f"{path.name}: a tensor name of {len(name):,} characters is no model's")
         shape = meta.get("shape") if isinstance(meta, dict) else None
         if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT for n in shape) or math.prod(shape) > MAX_COUNT:
             raise ValueError(f"{path.name}: tensor {name[:80]!r} has no valid shape (at most {MAX_DIMS} dimensions, at most 2**53 elements)")
@@ -100,7 +104,7 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
     try:
         index = _locate(source, "model.safetensors.index.json")
         if index is not None:
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = read_json(index, MAX_INDEX_BYTES)["weight_map"]
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise ValueError(f"{index.name}: weight_map is not a mapping of tensor names to files")
             shards = sorted(set(weight_map.values()))
@@ -129,4 +133,5 @@ def with_base_model_info(deployment: Deployment, unread: Collection[Source] = ()
     base = deployment.base_model
     if base.source in unread:
         return deployment
-    return replace(deployment, base_model=replace(base, info=read_base_model(base.source)))
+    info = once(("base model", base.source), lambda: read_base_model(base.source))  # shared by every deployment on it
+    return replace(deployment, base_model=replace(base, info=info))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
-from .paths import real, repository_root, within
+from .paths import once, real, repository_root, run_scope, within
 from .render import RenderedApp, render
 
 TAG_PREFIX = "deployer-"
@@ -67,6 +67,11 @@ def tag_for(project: Project, deploy_hash: str) -> str:
 
 
 def desired(deployments, out_dir: Path, project: Project, templates: Path | None = None) -> dict[str, Desired]:
+    with run_scope():  # a folder that many deployments share is hashed once
+        return _desired(deployments, out_dir, project, templates)
+
+
+def _desired(deployments, out_dir: Path, project: Project, templates: Path | None) -> dict[str, Desired]:
     result = {}
     for deployment in deployments:
         app = render(deployment, out_dir, templates)
@@ -82,7 +87,7 @@ def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:
     roles = [("base model", deployment.base_model.source), *((f"adapter {a.name}", a.source) for a in deployment.adapters)]
     for role, source in roles:
         if source.is_local:
-            digest.update(f"\0{role}\0{folder_hash(source.path)}".encode())
+            digest.update(f"\0{role}\0{once(('folder hash', source.path), lambda: folder_hash(source.path))}".encode())
     return digest.hexdigest()
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import yaml
 
 from .diagnostics import Diagnostic, JsonPath
+from .paths import once
 
 DEFAULTS_FILE = "_defaults.yaml"
 MAX_FILE_BYTES = 1024 * 1024
@@ -329,6 +330,14 @@ def _position_of_char(text: str, offset: int) -> tuple[int, int]:
 # Defaults
 
 
+def _positions_under(table: dict[JsonPath, Span]) -> dict[JsonPath, list[JsonPath]]:
+    index: dict[JsonPath, list[JsonPath]] = {}
+    for p in table:
+        for depth in range(len(p) + 1):
+            index.setdefault(p[:depth], []).append(p)
+    return index
+
+
 def merge_defaults(defaults: Document | None, document: Document, alternatives: dict[JsonPath, tuple[frozenset, ...]] | None = None) -> Document:
     """Deep-merge `defaults` under `document`; positions follow each value to the file it came from.
 
@@ -343,14 +352,9 @@ def merge_defaults(defaults: Document | None, document: Document, alternatives: 
 
     # Every position under a path, found at once: scanning each table per merged key was
     # quadratic (10,000 keys in a defaults mapping took 33 s).
-    under: dict[int, dict[JsonPath, list[JsonPath]]] = {}
-    for doc in (defaults, document):
-        for table in (doc.keys, doc.values):
-            index: dict[JsonPath, list[JsonPath]] = {}
-            for p in table:
-                for depth in range(len(p) + 1):
-                    index.setdefault(p[:depth], []).append(p)
-            under[id(table)] = index
+    under = {id(table): _positions_under(table) for table in (document.keys, document.values)}
+    for table in (defaults.keys, defaults.values):  # the same defaults for every file of a folder
+        under[id(table)] = once(("positions under", id(table)), lambda table=table: _positions_under(table))
 
     def take(doc: Document, path: JsonPath) -> None:
         for table, into in ((doc.keys, keys), (doc.values, values)):

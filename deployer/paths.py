@@ -12,7 +12,12 @@ from __future__ import annotations
 import functools
 import os
 import stat
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Callable, Hashable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 def real(path: Path | str) -> Path | None:
@@ -94,20 +99,46 @@ def repository_root(folder: Path) -> Path:
 MAX_JSON_BYTES = 4 * 1024 * 1024  # a model's or adapter's config is a few kilobytes
 
 
-def read_json(path: Path | str) -> object:
+_RUN: ContextVar[dict | None] = ContextVar("run_cache", default=None)
+
+
+@contextmanager
+def run_scope() -> Iterator[None]:
+    """Within this block, `once` remembers: what a thousand deployments share (a base model's
+    headers and names, a folder's walk or hash, a defaults file's index) is worked out once."""
+    if _RUN.get() is not None:
+        yield
+        return
+    token = _RUN.set({})
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+def once(key: Hashable, compute: Callable[[], T]) -> T:
+    cache = _RUN.get()
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def read_json(path: Path | str, limit: int | None = None) -> object:
     """A small JSON file (config.json, adapter_config.json), parsed once per file version: a
     thousand adapters naming one folder share one parse, not a thousand copies in memory.
     Raises OSError or ValueError (too large, not JSON, nested too deeply)."""
     stat_now = os.stat(path)
-    return _read_json(real(path) or Path(path), stat_now.st_size, stat_now.st_mtime_ns)
+    return _read_json(real(path) or Path(path), stat_now.st_size, stat_now.st_mtime_ns, limit or MAX_JSON_BYTES)
 
 
 @functools.lru_cache(maxsize=256)
-def _read_json(path: Path, size: int, mtime_ns: int) -> object:
+def _read_json(path: Path, size: int, mtime_ns: int, limit: int) -> object:
     import json
 
-    if size > MAX_JSON_BYTES:
-        raise ValueError(f"{size:,} bytes is more than any config holds (at most {MAX_JSON_BYTES:,})")
+    if size > limit:
+        raise ValueError(f"{size:,} bytes is more than any such file holds (at most {limit:,})")
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except RecursionError:

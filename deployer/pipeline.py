@@ -14,6 +14,7 @@ from typing import Sequence
 from .adapters import with_adapter_configs
 from .basemodel import with_base_model_info
 from . import patterns
+from .paths import run_scope
 from .checks import run_checks
 from .checks.sources import ALLOW_ENV, leads_to, outside_repository, refused_sources, scan_once
 from .diagnostics import Diagnostic, Severity
@@ -90,7 +91,7 @@ def _linked_out(file: Path) -> Diagnostic | None:
 def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
     """Everything found in the deployment files under `paths`. `schema_only` stops after the
     JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks."""
-    with scan_once(), patterns.budget(patterns.CHECK_SECONDS):
+    with run_scope(), scan_once(), patterns.budget(patterns.CHECK_SECONDS):
         return _check_paths(paths, schema_only)
 
 

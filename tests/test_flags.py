@@ -249,3 +249,18 @@ def test_flags_that_read_or_show_container_files_are_findings(project, flag, rul
 
 def test_an_inline_chat_template_or_a_hub_tokenizer_is_no_finding(project):
     assert check(project, "0.32.0", 'chat-template: "{% for m in messages %}{{ m.content }}{% endfor %}"\ntokenizer: org/tok').diagnostics == ()
+
+
+@pytest.mark.parametrize("value", [".cache/../../proc/self/environ", "//proc/self/environ", "../proc/self", "~/.ssh/id_rsa"])
+def test_relative_and_doubled_paths_to_system_files_are_errors(project, value):
+    # vLLM runs in /root in the container: a relative path starts there.
+    assert only(check(project, "0.32.0", f'chat-template: "{value}"')).rule == "flags.reads-system-file"
+
+
+def test_a_relative_path_into_the_uploaded_folders_is_only_a_warning(project):
+    assert only(check(project, "0.32.0", 'chat-template: "sources/base/template.jinja"')).rule == "flags.reads-file"
+
+
+def test_json_flags_that_name_code_to_import_are_warnings(project):
+    warning = only(check(project, "0.32.0", "kv-transfer-config: {kv_connector: X, kv_role: kv_both, kv_connector_module_path: sources.adapters.a.evil}"))
+    assert (warning.rule, warning.severity.value) == ("flags.runs-code", "warning") and "kv_connector_module_path" in warning.message

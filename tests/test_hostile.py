@@ -947,7 +947,7 @@ def test_shards_linked_to_one_file_read_its_header_once(project, monkeypatch):
     project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     project.deployment("y", "base_model: {path: ../models/m, served_name: m}\ngpu: L4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     check_paths([project.deployments])
-    assert len(reads) == 2  # once per deployment here (the real _header caches across them)
+    assert len(reads) == 1  # five names, two deployments: one read
 
 
 def test_a_path_with_a_name_too_long_is_a_schema_error(project, cli):
@@ -1200,3 +1200,33 @@ def test_a_planted_fifo_lock_file_is_a_lock_error(tmp_path):
     with pytest.raises(LockError, match="not a plain file"):
         with apply_lock(tmp_path / "build"):
             pass
+
+
+def test_a_tensor_name_of_thousands_of_parts_is_no_models(project, cli):
+    # Every dotted ending of one 35,000-part name: 1.2 GB and 8 s.
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    _safetensors(model / "model.safetensors", {".".join(["a"] * 35_000) + ".weight": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}})
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, err = cli("validate")
+    assert "internal error" not in err and "is no model's" in out
+
+
+def test_what_deployments_share_is_worked_out_once_per_run(project, monkeypatch):
+    import deployer.basemodel as basemodel
+    import deployer.desired as desired_module
+    from deployer.desired import desired, project_for
+
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    for name in "abcde":
+        project.deployment(name, "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    reads, hashes = [], []
+    real_read, real_hash = basemodel.read_base_model, desired_module.folder_hash
+    monkeypatch.setattr(basemodel, "read_base_model", lambda source: reads.append(source) or real_read(source))
+    monkeypatch.setattr(desired_module, "folder_hash", lambda folder: hashes.append(folder) or real_hash(folder))
+    checked = check_paths([project.deployments])
+    desired(checked.deployments, Path("build"), project_for(project.deployments))
+    assert len(reads) == 1 and len(hashes) == 1

@@ -490,13 +490,13 @@ def test_replace_of_an_unknown_or_unselected_deployment_is_a_usage_error(project
 def test_plan_prints_yaml_strings_on_one_line_without_control_characters(project, modal_world, cli):
     # A chat template may well hold line breaks; image.env values may not (an error of their own).
     with_template = lambda text: FAST.replace('version: "0.11.2"', f'version: "0.11.2"\n  args: {{chat-template: "{text}"}}')
-    project.deployment("alpha", with_template("x"))
+    project.deployment("alpha", with_template("{{ x }}"))
     git_commit(project.root, "alpha")
-    project.deployment("alpha", with_template("y\\n::error file=README.md,line=1::injected\\n\\u001b[2J"))
+    project.deployment("alpha", with_template("{{ y }}\\n::error file=README.md,line=1::injected\\n\\u001b[2J"))
     code, out, _ = cli("plan", "--against", "HEAD", "--format", "github")
     assert code == 0, out
     assert not any(line.startswith("::error") for line in out.splitlines()) and "\x1b" not in out
-    assert "vllm flag --chat-template: x → y\\n::error file=README.md,line=1::injected\\n\\x1b[2J" in out
+    assert "vllm flag --chat-template: {{ x }} → {{ y }}\\n::error file=README.md,line=1::injected\\n\\x1b[2J" in out
 
 
 def test_serve_refuses_a_port_out_of_range(project, cli):

@@ -4,7 +4,7 @@ the deployer owns. Everything here would otherwise stop vLLM at startup, after a
 from __future__ import annotations
 
 import math
-import os
+import posixpath
 import re
 from typing import Any, Iterable
 
@@ -104,25 +104,50 @@ CODE_FLAGS = {
 # callers (a chat template read from /proc/self/environ comes back from /tokenize, /detokenize and
 # /tokenizer_info, Secrets included).
 FILE_FLAGS = ("chat-template", "tokenizer", "hf-config-path", "generation-config", "ssl-keyfile", "ssl-certfile", "ssl-ca-certs")
-SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc", "/root", "/run", "/var/run")
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc", "/run", "/var/run", "/root/.")  # /root/.: its dot-folders (.ssh, .modal.toml)
+CONTAINER_CWD = "/root"  # where vLLM runs in the container: relative paths start there
+OURS_UNDER_ROOT = ("/root/sources", "/root/.cache/huggingface")  # what the app mounts there
+HUB_OR_KEYWORD = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|auto|vllm)$")
 EXPOSING_FLAGS = {
     "enable-tokenizer-info-endpoint": "serves the chat template and tokenizer configuration to every caller",
     "otlp-traces-endpoint": "sends traces of every request to that address",
 }
+# Keys inside JSON-valued flags (kv-transfer-config, compilation-config, ...) that name Python
+# code vLLM imports.
+CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin)$")
 
 
-def _looks_like_path(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("/", "./", "../", "~")) and "{" not in value
+def _container_path(value: object) -> str | None:
+    """Where a file-flag value leads in the container, or None when it is no path (inline
+    template text, a Hub repo id, a keyword)."""
+    if not isinstance(value, str) or "{" in value or HUB_OR_KEYWORD.match(value):
+        return None
+    joined = posixpath.join(CONTAINER_CWD, "/root" + value[1:] if value.startswith("~") else value)  # the container's home
+    return "/" + posixpath.normpath(joined).lstrip("/")  # normpath keeps a leading //
+
+
+def _is_system(path: str) -> bool:
+    inside = lambda folder: path == folder or path.startswith(folder if folder.endswith(".") else folder + "/")
+    return any(inside(f) for f in SYSTEM_FOLDERS) and not any(inside(f) for f in OURS_UNDER_ROOT)
+
+
+def _code_keys(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [k for k, v in value.items() if CODE_KEYS.search(str(k))] + [k for v in value.values() for k in _code_keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _code_keys(v)]
+    return []
 
 
 def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     for name, value in deployment.vllm.args:
-        if name in FILE_FLAGS and _looks_like_path(value):
-            normal = os.path.normpath(value)
-            if any(normal == folder or normal.startswith(folder + "/") for folder in SYSTEM_FOLDERS):
-                yield at(deployment, ("vllm", "args", name), f"--{name} {value!r} reads a system file in the container, which holds its Secrets (in /proc/self/environ) and credentials", hint=f"point --{name} at a file of the model or the image, or a Hub repo", rule="flags.reads-system-file", key=False)
+        if name in FILE_FLAGS and (where := _container_path(value)) is not None:
+            if _is_system(where):
+                yield at(deployment, ("vllm", "args", name), f"--{name} {value!r} reads {where} in the container, a system file: the container's Secrets are in /proc/self/environ", hint=f"point --{name} at a file of the model (under the folder you deploy) or a Hub repo", rule="flags.reads-system-file", key=False)
             else:
-                yield at(deployment, ("vllm", "args", name), f"--{name} reads the file {value!r} in the container", hint="review it: vLLM may show what it reads to callers (a chat template comes back from /tokenize)", rule="flags.reads-file", severity=Severity.WARNING, key=False)
+                yield at(deployment, ("vllm", "args", name), f"--{name} reads the file {where} in the container", hint="review it: vLLM may show what it reads to callers (a chat template comes back from /tokenize)", rule="flags.reads-file", severity=Severity.WARNING, key=False)
+        if keys := _code_keys(value):
+            yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(map(str, keys[:5]))})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
         if name in EXPOSING_FLAGS and value not in (False, None):
             yield at(deployment, ("vllm", "args", name), f"--{name} {EXPOSING_FLAGS[name]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING)
         if name in CODE_FLAGS and value not in (False, None):
