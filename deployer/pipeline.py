@@ -16,7 +16,7 @@ from .basemodel import with_base_model_info
 from . import patterns
 from .paths import run_scope
 from .checks import run_checks
-from .checks.sources import ALLOW_ENV, leads_to, outside_repository, refused_sources, scan_once
+from .checks.sources import ALLOW_ENV, leads_to, outside_repository, refused_sources
 from .diagnostics import Diagnostic, Severity
 from .load import DEFAULTS_FILE, Document, load_file, merge_defaults
 from .model import Deployment, build_deployment, name_from_file
@@ -91,7 +91,7 @@ def _linked_out(file: Path) -> Diagnostic | None:
 def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
     """Everything found in the deployment files under `paths`. `schema_only` stops after the
     JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks."""
-    with run_scope(), scan_once(), patterns.budget(patterns.CHECK_SECONDS):
+    with run_scope(), patterns.budget(patterns.CHECK_SECONDS):
         return _check_paths(paths, schema_only)
 
 
