@@ -1230,3 +1230,11 @@ def test_what_deployments_share_is_worked_out_once_per_run(project, monkeypatch)
     checked = check_paths([project.deployments])
     desired(checked.deployments, Path("build"), project_for(project.deployments))
     assert len(reads) == 1 and len(hashes) == 1
+
+
+@pytest.mark.parametrize("revision", ["pr/../../../../../../proc/kmsg", "a//b", "main/"])
+def test_a_revision_cannot_climb_out_of_the_hugging_face_cache(project, cli, revision):
+    # try_to_load_from_cache opens refs/<revision>: pr/../../.. led anywhere (/proc/kmsg blocked).
+    project.deployment("x", MINIMAL.replace("repo: Qwen/Qwen3-4B-Instruct-2507", f"repo: Qwen/Qwen3-4B-Instruct-2507\n  revision: '{revision}'"))
+    code, out, _ = cli("validate")
+    assert code == 1 and "invalid base_model.revision" in out and "no '..'" in out
