@@ -275,7 +275,8 @@ def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, m
 def _number(value: Any, default: float, flag: catalog.Flag | None = None) -> float:
     """A numeric vLLM argument; anything else, or a value outside the flag's bounds (reported by the
     flag check), counts as the default."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    # Above MAX_COUNT (1e300 max-loras) products of such values overflow float arithmetic.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= MAX_COUNT:
         return default
     if flag is not None and flag.out_of_bounds(value):
         return default
@@ -308,7 +309,10 @@ def cheapest_fitting(deployment: Deployment, shape: ModelShape, max_model_len: i
 
 
 def gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB"
+    try:
+        return f"{n / GIB:.2f} GiB"
+    except OverflowError:  # no memory is that large; say so rather than fail
+        return "more than any GPU holds"
 
 
 @dataclass(frozen=True)

@@ -1238,3 +1238,18 @@ def test_a_revision_cannot_climb_out_of_the_hugging_face_cache(project, cli, rev
     project.deployment("x", MINIMAL.replace("repo: Qwen/Qwen3-4B-Instruct-2507", f"repo: Qwen/Qwen3-4B-Instruct-2507\n  revision: '{revision}'"))
     code, out, _ = cli("validate")
     assert code == 1 and "invalid base_model.revision" in out and "no '..'" in out
+
+
+def test_absurd_lora_sizes_leave_the_fit_to_the_flag_check(project, cli):
+    # max-loras x max-lora-rank of 1e300 each ended every command in "internal error: OverflowError".
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    adapter = project.root / "adapters" / "a"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\nadapters:\n  - {name: a, path: ../adapters/a}\ngpu: A10G\nvllm:\n  version: '0.11.2'\n  args: {max-loras: 1.0e+300, max-lora-rank: 1.0e+300}\nauth: {proxy: true}\n")
+    for command in (["validate"], ["fit", "x"], ["render"]):
+        code, out, err = cli(*command)
+        assert "internal error" not in err, (command, err)
