@@ -180,8 +180,8 @@ def git_command(folder: Path) -> list[str] | None:
     bare repository, whose committed config runs a smudge filter of its choosing in `git archive`
     and names another project's remote). The repository is the one whose `.git` we find going up,
     named explicitly, and implicit bare repositories are refused."""
-    root = repository_root(Path(os.path.abspath(folder)))
-    if not (root / ".git").exists():
+    root = git_root(folder)
+    if root is None:
         return None
     return ["git", "-c", "safe.bareRepository=explicit", f"--git-dir={root / '.git'}", f"--work-tree={root}", "-C", str(root)]
 
@@ -204,8 +204,9 @@ def ignored_files(root: Path, folder: Path) -> list[Path]:
 
 
 def git_root(folder: Path) -> Path | None:
-    top = _git(folder, "rev-parse", "--show-toplevel")
-    return Path(top) if top else None
+    """The work tree holding `folder`: the one git_command binds git to (no git process needed)."""
+    root = repository_root(Path(os.path.abspath(folder)))
+    return root if (root / ".git").exists() else None
 
 
 class RefError(Exception):
