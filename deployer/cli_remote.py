@@ -111,7 +111,7 @@ def _unknown(args, names, known, what: str = "deployment or deployed app") -> in
 
 def build_plan(args, checked, live_only: bool = False):
     """(plan, desired, platform or None, exit code or None)."""
-    from .desired import RefError
+    from .commit_files import RefError
     from .plan import make_plan
     from .platform import PlatformError
     from .platform.modal_cli import has_credentials

@@ -6,23 +6,22 @@ changes nothing that runs: comments (in the YAML or the rendered app) and YAML k
 hash and the project it belongs to, so the deployed state can be read back from Modal with no
 state file of ours, and apps this repository manages can be told from any other app.
 
-A git ref's desired state is computed the same way from that commit's files, for `plan --against`.
+A git ref's desired state is computed the same way from that commit's files (commit_files.py), for
+`plan --against`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import os
 import re
 import subprocess
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
-from .paths import once, real, repository_root, run_scope, within
+from .paths import once, real, repository_root, run_scope
 from .render import RenderedApp, render
 
 TAG_PREFIX = "deployer-"
@@ -197,55 +196,7 @@ def _git(folder: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def ignored_files(root: Path, folder: Path) -> list[Path]:
-    """Files under `folder` (relative to the repository `root`) that git ignores: weights often are."""
-    listed = _git(root, "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "--", folder.as_posix())
-    return [Path(p) for p in (listed or "").split("\0") if p]
-
-
 def git_root(folder: Path) -> Path | None:
     """The work tree holding `folder`: the one git_command binds git to (no git process needed)."""
     root = repository_root(Path(os.path.abspath(folder)))
     return root if (root / ".git").exists() else None
-
-
-class RefError(Exception):
-    """A git ref that cannot be read; the message is safe to print."""
-
-
-def export_ref(repo: Path, ref: str, dest: Path) -> str:
-    """Write the files of commit `ref` into `dest` (no checkout, no change to the work tree).
-    Returns the full commit id."""
-    commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    if not commit:
-        raise RefError(f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)")
-    try:
-        done = subprocess.run([*(git_command(repo) or ["git", "-C", str(repo)]), "archive", "--format=tar", commit], capture_output=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RefError(f"cannot read {ref!r}: {exc}") from None
-    if done.returncode != 0:
-        raise RefError(f"cannot read {ref!r}: {done.stderr.decode(errors='replace').strip()}")
-    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
-        archive.extractall(dest, filter=_inside_only)
-    _drop_links_out(dest)
-    return commit
-
-
-def _drop_links_out(tree: Path) -> None:
-    """tarfile's filter checks each link as it extracts it, before the links it goes through
-    exist (y -> . then a -> y/y/y/../../../etc passes on Python 3.11.7): check them all again
-    once everything is in place, strictly, and drop any that leads out of the tree."""
-    for folder, dirs, files in os.walk(tree):
-        for name in dirs + files:
-            entry = os.path.join(folder, name)
-            if os.path.islink(entry) and not within(entry, tree):
-                os.unlink(entry)
-
-
-def _inside_only(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """tarfile's "data" filter, but a committed link pointing outside the tree is left out rather
-    than failing the whole export: validation refuses sources reached through it anyway."""
-    try:
-        return tarfile.data_filter(member, dest)
-    except tarfile.FilterError:
-        return None

@@ -12,9 +12,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .desired import Desired, Project, RefError, desired, export_ref, git_root, ignored_files, parse_tag
-from .platform import Platform, Version
 from .checks.sources import also_inside
+from .commit_files import CommitFiles, RefError, ignored_files
+from .desired import Desired, Project, desired, git_root, parse_tag
+from .platform import Platform, Version
 from .render import project_templates
 
 
@@ -69,36 +70,38 @@ class RefTrees:
             from .pipeline import check_paths
 
             tree = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="deployer-ref-")))
-            commit = export_ref(self.layout.root, ref, tree)
+            files = CommitFiles(self.layout.root, ref, tree)
             folder = tree / self.layout.deployments
+            files.add([folder, folder.parent / "templates"])
             if not folder.is_dir():
-                self._cache[ref] = (commit, {})
+                self._cache[ref] = (files.commit, {})
             else:
                 with also_inside(self.layout.root):  # what _borrow_ignored links to
                     checked = check_paths([folder])
-                    if self._borrow_ignored(tree, checked.deployments):
-                        checked = check_paths([folder])  # adapter configs may be among the borrowed files
+                    local = sorted({s.path for d in checked.deployments for s in _sources(d) if s.path})
+                    written = files.add(local)
+                    if self._borrow_ignored(tree, local) or written:
+                        checked = check_paths([folder])  # adapter configs are among those files
                 templates = project_templates(folder)
-                self._cache[ref] = (commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
+                self._cache[ref] = (files.commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
         return self._cache[ref]
 
-
-    def _borrow_ignored(self, tree: Path, deployments) -> bool:
+    def _borrow_ignored(self, tree: Path, folders: list[Path]) -> bool:
         """A commit has no copy of git-ignored files (weights, often): link the working tree's
         into the exported tree, taking them as unchanged, rather than seeing them all as deleted."""
+        inside = [relative for folder in folders if (relative := _relative(folder, tree.resolve()))]
         borrowed = False
-        for deployment in deployments:
-            for source in [deployment.base_model.source, *(a.source for a in deployment.adapters)]:
-                inside = source.path and _relative(source.path, tree.resolve())
-                if not inside:
-                    continue
-                for relative in ignored_files(self.layout.root, inside):
-                    target = tree / relative
-                    if not target.exists() and (self.layout.root / relative).is_file():
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.symlink_to(self.layout.root / relative)
-                        borrowed = True
+        for relative in ignored_files(self.layout.root, inside):
+            target = tree / relative
+            if not target.exists() and (self.layout.root / relative).is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(self.layout.root / relative)
+                borrowed = True
         return borrowed
+
+
+def _sources(deployment):
+    return [deployment.base_model.source, *(a.source for a in deployment.adapters)]
 
 
 def deployed_from_platform(platform: Platform) -> dict[str, Version]:

@@ -1176,7 +1176,7 @@ def test_what_a_template_appends_to_does_not_outlive_its_render(project):
 
 def test_a_ref_export_keeps_no_link_leading_out_of_it(project, tmp_path_factory):
     # The tar filter judged `a` before `y` existed; after extraction `a` led to /etc.
-    from deployer.desired import export_ref
+    from deployer.commit_files import CommitFiles
 
     from .conftest import git, git_commit
 
@@ -1188,8 +1188,26 @@ def test_a_ref_export_keeps_no_link_leading_out_of_it(project, tmp_path_factory)
     (project.root / "ok").symlink_to("deployments")
     git_commit(project.root, "links")
     dest = tmp_path_factory.mktemp("export")
-    export_ref(project.root, "HEAD", dest)
+    CommitFiles(project.root, "HEAD", dest)
     assert not os.path.lexists(dest / "a") and (dest / "ok").is_symlink()
+
+
+def test_a_link_that_leads_out_once_another_is_dropped_is_dropped_too(project, tmp_path_factory):
+    # l1 leads back in only through l0, which leads out: once l0 is gone, l1 leads out too.
+    from deployer.commit_files import CommitFiles
+
+    from .conftest import git, git_commit
+
+    git(project.root, "init", "-q")
+    git(project.root, "config", "user.email", "t@example.com")
+    git(project.root, "config", "user.name", "t")
+    dest = tmp_path_factory.mktemp("export")
+    (project.root / "l0").symlink_to("../" * 30 + "p/q/r")
+    (project.root / "l1").symlink_to(f"l0/../../..{dest}/p/q/r")
+    (project.root / "ok").symlink_to("deployments")
+    git_commit(project.root, "a chain of links")
+    CommitFiles(project.root, "HEAD", dest)
+    assert not os.path.lexists(dest / "l0") and not os.path.lexists(dest / "l1") and (dest / "ok").is_symlink()
 
 
 def test_a_planted_fifo_lock_file_is_a_lock_error(tmp_path):

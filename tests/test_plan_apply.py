@@ -358,6 +358,56 @@ def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(project, 
     assert folder_hash(real.parent) == folder_hash(pointer.parent)
 
 
+def test_a_ref_is_exported_only_as_far_as_its_deployments_read(project, modal_world, cli, tmp_path_factory):
+    # A commit can hold anything beside the deployments (datasets, a 2.5 GB blob that took 5 GB
+    # of memory to export whole): only the deployments, templates and named folders are written,
+    # links followed as the commit's own links lead.
+    from deployer.commit_files import CommitFiles
+
+    project.write(".gitignore", "build/\n")
+    project.write("weights/sql/adapter_config.json", ADAPTER_CONFIG)
+    project.write("blobs/w1", "weights v1")
+    (project.root / "weights/sql/adapter_model.safetensors").symlink_to("../../blobs/w1")
+    (project.root / "adapters").symlink_to("weights")
+    project.write("data/dataset.bin", "x" * 100_000)
+    project.write("data/*", "a name that is a glob")
+    project.deployment("alpha", FAST + "adapters:\n  - name: sql\n    path: ../adapters/sql\n")
+    git_commit(project.root, "a linked local adapter beside a dataset")
+    code, out, _ = cli("plan", "--against", "HEAD", "--detailed-exitcode")
+    assert code == 0 and "unchanged alpha" in out, out  # the ref hashes the adapter as the working tree does
+
+    dest = tmp_path_factory.mktemp("export")
+    files = CommitFiles(project.root, "HEAD", dest)
+    assert files.add([dest / "deployments"]) and (dest / "deployments/alpha.yaml").is_file()
+    assert (dest / "adapters").is_symlink() and (dest / "weights/sql/adapter_model.safetensors").is_symlink()  # every link at once
+    assert not (dest / "weights/sql/adapter_config.json").exists() and not (dest / "data").exists()
+    assert files.add([dest / "adapters/sql"])
+    assert (dest / "adapters/sql/adapter_config.json").is_file() and (dest / "adapters/sql/adapter_model.safetensors").read_text() == "weights v1"
+    assert not (dest / "data").exists()
+    assert not files.add([dest / "weights/sql", dest / "nowhere", dest / ".." / "elsewhere"])  # already there, or not in the commit
+    assert files.add([dest / "data/*"]) and sorted(p.name for p in (dest / "data").iterdir()) == ["*"]
+
+
+def test_ignored_weights_of_many_adapters_are_borrowed_with_one_git_process(project, modal_world, cli, monkeypatch):
+    import subprocess
+
+    with_local_adapter(project, ignore="*.safetensors\n")
+    adapters = "".join(f"  - name: a{i}\n    path: ../adapters/sql\n" for i in range(60))
+    project.deployment("alpha", FAST + "adapters:\n" + adapters)
+    git_commit(project.root, "sixty adapters on one folder")
+    real_run, listings = subprocess.run, []
+
+    def counting_run(command, *args, **kwargs):
+        if "ls-files" in command:
+            listings.append(command)
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counting_run)
+    code, out, _ = cli("plan", "--against", "HEAD", "--detailed-exitcode")
+    assert code == 0, out
+    assert len(listings) == 1 and listings[0][-1] == "adapters/sql"
+
+
 def test_a_committed_symlink_out_of_the_repository_does_not_break_plan(project, modal_world, cli, tmp_path_factory):
     (project.root / "weights").symlink_to(tmp_path_factory.mktemp("big-disk"))
     two(project)
