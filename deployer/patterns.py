@@ -58,7 +58,11 @@ _REMAINING: ContextVar[_Budget | None] = ContextVar("pattern_seconds", default=N
 @contextmanager
 def budget(seconds: float) -> Iterator[None]:
     """All patterns matched within this block share `seconds`, and each distinct question is
-    asked once: a deadline per pattern alone let 1,000 aliases of one slow pattern take an hour."""
+    asked once: a deadline per pattern alone let 1,000 aliases of one slow pattern take an hour.
+    Inside another budget, the outer one holds (a plan checking many commits shares one)."""
+    if _REMAINING.get() is not None:
+        yield
+        return
     token = _REMAINING.set(_Budget(seconds))
     try:
         yield

@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import patterns
 from .checks.sources import also_inside
 from .commit_files import CommitFiles, RefError, ignored_files
 from .desired import Desired, Project, desired, git_root, parse_tag
@@ -50,7 +51,8 @@ def _relative(path: Path, root: Path) -> Path | None:
 
 
 class RefTrees:
-    """Commits exported to temporary folders and their desired state, each computed once."""
+    """Commits exported to temporary folders and their desired state, each computed once. The
+    checks of all of them share one time budget for patterns (a plan may read many commits)."""
 
     def __init__(self, layout: Layout, project: Project):
         self.layout = layout
@@ -59,6 +61,7 @@ class RefTrees:
         self._cache: dict[str, tuple[str, dict[str, Desired]]] = {}
 
     def __enter__(self):
+        self._stack.enter_context(patterns.budget(patterns.CHECK_SECONDS))
         return self
 
     def __exit__(self, *exc):

@@ -1108,6 +1108,18 @@ def test_patterns_share_one_time_budget_per_check(project):
     assert len(found) == 30 and time.monotonic() - started < 20
 
 
+def test_a_budget_inside_another_spends_the_outer_one():
+    # A plan checks the deployments of several commits; each check opening a fresh budget made
+    # the total grow with the number of commits.
+    from deployer import patterns
+
+    with patterns.budget(0), patterns.budget(100):
+        with pytest.raises(patterns.PatternTooSlow, match="the time for checking patterns is spent"):
+            patterns.any_match("a", ["a"])
+    with patterns.budget(100):
+        assert patterns.any_match("a", ["a"])
+
+
 def test_a_defaults_mapping_of_many_keys_merges_in_linear_time(project, cli):
     # Merging scanned every position per key: 10,000 keys took 33 s.
     project.write("deployments/_defaults.yaml", "x:\n" + "".join(f"  k{i}: 1\n" for i in range(30_000)))
