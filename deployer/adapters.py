@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Collection
 
 from . import hub
-from .paths import read_json
+from .paths import once, read_json
 from .model import Adapter, AdapterConfig, Deployment, Source, UnknownConfig
 
 CONFIG_FILE = "adapter_config.json"
@@ -38,6 +38,10 @@ def _load(adapter: Adapter) -> tuple[dict, Path | None, str] | UnknownConfig:
 
 
 def read_config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
+    return once(("adapter config", adapter.source), lambda: _read_config(adapter))  # shared by every adapter on that source
+
+
+def _read_config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
     loaded = _load(adapter)
     if isinstance(loaded, UnknownConfig):
         return loaded

@@ -23,7 +23,12 @@ T = TypeVar("T")
 def real(path: Path | str) -> Path | None:
     """The absolute path with every link followed, or None when that cannot be known (a chain too
     long to follow, a loop, a folder that cannot be searched). A path that does not exist yet
-    resolves as far as it exists: nothing is there to read."""
+    resolves as far as it exists: nothing is there to read. Once per path within a run_scope (a
+    thousand adapters naming one folder asked for it six thousand times)."""
+    return once(("real", os.path.abspath(path)), lambda: _real(path))
+
+
+def _real(path: Path | str) -> Path | None:
     try:
         return Path(os.path.realpath(path, strict=True))
     except FileNotFoundError:

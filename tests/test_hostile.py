@@ -1129,7 +1129,7 @@ def test_a_defaults_mapping_of_many_keys_merges_in_linear_time(project, cli):
     assert code == 1 and "unknown key 'x'" in out and time.monotonic() - started < 20
 
 
-def test_one_adapter_folder_named_by_many_adapters_is_read_and_walked_once(project, monkeypatch):
+def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_once(project, monkeypatch):
     import deployer.checks.sources as sources
     from deployer import paths
 
@@ -1142,9 +1142,12 @@ def test_one_adapter_folder_named_by_many_adapters_is_read_and_walked_once(proje
     walks = []
     real_walk = os.walk
     monkeypatch.setattr(sources.os, "walk", lambda folder: walks.append(folder) or real_walk(folder))
+    resolved, real_real = [], paths._real
+    monkeypatch.setattr(paths, "_real", lambda path: resolved.append(path) or real_real(path))
     paths._read_json.cache_clear()
     check_paths([project.deployments])
     assert len(walks) == 1 and paths._read_json.cache_info().misses == 1
+    assert len(resolved) < 100, f"{len(resolved)} link resolutions for 300 adapters on one folder"
 
 
 def test_a_folder_holding_the_repositorys_git_folder_is_never_uploaded(project, cli):

@@ -65,23 +65,31 @@ def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> It
     if source.path is None:
         return
     yaml_folder = Path(os.path.abspath(deployment.document.where(path).file)).parent
+    # Once per folder and run: a thousand adapters naming one folder are one question.
+    for rule, problem, hint in once(("source problems", source, yaml_folder), lambda: _problems(source, yaml_folder)):
+        yield at(deployment, path, f"{what} {problem}", hint=hint, rule=rule, key=False)
+
+
+def _problems(source: Source, yaml_folder: Path) -> list[tuple[str, str, str]]:
+    """(rule, problem, hint) for the source folder; each problem follows "base model " or
+    "adapter 'name' "."""
+    written = source.written_path
     if root := outside_repository(source.path, yaml_folder):
-        via = " through a symlink" if _has_symlink(yaml_folder, source.written_path) else ""
-        yield at(deployment, path, f"{what} folder {source.written_path!r} {leads_to(source.path, root, via)}", hint=f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1", rule="sources.outside-repo", key=False)
-        return
+        via = " through a symlink" if _has_symlink(yaml_folder, written) else ""
+        return [("sources.outside-repo", f"folder {written!r} {leads_to(source.path, root, via)}", f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1")]
     if not source.path.exists():
-        yield at(deployment, path, f"{what} folder {source.written_path!r} does not exist (looked at {source.path})", hint="paths are relative to the YAML file that writes them", rule="sources.missing", key=False)
-    elif not source.path.is_dir():
-        yield at(deployment, path, f"{what} path {source.written_path!r} is not a folder", hint="point at the folder holding the model's files (config.json, weights)", rule="sources.not-a-folder", key=False)
-    else:
-        yield from _check_contents(deployment, source, path, what, yaml_folder)
+        return [("sources.missing", f"folder {written!r} does not exist (looked at {source.path})", "paths are relative to the YAML file that writes them")]
+    if not source.path.is_dir():
+        return [("sources.not-a-folder", f"path {written!r} is not a folder", "point at the folder holding the model's files (config.json, weights)")]
+    return _content_problems(source, yaml_folder)
 
 
-def _check_contents(deployment: Deployment, source: Source, path: tuple, what: str, yaml_folder: Path) -> Iterable[Diagnostic]:
+def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str, str]]:
     """What apply would upload from the folder (Modal's add_local_dir follows links): no link out
     of the repository (~/.ssh), nothing that is not a plain file (a FIFO blocks a reader forever),
     nothing unreadable."""
-    linked_out, special, unreadable, git = _scan(source.path, yaml_folder)
+    linked_out, special, unreadable, git = _walk(source.path, yaml_folder)
+    problems = []
     for found, problem, hint, rule in (
         (git, "is a git folder (the repository's own, or one inside it)", "point path: at the model or adapter folder itself: apply would upload the repository's history and the credentials in .git/config", "sources.git-folder"),
         (linked_out, "links out of the repository", f"remove the link or copy the file in; to allow this on a trusted machine, set {ALLOW_ENV}=1", "sources.outside-repo"),
@@ -90,14 +98,8 @@ def _check_contents(deployment: Deployment, source: Source, path: tuple, what: s
     ):
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-            first = found[0].relative_to(source.path)
-            yield at(deployment, path, f"{what} folder {source.written_path!r}: {first} {problem}{more}", hint=hint, rule=rule, key=False)
-
-
-def _scan(folder: Path, yaml_folder: Path) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
-    # Once per run (paths.run_scope): 1,000 adapters naming one folder of 5,000 files walked it
-    # 2,000 times.
-    return once(("scan", folder, yaml_folder), lambda: _walk(folder, yaml_folder))
+            problems.append((rule, f"folder {source.written_path!r}: {found[0].relative_to(source.path)} {problem}{more}", hint))
+    return problems
 
 
 def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
