@@ -222,11 +222,20 @@ def test_flags_that_run_code_are_warnings_to_review(project, flag, words):
     assert check(project, "0.32.0", "trust-remote-code: false").diagnostics == ()
 
 
-@pytest.mark.parametrize(("variable", "rule"), [("PYTHONPATH", "image.env-runs-code"), ("LD_PRELOAD", "image.env-runs-code"), ("HF_ENDPOINT", "image.env-network"), ("https_proxy", "image.env-network")])
+@pytest.mark.parametrize(("variable", "rule"), [
+    ("PYTHONPATH", "image.env-runs-code"), ("LD_PRELOAD", "image.env-runs-code"), ("HF_ENDPOINT", "image.env-network"), ("https_proxy", "image.env-network"),
+    ("PYTHONUSERBASE", "image.env-runs-code"), ("PYTHONWARNINGS", "image.env-runs-code"), ("LD_AUDIT", "image.env-runs-code"), ("GCONV_PATH", "image.env-runs-code"), ("BASH_ENV", "image.env-runs-code"),
+    ("VLLM_USAGE_STATS_SERVER", "image.env-network"), ("VLLM_USE_MODELSCOPE", "image.env-network"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "image.env-network"),
+])
 def test_image_env_that_loads_code_or_reroutes_downloads_is_a_warning(project, variable, rule):
     project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{{variable}: 'https://elsewhere.example'}}\n")
     warning = only(check_paths([project.deployments]))
     assert (warning.rule, warning.severity.value, warning.line) == (rule, "warning", 9)
+
+
+def test_image_env_that_only_tunes_python_or_vllm_is_no_finding(project):
+    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  env: {PYTHONUNBUFFERED: '1', VLLM_HOST_IP: 10.0.0.1, VLLM_ATTENTION_BACKEND: FLASH_ATTN}\n")
+    assert check_paths([project.deployments]).diagnostics == ()
 
 
 @pytest.mark.parametrize("value", ["a'\\nRUN touch /pwned\\nENV Z='b", "x\\ry", "tab\\tok\\u0007"])
@@ -264,3 +273,44 @@ def test_a_relative_path_into_the_uploaded_folders_is_only_a_warning(project):
 def test_json_flags_that_name_code_to_import_are_warnings(project):
     warning = only(check(project, "0.32.0", "kv-transfer-config: {kv_connector: X, kv_role: kv_both, kv_connector_module_path: sources.adapters.a.evil}"))
     assert (warning.rule, warning.severity.value) == ("flags.runs-code", "warning") and "kv_connector_module_path" in warning.message
+
+
+def test_template_text_is_also_tried_as_a_path_to_a_system_file(project):
+    # vLLM opens every chat-template value as a file first: a committed folder named `{` made
+    # this value pass as inline text while it opens /proc/self/environ.
+    value = "/root/sources/adapters/a/{/../../../../../proc/self/environ"
+    assert only(check(project, "0.11.2", f'chat-template: "{value}"')).rule == "flags.reads-system-file"
+
+
+@pytest.mark.parametrize(("flag", "words"), [
+    ("scheduler-cls: pkg.Scheduler", "imports the class it names into the engine"),
+    ("distributed-executor-backend: pkg.Executor", "imports the executor class"),
+    ("compilation-config: {backend: pkg.mod.backend}", "names Python code to import (backend)"),
+    ("kv-transfer-config: '{\"kv_connector\": \"X\", \"kv_connector_module_path\": \"pkg.evil\"}'", "kv_connector_module_path"),
+])
+def test_flags_naming_classes_to_import_are_warnings_even_as_json_text(project, flag, words):
+    warning = only(check(project, "0.11.2", flag))
+    assert (warning.rule, warning.severity.value) == ("flags.runs-code", "warning") and words in warning.message
+
+
+def test_built_in_executors_and_compilation_backends_are_no_finding(project):
+    assert check(project, "0.11.2", "distributed-executor-backend: mp\ncompilation-config: {backend: inductor}").diagnostics == ()
+
+
+@pytest.mark.parametrize(("args", "rule"), [
+    ("chat-templat: /proc/self/environ", "flags.abbreviated"),
+    ("trust-remote-cod: true", "flags.abbreviated"),
+    ("chat-template: [/proc/self/environ]", "flags.reads-system-file"),
+])
+def test_without_a_catalog_abbreviations_and_lists_cannot_hide_a_file_or_code_flag(project, args, rule):
+    found = [d for d in check(project, "0.12.0", args).diagnostics if d.rule != "flags.no-catalog"]
+    assert [(d.rule, d.severity.value) for d in found] == [(rule, "error")]
+
+
+@pytest.mark.parametrize(("args", "exposed"), [
+    ("disable-tokenizer-info-endpoint: false", True),  # renders --enable-tokenizer-info-endpoint
+    ("disable-tokenizer-info-endpoint: true", False),
+    ("enable-tokenizer-info-endpoint: false", False),
+])
+def test_what_a_flag_exposes_is_judged_on_what_vllm_is_given(project, args, exposed):
+    assert [d.rule for d in check(project, "0.33.0", args).diagnostics] == (["flags.exposes"] if exposed else [])

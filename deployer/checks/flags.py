@@ -3,13 +3,14 @@ the deployer owns. Everything here would otherwise stop vLLM at startup, after a
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 import re
 from typing import Any, Iterable
 
 from .. import catalog
-from ..argv import MANAGED_FLAGS, negated_options
+from ..argv import MANAGED_FLAGS, flag_tokens, negated_options
 from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
 from ..diagnostics import Diagnostic, Severity
 from ..fit import TOKEN_COUNT, parse_tokens
@@ -30,14 +31,14 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
         bare = name[3:] if name.startswith("no-") and name[3:] in MANAGED_FLAGS else name
         known = flags.lookup(name) if flags else None
         # vLLM's argparse accepts any unique prefix (--api-ke is --api-key): never let one stand in
-        # for a flag the deployer owns or a credential flag.
-        owned = [full for full in (*MANAGED_FLAGS, *SECRET_FLAGS) if full.startswith(name) and full != name]
+        # for a flag the deployer owns, a credential flag, or one checked for what it reads or runs.
+        owned = [full for full in (*MANAGED_FLAGS, *SECRET_FLAGS, *SENSITIVE_FLAGS) if full.startswith(name) and full != name]
         if known is None and owned and not catalog.versions_with(name):  # a real flag in some release is no abbreviation
             yield at(
                 deployment,
                 ("vllm", "args", name),
                 f"--{name} is an abbreviation vLLM would read as --{owned[0]}" + (f" (or {', '.join('--' + o for o in owned[1:])})" if len(owned) > 1 else ""),
-                hint="write flags in full; " + (f"--{owned[0]} is controlled by {MANAGED_FLAGS[owned[0]]}" if owned[0] in MANAGED_FLAGS else f"put {SECRET_FLAGS[owned[0]]} in a Modal Secret instead"),
+                hint="write flags in full; " + _abbreviated_hint(owned[0]),
                 rule="flags.abbreviated",
             )
             continue
@@ -75,6 +76,14 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             )
 
 
+def _abbreviated_hint(full: str) -> str:
+    if full in MANAGED_FLAGS:
+        return f"--{full} is controlled by {MANAGED_FLAGS[full]}"
+    if full in SECRET_FLAGS:
+        return f"put {SECRET_FLAGS[full]} in a Modal Secret instead"
+    return f"--{full} is checked for what it reads, runs or exposes, which an abbreviation would slip past"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -85,6 +94,8 @@ def _is_number(text: str) -> bool:
 
 # Flags that make vLLM run code, or serve files, that the deployment names: legitimate, but a
 # reviewer should see them as code, not as settings (warnings; `validate --strict` fails on them).
+# (vLLM runs with `python -P`: the committed folders under /root/sources are not importable, but
+# anything installed in the image is.)
 CODE_FLAGS = {
     "trust-remote-code": "runs Python code from the model's repository",
     "tool-parser-plugin": "imports the Python file it names",
@@ -94,10 +105,13 @@ CODE_FLAGS = {
     "logits-processor-pattern": "lets each request import logits processors whose names match it",
     "worker-cls": "imports the class it names into every worker",
     "worker-extension-cls": "imports the class it names into every worker",
+    "scheduler-cls": "imports the class it names into the engine",
+    "distributed-executor-backend": "imports the executor class it names into the engine",
     "io-processor-plugin": "loads the plugin it names",
     "log-config-file": "hands a file to logging.config, which can build any Python object",
     "allowed-local-media-path": "lets every request read files under that folder of the container (its Secrets are in /proc/self/environ)",
 }
+BUILT_IN_VALUES = {"distributed-executor-backend": {"mp", "ray", "uni", "external_launcher"}}  # names, not imports
 
 
 # Flags whose value may name a file in the container that vLLM reads and, for some, shows to
@@ -108,19 +122,22 @@ SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc", "/run", "/var/run", "/root/."
 CONTAINER_CWD = "/root"  # where vLLM runs in the container: relative paths start there
 OURS_UNDER_ROOT = ("/root/sources", "/root/.cache/huggingface")  # what the app mounts there
 HUB_OR_KEYWORD = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|auto|vllm)$")
+INLINE = re.compile(r"[{}\n]")  # what vLLM takes for template text once opening it as a file fails
 EXPOSING_FLAGS = {
     "enable-tokenizer-info-endpoint": "serves the chat template and tokenizer configuration to every caller",
     "otlp-traces-endpoint": "sends traces of every request to that address",
 }
-# Keys inside JSON-valued flags (kv-transfer-config, compilation-config, ...) that name Python
-# code vLLM imports.
-CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin)$")
+SENSITIVE_FLAGS = (*CODE_FLAGS, *FILE_FLAGS, *EXPOSING_FLAGS)
+# Keys inside JSON-valued flags (kv-transfer-config, compilation-config, logging-config, ...) that
+# name Python code vLLM imports; a compilation `backend` does when it is a dotted name.
+CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin|logging_config_file)$")
+DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 
 
 def _container_path(value: object) -> str | None:
-    """Where a file-flag value leads in the container, or None when it is no path (inline
-    template text, a Hub repo id, a keyword)."""
-    if not isinstance(value, str) or "{" in value or HUB_OR_KEYWORD.match(value):
+    """Where a file-flag value leads in the container, or None when it is no path (a Hub repo id,
+    a keyword). Template text is a path too: vLLM tries to open every value first."""
+    if not isinstance(value, str) or HUB_OR_KEYWORD.match(value):
         return None
     joined = posixpath.join(CONTAINER_CWD, "/root" + value[1:] if value.startswith("~") else value)  # the container's home
     return "/" + posixpath.normpath(joined).lstrip("/")  # normpath keeps a leading //
@@ -132,39 +149,82 @@ def _is_system(path: str) -> bool:
 
 
 def _code_keys(value: object) -> list[str]:
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+        try:
+            value = json.loads(value)  # vLLM parses JSON given as text the same way
+        except (ValueError, RecursionError):
+            return []
     if isinstance(value, dict):
-        return [k for k, v in value.items() if CODE_KEYS.search(str(k))] + [k for v in value.values() for k in _code_keys(v)]
+        named = [k for k, v in value.items() if CODE_KEYS.search(str(k)) or (k == "backend" and isinstance(v, str) and DOTTED.match(v))]
+        return named + [k for v in value.values() for k in _code_keys(v)]
     if isinstance(value, list):
         return [k for v in value for k in _code_keys(v)]
     return []
 
 
+def _passed(tokens: list[str]) -> list[tuple[str, list[str]]]:
+    """The command-line tokens of one entry as (option without dashes, its values)."""
+    groups: list[tuple[str, list[str]]] = []
+    for token in tokens:
+        if token.startswith("--"):
+            groups.append((token[2:], []))
+        elif groups:
+            groups[-1][1].append(token)
+    return groups
+
+
+def _meant(option: str, flags: catalog.Catalog | None) -> str | None:
+    """The flag an option sets, by its own name, or None when the option turns it off
+    (`--no-x`, or `--disable-x` of an `--enable-x` flag)."""
+    known = flags.lookup(option) if flags else None
+    name = known.name if known else option
+    return None if option != name and option.startswith(("no-", "disable-")) else name
+
+
 def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
+    """Judged on what vLLM will be given (the rendered tokens), so that an alias, a list or the
+    spelling of a false value cannot pass for something harmless."""
+    flags = catalog.load(deployment.vllm.version)
     for name, value in deployment.vllm.args:
-        if name in FILE_FLAGS and (where := _container_path(value)) is not None:
-            if _is_system(where):
-                yield at(deployment, ("vllm", "args", name), f"--{name} {value!r} reads {where} in the container, a system file: the container's Secrets are in /proc/self/environ", hint=f"point --{name} at a file of the model (under the folder you deploy) or a Hub repo", rule="flags.reads-system-file", key=False)
-            else:
-                yield at(deployment, ("vllm", "args", name), f"--{name} reads the file {where} in the container", hint="review it: vLLM may show what it reads to callers (a chat template comes back from /tokenize)", rule="flags.reads-file", severity=Severity.WARNING, key=False)
         if keys := _code_keys(value):
             yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(map(str, keys[:5]))})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
-        if name in EXPOSING_FLAGS and value not in (False, None):
-            yield at(deployment, ("vllm", "args", name), f"--{name} {EXPOSING_FLAGS[name]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING)
-        if name in CODE_FLAGS and value not in (False, None):
-            yield at(
-                deployment,
-                ("vllm", "args", name),
-                f"--{name} {CODE_FLAGS[name]}",
-                hint="review it as code: it runs in the container with the deployment's Secrets; remove it unless the model needs it",
-                rule="flags.runs-code",
-                severity=Severity.WARNING,
-            )
+        for option, values in _passed(flag_tokens(name, value, flags.lookup(name) if flags else None)):
+            meant = _meant(option, flags)
+            if meant in FILE_FLAGS:
+                yield from _file_findings(deployment, name, values)
+            if meant in EXPOSING_FLAGS:
+                yield at(deployment, ("vllm", "args", name), f"--{meant} {EXPOSING_FLAGS[meant]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING)
+            if meant in CODE_FLAGS and not (values and set(values) <= BUILT_IN_VALUES.get(meant, set())):
+                yield at(
+                    deployment,
+                    ("vllm", "args", name),
+                    f"--{meant} {CODE_FLAGS[meant]}",
+                    hint="review it as code: it runs in the container with the deployment's Secrets; remove it unless the model needs it",
+                    rule="flags.runs-code",
+                    severity=Severity.WARNING,
+                )
 
 
-# Variables that load code into every process of the container, or send its downloads (and the
-# Hugging Face token from a Secret) to another host.
-CODE_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "LD_PRELOAD", "LD_LIBRARY_PATH", "VLLM_PLUGINS", "VLLM_LOGGING_CONFIG_PATH", "VLLM_ALLOW_INSECURE_SERIALIZATION")
-NETWORK_VARIABLES = ("HF_ENDPOINT", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE")
+def _file_findings(deployment: Deployment, name: str, values: list[str]) -> Iterable[Diagnostic]:
+    for value in values:
+        where = _container_path(value)
+        if where is None:
+            continue
+        if _is_system(where):
+            yield at(deployment, ("vllm", "args", name), f"--{name} {value!r} reads {where} in the container, a system file: the container's Secrets are in /proc/self/environ", hint=f"point --{name} at a file of the model (under the folder you deploy) or a Hub repo", rule="flags.reads-system-file", key=False)
+            return
+        if not INLINE.search(value):
+            yield at(deployment, ("vllm", "args", name), f"--{name} reads the file {where} in the container", hint="review it: vLLM may show what it reads to callers (a chat template comes back from /tokenize)", rule="flags.reads-file", severity=Severity.WARNING, key=False)
+            return
+
+
+# Variables that load code into every process of the container (Python's own, the dynamic
+# loader's, shells' start-up files), or send its downloads (and the Hugging Face token from a
+# Secret) to another host. Patterns, not a list: PYTHONUSERBASE runs a committed .pth file,
+# LD_AUDIT loads a library, as well as the well-known PYTHONPATH and LD_PRELOAD do.
+HARMLESS_PYTHON_VARIABLES = "UNBUFFERED|DONTWRITEBYTECODE|HASHSEED|FAULTHANDLER|IOENCODING|UTF8|NOUSERSITE|SAFEPATH"
+CODE_VARIABLES = re.compile(rf"^(PYTHON(?!({HARMLESS_PYTHON_VARIABLES})$).*|LD_.*|DYLD_.*|GCONV_PATH|BASH_ENV|ENV|PERL5OPT|PERL5LIB|NODE_OPTIONS|VLLM_PLUGINS|VLLM_LOGGING_CONFIG_PATH|VLLM_ALLOW_INSECURE_SERIALIZATION)$")
+NETWORK_VARIABLES = re.compile(r"^(.*_(URL|URI|ENDPOINT|SERVER|HOST|PROXY)|ALL_PROXY|REQUESTS_CA_BUNDLE|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|VLLM_USE_MODELSCOPE|MODELSCOPE_.*)$", re.IGNORECASE)
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Where huggingface_hub keeps its cache: the app mounts the cache volume at its default place, so
@@ -184,9 +244,9 @@ def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
                 key=False,
             )
             continue
-        if name in CODE_VARIABLES or name.upper() in NETWORK_VARIABLES:
-            what = "loads code into every process in the container" if name in CODE_VARIABLES else f"sends the container's downloads (and any Hugging Face token from its Secrets) through {value!r}"
-            yield at(deployment, ("image", "env", name), f"image.env {name} {what}", hint="review it as code; remove it unless the image needs it", rule="image.env-runs-code" if name in CODE_VARIABLES else "image.env-network", severity=Severity.WARNING)
+        if (code := CODE_VARIABLES.match(name)) or NETWORK_VARIABLES.match(name):
+            what = "loads code into every process in the container" if code else f"sends the container's downloads or data (and any Hugging Face token from its Secrets) to {value!r}"
+            yield at(deployment, ("image", "env", name), f"image.env {name} {what}", hint="review it as code; remove it unless the image needs it", rule="image.env-runs-code" if code else "image.env-network", severity=Severity.WARNING)
             continue
         if name in HF_CACHE_VARIABLES:
             yield at(
