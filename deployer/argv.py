@@ -14,6 +14,17 @@ from .catalog import Flag
 from .model import AdapterConfig, Deployment
 
 VLLM_ENTRYPOINT = ("python", "-m", "vllm.entrypoints.openai.api_server")
+SAFE_PATH_PYTHON = (3, 11)  # the first Python with -P
+
+
+def vllm_server(python: str) -> list[str]:
+    """The server's command before its flags. With -P, `python -m` leaves its working folder off
+    the import path: vLLM runs in /root, where the deployment's local folders are copied, and
+    flags naming a class to import (scheduler-cls, worker-cls, ...) must not reach a committed one."""
+    major, _, minor = python.partition(".")
+    if (int(major), int(minor)) >= SAFE_PATH_PYTHON:
+        return [VLLM_ENTRYPOINT[0], "-P", *VLLM_ENTRYPOINT[1:]]
+    return list(VLLM_ENTRYPOINT)
 VLLM_PORT = 8000
 
 # Flags the deployer sets from other fields; a user setting them in `vllm.args` would fight the

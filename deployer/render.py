@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .argv import VLLM_ENTRYPOINT, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, weight_files
+from .argv import VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, vllm_server, weight_files
 from .model import Deployment
 from .local import LOG_FILE, STATE_FILE
 from .paths import linked_part, read_plain, real, within
@@ -324,7 +324,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "adapters": adapters,
         "local_folders": local_folders,
         "volumes": {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
-        "server": list(VLLM_ENTRYPOINT),
+        "server": vllm_server(deployment.image.python),
         "flags": vllm_flags(deployment),
         "weight_files": weight_files(deployment),
         "weight_file_kinds": WEIGHT_FILE_KINDS,

@@ -67,7 +67,7 @@ def test_chess_puzzle_app_reproduces_the_reference_app():
     constants = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
     assert ast.literal_eval(constants["ADAPTERS"]) == {"chess-puzzle": {"repo": "pilipolio/chess-puzzle-sft-qwen3-4b", "revision": None}}
     assert ast.literal_eval(constants["BASE_MODEL"]) == "Qwen/Qwen3-4B-Instruct-2507"
-    assert ast.literal_eval(constants["VLLM_SERVER"]) == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert ast.literal_eval(constants["VLLM_SERVER"]) == ["python", "-P", "-m", "vllm.entrypoints.openai.api_server"]
     assert ast.literal_eval(constants["VLLM_FLAGS"]) == ["--served-model-name", "Qwen/Qwen3-4B-Instruct-2507", "--enable-lora", "--enforce-eager", "--max-model-len", "65536"]
 
 
@@ -112,7 +112,7 @@ def test_zero_adapters_means_no_lora_flags(project):
     assert (model, folders) == ("Qwen/Qwen3-4B-Instruct-2507", {})
     command = app.vllm_command(model, folders)
     assert command == [
-        "python", "-m", "vllm.entrypoints.openai.api_server",
+        "python", "-P", "-m", "vllm.entrypoints.openai.api_server",
         "--model", "Qwen/Qwen3-4B-Instruct-2507",
         "--served-model-name", "Qwen/Qwen3-4B-Instruct-2507",
         "--host", "0.0.0.0", "--port", "8000",
@@ -179,3 +179,24 @@ def test_yaml_key_order_does_not_change_the_rendered_app(project):
 def test_literal_reads_back_equal(value):
     assert ast.literal_eval(literal(value)) == value
     assert ast.literal_eval(literal([value] * 30, indent=4)) == [value] * 30
+
+
+@pytest.mark.parametrize(("python", "safe"), [("3.12", True), ("3.11", True), ("3.10", False)])
+def test_committed_folders_in_the_servers_working_folder_are_not_importable(tmp_path, python, safe):
+    # vLLM imports classes named by flags (scheduler-cls, worker-cls, ...); it runs in /root,
+    # where local folders land under sources/. `python -m` puts its working folder on the import
+    # path unless -P (3.11+) says not to: shown with the real interpreter and a module that also
+    # imports what it is told to (pickle, given a pickle naming a class).
+    import subprocess
+    import sys
+
+    from deployer.argv import vllm_server
+
+    (tmp_path / "sources" / "adapters" / "a").mkdir(parents=True)
+    (tmp_path / "sources" / "adapters" / "a" / "evil.py").write_text("open('ran', 'w').close()\nX = 1\n")
+    (tmp_path / "names-a-class.pickle").write_bytes(b"csources.adapters.a.evil\nX\n.")
+    server = vllm_server(python)
+    assert ("-P" in server) == safe
+    prefix = [sys.executable, *server[1:server.index("-m")]]
+    subprocess.run([*prefix, "-m", "pickle", "names-a-class.pickle"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert (tmp_path / "ran").exists() != safe
