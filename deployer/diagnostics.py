@@ -22,6 +22,9 @@ class Severity(str, Enum):
     NOTE = "note"  # a check that could not run here, and why: reported, never fails a run
 
 
+MAX_TEXT = 1000  # characters of a message or a hint
+
+
 @dataclass(frozen=True, order=True)
 class Diagnostic:
     file: str
@@ -32,6 +35,14 @@ class Diagnostic:
     path: JsonPath = ()
     hint: str = ""
     rule: str = ""  # a short stable id, e.g. "schema.unknown-key", for JSON consumers and tests
+
+    def __post_init__(self):
+        # Messages quote values from files anyone can commit (an adapter config's 3 MB
+        # modules_to_save, named by 300 adapters, printed a gigabyte): each is cut, once, here.
+        for name in ("message", "hint"):
+            text = getattr(self, name)
+            if len(text) > MAX_TEXT:
+                object.__setattr__(self, name, f"{text[:MAX_TEXT]}… ({len(text) - MAX_TEXT:,} more characters)")
 
     @property
     def is_error(self) -> bool:

@@ -1150,6 +1150,18 @@ def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_o
     assert len(resolved) < 100, f"{len(resolved)} link resolutions for 300 adapters on one folder"
 
 
+def test_a_huge_value_quoted_from_an_adapter_config_is_cut_in_every_finding(project, cli):
+    # 300 adapters naming a config with a 3 MB modules_to_save printed 1 GB (and 3 GB in memory).
+    adapter = project.root / "adapters" / "a"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "modules_to_save": ["A" * 3_000_000], "bias": "B" * 500_000}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    project.deployment("x", MINIMAL + "adapters:\n" + "".join(f"  - {{name: a{i}, path: ../adapters/a}}\n" for i in range(300)))
+    code, out, _ = cli("validate")
+    assert code == 1 and "saves full modules (AAAA" in out and "trains biases (bias: 'BBBB" in out
+    assert len(out) < 2_000_000 and "2,999,0" in out  # "... (2,999,0NN more characters)"
+
+
 def test_a_folder_holding_the_repositorys_git_folder_is_never_uploaded(project, cli):
     # path: .. (the repository itself) would upload .git/config with checkout's token.
     (project.root / ".git").mkdir()
