@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Deployment
-from .paths import once, real, repository_root, run_scope
+from .paths import TooDeep, once, real, repository_root, run_scope, walk
 from .render import RenderedApp, render
 
 TAG_PREFIX = "deployer-"
@@ -94,7 +94,7 @@ def folder_hash(folder: Path) -> str:
     """Contents and relative names of every file under `folder` (what Modal uploads)."""
     digest = hashlib.sha256()
     root = Path(folder)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
+    files = _files_under(root) if root.is_dir() else [root] if root.is_file() else []
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode("utf-8", "surrogateescape") + b"\0" if path != root else b"\0")
         if path.is_symlink() and ((target := real(path)) is None or target.is_relative_to(PSEUDO_FILES)):
@@ -105,6 +105,16 @@ def folder_hash(folder: Path) -> str:
             continue
         digest.update(_file_hash(path, *_stat_key(path)).encode() + b"\n")
     return digest.hexdigest()
+
+
+def _files_under(root: Path) -> list[Path]:
+    files = []
+    try:
+        for folder, _, names in walk(root):
+            files += [folder / name for name in names if (folder / name).is_file()]
+    except TooDeep:
+        pass  # refused by validate; a git ref's tree never holds one (commit_files.MAX_DEPTH)
+    return sorted(files)
 
 
 PSEUDO_FILES = Path("/proc")  # /sys files are not regular files to Python: already skipped

@@ -101,6 +101,44 @@ def repository_root(folder: Path) -> Path:
     return folder.parent
 
 
+MAX_DEPTH = 100  # folders below a model or adapter folder; real ones hold a handful
+
+
+class TooDeep(Exception):
+    """A folder nested more than MAX_DEPTH levels below the top of a walk."""
+
+    def __init__(self, path: Path):
+        super().__init__(str(path))
+        self.path = path
+
+
+def walk(top: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """os.walk(top), top-down, never entering a linked folder, as a loop rather than a recursion:
+    in Python 3.11 os.walk and Path.rglob recurse once per level, and a committed folder 1,100
+    deep made every command an internal error. Raises TooDeep past MAX_DEPTH levels."""
+    pending = [(Path(top), 0)]
+    while pending:
+        folder, depth = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        dirs, files, enter = [], [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+                linked = entry.is_symlink()
+            except OSError:
+                is_dir = linked = False
+            (dirs if is_dir else files).append(entry.name)
+            if is_dir and not linked:
+                enter.append(folder / entry.name)
+        yield folder, dirs, files
+        if enter and depth >= MAX_DEPTH:
+            raise TooDeep(enter[0])
+        pending.extend((path, depth + 1) for path in reversed(enter))
+
+
 MAX_JSON_BYTES = 4 * 1024 * 1024  # a model's or adapter's config is a few kilobytes
 
 

@@ -1140,8 +1140,8 @@ def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_o
         (adapter / f"f{i}").write_text("")
     project.deployment("x", MINIMAL + "adapters:\n" + "".join(f"  - {{name: a{i}, path: ../adapters/a}}\n" for i in range(300)))
     walks = []
-    real_walk = os.walk
-    monkeypatch.setattr(sources.os, "walk", lambda folder: walks.append(folder) or real_walk(folder))
+    real_walk = sources.walk
+    monkeypatch.setattr(sources, "walk", lambda folder: walks.append(folder) or real_walk(folder))
     resolved, real_real = [], paths._real
     monkeypatch.setattr(paths, "_real", lambda path: resolved.append(path) or real_real(path))
     paths._read_json.cache_clear()
@@ -1160,6 +1160,20 @@ def test_a_huge_value_quoted_from_an_adapter_config_is_cut_in_every_finding(proj
     code, out, _ = cli("validate")
     assert code == 1 and "saves full modules (AAAA" in out and "trains biases (bias: 'BBBB" in out
     assert len(out) < 2_000_000 and "2,999,0" in out  # "... (2,999,0NN more characters)"
+
+
+def test_a_folder_nested_too_deep_is_refused_not_a_crash(project, cli):
+    # Python 3.11's os.walk and Path.rglob recurse once per level: 1,100 levels were an internal
+    # error in every command. Walks are loops now and stop past 100 levels (150 here: pytest's own
+    # clean-up recurses too).
+    adapter = project.root / "adapters" / "a"
+    (adapter / ("d/" * 150)).mkdir(parents=True)
+    (adapter / ("d/" * 150) / "f").write_text("x")
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}))
+    project.deployment("x", MINIMAL + "adapters: [{name: a, path: ../adapters/a}]\n")
+    code, out, err = cli("validate")
+    assert code == 1 and "internal error" not in err
+    assert "is nested more than 100 folders deep" in out
 
 
 def test_a_folder_holding_the_repositorys_git_folder_is_never_uploaded(project, cli):

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment, Source
-from ..paths import once, real, repository_root
+from ..paths import MAX_DEPTH, TooDeep, once, real, repository_root, walk
 from ._at import at
 
 
@@ -88,9 +88,10 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
     """What apply would upload from the folder (Modal's add_local_dir follows links): no link out
     of the repository (~/.ssh), nothing that is not a plain file (a FIFO blocks a reader forever),
     nothing unreadable."""
-    linked_out, special, unreadable, git = _walk(source.path, yaml_folder)
+    linked_out, special, unreadable, git, too_deep = _walk(source.path, yaml_folder)
     problems = []
     for found, problem, hint, rule in (
+        (too_deep, f"is nested more than {MAX_DEPTH} folders deep", "flatten the folder: no model or adapter nests its files that deep", "sources.too-deep"),
         (git, "is a git folder (the repository's own, or one inside it)", "point path: at the model or adapter folder itself: apply would upload the repository's history and the credentials in .git/config", "sources.git-folder"),
         (linked_out, "links out of the repository", f"remove the link or copy the file in; to allow this on a trusted machine, set {ALLOW_ENV}=1", "sources.outside-repo"),
         (special, "is not a plain file or folder (a pipe, socket, device or broken link)", "remove it: apply would upload the folder", "sources.special-file"),
@@ -102,22 +103,25 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
     return problems
 
 
-def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
-    linked_out, special, unreadable, git = [], [], [], []
+def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], ...]:
+    linked_out, special, unreadable, git, too_deep = [], [], [], [], []
     if (folder / ".git").exists():
         git.append(folder / ".git")
-    for parent, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            entry = Path(parent) / name
-            if name == ".git" and entry != folder / ".git":
-                git.append(entry)
-            elif entry.is_symlink() and outside_repository(entry, yaml_folder):
-                linked_out.append(entry)
-            elif not (entry.is_dir() or entry.is_file()):
-                special.append(entry)
-            elif entry.is_file() and not os.access(entry, os.R_OK):
-                unreadable.append(entry)
-    return linked_out, special, unreadable, git
+    try:
+        for parent, dirs, files in walk(folder):
+            for name in dirs + files:
+                entry = parent / name
+                if name == ".git" and entry != folder / ".git":
+                    git.append(entry)
+                elif entry.is_symlink() and outside_repository(entry, yaml_folder):
+                    linked_out.append(entry)
+                elif not (entry.is_dir() or entry.is_file()):
+                    special.append(entry)
+                elif entry.is_file() and not os.access(entry, os.R_OK):
+                    unreadable.append(entry)
+    except TooDeep as exc:
+        too_deep.append(exc.path)
+    return linked_out, special, unreadable, git, too_deep
 
 
 def _has_symlink(folder: Path, written: str) -> bool:
@@ -129,7 +133,7 @@ def _has_symlink(folder: Path, written: str) -> bool:
     return False
 
 
-REFUSED = ("sources.outside-repo", "sources.special-file", "sources.git-folder")
+REFUSED = ("sources.outside-repo", "sources.special-file", "sources.git-folder", "sources.too-deep")
 
 
 def refused_sources(deployment: Deployment) -> frozenset[Source]:
