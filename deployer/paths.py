@@ -25,7 +25,9 @@ def real(path: Path | str) -> Path | None:
     long to follow, a loop, a folder that cannot be searched). A path that does not exist yet
     resolves as far as it exists: nothing is there to read. Once per path within a run_scope (a
     thousand adapters naming one folder asked for it six thousand times)."""
-    return once(("real", os.path.abspath(path)), lambda: _real(path))
+    # Keyed by the path as written: abspath would fold `out/../m` into `m`, which realpath does
+    # not when `out` is a link.
+    return once(("real", os.getcwd(), os.fspath(path)), lambda: _real(path))
 
 
 def _real(path: Path | str) -> Path | None:

@@ -1176,6 +1176,19 @@ def test_a_folder_nested_too_deep_is_refused_not_a_crash(project, cli):
     assert "is nested more than 100 folders deep" in out
 
 
+def test_a_path_spelled_through_a_link_and_back_is_judged_as_it_leads(project, cli, tmp_path_factory):
+    # The per-run memo keyed real() by abspath, which folds `out/../m` into `m` although `out`
+    # is a link leading elsewhere: with a.yaml checked first, b.yaml's path passed.
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "m").mkdir()
+    (project.root / "models" / "m").mkdir(parents=True)
+    (project.root / "models" / "out").symlink_to(outside / "m")
+    project.deployment("a", MINIMAL + "adapters: [{name: a, path: ../models/m}]\n")
+    project.deployment("b", MINIMAL + "adapters: [{name: a, path: ../models/out/../m}]\n")
+    code, out, _ = cli("validate")
+    assert "b.yaml" in out and "outside the repository" in out, out
+
+
 def test_a_folder_holding_the_repositorys_git_folder_is_never_uploaded(project, cli):
     # path: .. (the repository itself) would upload .git/config with checkout's token.
     (project.root / ".git").mkdir()
