@@ -1,10 +1,16 @@
 """The files of a git commit, written into a folder on demand: what `plan --against REF` and the
 plan's history ("what was this deployed version rendered from?") read of a commit.
 
-Only what a plan reads is written: every link (so paths resolve as they did in the commit), the
-deployments folder and the templates beside it, then the local model and adapter folders the
-deployments name. A commit can hold anything else (datasets, a 2.5 GB blob): exporting all of it
-through memory took 5 GB for one plan. Files arrive as a tar stream, one at a time.
+Only what a plan reads is written: the commit's links (so paths resolve as they did in the
+commit), then the deployments folder and the templates beside it, then the local model and
+adapter folders the deployments name. A commit can hold anything else (datasets, a 2.5 GB blob:
+exporting all of it through memory took 5 GB for one plan).
+
+Files are written as git stores them, streamed from `git cat-file --batch`, with no filter,
+attribute or line-ending conversion applied: `git archive` applied the commit's own
+.gitattributes, and `export-subst` let a 3 MB commit expand one file to 2.8 GB. Each stored
+object is written once (the other paths holding it are hard links), so an export never takes
+more room than a checkout of the same commit.
 """
 
 from __future__ import annotations
@@ -12,21 +18,23 @@ from __future__ import annotations
 import bisect
 import os
 import subprocess
-import tarfile
-import tempfile
 import threading
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .desired import git_command
-from .paths import real, within
+from .paths import MAX_DEPTH  # deeper names are never written: rmtree recurses per level too
 
 GIT_SECONDS = 600
 MAX_LINK_BYTES = 4096  # PATH_MAX: no longer link can be followed
+MAX_LINKS = 10_000  # a project holds a few; each costs a resolution
+MAX_HOPS = 40  # links followed in one path: the kernel's own limit (ELOOP)
+MAX_STEPS = 1_000  # path components walked resolving one path, links expanded
+MAX_NAME = 3_000  # characters of a path inside the commit (with the temporary folder, PATH_MAX)
 MAX_ARGS_CHARS = 100_000  # pathspecs per git process, well inside the kernel's argument limit
-MAX_LINK_ROUNDS = 3
-LINK_MODE = b"120000"
-FILE_MODES = (b"100644", b"100755")
+LINK_MODE = "120000"
+FILE_MODES = ("100644", "100755")
+CHUNK = 1 << 20
 
 
 class RefError(Exception):
@@ -40,37 +48,136 @@ class CommitFiles:
         command = git_command(repo)
         if command is None:
             raise RefError(f"{repo} is not inside a git repository")
-        # Paths are the commit's own names: `*` or `:(glob)` in one must not widen what is read.
-        self._git = [*command, "--literal-pathspecs"]
-        self.dest = dest
+        self._git = command
+        self.dest = Path(os.path.realpath(dest))
+        self._spellings = {str(self.dest), os.path.abspath(dest)}  # /tmp is a link on macOS
         self.commit = self._text("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
         if not self.commit:
             raise RefError(f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)")
-        self._files: set[str] = set()
-        self._links: list[str] = []  # sorted, to find those under a folder
-        self._folders: set[str] = set()
+        self._files: dict[str, tuple[str, str]] = {}  # path → (mode, object id)
+        self._targets: dict[str, str] = {}  # link path → where it points, as the commit has it
+        self._links: dict = {}  # the same links as a tree of names, for resolving paths
+        self._names: list[str] = []  # files and links, sorted: what lies under a folder
         self._asked: set[str] = set()
-        link_ids = self._list()
-        self._write_links(link_ids)
+        self._list()
+        # Like a checkout, the root holds a .git: the checks refuse a source folder holding one
+        # (it would upload the repository) here as they do in the working tree.
+        (self.dest / ".git").mkdir(exist_ok=True)
 
     def add(self, paths: Iterable[Path]) -> bool:
-        """Write the files at or under `paths` (absolute, inside `dest`; links followed as the
-        commit's links lead), and whatever their links point at. Whether anything new was written."""
+        """Write the files at or under `paths` (inside `dest`; links followed as the commit's
+        links lead), and whatever the links among them point at. Whether anything was written."""
         wanted, queue = [], [self._relative(Path(p)) for p in paths]
         while queue:
             relative = queue.pop()
             if relative is None or self._already_asked(relative):
                 continue
             self._asked.add(relative)
-            if relative in self._folders or relative in self._files:
-                wanted.append(relative or ".")
-                queue += [self._relative(self.dest / link) for link in _under(self._links, relative)]
-        if wanted:
-            for chunk in _chunks(wanted):
-                self._extract(chunk)
+            for name in _under(self._names, relative):
+                if name in self._targets:
+                    queue.append(self._resolve(name))
+                elif not os.path.lexists(self.dest / name):
+                    wanted.append(name)
+        wanted = list(dict.fromkeys(wanted))  # a folder asked for after one inside it
+        self._write(wanted)
         return bool(wanted)
 
-    # -- reading the commit ----------------------------------------------------------------------
+    # -- the commit's names --------------------------------------------------------------------
+
+    def _list(self) -> None:
+        try:
+            done = subprocess.run([*self._git, "ls-tree", "-r", "-z", "--long", "--full-tree", self.commit], capture_output=True, timeout=GIT_SECONDS)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RefError(f"cannot list {self.commit[:7]}: {exc}") from None
+        if done.returncode != 0:
+            raise RefError(f"cannot list {self.commit[:7]}: {done.stderr.decode(errors='replace').strip()}")
+        links = []
+        for record in done.stdout.split(b"\0"):
+            meta, _, name = record.partition(b"\t")
+            fields = meta.decode("ascii", errors="replace").split()
+            path = os.fsdecode(name)
+            if len(fields) != 4 or not _plain_name(path):
+                continue  # a submodule ("commit", size "-"), or a name git would not check out
+            mode, _, blob, size = fields
+            if mode == LINK_MODE and size.isdigit() and int(size) <= MAX_LINK_BYTES:
+                links.append((path, blob))
+            elif mode in FILE_MODES:
+                self._files[path] = (mode, blob)
+        if len(links) > MAX_LINKS:
+            raise RefError(f"{self.commit[:7]} holds {len(links):,} links; the deployer follows at most {MAX_LINKS:,}")
+        self._names = sorted([*self._files, *(path for path, _ in links)])
+        self._place_links(links)
+
+    def _place_links(self, links: list[tuple[str, str]]) -> None:
+        """Every link of the commit that leads somewhere inside it: then a path resolves here as
+        it did there. One that leads out, or through one that does, is left out."""
+        found: dict[str, list[bytes]] = {}
+        self._cat(list(dict.fromkeys(blob for _, blob in links)), lambda blob, chunks: found.setdefault(blob, list(chunks)))
+        for path, blob in links:
+            target = os.fsdecode(b"".join(found.get(blob, [])))
+            if target and "\0" not in target:
+                self._targets[path] = target
+                node = self._links
+                for part in path.split("/"):
+                    node = node.setdefault(part, {})
+                node[""] = target  # "" is no name: it marks the link
+        for path, target in self._targets.items():
+            entry = self.dest / path
+            if self._resolve(path) is None or not make_parents(self.dest, entry):
+                continue
+            try:
+                os.symlink(target, entry)
+            except OSError:
+                continue  # the name is taken (a malformed tree naming it twice): first one wins
+
+    def _resolve(self, relative: str) -> str | None:
+        """Where `relative` leads with the commit's links followed, relative to the commit's root;
+        None when any step leaves the commit (an absolute link, `..` above the root) or the way
+        is too long (more than MAX_HOPS links or MAX_STEPS names: the kernel would give up too)."""
+        pending = relative.split("/")[::-1]
+        names: list[str] = []
+        nodes: list[dict | None] = [self._links]
+        hops = steps = 0
+        while pending:
+            part = pending.pop()
+            steps += 1
+            if steps > MAX_STEPS:
+                return None
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not names:
+                    return None
+                names.pop()
+                nodes.pop()
+                continue
+            node = nodes[-1].get(part) if nodes[-1] is not None else None
+            if node is not None and "" in node:
+                hops += 1
+                if hops > MAX_HOPS or node[""].startswith("/"):
+                    return None
+                pending.extend(node[""].split("/")[::-1])
+                continue
+            names.append(part)
+            nodes.append(node)
+        return "/".join(names)
+
+    def _relative(self, path: Path) -> str | None:
+        """`path` (absolute, or relative to the working folder) inside `dest`, resolved."""
+        for spelling in self._spellings:
+            relative = os.path.relpath(os.path.abspath(path), spelling)
+            if relative == ".":
+                return ""
+            if relative.split(os.sep)[0] != "..":
+                return self._resolve(relative.replace(os.sep, "/"))
+        return None
+
+    def _already_asked(self, relative: str) -> bool:
+        parts = relative.split("/") if relative else []
+        return any("/".join(parts[:i]) in self._asked for i in range(len(parts) + 1))
+
+
+    # -- reading git ---------------------------------------------------------------------------
 
     def _text(self, *args: str) -> str | None:
         try:
@@ -79,136 +186,106 @@ class CommitFiles:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    def _list(self) -> list[tuple[str, str]]:
-        """Fill the commit's file, link and folder names; return (link path, blob id) pairs."""
-        try:
-            done = subprocess.run([*self._git, "ls-tree", "-r", "-z", "--full-tree", self.commit], capture_output=True, timeout=GIT_SECONDS)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RefError(f"cannot list {self.commit[:7]}: {exc}") from None
-        if done.returncode != 0:
-            raise RefError(f"cannot list {self.commit[:7]}: {done.stderr.decode(errors='replace').strip()}")
-        links = []
-        for record in done.stdout.split(b"\0"):
-            meta, _, name = record.partition(b"\t")
-            mode, _, rest = meta.partition(b" ")
-            path = os.fsdecode(name)
-            if not _plain_name(path):
-                continue
-            if mode == LINK_MODE:
-                self._links.append(path)
-                links.append((path, rest.rpartition(b" ")[2].decode()))
-            elif mode in FILE_MODES:
-                self._files.add(path)
-            else:
-                continue  # a submodule: its files are not in this commit
-            parts = path.split("/")
-            self._folders.update("/".join(parts[:i]) for i in range(len(parts)))
-        self._links.sort()
-        return links
+    def _write(self, paths: list[str]) -> None:
+        """Each file once per stored object; the other paths holding the same object link to it."""
+        by_blob: dict[str, list[str]] = {}
+        for path in paths:
+            if make_parents(self.dest, self.dest / path):  # never through a link
+                by_blob.setdefault(self._files[path][1], []).append(path)
 
-    def _write_links(self, links: list[tuple[str, str]]) -> None:
-        """Every link of the commit, so that a path resolves here as it did there; then any that
-        leads out of `dest`, judged once all are in place (a link through another link that
-        leads out looks harmless on its own), is removed."""
-        if not links:
-            return
-        try:
-            done = subprocess.run([*self._git, "cat-file", "--batch"], input="".join(f"{blob}\n" for _, blob in links).encode(), capture_output=True, timeout=GIT_SECONDS)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RefError(f"cannot read the links of {self.commit[:7]}: {exc}") from None
-        output, position = done.stdout, 0
-        for path, _ in links:
-            end = output.find(b"\n", position)
-            header = output[position:end].split(b" ")
-            if end < 0 or len(header) != 3:
-                break  # "<id> missing": nothing follows
-            size = int(header[2])
-            target, position = output[end + 1 : end + 1 + size], end + 2 + size
-            if size <= MAX_LINK_BYTES and b"\0" not in target:
-                self._place_link(path, os.fsdecode(target))
-        self._drop_links_out()
-
-    def _place_link(self, path: str, target: str) -> None:
-        entry = self.dest / path
-        if self._through_link(entry.parent):
-            return
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.symlink(target, entry)
-        except OSError:
-            pass  # the name is taken (a malformed tree naming it twice): first one wins
-
-    def _drop_links_out(self) -> None:
-        # Removing one link can send another through the place it held: judge them again. A
-        # commit whose links keep changing where each other lead gets none of them (each round
-        # follows every link; a few thousand crafted links must not make that quadratic).
-        for _ in range(MAX_LINK_ROUNDS):
-            out = [entry for entry in (self.dest / path for path in self._links) if os.path.islink(entry) and not within(entry, self.dest)]
-            if not out:
+        def take(blob: str, chunks: Iterator[bytes]) -> None:
+            first, *others = by_blob[blob]
+            if not _write_new(self.dest / first, chunks, self._files[first][0] == "100755"):
                 return
-            for entry in out:
-                os.unlink(entry)
-        for entry in (self.dest / path for path in self._links):
-            if os.path.islink(entry):
-                os.unlink(entry)
+            for other in others:
+                try:
+                    os.link(self.dest / first, self.dest / other)
+                except OSError:
+                    continue
 
-    def _extract(self, pathspecs: list[str]) -> None:
-        """`git archive` of `pathspecs`, read as a stream: one file in memory at a time."""
-        with tempfile.TemporaryFile() as errors:
-            try:
-                process = subprocess.Popen([*self._git, "archive", "--format=tar", self.commit, "--", *pathspecs], stdout=subprocess.PIPE, stderr=errors)
-            except OSError as exc:
-                raise RefError(f"cannot read {self.commit[:7]}: {exc}") from None
-            timer = threading.Timer(GIT_SECONDS, process.kill)
-            timer.start()
-            try:
-                with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
-                    archive.extractall(self.dest, members=self._plain_members(archive), filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                process.kill()
-                raise RefError(f"cannot read {self.commit[:7]}: {exc}") from None
-            finally:
-                timer.cancel()
-                process.stdout.close()
-                code = process.wait()
-            if code != 0:
-                errors.seek(0)
-                raise RefError(f"cannot read {self.commit[:7]}: {errors.read(2000).decode(errors='replace').strip() or f'git archive ended with {code}'}")
+        self._cat(list(by_blob), take)
 
-    def _plain_members(self, archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-        # Links are already written (and judged); a file is never written through one.
-        for member in archive:
-            if (member.isfile() or member.isdir()) and _plain_name(member.name) and not self._through_link(self.dest / member.name):
-                yield member
+    def _cat(self, blobs: list[str], take: Callable[[str, Iterator[bytes]], object]) -> None:
+        """Hand each object's contents to `take` as a stream of chunks, from one
+        `git cat-file --batch`: one chunk in memory at a time, whatever the object's size."""
+        if not blobs:
+            return
+        try:
+            process = subprocess.Popen([*self._git, "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            raise RefError(f"cannot read {self.commit[:7]}: {exc}") from None
+        feeder = threading.Thread(target=_feed, args=(process.stdin, blobs), daemon=True)
+        feeder.start()
+        timer = threading.Timer(GIT_SECONDS, process.kill)
+        timer.start()
+        try:
+            for blob in blobs:
+                header = process.stdout.readline(200).split()
+                if len(header) != 3 or not header[2].isdigit():
+                    raise RefError(f"cannot read object {blob[:12]} of {self.commit[:7]}")
+                chunks = _chunks_of(process.stdout, int(header[2]))
+                take(blob, chunks)
+                for _ in chunks:  # what `take` left unread
+                    pass
+                process.stdout.read(1)  # the newline after each object
+        finally:
+            timer.cancel()
+            process.kill()
+            process.wait()
+            feeder.join()
 
-    # -- names -----------------------------------------------------------------------------------
 
-    def _relative(self, path: Path) -> str | None:
-        """`path` with the commit's links followed, relative to `dest`; None if it leads out."""
-        where, top = real(path), real(self.dest)
-        if where is None or top is None or not where.is_relative_to(top):
-            return None
-        relative = where.relative_to(top).as_posix()
-        return "" if relative == "." else relative
+def _feed(stdin, blobs: list[str]) -> None:
+    # A thread of its own: git answers while we ask, and both pipes have a limit.
+    try:
+        for blob in blobs:
+            stdin.write(f"{blob}\n".encode())
+        stdin.close()
+    except (OSError, ValueError):
+        pass  # git stopped early (killed, or it failed): the reader reports it
 
-    def _already_asked(self, relative: str) -> bool:
-        parts = relative.split("/") if relative else []
-        return any("/".join(parts[:i]) in self._asked for i in range(len(parts) + 1))
 
-    def _through_link(self, path: Path) -> bool:
-        """Whether any folder or file on the way from `dest` to `path` is a link."""
-        current = self.dest
-        for part in path.relative_to(self.dest).parts:
-            current = current / part
-            if os.path.islink(current):
-                return True
+def _chunks_of(stream, size: int) -> Iterator[bytes]:
+    while size > 0:
+        chunk = stream.read(min(CHUNK, size))
+        if not chunk:
+            raise RefError("git stopped in the middle of an object")
+        size -= len(chunk)
+        yield chunk
+
+
+def _write_new(path: Path, chunks: Iterator[bytes], executable: bool) -> bool:
+    """Create `path` (never over anything, never through a link at its end) from `chunks`."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if executable else 0o644)
+    except OSError:
         return False
+    with os.fdopen(fd, "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    return True
+
+
+def make_parents(top: Path, path: Path) -> bool:
+    """Create the folders from `top` down to `path`'s parent, one at a time (a tree 1,400 deep
+    is deeper than os.makedirs can recurse); False if one is a link or not a folder."""
+    current = top
+    for part in path.relative_to(top).parts[:-1]:
+        current = current / part
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            if os.path.islink(current) or not os.path.isdir(current):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _plain_name(path: str) -> bool:
     # git itself refuses to check such names out: never write them.
     parts = path.split("/")
-    return bool(path) and all(part not in ("", ".", "..") and part.lower() != ".git" for part in parts)
+    return 0 < len(path) <= MAX_NAME and len(parts) <= MAX_DEPTH and all(part not in ("", ".", "..") and part.lower() != ".git" for part in parts)
 
 
 def _under(names: list[str], folder: str) -> list[str]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import patterns
-from .checks.sources import also_inside
-from .commit_files import CommitFiles, RefError, ignored_files
+from .checks.sources import also_inside, refused_sources
+from .commit_files import CommitFiles, RefError, ignored_files, make_parents
 from .desired import Desired, Project, desired, git_root, parse_tag
 from .platform import Platform, Version
 from .render import project_templates
@@ -83,23 +83,29 @@ class RefTrees:
                     checked = check_paths([folder])
                     local = sorted({s.path for d in checked.deployments for s in _sources(d) if s.path})
                     written = files.add(local)
-                    if self._borrow_ignored(tree, local) or written:
+                    if self._borrow_ignored(tree, checked.deployments) or written:
                         checked = check_paths([folder])  # adapter configs are among those files
                 templates = project_templates(folder)
                 self._cache[ref] = (files.commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
         return self._cache[ref]
 
-    def _borrow_ignored(self, tree: Path, folders: list[Path]) -> bool:
+    def _borrow_ignored(self, tree: Path, deployments) -> bool:
         """A commit has no copy of git-ignored files (weights, often): link the working tree's
-        into the exported tree, taking them as unchanged, rather than seeing them all as deleted."""
-        inside = [relative for folder in folders if (relative := _relative(folder, tree.resolve()))]
+        into the exported tree, taking them as unchanged, rather than seeing them all as deleted.
+        Only into folders the checks accept: the repository's root holds ignored files that are
+        nobody's weights (.env, .venv), which would then be hashed into the plan."""
+        folders = [s.path for d in deployments for s in _sources(d) if s.path and s not in refused_sources(d)]
+        inside = [relative for folder in folders if (relative := _relative(folder, tree.resolve())) and relative != Path(".")]
         borrowed = False
         for relative in ignored_files(self.layout.root, inside):
             target = tree / relative
-            if not target.exists() and (self.layout.root / relative).is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(target) or not (self.layout.root / relative).is_file() or not make_parents(tree, target):
+                continue  # the commit has something else there, or a link on the way
+            try:
                 target.symlink_to(self.layout.root / relative)
-                borrowed = True
+            except OSError:
+                continue
+            borrowed = True
         return borrowed
 
 

@@ -1264,6 +1264,104 @@ def test_a_link_that_leads_out_once_another_is_dropped_is_dropped_too(project, t
     assert not os.path.lexists(dest / "l0") and not os.path.lexists(dest / "l1") and (dest / "ok").is_symlink()
 
 
+def _git_in(root: Path, *args: str, stdin: bytes = b"") -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, check=True).stdout.decode().strip()
+
+
+def _crafted_commit(project, entries: list[str]) -> str:
+    """A commit of the tree entries given ("mode type id\tname") plus deployments/, made with
+    git's plumbing as a pull request can: a tree no working copy was ever checked out from."""
+    from .conftest import git, git_commit
+
+    git(project.root, "init", "-q")
+    git(project.root, "config", "user.email", "t@example.com")
+    git(project.root, "config", "user.name", "t")
+    project.deployment("x", MINIMAL)
+    git_commit(project.root, "base")
+    tree = _git_in(project.root, "mktree", stdin=("\n".join([_git_in(project.root, "ls-tree", "HEAD", "deployments"), *entries]) + "\n").encode())
+    return _git_in(project.root, "commit-tree", tree, "-m", "crafted")
+
+
+def test_links_to_one_large_object_are_never_read_into_memory(project, tmp_path_factory):
+    # 30 links to one 200 MB object (a 1 MB repository) took 11.8 GB: every link target was read
+    # whole before its size was looked at.
+    import tracemalloc
+
+    from deployer.commit_files import CommitFiles
+
+    from .conftest import git
+
+    git(project.root, "init", "-q")
+    blob = _git_in(project.root, "hash-object", "-w", "--stdin", stdin=b"x" * 20_000_000)
+    commit = _crafted_commit(project, [f"120000 blob {blob}\tl{i}" for i in range(30)])
+    dest = tmp_path_factory.mktemp("export")
+    tracemalloc.start()
+    CommitFiles(project.root, commit, dest)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20_000_000 and not os.path.lexists(dest / "l0")
+
+
+def test_a_deep_tree_listed_many_times_costs_little_memory(project, tmp_path_factory):
+    # Git stores one deep folder once however often a tree names it: 8 names of a 20,000-deep
+    # folder took 3.3 GB when every prefix of every path was kept.
+    import tracemalloc
+
+    from deployer.commit_files import CommitFiles
+
+    from .conftest import git
+
+    git(project.root, "init", "-q")
+    deep = "a/" * 1_400 + "f"
+    _git_in(project.root, "fast-import", "--quiet", stdin=f"commit refs/heads/deep\ncommitter t <t@example.com> 0 +0000\ndata 0\nM 100644 inline {deep}\ndata 1\nx\n\n".encode())
+    folder = _git_in(project.root, "rev-parse", "deep:a")
+    commit = _crafted_commit(project, [f"040000 tree {folder}\tb{i}" for i in range(50)])
+    dest = tmp_path_factory.mktemp("export")
+    tracemalloc.start()
+    files = CommitFiles(project.root, commit, dest)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20_000_000
+    assert not files.add([dest / "b7"]) and not (dest / "b7").exists()  # deeper than any model folder: left out
+
+
+def test_a_commit_cannot_grow_its_files_through_its_own_attributes(project, tmp_path_factory):
+    # export-subst in the commit's .gitattributes made `git archive` expand every $Format:%B$ to
+    # the commit message: 3 MB of repository became a 2.8 GB file. Files are read as stored.
+    from deployer.commit_files import CommitFiles
+
+    from .conftest import git, git_commit
+
+    git(project.root, "init", "-q")
+    git(project.root, "config", "user.email", "t@example.com")
+    git(project.root, "config", "user.name", "t")
+    project.write(".gitattributes", "deployments/* export-subst\n")
+    project.deployment("x", MINIMAL + "# $Format:%B$ $Format:%B$\n")
+    git_commit(project.root, "A" * 10_000)
+    dest = tmp_path_factory.mktemp("export")
+    CommitFiles(project.root, "HEAD", dest).add([dest / "deployments"])
+    assert (dest / "deployments" / "x.yaml").read_text() == MINIMAL + "# $Format:%B$ $Format:%B$\n"
+
+
+def test_files_sharing_one_object_take_its_room_once(project, tmp_path_factory):
+    from deployer.commit_files import CommitFiles
+
+    from .conftest import git, git_commit
+
+    git(project.root, "init", "-q")
+    git(project.root, "config", "user.email", "t@example.com")
+    git(project.root, "config", "user.name", "t")
+    for i in range(3):
+        project.write(f"models/m{i}/w.bin", "same weights")
+    project.deployment("x", MINIMAL)
+    git_commit(project.root, "three copies")
+    dest = tmp_path_factory.mktemp("export")
+    CommitFiles(project.root, "HEAD", dest).add([dest / "models"])
+    assert {(dest / f"models/m{i}/w.bin").stat().st_ino for i in range(3)} == {(dest / "models/m0/w.bin").stat().st_ino}
+
+
 def test_a_planted_fifo_lock_file_is_a_lock_error(tmp_path):
     from deployer.apply import LockError, apply_lock
 

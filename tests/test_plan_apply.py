@@ -408,6 +408,37 @@ def test_ignored_weights_of_many_adapters_are_borrowed_with_one_git_process(proj
     assert len(listings) == 1 and listings[0][-1] == "adapters/sql"
 
 
+def test_ignored_files_at_the_repository_root_never_reach_a_refs_hash(project, modal_world, cli):
+    # A ref whose base model is the repository itself (`path: ..`) borrowed every ignored file at
+    # the root, .env included, and the plan's hash for it changed with the secret in .env.
+    project.write(".gitignore", "build/\n.env\n")
+    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ..\n  served_name: m"))
+    git_commit(project.root, "the repository as a model")
+    project.write("models/m/config.json", "{}")
+    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"))
+    git_commit(project.root, "a model folder")
+    seen = set()
+    for secret in ("hunter2", "hunter3"):
+        project.write(".env", f"API_TOKEN={secret}\n")
+        code, out, err = cli("plan", "--against", "HEAD~1", "--format", "json")
+        assert "internal error" not in err
+        seen.add(json.dumps(json.loads(out)["actions"]))
+    assert len(seen) == 1
+
+
+def test_a_ref_with_a_link_where_the_working_tree_has_an_ignored_folder_plans(project, modal_world, cli):
+    project.write("models/m/config.json", "{}")
+    (project.root / "models/m/sub").symlink_to("nowhere")
+    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"))
+    git_commit(project.root, "a dangling link in the model folder")
+    git(project.root, "rm", "-q", "models/m/sub")
+    project.write("models/m/.gitignore", "sub/\n")
+    project.write("models/m/sub/w.bin", "weights")
+    git_commit(project.root, "an ignored folder in its place")
+    code, out, err = cli("plan", "--against", "HEAD~1")
+    assert "internal error" not in err and "alpha" in out, err
+
+
 def test_a_committed_symlink_out_of_the_repository_does_not_break_plan(project, modal_world, cli, tmp_path_factory):
     (project.root / "weights").symlink_to(tmp_path_factory.mktemp("big-disk"))
     two(project)
