@@ -1327,6 +1327,27 @@ def test_a_deep_tree_listed_many_times_costs_little_memory(project, tmp_path_fac
     assert not files.add([dest / "b7"]) and not (dest / "b7").exists()  # deeper than any model folder: left out
 
 
+def test_links_are_followed_no_further_than_the_kernel_would(project, tmp_path_factory):
+    # 20,000 chained links took two minutes of realpath; a path is followed through at most 40.
+    from deployer.commit_files import MAX_HOPS, CommitFiles, RefError
+
+    from .conftest import git
+
+    git(project.root, "init", "-q")
+    link = lambda target: _git_in(project.root, "hash-object", "-w", "--stdin", stdin=target.encode())
+    chain = [f"120000 blob {link(f'l{i + 1}' if i < 49 else 'deployments')}\tl{i}" for i in range(50)]
+    commit = _crafted_commit(project, chain)
+    dest = tmp_path_factory.mktemp("export")
+    CommitFiles(project.root, commit, dest)
+    assert not os.path.lexists(dest / "l0") and (dest / f"l{50 - MAX_HOPS}").is_symlink()
+    assert (dest / "l49").resolve() == dest / "deployments"
+
+    blob = link("deployments")
+    many = _crafted_commit(project, [f"120000 blob {blob}\tm{i}" for i in range(10_001)])
+    with pytest.raises(RefError, match="holds 10,001 links"):
+        CommitFiles(project.root, many, tmp_path_factory.mktemp("export"))
+
+
 def test_a_commit_cannot_grow_its_files_through_its_own_attributes(project, tmp_path_factory):
     # export-subst in the commit's .gitattributes made `git archive` expand every $Format:%B$ to
     # the commit message: 3 MB of repository became a 2.8 GB file. Files are read as stored.
