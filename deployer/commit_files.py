@@ -76,8 +76,8 @@ class CommitFiles:
             for name in _under(self._names, relative):
                 if name in self._targets:
                     queue.append(self._resolve(name))
-                elif not os.path.lexists(self.dest / name):
-                    wanted.append(name)
+                elif name in self._files and not os.path.lexists(self.dest / name):
+                    wanted.append(name)  # (a link with an empty target is neither: left out)
         wanted = list(dict.fromkeys(wanted))  # a folder asked for after one inside it
         self._write(wanted)
         return bool(wanted)

@@ -1342,6 +1342,11 @@ def test_links_are_followed_no_further_than_the_kernel_would(project, tmp_path_f
     assert not os.path.lexists(dest / "l0") and (dest / f"l{50 - MAX_HOPS}").is_symlink()
     assert (dest / "l49").resolve() == dest / "deployments"
 
+    empty = _crafted_commit(project, [f"120000 blob {link('')}\tempty"])
+    dest = tmp_path_factory.mktemp("export")
+    CommitFiles(project.root, empty, dest).add([dest])  # an empty link target was a KeyError
+    assert (dest / "deployments" / "x.yaml").is_file() and not os.path.lexists(dest / "empty")
+
     blob = link("deployments")
     many = _crafted_commit(project, [f"120000 blob {blob}\tm{i}" for i in range(10_001)])
     with pytest.raises(RefError, match="holds 10,001 links"):
