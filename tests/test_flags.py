@@ -226,11 +226,29 @@ def test_flags_that_run_code_are_warnings_to_review(project, flag, words):
     ("PYTHONPATH", "image.env-runs-code"), ("LD_PRELOAD", "image.env-runs-code"), ("HF_ENDPOINT", "image.env-network"), ("https_proxy", "image.env-network"),
     ("PYTHONUSERBASE", "image.env-runs-code"), ("PYTHONWARNINGS", "image.env-runs-code"), ("LD_AUDIT", "image.env-runs-code"), ("GCONV_PATH", "image.env-runs-code"), ("BASH_ENV", "image.env-runs-code"),
     ("VLLM_USAGE_STATS_SERVER", "image.env-network"), ("VLLM_USE_MODELSCOPE", "image.env-network"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "image.env-network"),
+    ("PATH", "image.env-runs-code"), ("XDG_CONFIG_HOME", "image.env-runs-code"), ("TRITON_CACHE_DIR", "image.env-runs-code"), ("VLLM_NCCL_SO_PATH", "image.env-runs-code"),
+    ("CC", "image.env-runs-code"), ("NCCL_NET_PLUGIN", "image.env-runs-code"), ("HF_MODULES_CACHE", "image.env-runs-code"),
+    ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "image.env-unreviewed"), ("SOMETHING_NEW", "image.env-unreviewed"),
 ])
 def test_image_env_that_loads_code_or_reroutes_downloads_is_a_warning(project, variable, rule):
     project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{{variable}: 'https://elsewhere.example'}}\n")
     warning = only(check_paths([project.deployments]))
     assert (warning.rule, warning.severity.value, warning.line) == (rule, "warning", 9)
+
+
+@pytest.mark.parametrize("variable", ["HOME", "XDG_CACHE_HOME"])
+def test_image_env_moving_the_home_folder_is_an_error(project, variable):
+    # HOME moves the Hugging Face cache off its volume, and Python's user site-packages (whose
+    # .pth files run at every start, -P or not) into whatever folder it names.
+    project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{{variable}: /root/sources/adapters/m}}\n")
+    error = only(check_paths([project.deployments]))
+    assert (error.rule, error.severity.value) == ("image.env-cache", "error")
+
+
+def test_vllm_dev_mode_routes_need_proxy_auth(project):
+    project.deployment("d", HEAD.replace("auth: {proxy: true}", "auth: {api_key: {secret: k}}") % "0.32.0" + "    max-model-len: 4096\nimage:\n  env: {VLLM_SERVER_DEV_MODE: '1'}\n")
+    error = only(check_paths([project.deployments]))
+    assert (error.rule, error.severity.value) == ("image.env-dev-routes", "error") and "replace its weights" in error.message
 
 
 def test_image_env_that_only_tunes_python_or_vllm_is_no_finding(project):

@@ -218,55 +218,6 @@ def _file_findings(deployment: Deployment, name: str, values: list[str]) -> Iter
             return
 
 
-# Variables that load code into every process of the container (Python's own, the dynamic
-# loader's, shells' start-up files), or send its downloads (and the Hugging Face token from a
-# Secret) to another host. Patterns, not a list: PYTHONUSERBASE runs a committed .pth file,
-# LD_AUDIT loads a library, as well as the well-known PYTHONPATH and LD_PRELOAD do.
-HARMLESS_PYTHON_VARIABLES = "UNBUFFERED|DONTWRITEBYTECODE|HASHSEED|FAULTHANDLER|IOENCODING|UTF8|NOUSERSITE|SAFEPATH"
-CODE_VARIABLES = re.compile(rf"^(PYTHON(?!({HARMLESS_PYTHON_VARIABLES})$).*|LD_.*|DYLD_.*|GCONV_PATH|BASH_ENV|ENV|PERL5OPT|PERL5LIB|NODE_OPTIONS|VLLM_PLUGINS|VLLM_LOGGING_CONFIG_PATH|VLLM_ALLOW_INSECURE_SERIALIZATION)$")
-NETWORK_VARIABLES = re.compile(r"^(.*_(URL|URI|ENDPOINT|SERVER|HOST|PROXY)|ALL_PROXY|REQUESTS_CA_BUNDLE|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|VLLM_USE_MODELSCOPE|MODELSCOPE_.*)$", re.IGNORECASE)
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-# Where huggingface_hub keeps its cache: the app mounts the cache volume at its default place, so
-# moving it would make vLLM download the weights again on every cold start, past the prefetch.
-HF_CACHE_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")
-
-
-def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
-    for name, value in deployment.image.env:
-        if CONTROL.search(value):
-            yield at(
-                deployment,
-                ("image", "env", name),
-                f"image.env {name} holds a line break or control character: Modal writes each variable on a line of the image's Dockerfile (ENV), where a line break would start another instruction",
-                hint="keep image.env values on one line",
-                rule="image.env-control",
-                key=False,
-            )
-            continue
-        if (code := CODE_VARIABLES.match(name)) or NETWORK_VARIABLES.match(name):
-            what = "loads code into every process in the container" if code else f"sends the container's downloads or data (and any Hugging Face token from its Secrets) to {value!r}"
-            yield at(deployment, ("image", "env", name), f"image.env {name} {what}", hint="review it as code; remove it unless the image needs it", rule="image.env-runs-code" if code else "image.env-network", severity=Severity.WARNING)
-            continue
-        if name in HF_CACHE_VARIABLES:
-            yield at(
-                deployment,
-                ("image", "env", name),
-                f"image.env {name} would move the Hugging Face cache off the cache volume: every cold start would download the weights again, and prefetch would fill a cache vLLM does not read",
-                hint=f"remove {name}; the app mounts the `huggingface-cache` volume at huggingface_hub's default cache",
-                rule="image.env-cache",
-            )
-            continue
-        if SECRET_NAME.search(name):
-            yield at(
-                deployment,
-                ("image", "env", name),
-                f"image.env {name} looks like a credential; image settings are written into the rendered app in plain text",
-                hint="move it into a Modal Secret (`modal secret create NAME KEY=value`) and list the secret under `secrets:`",
-                rule="secrets.in-env",
-            )
-
-
 def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
     version = deployment.vllm.version
     flags = catalog.load(version)

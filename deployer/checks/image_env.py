@@ -1,0 +1,61 @@
+"""`image.env`: variables set in every process of the container, vLLM's included.
+
+Environment variables are code as much as settings: HOME moves Python's user site-packages
+(whose .pth files run at every start) into a committed folder, PATH chooses which `python` runs,
+LD_PRELOAD loads a library, a cache folder loads compiled artifacts. So only variables known to
+tune and nothing more pass quietly; the dangerous families are named, and everything else is a
+warning to review (`validate --strict` stops on it)."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from ..diagnostics import Diagnostic, Severity
+from ..model import Deployment
+from ._at import at
+from .flags import SECRET_NAME
+
+# Known to tune and nothing more: threads, logging, timeouts, which kernel to use.
+HARMLESS = frozenset({
+    "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONFAULTHANDLER", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONNOUSERSITE", "PYTHONSAFEPATH",
+    "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TZ", "LANG", "LC_ALL",
+    "HF_HUB_ENABLE_HF_TRANSFER", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_HUB_OFFLINE", "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT", "HF_XET_HIGH_PERFORMANCE", "TRANSFORMERS_OFFLINE", "TRANSFORMERS_VERBOSITY",
+    "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING", "PYTORCH_CUDA_ALLOC_CONF", "TORCH_CUDA_ARCH_LIST", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+    "NCCL_DEBUG", "NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_CUMEM_ENABLE", "NCCL_SHM_DISABLE",
+    "VLLM_ATTENTION_BACKEND", "VLLM_USE_V1", "VLLM_LOGGING_LEVEL", "VLLM_WORKER_MULTIPROC_METHOD", "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_FLASH_ATTN_VERSION",
+    "VLLM_ENGINE_ITERATION_TIMEOUT_S", "VLLM_RPC_TIMEOUT", "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_LOG_STATS_INTERVAL", "VLLM_NO_USAGE_STATS", "VLLM_DO_NOT_TRACK", "DO_NOT_TRACK",
+    "VLLM_USE_TRITON_FLASH_ATTN", "VLLM_MARLIN_USE_ATOMIC_ADD", "VLLM_USE_DEEP_GEMM", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_HOST_IP", "VLLM_SLEEP_WHEN_IDLE",
+})
+# Variables that load code into every process of the container (Python's, the dynamic loader's,
+# shells' start-up files, compilers, folders of compiled artifacts or plugins).
+CODE = re.compile(r"^(PYTHON.*|LD_.*|DYLD_.*|PATH|XDG_.*|GCONV_PATH|BASH_ENV|ENV|PERL5OPT|PERL5LIB|NODE_OPTIONS|CC|CXX|.*_PATH|.*_(DIR|ROOT)|.*PLUGINS?|.*_MODULES_CACHE|VLLM_ALLOW_INSECURE_SERIALIZATION)$")
+# Variables that send the container's downloads or data (and a token from its Secrets) elsewhere.
+NETWORK = re.compile(r"^(.*_(URL|URI|ENDPOINT|SERVER|HOST|PROXY)|ALL_PROXY|REQUESTS_CA_BUNDLE|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|VLLM_USE_MODELSCOPE|MODELSCOPE_.*)$", re.IGNORECASE)
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Where huggingface_hub keeps its cache, directly or through the home folder: the app mounts the
+# cache volume at its default place, so moving it would make vLLM download the weights again on
+# every cold start, past the prefetch (and HOME also moves Python's user site-packages).
+HF_CACHE = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HOME", "XDG_CACHE_HOME")
+DEV_MODE = "VLLM_SERVER_DEV_MODE"
+
+
+def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
+    for name, value in deployment.image.env:
+        where = ("image", "env", name)
+        if CONTROL.search(value):
+            yield at(deployment, where, f"image.env {name} holds a line break or control character: Modal writes each variable on a line of the image's Dockerfile (ENV), where a line break would start another instruction", hint="keep image.env values on one line", rule="image.env-control", key=False)
+        elif name in HF_CACHE:
+            yield at(deployment, where, f"image.env {name} would move the Hugging Face cache off the cache volume: every cold start would download the weights again, and prefetch would fill a cache vLLM does not read", hint=f"remove {name}; the app mounts the `huggingface-cache` volume at huggingface_hub's default cache", rule="image.env-cache")
+        elif SECRET_NAME.search(name):
+            yield at(deployment, where, f"image.env {name} looks like a credential; image settings are written into the rendered app in plain text", hint="move it into a Modal Secret (`modal secret create NAME KEY=value`) and list the secret under `secrets:`", rule="secrets.in-env")
+        elif name == DEV_MODE and not deployment.auth.proxy:
+            yield at(deployment, where, f"image.env {DEV_MODE} turns on vLLM's dev-mode routes (/server_info, /collective_rpc, /sleep, weight updates), which vLLM's API key does not protect: anyone with the URL could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or remove it", rule="image.env-dev-routes")
+        elif name in HARMLESS:
+            continue
+        elif CODE.match(name):
+            yield at(deployment, where, f"image.env {name} loads code into every process in the container", hint="review it as code; remove it unless the image needs it", rule="image.env-runs-code", severity=Severity.WARNING)
+        elif NETWORK.match(name):
+            yield at(deployment, where, f"image.env {name} sends the container's downloads or data (and any Hugging Face token from its Secrets) to {value!r}", hint="review it; remove it unless the image needs it", rule="image.env-network", severity=Severity.WARNING)
+        else:
+            yield at(deployment, where, f"image.env {name} is not among the variables known only to tune the container; a variable can make it run code (HOME, PATH, LD_PRELOAD), read files or send data out", hint="review what it does as you would code", rule="image.env-unreviewed", severity=Severity.WARNING)
