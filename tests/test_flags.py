@@ -303,7 +303,8 @@ def test_template_text_is_also_tried_as_a_path_to_a_system_file(project):
 @pytest.mark.parametrize(("flag", "words"), [
     ("scheduler-cls: pkg.Scheduler", "imports the class it names into the engine"),
     ("distributed-executor-backend: pkg.Executor", "imports the executor class"),
-    ("compilation-config: {backend: pkg.mod.backend}", "names Python code to import (backend)"),
+    ("compilation-config: {backend: pkg.mod.backend}", "names Python code to import (backend: pkg.mod.backend)"),
+    ("speculative-config: {model: evilpkg.Proposer, num_speculative_tokens: 2}", "model: evilpkg.Proposer"),
     ("kv-transfer-config: '{\"kv_connector\": \"X\", \"kv_connector_module_path\": \"pkg.evil\"}'", "kv_connector_module_path"),
 ])
 def test_flags_naming_classes_to_import_are_warnings_even_as_json_text(project, flag, words):
@@ -332,3 +333,35 @@ def test_without_a_catalog_abbreviations_and_lists_cannot_hide_a_file_or_code_fl
 ])
 def test_what_a_flag_exposes_is_judged_on_what_vllm_is_given(project, args, exposed):
     assert [d.rule for d in check(project, "0.33.0", args).diagnostics] == (["flags.exposes"] if exposed else [])
+
+
+def test_model_class_overrides_are_code(project):
+    warning = only(check(project, "0.32.0", "model-class-overrides: {Qwen3ForCausalLM: 'evilpkg.model:Evil'}"))
+    assert warning.rule == "flags.runs-code" and "imports the model classes it names" in warning.message
+
+
+def test_a_spec_model_that_is_a_class_name_is_code_and_a_repo_is_not(project):
+    warning = only(check(project, "0.32.0", "spec-model: evilpkg.Proposer"))
+    assert (warning.rule, warning.severity.value) == ("flags.runs-code", "warning")
+    assert check(project, "0.32.0", "spec-model: Qwen/Qwen3-0.6B").diagnostics == ()
+
+
+def test_addresses_inside_json_flags_and_tool_servers_are_pointed_out(project):
+    warning = only(check(project, "0.32.0", "kv-events-config: {enable_kv_cache_events: true, publisher: zmq, endpoint: 'tcp://collector.example:5557'}"))
+    assert warning.rule == "flags.exposes" and "tcp://collector.example:5557" in warning.message
+    assert only(check(project, "0.32.0", "tool-server: tools.example:8000")).rule == "flags.exposes"
+
+
+def test_json_text_nested_deeper_than_python_recurses_is_a_plain_value(project):
+    # A 500-deep JSON text in any flag made the walk for code keys an internal error.
+    assert check(project, "0.32.0", "response-role: '" + "[" * 500 + "]" * 500 + "'").diagnostics == ()
+
+
+def test_an_image_python_without_safe_path_is_a_warning_when_folders_are_uploaded(project):
+    project.write("adapters/a/adapter_config.json", json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}))
+    project.write("adapters/a/adapter_model.safetensors", "")
+    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage: {python: '3.10'}\nadapters: [{name: a, path: ../adapters/a}]\n")
+    rules = [d.rule for d in check_paths([project.deployments]).diagnostics]
+    assert "flags.importable-sources" in rules
+    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage: {python: '3.10'}\n")
+    assert "flags.importable-sources" not in [d.rule for d in check_paths([project.deployments]).diagnostics]

@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable
 
 from .. import catalog
-from ..argv import MANAGED_FLAGS, flag_tokens, negated_options
+from ..argv import MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
 from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
 from ..diagnostics import Diagnostic, Severity
 from ..fit import TOKEN_COUNT, parse_tokens
@@ -106,12 +106,14 @@ CODE_FLAGS = {
     "worker-cls": "imports the class it names into every worker",
     "worker-extension-cls": "imports the class it names into every worker",
     "scheduler-cls": "imports the class it names into the engine",
+    "model-class-overrides": "imports the model classes it names",
     "distributed-executor-backend": "imports the executor class it names into the engine",
     "io-processor-plugin": "loads the plugin it names",
     "log-config-file": "hands a file to logging.config, which can build any Python object",
     "allowed-local-media-path": "lets every request read files under that folder of the container (its Secrets are in /proc/self/environ)",
 }
 BUILT_IN_VALUES = {"distributed-executor-backend": {"mp", "ray", "uni", "external_launcher"}}  # names, not imports
+IMPORTING_VALUES = ("spec-model",)  # a Hub repo, or with a dotted name a class to import
 
 
 # Flags whose value may name a file in the container that vLLM reads and, for some, shows to
@@ -126,12 +128,17 @@ INLINE = re.compile(r"[{}\n]")  # what vLLM takes for template text once opening
 EXPOSING_FLAGS = {
     "enable-tokenizer-info-endpoint": "serves the chat template and tokenizer configuration to every caller",
     "otlp-traces-endpoint": "sends traces of every request to that address",
+    "tool-server": "sends requests to the tool servers it names",
 }
 SENSITIVE_FLAGS = (*CODE_FLAGS, *FILE_FLAGS, *EXPOSING_FLAGS)
-# Keys inside JSON-valued flags (kv-transfer-config, compilation-config, logging-config, ...) that
-# name Python code vLLM imports; a compilation `backend` does when it is a dotted name.
+# Inside JSON-valued flags (kv-transfer-config, compilation-config, speculative-config, ...): keys
+# that name Python code vLLM imports, and any value written like an import path (a compilation
+# `backend`, a speculative `model`, a connector's `policy`: vLLM imports dotted names in many
+# places), or like an address it would connect to (kv-events-config's `endpoint`).
 CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin|logging_config_file)$")
-DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\.[A-Za-z_]\w*|:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$")
+OWN_CODE = "vllm."
+MAX_JSON_NODES = 100_000
 
 
 def _container_path(value: object) -> str | None:
@@ -148,18 +155,38 @@ def _is_system(path: str) -> bool:
     return any(inside(f) for f in SYSTEM_FOLDERS) and not any(inside(f) for f in OURS_UNDER_ROOT)
 
 
-def _code_keys(value: object) -> list[str]:
+def _json_items(value: object) -> list[tuple[object, object]]:
+    """Every (key, value) pair inside a JSON value (list items under their list's key), walked as
+    a loop: a 500-deep JSON text made the recursive walk an internal error."""
     if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
         try:
             value = json.loads(value)  # vLLM parses JSON given as text the same way
         except (ValueError, RecursionError):
             return []
-    if isinstance(value, dict):
-        named = [k for k, v in value.items() if CODE_KEYS.search(str(k)) or (k == "backend" and isinstance(v, str) and DOTTED.match(v))]
-        return named + [k for v in value.values() for k in _code_keys(v)]
-    if isinstance(value, list):
-        return [k for v in value for k in _code_keys(v)]
-    return []
+    found, pending = [], [(None, value)]
+    while pending and len(found) < MAX_JSON_NODES:
+        key, item = pending.pop()
+        if isinstance(item, dict):
+            pending += list(item.items())
+            found += item.items()
+        elif isinstance(item, list):
+            pending += [(key, x) for x in item]
+            found += [(key, x) for x in item if not isinstance(x, (dict, list))]
+    return found
+
+
+def _code_named(name: str, value: object) -> list[str]:
+    if name in IMPORTING_VALUES and isinstance(value, str):
+        return [value] if IMPORT_PATH.match(value) and not value.startswith(OWN_CODE) else []
+    items = _json_items(value)
+    keys = [str(k) for k, _ in items if isinstance(k, str) and CODE_KEYS.search(k)]
+    paths = [f"{k}: {v}" for k, v in items if isinstance(v, str) and IMPORT_PATH.match(v) and not v.startswith(OWN_CODE)]
+    return list(dict.fromkeys(keys + paths))
+
+
+def _addresses(value: object) -> list[str]:
+    items = _json_items(value)
+    return [v for _, v in items if isinstance(v, str) and "://" in v]
 
 
 def _passed(tokens: list[str]) -> list[tuple[str, list[str]]]:
@@ -185,9 +212,14 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     """Judged on what vLLM will be given (the rendered tokens), so that an alias, a list or the
     spelling of a false value cannot pass for something harmless."""
     flags = catalog.load(deployment.vllm.version)
+    local = [s for s in (deployment.base_model.source, *(a.source for a in deployment.adapters)) if s.is_local]
+    if local and "-P" not in vllm_server(deployment.image.python):
+        yield at(deployment, ("image", "python"), f"image.python {deployment.image.python} has no `python -P`: vLLM's working folder, where the local folders are copied, stays importable, so a flag naming a class could import a file from {local[0].written_path}", hint="use Python 3.11 or later", rule="flags.importable-sources", severity=Severity.WARNING, key=False)
     for name, value in deployment.vllm.args:
-        if keys := _code_keys(value):
-            yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(map(str, keys[:5]))})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
+        if name not in CODE_FLAGS and (named := _code_named(name, value)):  # (those are warned about below)
+            yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(named[:5])})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
+        if addresses := _addresses(value):
+            yield at(deployment, ("vllm", "args", name), f"--{name} names an address vLLM connects to ({', '.join(addresses[:3])})", hint="review it: requests or their data would go there", rule="flags.exposes", severity=Severity.WARNING, key=False)
         for option, values in _passed(flag_tokens(name, value, flags.lookup(name) if flags else None)):
             meant = _meant(option, flags)
             if meant in FILE_FLAGS:
