@@ -82,7 +82,9 @@ def _command(fn):
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    from .diagnostics import printable
+
+    print(printable(message), file=sys.stderr, flush=True)  # progress quotes servers' replies
 
 
 def _platform(args):
@@ -316,12 +318,14 @@ def _capture(work):
 
 
 def _report_outcomes(args, outcomes, where: str) -> None:
+    from .diagnostics import printable
+    from .plan import md
     from .smoke import redact
 
     if args.format == "json":
         print(json.dumps({"where": where, "ok": all(o.ok for o in outcomes), "results": [{"name": o.name, "action": o.action, "result": o.result, "ok": o.ok, "detail": o.detail, "url": redact(o.url) if o.url else None, "version": o.version, "seconds": round(o.seconds, 1), "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in o.checks]} for o in outcomes]}, indent=2, ensure_ascii=False))
         return
-    rows = [("DEPLOYMENT", "ACTION", "RESULT", "VERSION", "TIME", "DETAIL")] + [(o.name, o.action, o.result.upper() if not o.ok else o.result, f"v{o.version}" if o.version else "", f"{o.seconds:.0f} s" if o.seconds else "", o.detail) for o in outcomes]
+    rows = [("DEPLOYMENT", "ACTION", "RESULT", "VERSION", "TIME", "DETAIL")] + [(o.name, o.action, o.result.upper() if not o.ok else o.result, f"v{o.version}" if o.version else "", f"{o.seconds:.0f} s" if o.seconds else "", printable(o.detail, 400)) for o in outcomes]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     print()
     for row in rows:
@@ -330,7 +334,7 @@ def _report_outcomes(args, outcomes, where: str) -> None:
     print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} succeeded on {where}" + (f"; {len(failed)} failed: {', '.join(o.name for o in failed)}" if failed else ""))
     if args.format == "github":
         lines = ["## Deployment results", "", "| deployment | action | result | version | detail |", "|---|---|---|---|---|"]
-        lines += [f"| `{o.name}` | {o.action} | {'✅' if o.ok else '❌'} {o.result} | {f'v{o.version}' if o.version else ''} | {o.detail.replace('|', '/')} |" for o in outcomes]
+        lines += [f"| `{o.name}` | {o.action} | {'✅' if o.ok else '❌'} {o.result} | {f'v{o.version}' if o.version else ''} | {md(o.detail)} |" for o in outcomes]
         _write_summary("\n".join(lines) + "\n")
 
 

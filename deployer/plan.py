@@ -6,7 +6,9 @@ Pure: the caller reads Modal or git and passes plain values in.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -117,9 +119,19 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
 
 # -- what changed --------------------------------------------------------------------------------
 
+SHOWN_CHARS = 200  # of one value in a plan: a 200,000-character flag printed 400 KB of plan
+
+
 def facts(deployment: Deployment) -> dict[str, str]:
     """Everything a reviewer cares about, flattened to readable one-line strings."""
-    return {printable(key): printable(value) for key, value in _facts(deployment).items()}
+    return {printable(key): _brief(value) for key, value in _facts(deployment).items()}
+
+
+def _brief(value: str) -> str:
+    if len(value) <= SHOWN_CHARS:
+        return printable(value)
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{printable(value, SHOWN_CHARS)} ({len(value):,} characters, sha256 {digest})"  # two long values still differ
 
 
 def _facts(deployment: Deployment) -> dict[str, str]:
@@ -250,16 +262,18 @@ def format_markdown(plan: Plan) -> str:
     """For a GitHub job summary or a pull-request comment."""
     lines = ["## Deployment plan", "", headline(plan), ""]
     if plan.fallback:
-        lines += [f"> {plan.fallback}", ""]
+        lines += [f"> {md(plan.fallback)}", ""]
     lines += ["| | deployment | action | deployed | what changes | means |", "|---|---|---|---|---|---|"]
     for a in plan.actions:
-        what = "<br>".join(_md(str(c)) for c in a.changes) + ("<br>" if a.changes and a.notes else "") + "<br>".join(f"_{_md(n)}_" for n in a.notes)
-        lines.append(f"| {SYMBOL[a.kind]} | `{a.name}` | **{a.kind}** | {_md(_version_text(a.deployed))} | {what} | {_md('; '.join(a.effects))} |")
+        what = "<br>".join(md(str(c)) for c in a.changes) + ("<br>" if a.changes and a.notes else "") + "<br>".join(f"_{md(n)}_" for n in a.notes)
+        lines.append(f"| {SYMBOL[a.kind]} | `{a.name}` | **{a.kind}** | {md(_version_text(a.deployed))} | {what} | {md('; '.join(a.effects))} |")
     return "\n".join(lines) + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+def md(text: str) -> str:
+    """Plain text in a markdown table cell: no links, images, code or emphasis from the values."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace("\n", " ")
+    return re.sub(r"([\\`*_\[\]!|~#])", r"\\\1", text)
 
 
 def to_json(plan: Plan) -> dict:

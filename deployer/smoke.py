@@ -170,8 +170,8 @@ def wait_healthy(conn: Connection, timeout: float, progress: Callable[[str], Non
             if status == 200:
                 return CheckResult("health", True, elapsed, "GET /health → 200")
             last_problem = f"GET /health → {status}"
-        except HttpError as exc:
-            last_problem = "not listening yet" if "refused" in str(exc) else str(exc)
+        except HttpError as exc:  # its text quotes the server (a status line, a reason): escaped once, here
+            last_problem = "not listening yet" if "refused" in str(exc) else printable(str(exc), 200)
         if elapsed >= timeout:
             return CheckResult("health", False, elapsed, f"not healthy after {timeout:.0f} s ({last_problem})")
         if time.monotonic() - last_report >= 10:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -1449,3 +1450,52 @@ def test_absurd_lora_sizes_leave_the_fit_to_the_flag_check(project, cli):
     for command in (["validate"], ["fit", "x"], ["render"]):
         code, out, err = cli(*command)
         assert "internal error" not in err, (command, err)
+
+
+def test_a_hostile_servers_status_line_reaches_the_terminal_escaped():
+    # "waiting for .../health: <why>" quoted the server's status line raw: ESC, CR and BEL could
+    # rewrite what the terminal (or a CI log) shows.
+    import socket
+    import threading
+
+    from deployer.smoke import Connection, wait_healthy
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"XTTP/1.1 200 OK \x1b[2K\r\x1b[32m  ok  health \x1b]0;pwned\x07\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        result = wait_healthy(Connection(f"http://127.0.0.1:{listener.getsockname()[1]}"), timeout=1.5, interval=0.5)
+    finally:
+        listener.close()
+    assert not result.ok and "BadStatusLine" in result.detail and "\\x1b[2K\\r" in result.detail
+    assert not any(c in result.detail for c in "\x1b\r\x07\n"), result.detail  # progress lines quote the same text
+
+
+def test_plan_shows_long_values_briefly_and_tells_them_apart(project, modal_world, cli):
+    from .conftest import git_commit
+
+    long = lambda value: MINIMAL.replace('  version: "0.11.2"\n', f'  version: "0.11.2"\n  args: {{response-role: {value}}}\n')
+    project.deployment("alpha", long("a" * 200_000))
+    git_commit(project.root, "a long value")
+    project.deployment("alpha", long("a" * 199_999 + "b"))
+    code, out, _ = cli("plan", "--against", "HEAD")
+    assert len(out) < 5_000, len(out)
+    assert out.count("200,000 characters, sha256") == 2 and len(set(re.findall(r"sha256 ([0-9a-f]{12})", out))) == 2
+
+
+def test_values_cannot_write_links_or_images_into_the_plan_summary():
+    from deployer.plan import md
+
+    assert md("![x](https://e.example/p.png) [click](https://e.example) `code` *b* |") == "\\!\\[x\\](https://e.example/p.png) \\[click\\](https://e.example) \\`code\\` \\*b\\* \\|"
