@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import re
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,18 @@ def _desired(deployments, out_dir: Path, project: Project, templates: Path | Non
 
 def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:
     """The app's code (where its local folders are on disk left out: only what they hold counts),
-    then each local folder's contents under the role it plays."""
+    then each local folder's contents under the role it plays. A folder the sources check refuses
+    counts by its name only: a git ref's deployments are hashed without being validated, and
+    `path: /etc` there had every file under /etc read into a hash the plan prints."""
+    from .checks.sources import refused_sources
+
     digest = hashlib.sha256(app.code_hash.encode())
+    refused = refused_sources(deployment)
     roles = [("base model", deployment.base_model.source), *((f"adapter {a.name}", a.source) for a in deployment.adapters)]
     for role, source in roles:
-        if source.is_local:
+        if source in refused:
+            digest.update(f"\0{role}\0refused:{source.written_path}".encode())
+        elif source.is_local:
             digest.update(f"\0{role}\0{once(('folder hash', source.path), lambda: folder_hash(source.path))}".encode())
     return digest.hexdigest()
 
@@ -133,16 +141,21 @@ def _file_hash(path: Path, size: int, mtime_ns: int) -> str:
     """SHA-256 of the contents. A Git LFS pointer stands for its object, whose id is that same
     SHA-256: a checkout without `git lfs pull` (or `git archive`) hashes like one with it."""
     try:
-        if size < 1024:
-            head = path.read_bytes()
-            if head.startswith(LFS_POINTER) and (match := re.search(rb"^oid sha256:([0-9a-f]{64})$", head, re.M)):
-                return match.group(1).decode()
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO or device answers at once, and is
     except OSError as exc:  # unreadable: validate reports it; the hash must still be computed
         return f"unreadable:{exc.errno}"
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "not a plain file"  # ... never read
+            first = handle.read(1 << 20)
+            if size < 1024 and first.startswith(LFS_POINTER) and (match := re.search(rb"^oid sha256:([0-9a-f]{64})$", first, re.M)):
+                return match.group(1).decode()
+            digest = hashlib.sha256(first)
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        except OSError as exc:
+            return f"unreadable:{exc.errno}"
     return digest.hexdigest()
 
 

@@ -85,8 +85,8 @@ class RefTrees:
                     written = files.add(local)
                     if self._borrow_ignored(tree, checked.deployments) or written:
                         checked = check_paths([folder])  # adapter configs are among those files
-                templates = project_templates(folder)
-                self._cache[ref] = (files.commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
+                    templates = project_templates(folder)
+                    self._cache[ref] = (files.commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
         return self._cache[ref]
 
     def _borrow_ignored(self, tree: Path, deployments) -> bool:

@@ -426,6 +426,25 @@ def test_ignored_files_at_the_repository_root_never_reach_a_refs_hash(project, m
     assert len(seen) == 1
 
 
+def test_a_refs_model_folder_outside_the_repository_is_never_read(project, modal_world, cli, tmp_path_factory):
+    # A commit's YAML is not validated before its hash is taken: `path: /etc` had every file
+    # under /etc read into the hash the plan prints (a way to confirm a guess at /etc/shadow).
+    outside = tmp_path_factory.mktemp("outside")
+    os.mkfifo(outside / "blocks-a-reader")
+    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", f"  path: {outside}\n  served_name: m"))
+    git_commit(project.root, "a model folder outside")
+    project.write("models/m/config.json", "{}")
+    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"))
+    git_commit(project.root, "a model folder inside")
+    seen = set()
+    for secret in ("root:hunter2", "root:hunter3"):
+        (outside / "shadow").write_text(secret)
+        code, out, err = cli("plan", "--against", "HEAD~1", "--format", "json")  # the FIFO would block a read
+        assert "internal error" not in err
+        seen.add(json.dumps(json.loads(out)["actions"]))
+    assert len(seen) == 1
+
+
 def test_a_ref_with_a_link_where_the_working_tree_has_an_ignored_folder_plans(project, modal_world, cli):
     project.write("models/m/config.json", "{}")
     (project.root / "models/m/sub").symlink_to("nowhere")
