@@ -412,37 +412,33 @@ def test_ignored_files_at_the_repository_root_never_reach_a_refs_hash(project, m
     # A ref whose base model is the repository itself (`path: ..`) borrowed every ignored file at
     # the root, .env included, and the plan's hash for it changed with the secret in .env.
     project.write(".gitignore", "build/\n.env\n")
-    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ..\n  served_name: m"))
-    git_commit(project.root, "the repository as a model")
+    plans = _plans_of_a_ref_with_a_local_model(project, cli, "..", lambda secret: project.write(".env", f"API_TOKEN={secret}\n"))
+    assert len(plans) == 1
+
+
+def _plans_of_a_ref_with_a_local_model(project, cli, ref_path: str, plant) -> set[str]:
+    """The plans against a commit whose model folder is `ref_path`, as `plant` changes a secret."""
+    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", f"  path: {ref_path}\n  served_name: m"))
+    git_commit(project.root, "a model folder to compare with")
     project.write("models/m/config.json", "{}")
     project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"))
-    git_commit(project.root, "a model folder")
+    git_commit(project.root, "a model folder inside")
     seen = set()
     for secret in ("hunter2", "hunter3"):
-        project.write(".env", f"API_TOKEN={secret}\n")
+        plant(secret)
         code, out, err = cli("plan", "--against", "HEAD~1", "--format", "json")
         assert "internal error" not in err
         seen.add(json.dumps(json.loads(out)["actions"]))
-    assert len(seen) == 1
+    return seen
 
 
 def test_a_refs_model_folder_outside_the_repository_is_never_read(project, modal_world, cli, tmp_path_factory):
     # A commit's YAML is not validated before its hash is taken: `path: /etc` had every file
     # under /etc read into the hash the plan prints (a way to confirm a guess at /etc/shadow).
     outside = tmp_path_factory.mktemp("outside")
-    os.mkfifo(outside / "blocks-a-reader")
-    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", f"  path: {outside}\n  served_name: m"))
-    git_commit(project.root, "a model folder outside")
-    project.write("models/m/config.json", "{}")
-    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"))
-    git_commit(project.root, "a model folder inside")
-    seen = set()
-    for secret in ("root:hunter2", "root:hunter3"):
-        (outside / "shadow").write_text(secret)
-        code, out, err = cli("plan", "--against", "HEAD~1", "--format", "json")  # the FIFO would block a read
-        assert "internal error" not in err
-        seen.add(json.dumps(json.loads(out)["actions"]))
-    assert len(seen) == 1
+    os.mkfifo(outside / "blocks-a-reader")  # read, it would hang the plan
+    plans = _plans_of_a_ref_with_a_local_model(project, cli, str(outside), lambda secret: (outside / "shadow").write_text(f"root:{secret}"))
+    assert len(plans) == 1
 
 
 def test_a_ref_with_a_link_where_the_working_tree_has_an_ignored_folder_plans(project, modal_world, cli):
