@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import os
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -31,6 +32,9 @@ MAX_LINKS = 10_000  # a project holds a few; each costs a resolution
 MAX_HOPS = 40  # links followed in one path: the kernel's own limit (ELOOP)
 MAX_STEPS = 1_000  # path components walked resolving one path, links expanded
 MAX_NAME = 3_000  # characters of a path inside the commit (with the temporary folder, PATH_MAX)
+MAX_ENTRIES = 2_000_000  # names listed from one commit (a 240 KB repository can list 5 million)
+MAX_RECORD_BYTES = 65_536  # one listed name with its mode, id and size
+MAX_LINK_ROUNDS = 3
 MAX_ARGS_CHARS = 100_000  # pathspecs per git process, well inside the kernel's argument limit
 LINK_MODE = "120000"
 FILE_MODES = ("100644", "100755")
@@ -48,92 +52,150 @@ class CommitFiles:
         command = git_command(repo)
         if command is None:
             raise RefError(f"{repo} is not inside a git repository")
-        self._git = command
+        # Names are the commit's own: `*` or `:(glob)` in one must not widen what is listed.
+        self._git = [*command, "--literal-pathspecs"]
         self.dest = Path(os.path.realpath(dest))
         self._spellings = {str(self.dest), os.path.abspath(dest)}  # /tmp is a link on macOS
         self.commit = self._text("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
         if not self.commit:
             raise RefError(f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)")
-        self._files: dict[str, tuple[str, str]] = {}  # path → (mode, object id)
-        self._targets: dict[str, str] = {}  # link path → where it points, as the commit has it
-        self._links: dict = {}  # the same links as a tree of names, for resolving paths
-        self._names: list[str] = []  # files and links, sorted: what lies under a folder
+        self._listed = 0  # names read from git so far, against MAX_ENTRIES
         self._asked: set[str] = set()
-        self._list()
+        self._place_links(self._all_links())
         # Like a checkout, the root holds a .git: the checks refuse a source folder holding one
         # (it would upload the repository) here as they do in the working tree.
         (self.dest / ".git").mkdir(exist_ok=True)
 
     def add(self, paths: Iterable[Path]) -> bool:
         """Write the files at or under `paths` (inside `dest`; links followed as the commit's
-        links lead), and whatever the links among them point at. Whether anything was written."""
-        wanted, queue = [], [self._relative(Path(p)) for p in paths]
+        links lead), and whatever the links among them point at. Whether anything was written.
+        Only the folders asked for are listed: a commit of millions of files costs no more."""
+        wanted: dict[str, tuple[str, str]] = {}
+
+        def note(mode: str, blob: str, size: str, path: str) -> None:
+            if mode in FILE_MODES and not os.path.lexists(self.dest / path):
+                wanted.setdefault(path, (mode, blob))
+
+        queue = [self._relative(Path(p)) for p in paths]
         while queue:
-            relative = queue.pop()
-            if relative is None or self._already_asked(relative):
-                continue
-            self._asked.add(relative)
-            for name in _under(self._names, relative):
-                if name in self._targets:
-                    queue.append(self._resolve(name))
-                elif name in self._files and not os.path.lexists(self.dest / name):
-                    wanted.append(name)  # (a link with an empty target is neither: left out)
-        wanted = list(dict.fromkeys(wanted))  # a folder asked for after one inside it
+            folders = []
+            for relative in queue:
+                if relative is not None and not self._already_asked(relative):
+                    self._asked.add(relative)
+                    folders.append(relative)
+            queue = [self._resolve(link) for folder in folders for link in _under(self._link_names, folder)]
+            for chunk in _chunks([folder or "." for folder in folders]):
+                self._each_entry(chunk, note)
         self._write(wanted)
         return bool(wanted)
 
     # -- the commit's names --------------------------------------------------------------------
 
-    def _list(self) -> None:
-        try:
-            done = subprocess.run([*self._git, "ls-tree", "-r", "-z", "--long", "--full-tree", self.commit], capture_output=True, timeout=GIT_SECONDS)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RefError(f"cannot list {self.commit[:7]}: {exc}") from None
-        if done.returncode != 0:
-            raise RefError(f"cannot list {self.commit[:7]}: {done.stderr.decode(errors='replace').strip()}")
-        links = []
-        for record in done.stdout.split(b"\0"):
-            meta, _, name = record.partition(b"\t")
-            fields = meta.decode("ascii", errors="replace").split()
-            path = os.fsdecode(name)
-            if len(fields) != 4 or not _plain_name(path):
-                continue  # a submodule ("commit", size "-"), or a name git would not check out
-            mode, _, blob, size = fields
+    def _all_links(self) -> list[tuple[str, str]]:
+        """(path, object id) of every link of at most MAX_LINK_BYTES in the commit, the whole
+        listing streamed (nothing else of it kept)."""
+        links: list[tuple[str, str]] = []
+
+        def note(mode: str, blob: str, size: str, path: str) -> None:
             if mode == LINK_MODE and size.isdigit() and int(size) <= MAX_LINK_BYTES:
                 links.append((path, blob))
-            elif mode in FILE_MODES:
-                self._files[path] = (mode, blob)
+
+        self._each_entry([], note)
         if len(links) > MAX_LINKS:
             raise RefError(f"{self.commit[:7]} holds {len(links):,} links; the deployer follows at most {MAX_LINKS:,}")
-        self._names = sorted([*self._files, *(path for path, _ in links)])
-        self._place_links(links)
+        return links
+
+    def _each_entry(self, pathspecs: list[str], take: Callable[[str, str, str, str], object]) -> None:
+        """`take(mode, object id, size, path)` for each entry `git ls-tree -r` lists under
+        `pathspecs` (everything when none), read as a stream."""
+        with tempfile.TemporaryFile() as errors:
+            try:
+                process = subprocess.Popen([*self._git, "ls-tree", "-r", "-z", "--long", "--full-tree", self.commit, "--", *pathspecs], stdout=subprocess.PIPE, stderr=errors)
+            except OSError as exc:
+                raise RefError(f"cannot list {self.commit[:7]}: {exc}") from None
+            timer = threading.Timer(GIT_SECONDS, process.kill)
+            timer.start()
+            try:
+                rest = b""
+                while chunk := process.stdout.read(CHUNK):
+                    *records, rest = (rest + chunk).split(b"\0")
+                    if len(rest) > MAX_RECORD_BYTES:
+                        raise RefError(f"{self.commit[:7]} holds a name longer than any file system allows")
+                    for record in records:
+                        self._listed += 1
+                        if self._listed > MAX_ENTRIES:
+                            raise RefError(f"{self.commit[:7]} holds more than {MAX_ENTRIES:,} files; the deployer reads at most that many")
+                        meta, _, name = record.partition(b"\t")
+                        fields = meta.decode("ascii", errors="replace").split()
+                        path = os.fsdecode(name)
+                        if len(fields) == 4 and _plain_name(path):  # else a submodule, or a name git would not check out
+                            take(fields[0], fields[2], fields[3], path)
+                code = process.wait()
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            finally:
+                timer.cancel()
+            if code != 0:  # (killed by the timer too)
+                errors.seek(0)
+                raise RefError(f"cannot list {self.commit[:7]}: {errors.read(2000).decode(errors='replace').strip() or f'git ended with {code}'}")
 
     def _place_links(self, links: list[tuple[str, str]]) -> None:
-        """Every link of the commit that leads somewhere inside it: then a path resolves here as
-        it did there. One that leads out, or through one that does, is left out."""
-        found: dict[str, list[bytes]] = {}
-        self._cat(list(dict.fromkeys(blob for _, blob in links)), lambda blob, chunks: found.setdefault(blob, list(chunks)))
+        """Every link of the commit that leads somewhere inside it, so that a path resolves here
+        as it did there; one that leads out, or through one that does, is left out. The table
+        that judges them is made of the links actually placed: a malformed tree naming `x` twice
+        (a folder, then a link) must not have a link judged through an `x` that is not there."""
+        found: dict[str, bytes] = {}
+        self._cat(list(dict.fromkeys(blob for _, blob in links)), lambda blob, chunks: found.setdefault(blob, b"".join(chunks)))
+        table: dict[str, str] = {}
         for path, blob in links:
-            target = os.fsdecode(b"".join(found.get(blob, [])))
+            target = os.fsdecode(found.get(blob, b""))
             if target and "\0" not in target:
-                self._targets[path] = target
-                node = self._links
-                for part in path.split("/"):
-                    node = node.setdefault(part, {})
-                node[""] = target  # "" is no name: it marks the link
-        for path, target in self._targets.items():
-            entry = self.dest / path
-            if self._resolve(path) is None or not make_parents(self.dest, entry):
-                continue
-            try:
-                os.symlink(target, entry)
-            except OSError:
-                continue  # the name is taken (a malformed tree naming it twice): first one wins
+                table.setdefault(path, target)  # a name given twice: the first one, everywhere
+        self._use(table)
+        placed = {}
+        for path in sorted(table):
+            if self._resolve(path) is not None and make_parents(self.dest, self.dest / path):
+                try:
+                    os.symlink(table[path], self.dest / path)
+                except OSError:
+                    continue  # the name is taken
+                placed[path] = table[path]
+        for _ in range(MAX_LINK_ROUNDS):
+            self._use(placed)
+            out = [path for path in placed if self._resolve(path) is None]
+            if not out:
+                return
+            for path in out:
+                os.unlink(self.dest / path)
+                del placed[path]
+        for path in placed:  # still changing where each other lead: none of them
+            os.unlink(self.dest / path)
+        self._use({})
+
+    def _use(self, links: dict[str, str]) -> None:
+        """Resolve paths through `links` (path → target) from now on."""
+        self._targets = dict(links)
+        self._link_names = sorted(links)
+        self._links: dict = {}
+        for path, target in links.items():
+            node = self._links
+            for part in path.split("/"):
+                node = node.setdefault(part, {})
+            node[""] = target  # "" is no name: it marks the link
+        self._resolved: dict[str, str | None] = {}
 
     def _resolve(self, relative: str) -> str | None:
         """Where `relative` leads with the commit's links followed, relative to the commit's root;
         None when any step leaves the commit (an absolute link, `..` above the root) or the way
-        is too long (more than MAX_HOPS links or MAX_STEPS names: the kernel would give up too)."""
+        is too long (more than MAX_HOPS links or MAX_STEPS names: the kernel would give up too).
+        Remembered: a link under many folders asked for is resolved once."""
+        if relative not in self._resolved:
+            self._resolved[relative] = self._follow(relative)
+        return self._resolved[relative]
+
+    def _follow(self, relative: str) -> str | None:
         pending = relative.split("/")[::-1]
         names: list[str] = []
         nodes: list[dict | None] = [self._links]
@@ -186,16 +248,16 @@ class CommitFiles:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    def _write(self, paths: list[str]) -> None:
+    def _write(self, files: dict[str, tuple[str, str]]) -> None:
         """Each file once per stored object; the other paths holding the same object link to it."""
         by_blob: dict[str, list[str]] = {}
-        for path in paths:
+        for path, (_, blob) in files.items():
             if make_parents(self.dest, self.dest / path):  # never through a link
-                by_blob.setdefault(self._files[path][1], []).append(path)
+                by_blob.setdefault(blob, []).append(path)
 
         def take(blob: str, chunks: Iterator[bytes]) -> None:
             first, *others = by_blob[blob]
-            if not _write_new(self.dest / first, chunks, self._files[first][0] == "100755"):
+            if not _write_new(self.dest / first, chunks, files[first][0] == "100755"):
                 return
             for other in others:
                 try:

@@ -1354,6 +1354,60 @@ def test_links_are_followed_no_further_than_the_kernel_would(project, tmp_path_f
         CommitFiles(project.root, many, tmp_path_factory.mktemp("export"))
 
 
+def test_a_tree_naming_one_entry_twice_cannot_place_a_link_leading_out(project, tmp_path_factory):
+    # `x` as a folder (holding a link) and again as a link: placing x/l made a real folder x, so
+    # the link x was never placed, but the table judging m still followed it: m -> x/../../../etc
+    # looked inside and was placed, leading to /etc.
+    from deployer.commit_files import CommitFiles
+
+    from .conftest import git
+
+    git(project.root, "init", "-q")
+    blob = lambda content: _git_in(project.root, "hash-object", "-w", "--stdin", stdin=content.encode())
+    raw_tree = lambda entries: _git_in(project.root, "hash-object", "-t", "tree", "--literally", "-w", "--stdin", stdin=b"".join(mode + b" " + name + b"\0" + bytes.fromhex(oid) for mode, name, oid in entries))
+    folder = raw_tree([(b"120000", b"l", blob("anything"))])
+    commit = _crafted_commit(project, [f"120000 blob {blob('x/../../../etc')}\tm"])
+    tree = _git_in(project.root, "rev-parse", f"{commit}^{{tree}}")
+    entries = []
+    for line in _git_in(project.root, "ls-tree", tree).splitlines():
+        meta, name = line.split("\t")
+        mode, _, oid = meta.split()
+        entries.append((mode.lstrip("0").encode(), name.encode(), oid))
+    twice = raw_tree(entries + [(b"40000", b"x", folder), (b"120000", b"x", blob("y/z/w"))])
+    dest = tmp_path_factory.mktemp("export")
+    CommitFiles(project.root, _git_in(project.root, "commit-tree", twice, "-m", "twice"), dest)
+    links = [Path(folder) / name for folder, dirs, files in os.walk(dest) for name in dirs + files if os.path.islink(Path(folder) / name)]
+    assert links and all(Path(os.path.realpath(link)).is_relative_to(dest) for link in links), [(str(l), os.readlink(l)) for l in links]
+
+
+def test_a_commit_of_many_files_is_listed_as_a_stream_and_within_a_limit(project, tmp_path_factory, monkeypatch):
+    # 240 KB of objects can list 5 million files: the whole listing was held (2.6 GB, 80 s) though
+    # a plan reads a few folders. Only links are kept from the full listing; files are listed
+    # under the folders asked for; past MAX_ENTRIES names the commit is refused.
+    import tracemalloc
+
+    import deployer.commit_files as commit_files
+    from deployer.commit_files import CommitFiles, RefError
+
+    from .conftest import git
+
+    git(project.root, "init", "-q")
+    empty = _git_in(project.root, "hash-object", "-w", "--stdin")
+    files = _git_in(project.root, "mktree", stdin="".join(f"100644 blob {empty}\tf{i:03}\n" for i in range(200)).encode())
+    data = _git_in(project.root, "mktree", stdin="".join(f"040000 tree {files}\td{i:03}\n" for i in range(200)).encode())
+    commit = _crafted_commit(project, [f"040000 tree {data}\tdata"])
+    dest = tmp_path_factory.mktemp("export")
+    tracemalloc.start()
+    export = CommitFiles(project.root, commit, dest)
+    assert export.add([dest / "deployments"]) and (dest / "deployments" / "x.yaml").is_file()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8_000_000 and not (dest / "data").exists()
+    monkeypatch.setattr(commit_files, "MAX_ENTRIES", 20_000)
+    with pytest.raises(RefError, match="holds more than 20,000 files"):
+        CommitFiles(project.root, commit, tmp_path_factory.mktemp("export"))
+
+
 def test_a_commit_cannot_grow_its_files_through_its_own_attributes(project, tmp_path_factory):
     # export-subst in the commit's .gitattributes made `git archive` expand every $Format:%B$ to
     # the commit message: 3 MB of repository became a 2.8 GB file. Files are read as stored.
