@@ -43,6 +43,9 @@ MANAGED_FLAGS: dict[str, str] = {
     "enable-sleep-mode": "cold_start.gpu_snapshot (sleep mode is what the snapshot captures)",
     "download-dir": "nothing: weights live in the Hugging Face cache volume, where prefetch puts them and restarts find them",
     "config": "vllm.args itself: vLLM would take every flag in that file unchecked (an empty api-key there turns auth off)",
+    "root-path": "nothing: Modal serves the app at / (and vLLM's API key check strips a root path first: `/v` left /v1 unguarded)",
+    "uds": "nothing: the app's web server listens on port 8000, not a socket file",
+    "headless": "nothing: the app serves the OpenAI API from this container",
 }
 
 # The weight files vLLM reads for each --load-format, in its order of preference: it loads the

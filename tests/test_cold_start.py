@@ -81,11 +81,13 @@ def test_the_shipped_defaults_start_vllm_in_eager_mode(tmp_path):
     assert "--enforce-eager" in module.VLLM_FLAGS
 
 
-def test_snapshot_without_proxy_auth_warns_about_open_dev_routes(project, cli):
+def test_snapshot_without_proxy_auth_is_an_error_for_its_open_dev_routes(project, cli):
+    # Dev mode opens more than /sleep: /collective_rpc, /server_info and weight updates, none
+    # behind vLLM's API key (the same routes VLLM_SERVER_DEV_MODE in image.env opens).
     project.deployment("snap", MINIMAL + "cold_start: {gpu_snapshot: true}\n")
     code, out, _ = cli("validate")
-    assert code == 0
-    assert "deployments/snap.yaml:8:28: warning: GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up)" in out
+    assert code == 1
+    assert "deployments/snap.yaml:8:28: error: GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up, /server_info, /collective_rpc, weight updates)" in out
     assert "use `auth: {proxy: true}`" in out
 
 

@@ -365,3 +365,11 @@ def test_an_image_python_without_safe_path_is_a_warning_when_folders_are_uploade
     assert "flags.importable-sources" in rules
     project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage: {python: '3.10'}\n")
     assert "flags.importable-sources" not in [d.rule for d in check_paths([project.deployments]).diagnostics]
+
+
+@pytest.mark.parametrize("flag", ["root-path: /v", "root-path: /", "uds: /tmp/vllm.sock", "headless: true"])
+def test_flags_that_move_or_stop_the_served_api_are_owned(project, flag):
+    # vLLM's API key check strips the root path before looking for /v1: with `/v`, /v1/... was
+    # served without the key. A socket or a headless server would not answer on port 8000.
+    error = only(check(project, "0.33.0", flag))
+    assert error.rule == "flags.managed"

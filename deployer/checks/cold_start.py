@@ -18,4 +18,4 @@ def check_gpu_snapshot(deployment: Deployment) -> Iterable[Diagnostic]:
         return
     if not deployment.auth.proxy:
         # vLLM checks its API key only under /v1: the dev-mode routes answer anyone who has the URL.
-        yield at(deployment, WHERE, "GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up), which vLLM's API key does not protect: anyone with the URL could put the server to sleep", hint="use `auth: {proxy: true}` (Modal checks every route), or turn gpu_snapshot off", rule="cold-start.open-dev-routes", severity=Severity.WARNING, key=False)
+        yield at(deployment, WHERE, "GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up, /server_info, /collective_rpc, weight updates), which vLLM's API key does not protect: anyone with the URL could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or turn gpu_snapshot off", rule="cold-start.open-dev-routes", key=False)
