@@ -1553,3 +1553,18 @@ def test_values_cannot_write_links_or_images_into_the_plan_summary():
     from deployer.plan import md
 
     assert md("![x](https://e.example/p.png) [click](https://e.example) `code` *b* |") == "\\!\\[x\\](https://e.example/p.png) \\[click\\](https://e.example) \\`code\\` \\*b\\* \\|"
+
+
+def test_a_link_in_a_model_folder_to_an_ignored_file_elsewhere_in_the_repository_is_refused(project, cli):
+    # models/m/chat_template.jinja -> ../../.env passed (inside the repository), and apply
+    # uploads what links point at: the operator's .env would have become the chat template.
+    project.write(".gitignore", ".env\n")
+    project.write(".env", "HF_TOKEN=hf_sentinel\n")
+    project.write("models/m/config.json", "{}")
+    project.write("models/m/store/tokenizer.json", "{}")
+    (project.root / "models/m/tokenizer.json").symlink_to("store/tokenizer.json")  # inside the folder: fine
+    (project.root / "models/m/chat_template.jinja").symlink_to("../../.env")
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    code, out, _ = cli("validate")
+    assert code == 1 and "chat_template.jinja links out of the folder" in out and "tokenizer.json" not in out
+    assert "hf_sentinel" not in out

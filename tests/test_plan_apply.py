@@ -366,8 +366,8 @@ def test_a_ref_is_exported_only_as_far_as_its_deployments_read(project, modal_wo
 
     project.write(".gitignore", "build/\n")
     project.write("weights/sql/adapter_config.json", ADAPTER_CONFIG)
-    project.write("blobs/w1", "weights v1")
-    (project.root / "weights/sql/adapter_model.safetensors").symlink_to("../../blobs/w1")
+    project.write("weights/sql/blobs/w1", "weights v1")
+    (project.root / "weights/sql/adapter_model.safetensors").symlink_to("blobs/w1")
     (project.root / "adapters").symlink_to("weights")
     project.write("data/dataset.bin", "x" * 100_000)
     project.write("data/*", "a name that is a glob")

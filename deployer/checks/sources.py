@@ -88,12 +88,13 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
     """What apply would upload from the folder (Modal's add_local_dir follows links): no link out
     of the repository (~/.ssh), nothing that is not a plain file (a FIFO blocks a reader forever),
     nothing unreadable."""
-    linked_out, special, unreadable, git, too_deep = _walk(source.path, yaml_folder)
+    linked_out, elsewhere, special, unreadable, git, too_deep = _walk(source.path, yaml_folder)
     problems = []
     for found, problem, hint, rule in (
         (too_deep, f"is nested more than {MAX_DEPTH} folders deep", "flatten the folder: no model or adapter nests its files that deep", "sources.too-deep"),
         (git, "is a git folder (the repository's own, or one inside it)", "point path: at the model or adapter folder itself: apply would upload the repository's history and the credentials in .git/config", "sources.git-folder"),
         (linked_out, "links out of the repository", f"remove the link or copy the file in; to allow this on a trusted machine, set {ALLOW_ENV}=1", "sources.outside-repo"),
+        (elsewhere, "links out of the folder, elsewhere in the repository: apply uploads what a link points at (a git-ignored .env, say)", f"copy the file into the folder, or point path: at the folder holding it; to allow this on a trusted machine, set {ALLOW_ENV}=1", "sources.link-out-of-folder"),
         (special, "is not a plain file or folder (a pipe, socket, device or broken link)", "remove it: apply would upload the folder", "sources.special-file"),
         (unreadable, "cannot be read", "fix its permissions (apply uploads every file)", "sources.unreadable"),
     ):
@@ -104,7 +105,8 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
 
 
 def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], ...]:
-    linked_out, special, unreadable, git, too_deep = [], [], [], [], []
+    linked_out, elsewhere, special, unreadable, git, too_deep = [], [], [], [], [], []
+    own = [real(folder), *_ALSO_INSIDE.get()]  # (a git ref's export links borrowed weights to the working tree)
     if (folder / ".git").exists():
         git.append(folder / ".git")
     try:
@@ -115,13 +117,20 @@ def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], ...]:
                     git.append(entry)
                 elif entry.is_symlink() and outside_repository(entry, yaml_folder):
                     linked_out.append(entry)
+                elif entry.is_symlink() and os.environ.get(ALLOW_ENV) != "1" and not _leads_into(entry, own):
+                    elsewhere.append(entry)
                 elif not (entry.is_dir() or entry.is_file()):
                     special.append(entry)
                 elif entry.is_file() and not os.access(entry, os.R_OK):
                     unreadable.append(entry)
     except TooDeep as exc:
         too_deep.append(exc.path)
-    return linked_out, special, unreadable, git, too_deep
+    return linked_out, elsewhere, special, unreadable, git, too_deep
+
+
+def _leads_into(link: Path, places: list[Path | None]) -> bool:
+    target = real(link)
+    return target is not None and any(place is not None and target.is_relative_to(place) for place in places)
 
 
 def _has_symlink(folder: Path, written: str) -> bool:
@@ -133,7 +142,7 @@ def _has_symlink(folder: Path, written: str) -> bool:
     return False
 
 
-REFUSED = ("sources.outside-repo", "sources.special-file", "sources.git-folder", "sources.too-deep")
+REFUSED = ("sources.outside-repo", "sources.link-out-of-folder", "sources.special-file", "sources.git-folder", "sources.too-deep")
 
 
 def refused_sources(deployment: Deployment) -> frozenset[Source]:
