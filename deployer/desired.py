@@ -91,8 +91,8 @@ def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:
     refused = refused_sources(deployment)
     roles = [("base model", deployment.base_model.source), *((f"adapter {a.name}", a.source) for a in deployment.adapters)]
     for role, source in roles:
-        if source in refused:
-            digest.update(f"\0{role}\0refused:{source.written_path}".encode())
+        if source in refused or (source.is_local and not source.path.is_dir()):
+            digest.update(f"\0{role}\0by name:{source.written_path}".encode())  # (missing, or a file)
         elif source.is_local:
             digest.update(f"\0{role}\0{once(('folder hash', source.path), lambda: folder_hash(source.path))}".encode())
     return digest.hexdigest()

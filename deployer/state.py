@@ -79,33 +79,41 @@ class RefTrees:
             if not folder.is_dir():
                 self._cache[ref] = (files.commit, {})
             else:
-                with also_inside(self.layout.root):  # what _borrow_ignored links to
-                    checked = check_paths([folder])
-                    local = sorted({s.path for d in checked.deployments for s in _sources(d) if s.path})
-                    written = files.add(local)
-                    if self._borrow_ignored(tree, checked.deployments) or written:
+                checked = check_paths([folder])
+                local = sorted({s.path for d in checked.deployments for s in _sources(d) if s.path})
+                written = files.add(local)
+                borrowed = self._borrow_ignored(tree, checked.deployments)
+                with also_inside(borrowed):  # those files of the working tree, and no others
+                    if borrowed or written:
                         checked = check_paths([folder])  # adapter configs are among those files
                     templates = project_templates(folder)
                     self._cache[ref] = (files.commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
         return self._cache[ref]
 
-    def _borrow_ignored(self, tree: Path, deployments) -> bool:
+    def _borrow_ignored(self, tree: Path, deployments) -> list[Path]:
         """A commit has no copy of git-ignored files (weights, often): link the working tree's
         into the exported tree, taking them as unchanged, rather than seeing them all as deleted.
-        Only into folders the checks accept: the repository's root holds ignored files that are
-        nobody's weights (.env, .venv), which would then be hashed into the plan."""
-        folders = [s.path for d in deployments for s in _sources(d) if s.path and s not in refused_sources(d)]
-        inside = [relative for folder in folders if (relative := _relative(folder, tree.resolve())) and relative != Path(".")]
-        borrowed = False
+        Only into folders the checks accept that are folders here or in the working tree (not
+        `path: ../.env`, nor the repository's root, whose .env and .venv are nobody's weights).
+        Returns the working tree's files linked to."""
+        tree = tree.resolve()
+        inside = []
+        for deployment in deployments:
+            refused = refused_sources(deployment)
+            for source in _sources(deployment):
+                relative = source.path and source not in refused and _relative(source.path, tree)
+                if relative and relative != Path(".") and (source.path.is_dir() or (not os.path.lexists(source.path) and (self.layout.root / relative).is_dir())):
+                    inside.append(relative)
+        borrowed = []
         for relative in ignored_files(self.layout.root, inside):
-            target = tree / relative
-            if os.path.lexists(target) or not (self.layout.root / relative).is_file() or not make_parents(tree, target):
+            target, original = tree / relative, self.layout.root / relative
+            if os.path.lexists(target) or not original.is_file() or not make_parents(tree, target):
                 continue  # the commit has something else there, or a link on the way
             try:
-                target.symlink_to(self.layout.root / relative)
+                target.symlink_to(original)
             except OSError:
                 continue
-            borrowed = True
+            borrowed.append(original)
         return borrowed
 
 

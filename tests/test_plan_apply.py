@@ -12,6 +12,8 @@ import json
 import os
 import threading
 
+import pytest
+
 from deployer.apply import LockError, apply_lock
 
 from .conftest import MINIMAL, git, git_commit
@@ -414,6 +416,27 @@ def test_ignored_files_at_the_repository_root_never_reach_a_refs_hash(project, m
     project.write(".gitignore", "build/\n.env\n")
     plans = _plans_of_a_ref_with_a_local_model(project, cli, "..", lambda secret: project.write(".env", f"API_TOKEN={secret}\n"))
     assert len(plans) == 1
+
+
+def test_an_adapter_folder_git_ignores_whole_still_compares_as_unchanged(project, modal_world, cli, monkeypatch):
+    with_local_adapter(project, ignore="adapters/\n")  # no copy of the folder at all in the commit
+    code, out, _ = cli("plan", "--against", "HEAD", "--detailed-exitcode")
+    assert code == 0, out
+
+
+@pytest.mark.parametrize("ref_path", ["../.env", "ABSOLUTE/secrets", "../secrets/../.env"])
+def test_a_ref_cannot_name_an_ignored_file_of_the_working_tree_into_its_hash(project, modal_world, cli, ref_path):
+    # The ref's missing `../.env` was borrowed from the working tree as an ignored file, and the
+    # whole working tree counted as inside: the printed hash changed with the secret.
+    project.write(".gitignore", "build/\n.env\nsecrets/\n")
+    (project.root / "secrets").mkdir()
+    ref_path = ref_path.replace("ABSOLUTE", str(project.root))
+
+    def plant(secret):
+        project.write(".env", f"API_TOKEN={secret}\n")
+        project.write("secrets/token", secret)
+
+    assert len(_plans_of_a_ref_with_a_local_model(project, cli, ref_path, plant)) == 1
 
 
 def _plans_of_a_ref_with_a_local_model(project, cli, ref_path: str, plant) -> set[str]:

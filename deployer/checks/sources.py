@@ -22,14 +22,16 @@ from ._at import at
 ALLOW_ENV = "DEPLOYER_ALLOW_OUTSIDE_REPO"
 
 
-_ALSO_INSIDE: ContextVar[tuple[Path, ...]] = ContextVar("also_inside", default=())
+_ALSO_INSIDE: ContextVar[frozenset[Path]] = ContextVar("also_inside", default=frozenset())
 
 
 @contextmanager
-def also_inside(root: Path) -> Iterator[None]:
-    """Within this block, `root` counts as part of the repository too: a git ref exported to a
-    temporary folder borrows the working tree's ignored files (weights) by linking to them."""
-    token = _ALSO_INSIDE.set((*_ALSO_INSIDE.get(), real(root) or root))
+def also_inside(files: Iterable[Path]) -> Iterator[None]:
+    """Within this block, these files count as part of the repository too: a git ref exported
+    to a temporary folder borrows the working tree's ignored files (weights) by linking to them.
+    Those files exactly, not the working tree: a ref naming `/abs/path/of/the/checkout/.env`
+    would otherwise pass."""
+    token = _ALSO_INSIDE.set(_ALSO_INSIDE.get() | {real(f) or f for f in files})
     try:
         yield
     finally:
@@ -45,9 +47,8 @@ def outside_repository(target: Path, folder: Path) -> Path | None:
     if os.environ.get(ALLOW_ENV) == "1":
         return None
     real_root, real_target = real(root), real(target)
-    for inside in (real_root, *_ALSO_INSIDE.get()):
-        if inside is not None and real_target is not None and real_target.is_relative_to(inside) and not real_target.is_relative_to(inside / ".git"):
-            return None
+    if real_target is not None and (real_target in _ALSO_INSIDE.get() or (real_root is not None and real_target.is_relative_to(real_root) and not real_target.is_relative_to(real_root / ".git"))):
+        return None
     return real_root or root
 
 
@@ -106,7 +107,7 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
 
 def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], ...]:
     linked_out, elsewhere, special, unreadable, git, too_deep = [], [], [], [], [], []
-    own = [real(folder), *_ALSO_INSIDE.get()]  # (a git ref's export links borrowed weights to the working tree)
+    own = real(folder)
     if (folder / ".git").exists():
         git.append(folder / ".git")
     try:
@@ -128,9 +129,10 @@ def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], ...]:
     return linked_out, elsewhere, special, unreadable, git, too_deep
 
 
-def _leads_into(link: Path, places: list[Path | None]) -> bool:
+def _leads_into(link: Path, folder: Path | None) -> bool:
+    """Whether `link` leads inside `folder`, or to a file borrowed from the working tree."""
     target = real(link)
-    return target is not None and any(place is not None and target.is_relative_to(place) for place in places)
+    return target is not None and ((folder is not None and target.is_relative_to(folder)) or target in _ALSO_INSIDE.get())
 
 
 def _has_symlink(folder: Path, written: str) -> bool:
