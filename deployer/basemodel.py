@@ -29,6 +29,7 @@ MAX_HEADERS_BYTES = 64 * 1024 * 1024  # all shards of one model together
 MAX_INDEX_BYTES = 64 * 1024 * 1024  # the largest models' indexes are about 10 MB
 MAX_NAME_CHARS, MAX_NAME_PARTS = 1024, 32  # real tensor names: ~100 characters, ~8 dotted parts
 MAX_DIMS = 8  # weights have 1 to 5; a shape of thousands of dimensions is an attack on math.prod
+MAX_SHARDS = 10_000  # the largest models have a few hundred weight files
 
 
 def _locate(source: Source, filename: str) -> Path | None:
@@ -108,6 +109,8 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise ValueError(f"{index.name}: weight_map is not a mapping of tensor names to files")
             shards = sorted(set(weight_map.values()))
+            if len(shards) > MAX_SHARDS:  # each is a path to resolve: a million names took minutes
+                raise ValueError(f"{index.name} names {len(shards):,} weight files; no model has more than {MAX_SHARDS:,}")
         else:
             shards = ["model.safetensors"]
         files: dict[Path, Path] = {}  # where each shard really is → a path to it

@@ -322,9 +322,12 @@ def _write_new(path: Path, chunks: Iterator[bytes], executable: bool) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if executable else 0o644)
     except OSError:
         return False
-    with os.fdopen(fd, "wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    except OSError as exc:  # a full disk, most likely: the export stops, cleanly
+        raise RefError(f"cannot write {path.name} of the exported commit: {exc.strerror or exc}") from None
     return True
 
 
