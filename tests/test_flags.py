@@ -373,3 +373,18 @@ def test_flags_that_move_or_stop_the_served_api_are_owned(project, flag):
     # served without the key. A socket or a headless server would not answer on port 8000.
     error = only(check(project, "0.33.0", flag))
     assert error.rule == "flags.managed"
+
+
+@pytest.mark.parametrize(("args", "rule"), [
+    ("mm-encoder-fp8-scale-path: /proc/self/environ", "flags.reads-system-file"),
+    ("default-mm-loras: {image: /root/.ssh/lora}", "flags.reads-system-file"),
+    ("default-mm-loras: {image: /models/lora}", "flags.reads-file"),
+    ("kv-transfer-config: {kv_connector: P2pNcclConnector, kv_role: kv_producer, kv_ip: 203.0.113.5}", "flags.exposes"),
+    ("master-addr: evil.example.com", "flags.exposes"),
+    ("enable-fault-tolerance: true", "flags.exposes"),
+    ("profiler-config: {profiler: torch, torch_profiler_dir: prof}", "flags.exposes"),
+    ("trust-request-chat-template: true", "flags.exposes"),
+    ("enable-log-requests: true", "flags.exposes"),
+])
+def test_more_flags_that_read_files_open_routes_or_send_data_are_findings(project, args, rule):
+    assert [d.rule for d in check(project, "0.33.0", args).diagnostics] == [rule]

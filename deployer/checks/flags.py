@@ -119,7 +119,7 @@ IMPORTING_VALUES = ("spec-model",)  # a Hub repo, or with a dotted name a class 
 # Flags whose value may name a file in the container that vLLM reads and, for some, shows to
 # callers (a chat template read from /proc/self/environ comes back from /tokenize, /detokenize and
 # /tokenizer_info, Secrets included).
-FILE_FLAGS = ("chat-template", "tokenizer", "hf-config-path", "generation-config", "ssl-keyfile", "ssl-certfile", "ssl-ca-certs")
+FILE_FLAGS = ("chat-template", "tokenizer", "hf-config-path", "generation-config", "ssl-keyfile", "ssl-certfile", "ssl-ca-certs", "mm-encoder-fp8-scale-path", "mm-encoder-fp8-scale-save-path")
 SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc", "/run", "/var/run", "/root/.")  # /root/.: its dot-folders (.ssh, .modal.toml)
 CONTAINER_CWD = "/root"  # where vLLM runs in the container: relative paths start there
 OURS_UNDER_ROOT = ("/root/sources", "/root/.cache/huggingface")  # what the app mounts there
@@ -129,6 +129,14 @@ EXPOSING_FLAGS = {
     "enable-tokenizer-info-endpoint": "serves the chat template and tokenizer configuration to every caller",
     "otlp-traces-endpoint": "sends traces of every request to that address",
     "tool-server": "sends requests to the tool servers it names",
+    "master-addr": "connects the engine to that host",
+    "data-parallel-address": "connects the engine to that host",
+    "profiler-config": "opens /start_profile and /stop_profile to every caller and writes traces into the container",
+    "enable-fault-tolerance": "opens the /fault_tolerance routes to every caller",
+    "trust-request-chat-template": "lets every request bring its own chat template",
+    "enable-log-requests": "writes every request's prompt into the logs",
+    "enable-log-outputs": "writes every reply into the logs",
+    "allow-credentials": "lets browsers send credentials from the allowed origins",
 }
 SENSITIVE_FLAGS = (*CODE_FLAGS, *FILE_FLAGS, *EXPOSING_FLAGS)
 # Inside JSON-valued flags (kv-transfer-config, compilation-config, speculative-config, ...): keys
@@ -184,9 +192,19 @@ def _code_named(name: str, value: object) -> list[str]:
     return list(dict.fromkeys(keys + paths))
 
 
+ADDRESS_KEY = re.compile(r"(_ip|_host|_addr|address)$")
+PATH_VALUE = re.compile(r"^(/|~|\.\.?/)")
+
+
 def _addresses(value: object) -> list[str]:
     items = _json_items(value)
-    return [v for _, v in items if isinstance(v, str) and "://" in v]
+    return [v for k, v in items if isinstance(v, str) and v and ("://" in v or (isinstance(k, str) and ADDRESS_KEY.search(k)))]
+
+
+def _paths(value: object) -> list[str]:
+    """Values inside a JSON flag written like a path in the container (default-mm-loras' folders,
+    a profiler's trace folder): judged as file flags' values are."""
+    return [v for _, v in _json_items(value) if isinstance(v, str) and PATH_VALUE.match(v)]
 
 
 def _passed(tokens: list[str]) -> list[tuple[str, list[str]]]:
@@ -218,6 +236,7 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     for name, value in deployment.vllm.args:
         if name not in CODE_FLAGS and (named := _code_named(name, value)):  # (those are warned about below)
             yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(named[:5])})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
+        yield from _file_findings(deployment, name, _paths(value))
         if addresses := _addresses(value):
             yield at(deployment, ("vllm", "args", name), f"--{name} names an address vLLM connects to ({', '.join(addresses[:3])})", hint="review it: requests or their data would go there", rule="flags.exposes", severity=Severity.WARNING, key=False)
         for option, values in _passed(flag_tokens(name, value, flags.lookup(name) if flags else None)):
