@@ -91,6 +91,16 @@ smoke:
     yield {"root": root, "port": port, "env": env, "process": process, "stdout": stdout, "stderr": stderr}
     if process.poll() is None:
         process.kill()
+    _stop_left_over_server(root / "build" / "tiny" / "local-server.json")
+
+
+def _stop_left_over_server(state: Path) -> None:
+    """vLLM runs in a process group of its own: killing `serve` after a failed test left it
+    (and its engine and workers, 5 GB) running. Its state file names it while it runs."""
+    try:
+        os.killpg(json.loads(state.read_text())["pid"], signal.SIGKILL)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # stopped cleanly: the file is gone
 
 
 def smoke(served, *args) -> subprocess.CompletedProcess:
