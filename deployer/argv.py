@@ -27,6 +27,11 @@ def vllm_server(python: str) -> list[str]:
     return list(VLLM_ENTRYPOINT)
 VLLM_PORT = 8000
 
+# With an API key, the app writes this middleware (templates/vllm_auth_guard.py) where vLLM can
+# import it: vLLM's own key check leaves /invocations, /tokenize, /metrics... open.
+AUTH_GUARD_MODULE = "deployer_auth_guard"
+AUTH_GUARD = f"{AUTH_GUARD_MODULE}.RequireApiKey"
+
 # Flags the deployer sets from other fields; a user setting them in `vllm.args` would fight the
 # deployer (or, for --lora-modules, silently drop adapters), so that is an error naming the owner.
 MANAGED_FLAGS: dict[str, str] = {
@@ -178,5 +183,9 @@ def vllm_flags(deployment: Deployment) -> list[str]:
     # Sorted: the order of keys in the YAML changes nothing vLLM does, so it must not change the app.
     for name, value in sorted(deployment.vllm.args, key=lambda item: item[0]):
         flags += flag_tokens(name, value, flags_of_version.lookup(name) if flags_of_version else None)
+    if deployment.auth.api_key_secret:
+        # Last: Starlette wraps each added middleware around the ones before it, so this one sees
+        # every request first, before any middleware the YAML names.
+        flags += ["--middleware", AUTH_GUARD]
     return flags
 

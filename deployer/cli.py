@@ -271,7 +271,7 @@ def cmd_serve(args) -> int:
     import signal
     import time
 
-    from .local import LOG_FILE, STATE_FILE, LocalError, LocalServer, installed_vllm, local_command, version_warning, without_sleep_mode, write_state
+    from .local import LOG_FILE, STATE_FILE, LocalError, LocalServer, installed_vllm, local_command, version_warning, without_auth_guard, without_sleep_mode, write_state
     from .render import project_templates, render, write
     from .smoke import Connection, wait_healthy
 
@@ -289,16 +289,19 @@ def cmd_serve(args) -> int:
     if warning := version_warning(deployment.vllm.version, python, found):
         _warn(warning)
     try:
-        command = local_command(app.path, python, args.port)
+        local = local_command(app.path, python, args.port)
     except LocalError as exc:
         print(f"deployer serve: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
-    command, note = without_sleep_mode(command, found)
+    local, keyless = without_auth_guard(local, os.environ)
+    if keyless:
+        _warn(keyless)
+    command, note = without_sleep_mode(local.argv, found)
     if note:
         _warn(note)
 
     folder = app.path.parent
-    server = LocalServer(command, folder / LOG_FILE, stream_logs=args.logs)
+    server = LocalServer(command, folder / LOG_FILE, stream_logs=args.logs, environment=local.environment)
     print(f"starting vLLM: {shlex.join(command)}", file=sys.stderr, flush=True)
     if not args.logs:
         print(f"vLLM log: {display_path(folder / LOG_FILE)}", file=sys.stderr, flush=True)

@@ -22,7 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
+from .argv import AUTH_GUARD
 from .paths import read_plain
 
 STATE_FILE = "local-server.json"
@@ -66,7 +68,29 @@ def without_sleep_mode(command: list[str], found: tuple[str, str] | None) -> tup
     return [token for token in command if token != SLEEP_MODE_FLAG], note
 
 
-def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1") -> list[str]:
+@dataclass(frozen=True)
+class LocalCommand:
+    argv: list[str]
+    # The app's own `vllm_environment(folder)`, if it has one: it writes the API key middleware
+    # that the command names into the folder, and returns the environment that imports it from there.
+    environment: Callable[[str], dict] | None = None
+
+
+def without_auth_guard(local: LocalCommand, environ) -> tuple[LocalCommand, str | None]:
+    """An API key deployment served here with no VLLM_API_KEY set: the middleware that asks for
+    the key on every route would refuse to load, so it is left out, and a note says so."""
+    if local.environment is None or environ.get("VLLM_API_KEY"):
+        return local, None
+    argv = list(local.argv)
+    for i in range(len(argv) - 1):
+        if argv[i : i + 2] == ["--middleware", AUTH_GUARD]:
+            del argv[i : i + 2]
+            break
+    note = "VLLM_API_KEY is not set here, so vLLM serves on this machine without a key (on Modal, the key from auth.api_key's Secret guards every route)"
+    return LocalCommand(argv), note
+
+
+def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1") -> LocalCommand:
     """The app's vLLM argv with local folders, run by `python` on `host:port`."""
     app = import_app(app_path)
     try:
@@ -75,7 +99,7 @@ def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1
         raise LocalError(f"could not get the weights for {app.APP_NAME}: {type(exc).__name__}: {exc}") from None
     command = app.vllm_command(model, adapter_folders, host=host, port=port)
     # In the container `python` is the image's interpreter; here it is the one that has vLLM.
-    return [python, *command[1:]]
+    return LocalCommand([python, *command[1:]], getattr(app, "vllm_environment", None))
 
 
 def installed_vllm(python: str) -> tuple[str, str] | None:
@@ -111,6 +135,7 @@ class LocalServer:
     command: list[str]
     log_path: Path
     stream_logs: bool = False
+    environment: Callable[[str], dict] | None = None  # given the server's own (empty) working folder
     process: subprocess.Popen | None = None
     _workdir: tempfile.TemporaryDirectory | None = None
 
@@ -123,7 +148,8 @@ class LocalServer:
             # Started in an empty folder: `python -m vllm...` puts its working folder first on the
             # import path, and a repository holding a vllm/ or csv.py would run instead.
             self._workdir = tempfile.TemporaryDirectory(prefix="deployer-vllm-")
-            self.process = subprocess.Popen(self.command, stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True, cwd=self._workdir.name)
+            env = self.environment(self._workdir.name) if self.environment else None
+            self.process = subprocess.Popen(self.command, stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True, cwd=self._workdir.name, env=env)
         except OSError as exc:
             raise LocalError(f"cannot start {self.command[0]}: {exc.strerror}") from None
         finally:

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .argv import VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, vllm_server, weight_files
+from .argv import AUTH_GUARD_MODULE, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, vllm_server, weight_files
 from .model import Deployment
 from .local import LOG_FILE, STATE_FILE
 from .paths import linked_part, read_plain, real, within
 
 TEMPLATE_NAME = "modal_app.py.j2"
+AUTH_GUARD_FILE = "vllm_auth_guard.py"  # always ours, also under a project's own template
 HASH_MARKER = "# deployer-content-hash: "
 APP_FILE = "app.py"
 HF_CACHE = "/root/.cache/huggingface"
@@ -332,6 +333,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "function_options": function_options,
         "secrets": secrets,
         "api_key_secret": deployment.auth.api_key_secret,
+        "auth_guard": {"file": f"{AUTH_GUARD_MODULE}.py", "lines": _auth_guard_lines()} if deployment.auth.api_key_secret else None,
         "concurrency": concurrency,
         "startup_timeout": scaling.startup_timeout,
         "startup_timeout_comment": _duration(scaling.startup_timeout),
@@ -340,6 +342,12 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "gpu_snapshot": deployment.cold_start.gpu_snapshot,
         "served_models": model_ids,
     }
+
+
+@functools.cache
+def _auth_guard_lines() -> list[str]:
+    """The API key middleware's source, a line per literal: the app writes it out for vLLM."""
+    return (templates_dir() / AUTH_GUARD_FILE).read_text(encoding="utf-8").splitlines(keepends=True)
 
 
 def _title(deployment: Deployment) -> str:

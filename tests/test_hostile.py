@@ -191,7 +191,7 @@ def test_whole_floats_become_ints_in_the_rendered_app(project):
     project.deployment("d", MINIMAL.replace("gpu: A10G", "gpu: {type: H100, count: 2.0}") + "scaling: {scaledown_window: 300.0}\n")
     (deployment,) = check_paths([project.deployments]).deployments
     source = render(deployment, Path("build")).source
-    assert 'gpu="H100:2"' in source and "scaledown_window=300," in source and '"--tensor-parallel-size", "2"' in source
+    assert 'gpu="H100:2"' in source and "scaledown_window=300," in source and '"--tensor-parallel-size",\n    "2",' in source
 
 
 def test_credentials_in_image_env_are_refused(project, cli):

@@ -115,6 +115,7 @@ def test_zero_adapters_means_no_lora_flags(project):
         "python", "-P", "-m", "vllm.entrypoints.openai.api_server",
         "--model", "Qwen/Qwen3-4B-Instruct-2507",
         "--served-model-name", "Qwen/Qwen3-4B-Instruct-2507",
+        "--middleware", "deployer_auth_guard.RequireApiKey",  # auth.api_key: the key on every route
         "--host", "0.0.0.0", "--port", "8000",
     ]  # fmt: skip
 
@@ -166,6 +167,7 @@ def test_vllm_args_render_by_kind(project):
         "--no-enforce-eager",
         "--gpu-memory-utilization", "0.85",
         "--max-model-len", "4096",
+        "--middleware", "deployer_auth_guard.RequireApiKey",  # last, so it is the outermost middleware
     ]  # fmt: skip
 
 

@@ -17,5 +17,6 @@ def check_gpu_snapshot(deployment: Deployment) -> Iterable[Diagnostic]:
     if not deployment.cold_start.gpu_snapshot:
         return
     if not deployment.auth.proxy:
-        # vLLM checks its API key only under /v1: the dev-mode routes answer anyone who has the URL.
-        yield at(deployment, WHERE, "GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up, /server_info, /collective_rpc, weight updates), which vLLM's API key does not protect: anyone with the URL could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or turn gpu_snapshot off", rule="cold-start.open-dev-routes", key=False)
+        # vLLM checks its API key only under /v1; the app's middleware asks for it everywhere, but a
+        # key is what every API client holds: operator routes belong behind Modal's proxy auth.
+        yield at(deployment, WHERE, "GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up, /server_info, /collective_rpc, weight updates), which vLLM's own API key check leaves open and which no API client should reach: anyone with the URL (with the app's key middleware, anyone with the key) could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or turn gpu_snapshot off", rule="cold-start.open-dev-routes", key=False)

@@ -50,7 +50,7 @@ def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
         elif SECRET_NAME.search(name):
             yield at(deployment, where, f"image.env {name} looks like a credential; image settings are written into the rendered app in plain text", hint="move it into a Modal Secret (`modal secret create NAME KEY=value`) and list the secret under `secrets:`", rule="secrets.in-env")
         elif name == DEV_MODE and not deployment.auth.proxy:
-            yield at(deployment, where, f"image.env {DEV_MODE} turns on vLLM's dev-mode routes (/server_info, /collective_rpc, /sleep, weight updates), which vLLM's API key does not protect: anyone with the URL could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or remove it", rule="image.env-dev-routes")
+            yield at(deployment, where, f"image.env {DEV_MODE} turns on vLLM's dev-mode routes (/server_info, /collective_rpc, /sleep, weight updates), which vLLM's own API key check leaves open and which no API client should reach: anyone with the URL (with the app's key middleware, anyone with the key) could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or remove it", rule="image.env-dev-routes")
         elif name in HARMLESS:
             continue
         elif CODE.match(name):

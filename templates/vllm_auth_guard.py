@@ -1,0 +1,48 @@
+"""Ask for vLLM's API key on every route but /health.
+
+vLLM checks its key (VLLM_API_KEY) only on /v1 and a few other prefixes: /invocations (which
+generates), /tokenize, /detokenize, /metrics and the rest answer anyone with the URL. vLLM loads
+this ASGI middleware by its import path (--middleware deployer_auth_guard.RequireApiKey), so it sees
+every request before vLLM's routes do. Only the standard library: the image holds vLLM and nothing
+of the deployer's.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+
+OPEN_PATHS = ("/health",)  # the liveness probe: it says only that the server is up
+
+API_KEY = os.environ.get("VLLM_API_KEY", "")
+if not API_KEY:
+    # Refuse to start rather than serve every route to anyone.
+    raise RuntimeError("VLLM_API_KEY is not set: the Modal Secret named by auth.api_key must hold it")
+
+
+class RequireApiKey:
+    """Answers 401 (or closes a websocket) unless the request carries `Authorization: Bearer <key>`."""
+
+    def __init__(self, app):
+        self.app = app
+        self.key_digest = hashlib.sha256(API_KEY.encode()).digest()
+
+    def authorized(self, headers) -> bool:
+        # The first Authorization header decides, as in vLLM's own check.
+        value = next((v for name, v in headers if name.lower() == b"authorization"), b"")
+        scheme, _, token = value.partition(b" ")
+        # Digests are compared, so the time taken says nothing about the key or its length.
+        return scheme.lower() == b"bearer" and hmac.compare_digest(hashlib.sha256(token).digest(), self.key_digest)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or scope.get("method") == "OPTIONS" or scope["path"] in OPEN_PATHS:
+            # Lifespan events; CORS preflights, which browsers send without credentials; /health.
+            return await self.app(scope, receive, send)
+        if self.authorized(scope.get("headers", [])):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})  # policy violation
+        body = json.dumps({"error": "Unauthorized"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"www-authenticate", b"Bearer")]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
