@@ -3,7 +3,7 @@
 One check per promise the deployment makes: the server is healthy; /v1/models lists the base and
 every declared adapter, each adapter's parent being the base; every model answers a chat request
 (matching its expected pattern when the deployment declares one); an undeclared model is refused
-rather than silently served by the base.
+rather than silently served by the base; with auth, a request without credentials is refused.
 
 Plain `urllib`, no extra dependency. Credentials are sent in headers and never printed.
 """
@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .http import credential_safe_opener
@@ -40,11 +40,12 @@ class SmokeSpec:
     prompt: str
     max_tokens: int
     expect: tuple[tuple[str, str], ...] = ()  # (model id, regular expression)
+    guarded: bool = False  # the endpoint must refuse a request without credentials
 
     @classmethod
     def for_deployment(cls, deployment: Deployment) -> "SmokeSpec":
         smoke = deployment.smoke
-        return cls(deployment.base_model.served_name, tuple(a.name for a in deployment.adapters), smoke.prompt, smoke.max_tokens, smoke.expect)
+        return cls(deployment.base_model.served_name, tuple(a.name for a in deployment.adapters), smoke.prompt, smoke.max_tokens, smoke.expect, not deployment.auth.is_public)
 
     @classmethod
     def discover(cls) -> "SmokeSpec":
@@ -286,6 +287,19 @@ def check_undeclared_model_is_refused(conn: Connection, spec: SmokeSpec) -> Chec
     return _timed("undeclared model refused", check)
 
 
+def check_credentials_required(conn: Connection, spec: SmokeSpec) -> CheckResult:
+    """A route outside /v1 asked without credentials: vLLM's own key check covers only /v1, so
+    this is what shows that the app's middleware (or Modal's proxy auth) guards the rest."""
+
+    def check():
+        status, reply = request(replace(conn, headers=()), "POST", "/tokenize", {"model": spec.base_model, "prompt": spec.prompt})
+        if status in (401, 403):
+            return True, f"POST /tokenize without credentials → {status}", None
+        return False, f"POST /tokenize without credentials → {status}, not 401: the endpoint answers anyone with its URL ({_error_text(reply)})", None
+
+    return _timed("credentials required", check)
+
+
 def run(conn: Connection, spec: SmokeSpec, health_timeout: float, progress: Callable[[str], None] = lambda _: None, alive: Callable[[], bool] = lambda: True) -> list[CheckResult]:
     results = [wait_healthy(conn, health_timeout, progress, alive)]
     if not results[0].ok:
@@ -297,4 +311,6 @@ def run(conn: Connection, spec: SmokeSpec, health_timeout: float, progress: Call
     for model in (spec.base_model, *spec.adapters):
         results.append(check_chat(conn, spec, model))
     results.append(check_undeclared_model_is_refused(conn, spec))
+    if spec.guarded and conn.headers:  # without credentials to send (a local keyless server), nothing to compare
+        results.append(check_credentials_required(conn, spec))
     return results

@@ -150,6 +150,9 @@ def modal_world(project, tmp_path_factory, monkeypatch):
     from deployer.platform.modal_cli import ModalCli
 
     monkeypatch.setattr(ModalCli, "web_url", lambda self, name: fake.web_url(name))
+    # The Secrets the tests' deployments name, as `modal secret create` would have made them.
+    for name in ("test-api-key", "serving-key"):
+        fake.create_secret(name, {"VLLM_API_KEY": "test-key"})
     with EndpointServer(fake) as server:
         yield FakeModalWorld(fake, server, bin_dir)
 

@@ -11,7 +11,8 @@ commit, rollbacks as new versions, stop) in a JSON file, so that three views sha
   like vLLM's OpenAI server for the models the deployed app file declares.
 
 Failures are injected into the state: a deploy that Modal refuses, an endpoint that never becomes
-healthy, one that forgets an adapter, one whose chat completions fail.
+healthy, one that forgets an adapter, one whose chat completions fail, one that asks for its key
+on /v1 only. Secrets live in the state too: the endpoint asks for the key its app's Secrets hold.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ sys.path.insert(0, str(HERE.parent))
 from deployer.platform import DeployedApp, PlatformError, Version  # noqa: E402
 
 STATE_ENV = "FAKE_MODAL_STATE"
-BEHAVIOURS = ("ok", "unhealthy", "missing-adapter", "chat-error")
+# "v1-only-auth": the key guards /v1 only, as vLLM's own check does in an app without the middleware
+# (one rendered by an older deployer, or by a project template that left it out).
+BEHAVIOURS = ("ok", "unhealthy", "missing-adapter", "chat-error", "v1-only-auth")
 
 
 class FakeModal:
@@ -44,7 +47,7 @@ class FakeModal:
         self.path = self.folder / "state.json"
         self.where = "fake Modal"
         if not self.path.exists():
-            self._save({"apps": {}, "calls": [], "fail_deploy": {}, "behaviour_next": {}, "endpoint": ""})
+            self._save({"apps": {}, "calls": [], "fail_deploy": {}, "behaviour_next": {}, "endpoint": "", "secrets": {}})
 
     # -- state -------------------------------------------------------------------------------
     def _load(self) -> dict:
@@ -68,6 +71,11 @@ class FakeModal:
     @property
     def state(self) -> dict:
         return self._load()
+
+    # -- the workspace's Secrets (`modal secret create NAME KEY=VALUE...`) ----------------------
+    def create_secret(self, name: str, values: dict[str, str]) -> None:
+        with self._state() as s:
+            s.setdefault("secrets", {})[name] = dict(values)
 
     # -- injected failures -------------------------------------------------------------------
     def fail_next_deploy(self, name: str, message: str = "Image build failed") -> None:
@@ -205,8 +213,38 @@ def _commit_of(folder: Path) -> str:
     return head.stdout.strip()[:7] + ("*" if dirty else "")
 
 
+def _secret_names(source: str) -> list[str]:
+    """The Modal Secrets an app attaches: `modal.Secret.from_name("NAME")` calls."""
+    return [
+        node.args[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_name"
+        and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "Secret" and node.args and isinstance(node.args[0], ast.Constant)
+    ]
+
+
+def refusal(version: dict, secrets: dict, path: str, headers) -> tuple[int, dict] | None:
+    """What stops a request before vLLM's routes, as on Modal: proxy auth (Modal checks the
+    Modal-Key/Modal-Secret headers on every route; this fake has no token store, so any pair
+    passes), then the key from the app's Secrets, which vLLM checks on /v1 only and the app's
+    middleware (`--middleware deployer_auth_guard.RequireApiKey` in its flags) on all but /health."""
+    source = version["source"]
+    if "requires_proxy_auth=True" in source and not (headers.get("Modal-Key") and headers.get("Modal-Secret")):
+        return 401, {"error": "modal-http: missing credentials for proxy authorization"}
+    environment = {k: v for name in _secret_names(source) for k, v in secrets.get(name, {}).items()}
+    key = environment.get("VLLM_API_KEY")
+    guard = '"deployer_auth_guard.RequireApiKey"' in source and version["behaviour"] != "v1-only-auth"
+    if guard and not key:
+        return 503, {"error": "modal-http: the app failed to start (VLLM_API_KEY is not set)"}
+    guarded = path != "/health" if guard else path.startswith(("/v1", "/v2", "/inference", "/cohere"))
+    if key and guarded and headers.get("Authorization") != f"Bearer {key}":
+        return 401, {"error": "Unauthorized"}
+    return None
+
+
 class EndpointServer:
-    """Every deployed app's web endpoint, at http://127.0.0.1:PORT/<app>: answers like vLLM would."""
+    """Every deployed app's web endpoint, at http://127.0.0.1:PORT/<app>: answers like vLLM would,
+    and asks for the credentials the app's auth would (see `refusal`)."""
 
     def __init__(self, fake: FakeModal):
         self.fake = fake
@@ -229,10 +267,18 @@ class EndpointServer:
                 version = fake_ref.current(name)
                 return version, "/" + (rest[0] if rest else "")
 
+            def _refused(self, version, path) -> bool:
+                refused = refusal(version, fake_ref.state.get("secrets", {}), path, self.headers)
+                if refused:
+                    self._reply(*refused)
+                return refused is not None
+
             def do_GET(self):
                 version, path = self._route()
                 if version is None:
                     return self._reply(404, {"error": "modal-http: app not found"})
+                if self._refused(version, path):
+                    return
                 if version["behaviour"] == "unhealthy":
                     return self._reply(503, {"error": "starting"})
                 if path == "/health":
@@ -247,7 +293,13 @@ class EndpointServer:
                 version, path = self._route()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if version is None or path != "/v1/chat/completions":
+                if version is None:
+                    return self._reply(404, {"error": "modal-http: app not found"})
+                if self._refused(version, path):
+                    return
+                if path == "/tokenize" and body.get("model") in version["models"]:
+                    return self._reply(200, {"count": 1, "max_model_len": 4096, "tokens": [6023]})
+                if path != "/v1/chat/completions":
                     return self._reply(404, {"error": "not found"})
                 if version["behaviour"] == "chat-error":
                     return self._reply(500, {"error": {"message": "CUDA error: an illegal memory access"}})

@@ -126,7 +126,7 @@ def test_smoke_passes_and_every_adapter_really_changes_the_output(served):
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["name"]: c for c in report["checks"]}
     assert all(c["ok"] for c in checks.values())
-    assert set(checks) == {"health", "models", "chat tiny", "chat alpha", "chat beta", "chat gamma", "undeclared model refused"}
+    assert set(checks) == {"health", "models", "chat tiny", "chat alpha", "chat beta", "chat gamma", "undeclared model refused", "credentials required"}
     outputs = {name: checks[f"chat {name}"]["output"] for name in ("tiny", *RANKS)}
     # Temperature 0: identical outputs would mean an adapter was not applied.
     assert len(set(outputs.values())) == 4, outputs
@@ -148,6 +148,30 @@ def test_the_api_key_is_required_and_undeclared_adapters_fail_cleanly(served):
     assert post("alpha", None) == 401
     assert post("alpha", API_KEY) == 200
     assert post("delta", API_KEY) == 404
+
+
+def test_every_route_but_health_needs_the_key(served):
+    """vLLM's own check covers /v1; the app's middleware (templates/vllm_auth_guard.py) the rest."""
+    base = f"http://127.0.0.1:{served['port']}"
+
+    def status(method: str, path: str, key: str | None, body: dict | None = None) -> int:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, data, headers, method=method), timeout=60) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    tokenize = {"model": "tiny", "prompt": "hi"}
+    generate = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    assert status("POST", "/tokenize", None, tokenize) == 401
+    assert status("POST", "/tokenize", API_KEY, tokenize) == 200
+    assert status("POST", "/invocations", None, generate) == 401
+    assert status("GET", "/metrics", None) == 401
+    assert status("GET", "/metrics", API_KEY) == 200
+    assert status("GET", "/version", None) == 401
+    assert status("GET", "/health", None) == 200
 
 
 def test_a_failing_expectation_fails_smoke(served):

@@ -112,6 +112,32 @@ def test_a_deploy_whose_smoke_check_fails_is_rolled_back_and_retried_next_time(p
     assert modal_world.fake.history("alpha")[0].number == 4
 
 
+def test_smoke_checks_that_a_route_outside_v1_refuses_a_request_without_the_key(project, modal_world, cli):
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    code, out, _ = cli("smoke", "alpha", "--url", f"{modal_world.server.url}/alpha", "--format", "json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 0 and checks["credentials required"]["ok"]
+    assert checks["credentials required"]["detail"] == "POST /tokenize without credentials → 401"
+
+
+def test_a_first_deploy_that_asks_for_its_key_on_v1_only_is_stopped(project, modal_world, cli):
+    two(project)
+    modal_world.fake.next_deploy_behaves("alpha", "v1-only-auth")
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1
+    assert "credentials required: POST /tokenize without credentials → 200, not 401: the endpoint answers anyone with its URL" in out
+    assert modal_world.fake.state["apps"]["alpha"]["state"] == "stopped"
+    assert modal_world.fake.state["apps"]["beta"]["state"] == "deployed"
+
+
+def test_a_secret_without_the_key_fails_the_deploy_at_start(project, modal_world, cli):
+    two(project)
+    modal_world.fake.create_secret("test-api-key", {"HF_TOKEN": "x"})
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1 and "not healthy after 3 s" in out
+
+
 def test_a_first_deploy_whose_endpoint_never_becomes_healthy_is_stopped(project, modal_world, cli):
     two(project)
     modal_world.fake.next_deploy_behaves("beta", "unhealthy")
