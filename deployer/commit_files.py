@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -39,6 +40,7 @@ MAX_ARGS_CHARS = 100_000  # pathspecs per git process, well inside the kernel's 
 LINK_MODE = "120000"
 FILE_MODES = ("100644", "100755")
 CHUNK = 1 << 20
+KEEP_FREE = 256 << 20  # bytes an export leaves free on its disk, for the rest of the run and others
 
 
 class RefError(Exception):
@@ -71,10 +73,12 @@ class CommitFiles:
         links lead), and whatever the links among them point at. Whether anything was written.
         Only the folders asked for are listed: a commit of millions of files costs no more."""
         wanted: dict[str, tuple[str, str]] = {}
+        sizes: dict[str, int] = {}  # by object: each is written once
 
         def note(mode: str, blob: str, size: str, path: str) -> None:
             if mode in FILE_MODES and not os.path.lexists(self.dest / path):
                 wanted.setdefault(path, (mode, blob))
+                sizes[blob] = int(size) if size.isdigit() else 0
 
         queue = [self._relative(Path(p)) for p in paths]
         while queue:
@@ -86,8 +90,17 @@ class CommitFiles:
             queue = [self._resolve(link) for folder in folders for link in _under(self._link_names, folder)]
             for chunk in _chunks([folder or "." for folder in folders]):
                 self._each_entry(chunk, note)
+        self._make_room(sum(sizes.values()))
         self._write(wanted)
         return bool(wanted)
+
+    def _make_room(self, needed: int) -> None:
+        """Refuse up front what would not fit: a commit can hold a file that git stores in a few
+        kilobytes and that takes gigabytes (and minutes) to write out, filling the disk for
+        every other program before the write fails."""
+        free = shutil.disk_usage(self.dest).free
+        if needed > free - KEEP_FREE:
+            raise RefError(f"the files to read from {self.commit[:7]} take {needed:,} bytes, more than the {max(free - KEEP_FREE, 0):,} the disk of {self.dest.parent} can spare (it keeps {KEEP_FREE:,} free); set TMPDIR to a disk with more room, or compare with another ref")
 
     # -- the commit's names --------------------------------------------------------------------
 

@@ -1614,3 +1614,29 @@ def test_a_disk_filling_up_during_an_export_is_a_clean_error(project, tmp_path_f
     dest = tmp_path_factory.mktemp("export")
     with pytest.raises(RefError, match="No space left on device"):
         CommitFiles(project.root, "HEAD", dest).add([dest / "deployments"])
+
+
+def test_a_commit_whose_files_would_not_fit_on_the_disk_is_refused_before_writing(project, modal_world, cli, monkeypatch):
+    import shutil
+
+    import deployer.commit_files as commit_files
+
+    from .conftest import git_commit
+
+    # 64 MB of zeros: git stores it in 64 KB; a 1 GB file would be as cheap to commit, and as slow to write out.
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(LLAMA_CONFIG)
+    with open(model / "model.safetensors", "wb") as handle:
+        handle.truncate(64 << 20)
+    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    git_commit(project.root, "a model folder")
+    real_usage = shutil.disk_usage
+    # Stands in for a disk with 300 MB free: 44 MB to spare beyond the 256 MB an export keeps free.
+    monkeypatch.setattr(commit_files.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=300 << 20))
+    code, out, err = cli("plan", "--against", "HEAD")
+    assert code == 1 and "internal error" not in err
+    assert "take 67,109,0" in err and "more than the 46,137,344 the disk of" in err and "set TMPDIR to a disk with more room" in err
+    monkeypatch.setattr(commit_files.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=400 << 20))
+    code, out, err = cli("plan", "--against", "HEAD")
+    assert code == 0 and "= unchanged x" in out  # with room to spare, it is read
