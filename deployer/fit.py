@@ -190,15 +190,37 @@ def parse_tokens(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if value > 0 else None  # an int: exact (the loader refuses 2**63 and up)
-    match = TOKEN_COUNT.fullmatch(str(value))
+    if token_text_problem(str(value)):
+        return None
+    return _token_value(str(value)) or None
+
+
+DECIMAL_UNITS = ("k", "m", "g", "t")
+
+
+def token_text_problem(text: str) -> str | None:
+    """Why vLLM's `human_readable_int` would refuse `text`, or None if it reads it."""
+    match = TOKEN_COUNT.fullmatch(text)
     if not match:
-        return None
-    number, unit = float(match.group(1)), match.group(2)
+        return "not a whole number, nor one with a unit such as 4k or 4K"
+    number, unit = match.groups()
+    if "." in number and unit not in DECIMAL_UNITS:
+        # vLLM: int("4096.5") fails, and "Decimals are not allowed with binary suffixes".
+        return f"vLLM takes a decimal point only before k, m, g or t (25.6k), not {'before ' + unit if unit else 'without a unit'}"
+    if _token_value(text) > MAX_COUNT:
+        return f"more than {MAX_COUNT:,} tokens"
+    return None
+
+
+def _token_value(text: str) -> int:
+    """The value of a TOKEN_COUNT match without a misplaced decimal point, as vLLM computes it
+    (MAX_COUNT + 1 for anything larger than MAX_COUNT)."""
+    number, unit = TOKEN_COUNT.fullmatch(text).groups()
+    if len(number.partition(".")[0].lstrip("0")) > len(str(MAX_COUNT)):
+        return MAX_COUNT + 1  # and int() of 5,000 digits would raise
     scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3, "t": 1000**4, "T": 1024**4}[unit]
-    tokens = number * scale
-    if tokens > MAX_COUNT:
-        return None
-    return int(tokens) or None
+    value = int(float(number) * scale) if unit in DECIMAL_UNITS else int(number) * scale
+    return min(value, MAX_COUNT + 1)
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,21 @@ def test_negated_name_asks_for_the_canonical_boolean(project):
     assert error.rule == "flags.negated-name" and "`enforce-eager: false`" in error.message
 
 
-def test_sizes_like_4k_are_accepted(project):
-    assert check(project, "0.32.0", "max-model-len: 4k").diagnostics == ()
+@pytest.mark.parametrize("size", ["4k", "4K", "25.6k", "'40960'", "１２k"])  # vLLM's \\d takes any Unicode digit, as float() does
+def test_sizes_vllm_reads_are_accepted(project, size):
+    assert check(project, "0.32.0", f"max-model-len: {size}").diagnostics == ()
+
+
+@pytest.mark.parametrize(("size", "why"), [
+    ("1.5K", "a decimal point only before k, m, g or t (25.6k), not before K"),  # "Decimals are not allowed with binary suffixes"
+    ("'4096.5'", "not without a unit"),  # int("4096.5") fails
+    ("9" * 400 + "k", "more than 9,007,199,254,740,992 tokens"),  # float overflow: vLLM stops with OverflowError
+    ("'" + "9" * 5000 + "'", "more than 9,007,199,254,740,992 tokens"),  # int() refuses 5,000 digits
+    ("'0x1000'", "takes a number of tokens such as 4096"),
+])  # fmt: skip
+def test_sizes_vllm_would_refuse_are_errors_that_say_why(project, size, why):
+    error = only(check(project, "0.32.0", f"max-model-len: {size}"))
+    assert error.rule == "flags.value" and why in error.message and error.is_error
 
 
 def test_uncatalogued_version_warns_and_names_what_was_not_checked(project):

@@ -13,7 +13,7 @@ from .. import catalog
 from ..argv import MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
 from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
 from ..diagnostics import Diagnostic, Severity
-from ..fit import TOKEN_COUNT, parse_tokens
+from ..fit import TOKEN_COUNT, parse_tokens, token_text_problem
 from ..load import did_you_mean
 from ..model import Deployment
 from ._at import at
@@ -349,6 +349,8 @@ def _item_problem(flag: Flag, item: Any) -> tuple[str, str] | None:
         return f"takes a whole number, not {item!r}", ""
     if flag.base_type in SIZE_TYPES and not (isinstance(item, int) or (isinstance(item, str) and (TOKEN_COUNT.fullmatch(item) or item == "auto"))):
         return f"takes a number of tokens such as 4096 or \"4k\", not {item!r}", ""
+    if flag.base_type in SIZE_TYPES and isinstance(item, str) and item != "auto" and (problem := token_text_problem(item)):
+        return f"takes a number of tokens vLLM can read ({problem}), not {item!r}", "write a whole number such as 40960, or 40k (×1000) or 40K (×1024)"
     if flag.base_type in FLOAT_TYPES and (isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item)):
         return f"takes a number, not {item!r}", ""
     number = parse_tokens(item) if isinstance(item, str) and flag.base_type in SIZE_TYPES else item
