@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .desired import git_command
+from .desired import git_command, git_output
 from .paths import MAX_DEPTH  # deeper names are never written: rmtree recurses per level too
 
 GIT_SECONDS = 600
@@ -58,7 +58,7 @@ class CommitFiles:
         self._git = [*command, "--literal-pathspecs"]
         self.dest = Path(os.path.realpath(dest))
         self._spellings = {str(self.dest), os.path.abspath(dest)}  # /tmp is a link on macOS
-        self.commit = self._text("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        self.commit = git_output([*self._git, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"])
         if not self.commit:
             raise RefError(f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)")
         self._listed = 0  # names read from git so far, against MAX_ENTRIES
@@ -253,13 +253,6 @@ class CommitFiles:
 
 
     # -- reading git ---------------------------------------------------------------------------
-
-    def _text(self, *args: str) -> str | None:
-        try:
-            done = subprocess.run([*self._git, *args], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
 
     def _write(self, files: dict[str, tuple[str, str]]) -> None:
         """Each file once per stored object; the other paths holding the same object link to it."""

@@ -89,8 +89,8 @@ def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:
 
     digest = hashlib.sha256(app.code_hash.encode())
     refused = refused_sources(deployment)
-    roles = [("base model", deployment.base_model.source), *((f"adapter {a.name}", a.source) for a in deployment.adapters)]
-    for role, source in roles:
+    for declared in deployment.declared_sources:
+        role, source = "base model" if declared.adapter is None else f"adapter {declared.adapter}", declared.source
         if source in refused or (source.is_local and not source.path.is_dir()):
             digest.update(f"\0{role}\0by name:{source.written_path}".encode())  # (missing, or a file)
         elif source.is_local:
@@ -210,10 +210,13 @@ def git_command(folder: Path) -> list[str] | None:
 
 def _git(folder: Path, *args: str) -> str | None:
     command = git_command(folder)
-    if command is None:
-        return None
+    return git_output([*command, *args]) if command else None
+
+
+def git_output(command: list[str]) -> str | None:
+    """What a git command prints, stripped; None if it cannot run or fails."""
     try:
-        done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

@@ -155,6 +155,15 @@ class Smoke:
 
 
 @dataclass(frozen=True)
+class DeclaredSource:
+    """A model folder or repo a deployment names: what it is for, and where the YAML says so."""
+
+    source: Source
+    yaml_path: tuple[str | int, ...]
+    adapter: str | None  # the adapter's name; None for the base model
+
+
+@dataclass(frozen=True)
 class Deployment:
     name: str
     file: str  # the deployment's YAML, as displayed in diagnostics
@@ -175,6 +184,12 @@ class Deployment:
     def model_ids(self) -> list[str]:
         """What clients may ask for: the base's served name, then each adapter's name."""
         return [self.base_model.served_name, *(a.name for a in self.adapters)]
+
+    @property
+    def declared_sources(self) -> list[DeclaredSource]:
+        """The base model's source, then each adapter's."""
+        base = DeclaredSource(self.base_model.source, ("base_model", "path"), None)
+        return [base, *(DeclaredSource(a.source, ("adapters", i, "path"), a.name) for i, a in enumerate(self.adapters))]
 
 
 def name_from_file(path: str | Path) -> str:

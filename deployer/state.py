@@ -80,7 +80,7 @@ class RefTrees:
                 self._cache[ref] = (files.commit, {})
             else:
                 checked = check_paths([folder])
-                local = sorted({s.path for d in checked.deployments for s in _sources(d) if s.path})
+                local = sorted({d.source.path for deployment in checked.deployments for d in deployment.declared_sources if d.source.path})
                 written = files.add(local)
                 borrowed = self._borrow_ignored(tree, checked.deployments)
                 with also_inside(borrowed):  # those files of the working tree, and no others
@@ -100,7 +100,7 @@ class RefTrees:
         inside = []
         for deployment in deployments:
             refused = refused_sources(deployment)
-            for source in _sources(deployment):
+            for source in (d.source for d in deployment.declared_sources):
                 relative = source.path and source not in refused and _relative(source.path, tree)
                 if relative and relative != Path(".") and (source.path.is_dir() or (not os.path.lexists(source.path) and (self.layout.root / relative).is_dir())):
                     inside.append(relative)
@@ -115,10 +115,6 @@ class RefTrees:
                 continue
             borrowed.append(original)
         return borrowed
-
-
-def _sources(deployment):
-    return [deployment.base_model.source, *(a.source for a in deployment.adapters)]
 
 
 def deployed_from_platform(platform: Platform) -> dict[str, Version]:

@@ -230,7 +230,7 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     """Judged on what vLLM will be given (the rendered tokens), so that an alias, a list or the
     spelling of a false value cannot pass for something harmless."""
     flags = catalog.load(deployment.vllm.version)
-    local = [s for s in (deployment.base_model.source, *(a.source for a in deployment.adapters)) if s.is_local]
+    local = [d.source for d in deployment.declared_sources if d.source.is_local]
     if local and "-P" not in vllm_server(deployment.image.python):
         yield at(deployment, ("image", "python"), f"image.python {deployment.image.python} has no `python -P`: vLLM's working folder, where the local folders are copied, stays importable, so a flag naming a class could import a file from {local[0].written_path}", hint="use Python 3.11 or later", rule="flags.importable-sources", severity=Severity.WARNING, key=False)
     for name, value in deployment.vllm.args:

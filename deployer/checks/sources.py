@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..diagnostics import Diagnostic
-from ..model import Deployment, Source
+from ..model import DeclaredSource, Deployment, Source
 from ..paths import MAX_DEPTH, TooDeep, once, real, repository_root, walk
 from ._at import at
 
@@ -62,13 +62,15 @@ def leads_to(target: Path, root: Path, via: str = "") -> str:
     return f"resolves{via} to {where}, outside the repository {root}"
 
 
-def _check(deployment: Deployment, source: Source, path: tuple, what: str) -> Iterable[Diagnostic]:
+def _check(deployment: Deployment, declared: DeclaredSource) -> Iterable[Diagnostic]:
+    source = declared.source
     if source.path is None:
         return
-    yaml_folder = Path(os.path.abspath(deployment.document.where(path).file)).parent
+    yaml_folder = Path(os.path.abspath(deployment.document.where(declared.yaml_path).file)).parent
+    what = "base model" if declared.adapter is None else f"adapter {declared.adapter!r}"
     # Once per folder and run: a thousand adapters naming one folder are one question.
     for rule, problem, hint in once(("source problems", source, yaml_folder), lambda: _problems(source, yaml_folder)):
-        yield at(deployment, path, f"{what} {problem}", hint=hint, rule=rule, key=False)
+        yield at(deployment, declared.yaml_path, f"{what} {problem}", hint=hint, rule=rule, key=False)
 
 
 def _problems(source: Source, yaml_folder: Path) -> list[tuple[str, str, str]]:
@@ -150,11 +152,9 @@ REFUSED = ("sources.outside-repo", "sources.link-out-of-folder", "sources.specia
 def refused_sources(deployment: Deployment) -> frozenset[Source]:
     """Local folders not to be read at all, before any reading: their config files could lead
     out of the repository, and compatibility errors quote the values they hold."""
-    sources = [(deployment.base_model.source, ("base_model", "path"), "base model"), *((a.source, ("adapters", i, "path"), "adapter") for i, a in enumerate(deployment.adapters))]
-    return frozenset(source for source, path, what in sources if any(d.rule in REFUSED for d in _check(deployment, source, path, what)))
+    return frozenset(d.source for d in deployment.declared_sources if any(found.rule in REFUSED for found in _check(deployment, d)))
 
 
 def check_local_sources(deployment: Deployment) -> Iterable[Diagnostic]:
-    yield from _check(deployment, deployment.base_model.source, ("base_model", "path"), "base model")
-    for i, adapter in enumerate(deployment.adapters):
-        yield from _check(deployment, adapter.source, ("adapters", i, "path"), f"adapter {adapter.name!r}")
+    for declared in deployment.declared_sources:
+        yield from _check(deployment, declared)
