@@ -23,6 +23,18 @@ from .conftest import MINIMAL, REPO, link_chain
 
 GOOD = (REPO / "deployments" / "qwen3-4b-multi.yaml").read_bytes()
 
+LLAMA_CONFIG = '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 512}'
+# A deployment of the project's models/m folder (see local_model).
+LOCAL_MODEL_DEPLOYMENT = "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n"
+
+
+def local_model(project, config: str = LLAMA_CONFIG) -> Path:
+    """The project's models/m folder, holding a config.json."""
+    model = project.root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(config)
+    return model
+
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
@@ -590,13 +602,11 @@ def test_smoke_patterns_python_cannot_compile_are_findings(project, pattern, rea
 def test_a_weight_index_cannot_make_validate_read_outside_the_model_folder(project, cli, shard):
     secret = project.root.parent / f"{project.root.name}-secret.txt"
     secret.write_bytes(b"hf_SENTINEL_token")
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 512}')
+    model = local_model(project)
     if shard == "linked.safetensors":
         (model / "linked.safetensors").symlink_to(secret)
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": shard.replace("../../secret.txt", f"../../../{secret.name}")}}))
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, err = cli("validate")
     # The first 8 bytes as a number ("header of N bytes") would leak them.
     assert str(int.from_bytes(b"hf_SENTI", "little")) not in out + err and "SENTINEL" not in out + err
@@ -662,12 +672,10 @@ def test_a_link_chain_in_a_model_folder_is_refused_and_never_read(project, cli, 
 
     secret = project.root.parent / f"{project.root.name}-id_rsa"
     secret.write_text("SENTINEL")
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text("{}")
+    model = local_model(project, "{}")
     chain = link_chain(project.root)
     (model / "notes.txt").symlink_to(f"../../{chain}/../{secret.name}")
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, _ = cli("validate")
     assert code == 1 and "notes.txt links out of the repository" in out and "SENTINEL" not in out
     # plan hashes a git ref's tree without validating it: the link is named there, not read (a
@@ -699,11 +707,9 @@ def test_a_deployment_file_linked_inside_the_repository_is_not_read(project, cli
 def test_a_model_folder_may_not_link_into_the_git_folder(project, cli):
     (project.root / ".git").mkdir()
     (project.root / ".git" / "config").write_text("[http]\n  extraheader = AUTHORIZATION: basic SENTINEL\n")
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text("{}")
+    model = local_model(project, "{}")
     (model / "git-config").symlink_to("../../.git/config")
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, _ = cli("validate")
     assert code == 1 and "git-config links out of the repository" in out and "SENTINEL" not in out
 
@@ -917,17 +923,14 @@ def _safetensors(path: Path, header: dict) -> None:
     path.write_bytes(len(raw).to_bytes(8, "little") + raw)
 
 
-LLAMA_CONFIG = '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 512}'
 
 
 @pytest.mark.parametrize("shape", [[2**53] * 40, [2**53] * 200_000, [2**30, 2**30]])
 def test_a_tensor_shape_beyond_any_model_leaves_fit_unchecked(project, cli, shape):
     # [2**53] * 40 ended in "internal error: OverflowError"; 200,000 dimensions took a minute.
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     _safetensors(model / "model.safetensors", {"model.embed_tokens.weight": {"dtype": "BF16", "shape": shape, "data_offsets": [0, 0]}})
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, err = cli("validate")
     assert "internal error" not in err and "has no valid shape" in out
 
@@ -935,9 +938,7 @@ def test_a_tensor_shape_beyond_any_model_leaves_fit_unchecked(project, cli, shap
 def test_shards_linked_to_one_file_read_its_header_once(project, monkeypatch):
     import deployer.basemodel as basemodel
 
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     _safetensors(model / "model.safetensors", {"model.layers.0.self_attn.q_proj.weight": {"dtype": "BF16", "shape": [64, 64], "data_offsets": [0, 8192]}})
     names = [f"s{i}.safetensors" for i in range(5)]
     for name in names:
@@ -945,7 +946,7 @@ def test_shards_linked_to_one_file_read_its_header_once(project, monkeypatch):
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"t{i}": name for i, name in enumerate(names)}}))
     reads = []
     monkeypatch.setattr(basemodel, "_header", lambda path, size, mtime: reads.append(path) or {})
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     project.deployment("y", "base_model: {path: ../models/m, served_name: m}\ngpu: L4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     check_paths([project.deployments])
     assert len(reads) == 1  # five names, two deployments: one read
@@ -962,9 +963,7 @@ def test_an_adapter_trained_on_a_path_too_long_is_just_not_found(project, cli):
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "base_model_name_or_path": "/" + "a" * 300}))
     (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 16)
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     project.deployment("x", "base_model: {path: ../models/m, served_name: m}\nadapters:\n  - {name: a, path: ../adapters/a}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     code, out, err = cli("validate")
     assert "internal error" not in err
@@ -1034,14 +1033,12 @@ def test_a_link_anywhere_below_the_working_folder_in_out_is_refused(project, cli
 
 def test_shard_headers_beyond_any_models_are_not_parsed(project, cli):
     # One 99 MB header took 18 s and 1.2 GB; five names linked to it, 64 s.
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     names = [f"s{i}.safetensors" for i in range(5)]
     for name in names:  # each just under the one-header cap: together over the model's
         (model / name).write_bytes((15 * 1024 * 1024).to_bytes(8, "little") + b" " * 16)
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"t{i}": name for i, name in enumerate(names)}}))
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, err = cli("validate")
     assert "internal error" not in err and "headers add up to more than 64 MiB" in out
 
@@ -1455,11 +1452,9 @@ def test_a_planted_fifo_lock_file_is_a_lock_error(tmp_path):
 
 def test_a_tensor_name_of_thousands_of_parts_is_no_models(project, cli):
     # Every dotted ending of one 35,000-part name: 1.2 GB and 8 s.
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     _safetensors(model / "model.safetensors", {".".join(["a"] * 35_000) + ".weight": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}})
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, err = cli("validate")
     assert "internal error" not in err and "is no model's" in out
 
@@ -1469,11 +1464,9 @@ def test_what_deployments_share_is_worked_out_once_per_run(project, monkeypatch)
     import deployer.desired as desired_module
     from deployer.desired import desired, project_for
 
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     for name in "abcde":
-        project.deployment(name, "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+        project.deployment(name, LOCAL_MODEL_DEPLOYMENT)
     reads, hashes = [], []
     real_read, real_hash = basemodel.read_base_model, desired_module.folder_hash
     monkeypatch.setattr(basemodel, "read_base_model", lambda source: reads.append(source) or real_read(source))
@@ -1493,9 +1486,7 @@ def test_a_revision_cannot_climb_out_of_the_hugging_face_cache(project, cli, rev
 
 def test_absurd_lora_sizes_leave_the_fit_to_the_flag_check(project, cli):
     # max-loras x max-lora-rank of 1e300 each ended every command in "internal error: OverflowError".
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     adapter = project.root / "adapters" / "a"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}))
@@ -1564,7 +1555,7 @@ def test_a_link_in_a_model_folder_to_an_ignored_file_elsewhere_in_the_repository
     project.write("models/m/store/tokenizer.json", "{}")
     (project.root / "models/m/tokenizer.json").symlink_to("store/tokenizer.json")  # inside the folder: fine
     (project.root / "models/m/chat_template.jinja").symlink_to("../../.env")
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, _ = cli("validate")
     assert code == 1 and "chat_template.jinja links out of the folder" in out and "tokenizer.json" not in out
     assert "hf_sentinel" not in out
@@ -1573,12 +1564,10 @@ def test_a_link_in_a_model_folder_to_an_ignored_file_elsewhere_in_the_repository
 def test_a_weight_index_naming_more_files_than_any_model_is_not_followed(project, cli):
     # 10**6 shard names through links (d3/d1/.../model.safetensors) took 102 s and 826 MB per
     # folder, each resolved and remembered.
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     (model / "d0").symlink_to(".")
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"t{i}": "d0/" * (i % 7) + f"s{i}.safetensors" for i in range(10_001)}}))
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     code, out, err = cli("validate")
     assert "internal error" not in err and "names 10,001 weight files; no model has more than 10,000" in out
 
@@ -1624,12 +1613,10 @@ def test_a_commit_whose_files_would_not_fit_on_the_disk_is_refused_before_writin
     from .conftest import git_commit
 
     # 64 MB of zeros: git stores it in 64 KB; a 1 GB file would be as cheap to commit, and as slow to write out.
-    model = project.root / "models" / "m"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(LLAMA_CONFIG)
+    model = local_model(project)
     with open(model / "model.safetensors", "wb") as handle:
         handle.truncate(64 << 20)
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     git_commit(project.root, "a model folder")
     real_usage = shutil.disk_usage
     # Stands in for a disk with 300 MB free: 44 MB to spare beyond the 256 MB an export keeps free.
