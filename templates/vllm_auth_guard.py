@@ -27,6 +27,13 @@ class RequireApiKey:
         self.app = app
         self.key_digest = hashlib.sha256(API_KEY.encode()).digest()
 
+    @staticmethod
+    def preflight(scope) -> bool:
+        """A CORS preflight, which browsers send without credentials and vLLM's CORS middleware
+        answers itself. Not any OPTIONS request: the /metrics mount answers those with metrics."""
+        names = {name.lower() for name, _ in scope.get("headers", [])}
+        return scope.get("method") == "OPTIONS" and b"origin" in names and b"access-control-request-method" in names
+
     def authorized(self, headers) -> bool:
         # The first Authorization header decides, as in vLLM's own check.
         value = next((v for name, v in headers if name.lower() == b"authorization"), b"")
@@ -35,8 +42,7 @@ class RequireApiKey:
         return scheme.lower() == b"bearer" and hmac.compare_digest(hashlib.sha256(token).digest(), self.key_digest)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope.get("method") == "OPTIONS" or scope["path"] in OPEN_PATHS:
-            # Lifespan events; CORS preflights, which browsers send without credentials; /health.
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS or self.preflight(scope):
             return await self.app(scope, receive, send)
         if self.authorized(scope.get("headers", [])):
             return await self.app(scope, receive, send)

@@ -63,10 +63,10 @@ class Inner:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-def call(middleware_class, path="/invocations", method="POST", authorization: bytes | None = None, kind="http"):
+def call(middleware_class, path="/invocations", method="POST", authorization: bytes | None = None, kind="http", headers=()):
     inner = Inner()
     sent = []
-    headers = [(b"host", b"x")] + ([(b"authorization", authorization)] if authorization is not None else [])
+    headers = [(b"host", b"x"), *headers] + ([(b"authorization", authorization)] if authorization is not None else [])
     scope = {"type": kind, "path": path, "method": method, "headers": headers}
 
     async def receive():
@@ -112,8 +112,16 @@ def test_the_first_authorization_header_decides(guard):
 
 def test_health_preflights_and_lifespan_pass_without_the_key(guard):
     assert call(guard, "/health", method="GET")[0] == ["/health"]
-    assert call(guard, "/invocations", method="OPTIONS")[0] == ["/invocations"]
+    preflight = [(b"origin", b"https://app.example"), (b"access-control-request-method", b"POST")]
+    assert call(guard, "/invocations", method="OPTIONS", headers=preflight)[0] == ["/invocations"]
     assert call(guard, kind="lifespan")[0] == ["/invocations"]
+
+
+@pytest.mark.parametrize("headers", [[], [(b"origin", b"https://app.example")], [(b"access-control-request-method", b"POST")]])
+def test_an_options_request_that_is_not_a_preflight_needs_the_key(guard, headers):
+    # vLLM's /metrics mount answers any method: OPTIONS /metrics returned the metrics.
+    reached, sent = call(guard, "/metrics", method="OPTIONS", headers=headers)
+    assert reached == [] and sent[0]["status"] == 401
 
 
 def test_a_websocket_without_the_key_is_closed(guard):

@@ -154,8 +154,8 @@ def test_every_route_but_health_needs_the_key(served):
     """vLLM's own check covers /v1; the app's middleware (templates/vllm_auth_guard.py) the rest."""
     base = f"http://127.0.0.1:{served['port']}"
 
-    def status(method: str, path: str, key: str | None, body: dict | None = None) -> int:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    def status(method: str, path: str, key: str | None, body: dict | None = None, extra: dict | None = None) -> int:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {}), **(extra or {})}
         data = json.dumps(body).encode() if body is not None else None
         try:
             with urllib.request.urlopen(urllib.request.Request(base + path, data, headers, method=method), timeout=60) as response:
@@ -171,6 +171,10 @@ def test_every_route_but_health_needs_the_key(served):
     assert status("GET", "/metrics", None) == 401
     assert status("GET", "/metrics", API_KEY) == 200
     assert status("GET", "/version", None) == 401
+    assert status("OPTIONS", "/metrics", None) == 401  # the /metrics mount answers every method
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    # A CORS preflight passes the guard; vLLM's CORS middleware answers it (400: vLLM 0.32 allows no origin by default).
+    assert status("OPTIONS", "/v1/chat/completions", None, extra=preflight) == 400
     assert status("GET", "/health", None) == 200
 
 
