@@ -51,6 +51,8 @@ MANAGED_FLAGS: dict[str, str] = {
     "root-path": "nothing: Modal serves the app at / (and vLLM's API key check strips a root path first: `/v` left /v1 unguarded)",
     "uds": "nothing: the app's web server listens on port 8000, not a socket file",
     "headless": "nothing: the app serves the OpenAI API from this container",
+    "grpc": "nothing: the app serves the HTTP API on port 8000 (a gRPC server would answer without the API key middleware)",
+    "grpc-port": "nothing: the app serves the HTTP API on port 8000 (a gRPC server would answer without the API key middleware)",
 }
 
 # The weight files vLLM reads for each --load-format, in its order of preference: it loads the

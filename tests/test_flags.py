@@ -241,6 +241,9 @@ def test_flags_that_run_code_are_warnings_to_review(project, flag, words):
     ("VLLM_USAGE_STATS_SERVER", "image.env-network"), ("VLLM_USE_MODELSCOPE", "image.env-network"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "image.env-network"),
     ("PATH", "image.env-runs-code"), ("XDG_CONFIG_HOME", "image.env-runs-code"), ("TRITON_CACHE_DIR", "image.env-runs-code"), ("VLLM_NCCL_SO_PATH", "image.env-runs-code"),
     ("CC", "image.env-runs-code"), ("NCCL_NET_PLUGIN", "image.env-runs-code"), ("HF_MODULES_CACHE", "image.env-runs-code"),
+    # vLLM's SageMaker bootstrap runs a script, handlers and middleware (outside the key guard) that these name
+    ("CUSTOM_SCRIPT_FILENAME", "image.env-runs-code"), ("CUSTOM_FASTAPI_MIDDLEWARE_THROTTLE", "image.env-runs-code"),
+    ("SAGEMAKER_MODEL_PATH", "image.env-runs-code"), ("STANDARD_AUTO_INSTALL_REQ", "image.env-runs-code"), ("VLLM_USE_RUST_FRONTEND", "image.env-runs-code"),
     ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "image.env-unreviewed"), ("SOMETHING_NEW", "image.env-unreviewed"),
 ])
 def test_image_env_that_loads_code_or_reroutes_downloads_is_a_warning(project, variable, rule):
@@ -380,7 +383,7 @@ def test_an_image_python_without_safe_path_is_a_warning_when_folders_are_uploade
     assert "flags.importable-sources" not in [d.rule for d in check_paths([project.deployments]).diagnostics]
 
 
-@pytest.mark.parametrize("flag", ["root-path: /v", "root-path: /", "uds: /tmp/vllm.sock", "headless: true"])
+@pytest.mark.parametrize("flag", ["root-path: /v", "root-path: /", "uds: /tmp/vllm.sock", "headless: true", "grpc: true", "grpc-port: 50051"])
 def test_flags_that_move_or_stop_the_served_api_are_owned(project, flag):
     # vLLM's API key check strips the root path before looking for /v1: with `/v`, /v1/... was
     # served without the key. A socket or a headless server would not answer on port 8000.
@@ -401,3 +404,24 @@ def test_flags_that_move_or_stop_the_served_api_are_owned(project, flag):
 ])
 def test_more_flags_that_read_files_open_routes_or_send_data_are_findings(project, args, rule):
     assert [d.rule for d in check(project, "0.33.0", args).diagnostics] == [rule]
+
+
+@pytest.mark.parametrize("base", ["nvidia/cuda:12.8.0-devel-ubuntu22.04", "nvcr.io/nvidia/cuda:12.4.1-devel-ubuntu22.04", "docker.io/nvidia/cuda:12.8.0-runtime-ubuntu24.04@sha256:" + "a" * 64])
+def test_nvidias_cuda_images_are_no_finding(project, base):
+    project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  base: {base}\n")
+    assert check_paths([project.deployments]).diagnostics == ()
+
+
+@pytest.mark.parametrize("base", ["ghcr.io/someone/cuda:12.8.0-devel-ubuntu22.04", "nvidia/cudax:latest", "nvidia-cuda:12", "vllm/vllm-openai:latest"])
+def test_any_other_base_image_is_code_to_review(project, base):
+    project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  base: {base}\n")
+    warning = only(check_paths([project.deployments]))
+    assert (warning.rule, warning.severity.value, warning.line) == ("image.base-unreviewed", "warning", 9)
+
+
+def test_packages_beyond_the_apps_own_are_code_to_review(project):
+    # A package's vllm.general_plugins entry point runs in the API server, beside the Secrets and the key guard.
+    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  pip: [huggingface-hub==0.36.0, hf_transfer==0.1.9, HF-Xet, vllm-tiny-helpers==0.1.0, 'torch>=2']\n")
+    warnings = check_paths([project.deployments]).diagnostics
+    assert [(w.rule, w.path) for w in warnings] == [("image.pip-code", ("image", "pip", 3)), ("image.pip-code", ("image", "pip", 4))]
+    assert "installs vllm-tiny-helpers" in warnings[0].message and "installs torch" in warnings[1].message

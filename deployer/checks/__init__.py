@@ -7,14 +7,15 @@ from typing import Callable, Iterable, Sequence
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment
-from . import auth, cold_start, compat, fit, flags, image_env, lora, names, resources, smoke, sources
+from . import auth, cold_start, compat, fit, flags, image, lora, names, resources, smoke, sources
 
 PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,
     sources.check_local_sources,
     flags.check_managed_flags,
     flags.check_flags_against_catalog,
-    image_env.check_image_env,
+    image.check_image_env,
+    image.check_image_code,
     flags.check_code_flags,
     auth.check_auth,
     smoke.check_smoke_expectations,

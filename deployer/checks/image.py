@@ -1,4 +1,10 @@
-"""`image.env`: variables set in every process of the container, vLLM's included.
+"""The container image: what it starts from (`image.base`), installs (`image.pip`) and sets in
+every process, vLLM's included (`image.env`).
+
+A base image and a package are code: a package can hook into vLLM's start-up (a
+`vllm.general_plugins` entry point runs in the API server, where it could read the Secrets or
+unhook the API key middleware). Only NVIDIA's CUDA images and the packages the app itself needs
+pass quietly; anything else is a warning to review as code.
 
 Environment variables are code as much as settings: HOME moves Python's user site-packages
 (whose .pth files run at every start) into a committed folder, PATH chooses which `python` runs,
@@ -16,6 +22,12 @@ from ..model import Deployment
 from ._at import at
 from .flags import SECRET_NAME
 
+# NVIDIA's CUDA images (Docker Hub's official nvidia/cuda, or NVIDIA's own registry), any tag.
+CUDA_IMAGE = re.compile(r"^(docker\.io/|nvcr\.io/)?nvidia/cuda(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$")
+# What the app itself imports (huggingface_hub in download_weights) and its own transfer backends.
+KNOWN_PACKAGES = frozenset({"huggingface-hub", "hf-transfer", "hf-xet"})
+PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+
 # Known to tune and nothing more: threads, logging, timeouts, which kernel to use.
 HARMLESS = frozenset({
     "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONFAULTHANDLER", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONNOUSERSITE", "PYTHONSAFEPATH",
@@ -28,8 +40,12 @@ HARMLESS = frozenset({
     "VLLM_USE_TRITON_FLASH_ATTN", "VLLM_MARLIN_USE_ATOMIC_ADD", "VLLM_USE_DEEP_GEMM", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_HOST_IP", "VLLM_SLEEP_WHEN_IDLE",
 })
 # Variables that load code into every process of the container (Python's, the dynamic loader's,
-# shells' start-up files, compilers, folders of compiled artifacts or plugins).
-CODE = re.compile(r"^(PYTHON.*|LD_.*|DYLD_.*|PATH|XDG_.*|GCONV_PATH|BASH_ENV|ENV|PERL5OPT|PERL5LIB|NODE_OPTIONS|CC|CXX|.*_PATH|.*_(DIR|ROOT)|.*PLUGINS?|.*_MODULES_CACHE|VLLM_ALLOW_INSECURE_SERIALIZATION)$")
+# shells' start-up files, compilers, folders of compiled artifacts or plugins). vLLM's server
+# also starts the SageMaker standards bootstrap (model_hosting_container_standards), which loads
+# the script CUSTOM_SCRIPT_FILENAME names, handlers and middleware from CUSTOM_FASTAPI_*, and pip
+# installs a requirements.txt under SAGEMAKER_MODEL_PATH (STANDARD_AUTO_INSTALL_REQ); and
+# VLLM_USE_RUST_FRONTEND swaps the HTTP server for another program.
+CODE = re.compile(r"^(PYTHON.*|LD_.*|DYLD_.*|PATH|XDG_.*|GCONV_PATH|BASH_ENV|ENV|PERL5OPT|PERL5LIB|NODE_OPTIONS|CC|CXX|.*_PATH|.*_(DIR|ROOT)|.*PLUGINS?|.*_MODULES_CACHE|VLLM_ALLOW_INSECURE_SERIALIZATION|CUSTOM_.*|SAGEMAKER_.*|STANDARD_.*|VLLM_USE_RUST_FRONTEND|VLLM_RUST_.*)$")
 # Variables that send the container's downloads or data (and a token from its Secrets) elsewhere.
 NETWORK = re.compile(r"^(.*_(URL|URI|ENDPOINT|SERVER|HOST|PROXY)|ALL_PROXY|REQUESTS_CA_BUNDLE|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|VLLM_USE_MODELSCOPE|MODELSCOPE_.*)$", re.IGNORECASE)
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -59,3 +75,13 @@ def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(deployment, where, f"image.env {name} sends the container's downloads or data (and any Hugging Face token from its Secrets) to {value!r}", hint="review it; remove it unless the image needs it", rule="image.env-network", severity=Severity.WARNING)
         else:
             yield at(deployment, where, f"image.env {name} is not among the variables known only to tune the container; a variable can make it run code (HOME, PATH, LD_PRELOAD), read files or send data out", hint="review what it does as you would code", rule="image.env-unreviewed", severity=Severity.WARNING)
+
+
+def check_image_code(deployment: Deployment) -> Iterable[Diagnostic]:
+    image = deployment.image
+    if not CUDA_IMAGE.match(image.base):
+        yield at(deployment, ("image", "base"), f"image.base {image.base} is not one of NVIDIA's CUDA images: whatever it holds runs in the container, with the deployment's Secrets", hint="review the image as code (pin it by @sha256 digest), or use nvidia/cuda:<version>-devel-ubuntu22.04", rule="image.base-unreviewed", severity=Severity.WARNING, key=False)
+    for i, requirement in enumerate(image.pip):
+        name = PACKAGE_NAME.match(requirement).group(0)
+        if re.sub(r"[-_.]+", "-", name).lower() not in KNOWN_PACKAGES:  # PEP 503 names: hf_transfer is hf-transfer
+            yield at(deployment, ("image", "pip", i), f"image.pip installs {name}: its code runs in the container, and a package can hook into vLLM's start-up (a vllm.general_plugins entry point) with the deployment's Secrets at hand", hint="review the package as code and pin it (==) to the version you read", rule="image.pip-code", severity=Severity.WARNING, key=False)
