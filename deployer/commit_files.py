@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import posixpath
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +36,14 @@ MAX_STEPS = 1_000  # path components walked resolving one path, links expanded
 MAX_NAME = 3_000  # characters of a path inside the commit (with the temporary folder, PATH_MAX)
 MAX_ENTRIES = 2_000_000  # names listed from one commit (a 240 KB repository can list 5 million)
 MAX_RECORD_BYTES = 65_536  # one listed name with its mode, id and size
+MAX_LISTED_BYTES = 256 << 20  # all names listed from one commit: 2,000,000 names of 130 bytes
 MAX_LINK_ROUNDS = 3
+# What one export may create: a project's deployments, templates and model folders hold far fewer.
+# A commit of a few kilobytes can list a million files sharing one subtree, each in its own
+# 95-deep folder chain: minutes of mkdir and gigabytes of folders that no size counts.
+MAX_EXPORT_FILES = 100_000
+MAX_EXPORT_FOLDERS = 100_000
+FOLDER_BYTES = 4096  # a folder's own block, counted against the disk's free room
 MAX_ARGS_CHARS = 100_000  # pathspecs per git process, well inside the kernel's argument limit
 LINK_MODE = "120000"
 FILE_MODES = ("100644", "100755")
@@ -62,6 +70,9 @@ class CommitFiles:
         if not self.commit:
             raise RefError(f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)")
         self._listed = 0  # names read from git so far, against MAX_ENTRIES
+        self._listed_bytes = 0  # and their bytes, against MAX_LISTED_BYTES
+        self._files = 0  # files asked for so far, against MAX_EXPORT_FILES
+        self._folders: set[str] = set()  # folders they need, against MAX_EXPORT_FOLDERS
         self._asked: set[str] = set()
         self._place_links(self._all_links())
         # Like a checkout, the root holds a .git: the checks refuse a source folder holding one
@@ -74,11 +85,13 @@ class CommitFiles:
         Only the folders asked for are listed: a commit of millions of files costs no more."""
         wanted: dict[str, tuple[str, str]] = {}
         sizes: dict[str, int] = {}  # by object: each is written once
+        folders_before = len(self._folders)
 
         def note(mode: str, blob: str, size: str, path: str) -> None:
-            if mode in FILE_MODES and not os.path.lexists(self.dest / path):
-                wanted.setdefault(path, (mode, blob))
+            if mode in FILE_MODES and path not in wanted and not os.path.lexists(self.dest / path):
+                wanted[path] = (mode, blob)
                 sizes[blob] = int(size) if size.isdigit() else 0
+                self._count(path)
 
         queue = [self._relative(Path(p)) for p in paths]
         while queue:
@@ -90,9 +103,21 @@ class CommitFiles:
             queue = [self._resolve(link) for folder in folders for link in _under(self._link_names, folder)]
             for chunk in _chunks([folder or "." for folder in folders]):
                 self._each_entry(chunk, note)
-        self._make_room(sum(sizes.values()))
+        self._make_room(sum(sizes.values()) + (len(self._folders) - folders_before) * FOLDER_BYTES)
         self._write(wanted)
         return bool(wanted)
+
+    def _count(self, path: str) -> None:
+        """Count a file to write and the folders above it, refusing an export past the limits."""
+        self._files += 1
+        if self._files > MAX_EXPORT_FILES:
+            raise RefError(f"the folders to read from {self.commit[:7]} hold more than {MAX_EXPORT_FILES:,} files; the deployer exports at most that many (deployments, templates and the model and adapter folders they name)")
+        folder = posixpath.dirname(path)
+        while folder and folder not in self._folders:
+            self._folders.add(folder)
+            folder = posixpath.dirname(folder)
+        if len(self._folders) > MAX_EXPORT_FOLDERS:
+            raise RefError(f"the files to read from {self.commit[:7]} lie in more than {MAX_EXPORT_FOLDERS:,} folders; the deployer creates at most that many for an export")
 
     def _make_room(self, needed: int) -> None:
         """Refuse up front what would not fit: a commit can hold a file that git stores in a few
@@ -131,6 +156,9 @@ class CommitFiles:
             try:
                 rest = b""
                 while chunk := process.stdout.read(CHUNK):
+                    self._listed_bytes += len(chunk)
+                    if self._listed_bytes > MAX_LISTED_BYTES:
+                        raise RefError(f"{self.commit[:7]} lists more than {MAX_LISTED_BYTES >> 20} MB of file names; the deployer reads at most that much")
                     *records, rest = (rest + chunk).split(b"\0")
                     if len(rest) > MAX_RECORD_BYTES:
                         raise RefError(f"{self.commit[:7]} holds a name longer than any file system allows")

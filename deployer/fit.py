@@ -196,6 +196,7 @@ def parse_tokens(value: Any) -> int | None:
 
 
 DECIMAL_UNITS = ("k", "m", "g", "t")
+INT_MAX_STR_DIGITS = 4300  # Python's default limit for int() of a string (3.11+)
 
 
 def token_text_problem(text: str) -> str | None:
@@ -207,6 +208,8 @@ def token_text_problem(text: str) -> str | None:
     if "." in number and unit not in DECIMAL_UNITS:
         # vLLM: int("4096.5") fails, and "Decimals are not allowed with binary suffixes".
         return f"vLLM takes a decimal point only before k, m, g or t (25.6k), not {'before ' + unit if unit else 'without a unit'}"
+    if unit not in DECIMAL_UNITS and len(number) > INT_MAX_STR_DIGITS:
+        return f"Python's int(), which vLLM reads it with, takes at most {INT_MAX_STR_DIGITS:,} digits (leading zeros included)"
     if _token_value(text) > MAX_COUNT:
         return f"more than {MAX_COUNT:,} tokens"
     return None
@@ -216,8 +219,11 @@ def _token_value(text: str) -> int:
     """The value of a TOKEN_COUNT match without a misplaced decimal point, as vLLM computes it
     (MAX_COUNT + 1 for anything larger than MAX_COUNT)."""
     number, unit = TOKEN_COUNT.fullmatch(text).groups()
-    if len(number.partition(".")[0].lstrip("0")) > len(str(MAX_COUNT)):
-        return MAX_COUNT + 1  # and int() of 5,000 digits would raise
+    whole, _, fraction = number.partition(".")
+    whole = whole.lstrip("0") or "0"  # int() refuses more than 4,300 digits, leading zeros too
+    if len(whole) > len(str(MAX_COUNT)):
+        return MAX_COUNT + 1
+    number = f"{whole}.{fraction[:30]}" if fraction else whole
     scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3, "t": 1000**4, "T": 1024**4}[unit]
     value = int(float(number) * scale) if unit in DECIMAL_UNITS else int(number) * scale
     return min(value, MAX_COUNT + 1)

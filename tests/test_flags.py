@@ -87,8 +87,10 @@ def test_sizes_vllm_reads_are_accepted(project, size):
     ("1.5K", "a decimal point only before k, m, g or t (25.6k), not before K"),  # "Decimals are not allowed with binary suffixes"
     ("'4096.5'", "not without a unit"),  # int("4096.5") fails
     ("9" * 400 + "k", "more than 9,007,199,254,740,992 tokens"),  # float overflow: vLLM stops with OverflowError
-    ("'" + "9" * 5000 + "'", "more than 9,007,199,254,740,992 tokens"),  # int() refuses 5,000 digits
+    ("'" + "9" * 5000 + "'", "takes at most 4,300 digits"),  # int() refuses 5,000 digits
     ("'0x1000'", "takes a number of tokens such as 4096"),
+    ("'" + "0" * 4300 + "1'", "takes at most 4,300 digits (leading zeros included)"),  # int() refuses it: was an internal error
+    ("'" + "0" * 5000 + "1K'", "takes at most 4,300 digits"),
 ])  # fmt: skip
 def test_sizes_vllm_would_refuse_are_errors_that_say_why(project, size, why):
     error = only(check(project, "0.32.0", f"max-model-len: {size}"))

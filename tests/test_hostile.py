@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -1623,7 +1624,70 @@ def test_a_commit_whose_files_would_not_fit_on_the_disk_is_refused_before_writin
     monkeypatch.setattr(commit_files.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=300 << 20))
     code, out, err = cli("plan", "--against", "HEAD")
     assert code == 1 and "internal error" not in err
-    assert "take 67,109,0" in err and "more than the 46,137,344 the disk of" in err and "set TMPDIR to a disk with more room" in err
+    assert "take 67,1" in err and "more than the 46,137,344 the disk of" in err and "set TMPDIR to a disk with more room" in err
     monkeypatch.setattr(commit_files.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=400 << 20))
     code, out, err = cli("plan", "--against", "HEAD")
     assert code == 0 and "= unchanged x" in out  # with room to spare, it is read
+
+
+
+def _git_plumbing(root: Path, *args: str, stdin: str = "") -> str:
+    return subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _commit_of_deployments(root: Path, tree: str) -> str:
+    top = _git_plumbing(root, "mktree", stdin=f"040000 tree {tree}\tdeployments\n")
+    return _git_plumbing(root, "commit-tree", top, "-m", "a crafted deployments folder")
+
+
+def _wide_tree(root: Path, fanout: int, depth: int) -> str:
+    """A tree of fanout**depth empty files under long folder names, each tree stored once."""
+    empty = _git_plumbing(root, "hash-object", "-w", "--stdin")
+    tree = _git_plumbing(root, "mktree", stdin="".join(f"100644 blob {empty}\tf{i}.txt\n" for i in range(fanout)))
+    for level in range(depth - 1):
+        tree = _git_plumbing(root, "mktree", stdin="".join(f"040000 tree {tree}\t{'d' * 100}{level}-{i}\n" for i in range(fanout)))
+    return tree
+
+
+def _comb(root: Path, teeth: int, depth: int) -> str:
+    """`teeth` names for one chain of `depth` folders ending in one file: few files, many folders."""
+    empty = _git_plumbing(root, "hash-object", "-w", "--stdin")
+    tree = _git_plumbing(root, "mktree", stdin=f"100644 blob {empty}\tf.txt\n")
+    for _ in range(depth):
+        tree = _git_plumbing(root, "mktree", stdin=f"040000 tree {tree}\tc\n")
+    return _git_plumbing(root, "mktree", stdin="".join(f"040000 tree {tree}\tt{i}\n" for i in range(teeth)))
+
+
+def test_a_small_commit_listing_a_huge_tree_is_refused_quickly(project, cli):
+    # A few kilobytes of git objects listed 524,288 deep files: 5 minutes and 1.6 GB to export.
+    _git_plumbing(project.root, "init", "-q")
+    commit = _commit_of_deployments(project.root, _wide_tree(project.root, fanout=8, depth=6))  # 262,144 files
+    started = time.monotonic()
+    code, out, err = cli("plan", "--against", commit)
+    assert code == 1 and "internal error" not in err
+    assert "hold more than 100,000 files; the deployer exports at most that many" in err
+    assert time.monotonic() - started < 60
+
+
+def test_a_commit_of_few_files_in_very_many_folders_is_refused(project, cli):
+    # 2,000 names for one 60-deep chain: 2,000 files, 122,000 folders (each a disk block).
+    _git_plumbing(project.root, "init", "-q")
+    commit = _commit_of_deployments(project.root, _comb(project.root, teeth=2000, depth=60))
+    code, out, err = cli("plan", "--against", commit)
+    assert code == 1 and "internal error" not in err
+    assert "lie in more than 100,000 folders; the deployer creates at most that many" in err
+
+
+def test_a_commit_whose_names_alone_take_hundreds_of_megabytes_is_refused(project, cli):
+    # 262,144 files 8 levels deep under 250-character folder names: 600 MB of names in a listing
+    # (within the 2,000,000-name limit), and the first listing reads the whole commit (for its links).
+    _git_plumbing(project.root, "init", "-q")
+    empty = _git_plumbing(project.root, "hash-object", "-w", "--stdin")
+    tree = _git_plumbing(project.root, "mktree", stdin="".join(f"100644 blob {empty}\tf{i}\n" for i in range(4)))
+    for level in range(8):
+        tree = _git_plumbing(project.root, "mktree", stdin="".join(f"040000 tree {tree}\t{'n' * 250}{level}{i}\n" for i in range(4)))
+    commit = _commit_of_deployments(project.root, tree)
+    started = time.monotonic()
+    code, out, err = cli("plan", "--against", commit)
+    assert code == 1 and "internal error" not in err and "lists more than 256 MB of file names" in err, err
+    assert time.monotonic() - started < 60
