@@ -169,7 +169,7 @@ def test_every_catalog_records_bounds_from_vllms_config_fields():
 @pytest.mark.parametrize("flag", ["speculative-config", "kv-transfer-config", "compilation-config"])
 def test_json_flags_take_mappings_whatever_wrapper_vllm_puts_around_the_parser(project, flag):
     checked = check(project, "0.32.0", f'{flag}: {{"method": "ngram", "num_speculative_tokens": 3}}')
-    assert checked.diagnostics == ()
+    assert [d.rule for d in checked.diagnostics] == (["flags.exposes"] if flag == "kv-transfer-config" else [])  # it connects to a peer
     assert vllm_flags(checked.deployments[0])[-2:] == [f"--{flag}", '{"method":"ngram","num_speculative_tokens":3}']
 
 
@@ -307,8 +307,10 @@ def test_a_relative_path_into_the_uploaded_folders_is_only_a_warning(project):
 
 
 def test_json_flags_that_name_code_to_import_are_warnings(project):
-    warning = only(check(project, "0.32.0", "kv-transfer-config: {kv_connector: X, kv_role: kv_both, kv_connector_module_path: sources.adapters.a.evil}"))
-    assert (warning.rule, warning.severity.value) == ("flags.runs-code", "warning") and "kv_connector_module_path" in warning.message
+    found = {d.rule: d for d in check(project, "0.32.0", "kv-transfer-config: {kv_connector: X, kv_role: kv_both, kv_connector_module_path: sources.adapters.a.evil}").diagnostics}
+    warning, connects = found["flags.runs-code"], found["flags.exposes"]
+    assert len(found) == 2 and (warning.rule, warning.severity.value) == ("flags.runs-code", "warning") and "kv_connector_module_path" in warning.message
+    assert connects.rule == "flags.exposes" and "connects the engine to the KV cache store or peer it names" in connects.message
 
 
 def test_template_text_is_also_tried_as_a_path_to_a_system_file(project):
@@ -326,7 +328,7 @@ def test_template_text_is_also_tried_as_a_path_to_a_system_file(project):
     ("kv-transfer-config: '{\"kv_connector\": \"X\", \"kv_connector_module_path\": \"pkg.evil\"}'", "kv_connector_module_path"),
 ])
 def test_flags_naming_classes_to_import_are_warnings_even_as_json_text(project, flag, words):
-    warning = only(check(project, "0.11.2", flag))
+    (warning,) = [d for d in check(project, "0.11.2", flag).diagnostics if d.rule != "flags.exposes"]  # kv-transfer-config also connects
     assert (warning.rule, warning.severity.value) == ("flags.runs-code", "warning") and words in warning.message
 
 
@@ -365,8 +367,9 @@ def test_a_spec_model_that_is_a_class_name_is_code_and_a_repo_is_not(project):
 
 
 def test_addresses_inside_json_flags_and_tool_servers_are_pointed_out(project):
-    warning = only(check(project, "0.32.0", "kv-events-config: {enable_kv_cache_events: true, publisher: zmq, endpoint: 'tcp://collector.example:5557'}"))
-    assert warning.rule == "flags.exposes" and "tcp://collector.example:5557" in warning.message
+    found = check(project, "0.32.0", "kv-events-config: {enable_kv_cache_events: true, publisher: zmq, endpoint: 'tcp://collector.example:5557'}").diagnostics
+    assert [d.rule for d in found] == ["flags.exposes", "flags.exposes"]
+    assert any("tcp://collector.example:5557" in d.message for d in found) and any("publishes every request's token ids" in d.message for d in found)
     assert only(check(project, "0.32.0", "tool-server: tools.example:8000")).rule == "flags.exposes"
 
 
@@ -405,7 +408,7 @@ def test_flags_that_move_or_stop_the_served_api_are_owned(project, flag):
     ("enable-log-requests: true", "flags.exposes"),
 ])
 def test_more_flags_that_read_files_open_routes_or_send_data_are_findings(project, args, rule):
-    assert [d.rule for d in check(project, "0.33.0", args).diagnostics] == [rule]
+    assert {d.rule for d in check(project, "0.33.0", args).diagnostics} == {rule}
 
 
 @pytest.mark.parametrize("base", ["nvidia/cuda:12.8.0-devel-ubuntu22.04", "nvcr.io/nvidia/cuda:12.4.1-devel-ubuntu22.04", "docker.io/nvidia/cuda:12.8.0-runtime-ubuntu24.04@sha256:" + "a" * 64])
@@ -427,3 +430,50 @@ def test_packages_beyond_the_apps_own_are_code_to_review(project):
     warnings = check_paths([project.deployments]).diagnostics
     assert [(w.rule, w.path) for w in warnings] == [("image.pip-code", ("image", "pip", 3)), ("image.pip-code", ("image", "pip", 4))]
     assert "installs vllm-tiny-helpers" in warnings[0].message and "installs torch" in warnings[1].message
+
+
+def test_every_flag_of_the_shipped_catalogs_has_been_reviewed():
+    # A new catalog (scripts/extract_vllm_flags.py) brings new flags: each is read in vLLM's
+    # source and listed as tuning (deployer/data/vllm_flags_reviewed.json) or as code, file or
+    # exposing in checks/flags.py before the catalog ships.
+    from deployer.checks.flags import _reviewed
+
+    for version in catalog.available_versions():
+        unreviewed = sorted(name for name in {flag.name for flag in catalog.load(version).flags.values()} if not _reviewed(name))  # aliases share a Flag
+        assert unreviewed == [], version
+
+
+def test_a_flag_nobody_reviewed_is_a_warning_to_read_it_as_code(project, monkeypatch):
+    import deployer.checks.flags as flags_check
+
+    reviewed, versions = flags_check.reviewed_flags()
+    monkeypatch.setattr(flags_check, "reviewed_flags", lambda: (reviewed - {"max-num-seqs"}, versions))  # as if new in a release
+    warning = only(check(project, "0.32.0", "max-num-seqs: 8"))
+    assert (warning.rule, warning.severity.value, warning.path) == ("flags.unreviewed", "warning", ("vllm", "args", "max-num-seqs"))
+    assert "--max-num-seqs is not among the flags reviewed" in warning.message and "0.11.2, 0.32.0, 0.33.0" in warning.message
+
+
+@pytest.mark.parametrize(("args", "found"), [
+    ("log-level: DEBUG", ["flags.exposes"]), ("log-level: NOTSET", ["flags.exposes"]), ("log-level: INFO", []),
+    ("load-format: runai_streamer", ["flags.exposes"]), ("load-format: tensorizer", ["flags.exposes"]), ("load-format: safetensors", []),
+    ("kv-offloading-backend: lmcache", ["flags.exposes"]), ("kv-offloading-backend: native", []),
+    ("data-parallel-backend: ray", ["flags.exposes"]), ("data-parallel-backend: mp", []),
+])  # fmt: skip
+def test_flags_that_expose_only_with_some_values_are_judged_by_the_value(project, args, found):
+    assert [d.rule for d in check(project, "0.32.0", args).diagnostics] == found
+
+
+@pytest.mark.parametrize(("args", "rule", "words"), [
+    ("logging-config: {pylogging_config_file: log.json}", "flags.runs-code", "hands a file (pylogging_config_file) to logging.config"),
+    ("code-revision: abc123", "flags.runs-code", "Python code that trust-remote-code runs"),
+    ("hf-overrides: {auto_map: {AutoModel: 'org/repo--modeling.Model'}}", "flags.runs-code", "auto_map"),
+    ("mm-processor-kwargs: {trust_remote_code: true}", "flags.runs-code", "trust_remote_code"),
+    ("model-loader-extra-config: {s3_endpoint: 'https://s3.example.com'}", "flags.exposes", "https://s3.example.com"),
+    ("mm-processor-kwargs: {proxies: 'proxy.example:3128'}", "flags.exposes", "proxy.example:3128"),
+    ("enable-prompt-embeds: true", "flags.exposes", "tensors the server deserializes"),
+    ("tokens-only: true", "flags.exposes", "/abort_requests"),
+    ("weight-transfer-config: {backend: nccl}", "flags.exposes", "replace the model's weights"),
+])  # fmt: skip
+def test_flags_found_by_the_review_to_run_code_or_reach_out_are_findings(project, args, rule, words):
+    warning = only(check(project, "0.32.0", args))
+    assert (warning.rule, warning.severity.value) == (rule, "warning") and words in warning.message

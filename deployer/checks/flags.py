@@ -3,10 +3,12 @@ the deployer owns. Everything here would otherwise stop vLLM at startup, after a
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import posixpath
 import re
+from pathlib import Path
 from typing import Any, Iterable
 
 from .. import catalog
@@ -110,9 +112,18 @@ CODE_FLAGS = {
     "distributed-executor-backend": "imports the executor class it names into the engine",
     "io-processor-plugin": "loads the plugin it names",
     "log-config-file": "hands a file to logging.config, which can build any Python object",
+    "logging-config": "hands a file (pylogging_config_file) to logging.config, which can build any Python object",
+    "code-revision": "picks the revision of the model repository's Python code that trust-remote-code runs",
     "allowed-local-media-path": "lets every request read files under that folder of the container (its Secrets are in /proc/self/environ)",
 }
-BUILT_IN_VALUES = {"distributed-executor-backend": {"mp", "ray", "uni", "external_launcher"}}  # names, not imports
+# Values of the flags above and below that are built-in names, not imports, connections or logs.
+PLAIN_VALUES = {
+    "distributed-executor-backend": {"mp", "ray", "uni", "external_launcher"},
+    "data-parallel-backend": {"mp"},
+    "kv-offloading-backend": {"native"},
+    "load-format": {"auto", "pt", "safetensors", "npcache", "dummy", "hf", "fastsafetensors", "instanttensor", "mistral", "gguf", "bitsandbytes", "sharded_state"},
+    "log-level": {"CRITICAL", "ERROR", "WARNING", "INFO"},
+}
 IMPORTING_VALUES = ("spec-model",)  # a Hub repo, or with a dotted name a class to import
 
 
@@ -137,13 +148,33 @@ EXPOSING_FLAGS = {
     "enable-log-requests": "writes every request's prompt into the logs",
     "enable-log-outputs": "writes every reply into the logs",
     "allow-credentials": "lets browsers send credentials from the allowed origins",
+    "log-level": "below INFO, writes prompts and replies into the logs",
+    "load-format": "loads the weights from elsewhere than the model folder (object storage, a tensorizer URI, a weight server or a local daemon)",
+    "kv-offloading-backend": "sends the KV cache, the requests' contents, to an LMCache server",
+    "kv-transfer-config": "connects the engine to the KV cache store or peer it names",
+    "ec-transfer-config": "connects the engine to the encoder cache store or peer it names",
+    "kv-events-config": "publishes every request's token ids on the socket it names (on all interfaces by default)",
+    "weight-transfer-config": "lets a trainer elsewhere replace the model's weights",
+    "data-parallel-backend": "starts or joins a Ray cluster and opens its ports",
+    "data-parallel-multi-port-external-lb": "starts an API server per rank on more ports, and a health server on all interfaces",
+    "data-parallel-rpc-port": "opens a port for data-parallel coordination",
+    "data-parallel-supervisor-port": "opens a health server port on all interfaces",
+    "master-port": "spreads the engine over nodes that connect to each other",
+    "nnodes": "spreads the engine over nodes that connect to each other",
+    "node-rank": "spreads the engine over nodes that connect to each other",
+    "enable-elastic-ep": "opens /scale_elastic_ep, which rescales the engine, to every caller",
+    "enable-prompt-embeds": "lets every request send tensors the server deserializes (torch.load)",
+    "enable-mm-embeds": "lets every request send tensors the server deserializes (torch.load)",
+    "enable-scale-out": "adds render routes and /inference/v1/generate",
+    "tokens-only": "adds /abort_requests, which vLLM's own key check leaves open",
+    "trust-request-mm-kwargs": "lets every request pass its own multimodal processor arguments",
 }
 SENSITIVE_FLAGS = (*CODE_FLAGS, *FILE_FLAGS, *EXPOSING_FLAGS)
 # Inside JSON-valued flags (kv-transfer-config, compilation-config, speculative-config, ...): keys
 # that name Python code vLLM imports, and any value written like an import path (a compilation
 # `backend`, a speculative `model`, a connector's `policy`: vLLM imports dotted names in many
 # places), or like an address it would connect to (kv-events-config's `endpoint`).
-CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin|logging_config_file)$")
+CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin|logging_config_file|trust_remote_code|auto_map)$")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\.[A-Za-z_]\w*|:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$")
 OWN_CODE = "vllm."
 MAX_JSON_NODES = 100_000
@@ -192,7 +223,7 @@ def _code_named(name: str, value: object) -> list[str]:
     return list(dict.fromkeys(keys + paths))
 
 
-ADDRESS_KEY = re.compile(r"(_ip|_host|_addr|address)$")
+ADDRESS_KEY = re.compile(r"(_ip|_host|_addr|address|endpoint|_uri|_url|proxies)$")
 PATH_VALUE = re.compile(r"^(/|~|\.\.?/)")
 
 
@@ -226,6 +257,21 @@ def _meant(option: str, flags: catalog.Catalog | None) -> str | None:
     return None if option != name and option.startswith(("no-", "disable-")) else name
 
 
+REVIEWED_FILE = Path(__file__).parent.parent / "data" / "vllm_flags_reviewed.json"
+
+
+@functools.cache
+def reviewed_flags() -> tuple[frozenset[str], tuple[str, ...]]:
+    """(flags reviewed as plain tuning, the catalog versions the review covered)."""
+    data = json.loads(REVIEWED_FILE.read_text(encoding="utf-8"))
+    return frozenset(data["flags"]), tuple(data["catalogs"])
+
+
+def _reviewed(flag: str) -> bool:
+    """Known to tune only, or known for what it does (and judged above), or the deployer's own."""
+    return flag in reviewed_flags()[0] or flag in SENSITIVE_FLAGS or flag in MANAGED_FLAGS or flag in SECRET_FLAGS or flag in IMPORTING_VALUES
+
+
 def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     """Judged on what vLLM will be given (the rendered tokens), so that an alias, a list or the
     spelling of a false value cannot pass for something harmless."""
@@ -243,9 +289,12 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             meant = _meant(option, flags)
             if meant in FILE_FLAGS:
                 yield from _file_findings(deployment, name, values)
-            if meant in EXPOSING_FLAGS:
+            plain = bool(values) and set(values) <= PLAIN_VALUES.get(meant, set())
+            if meant in EXPOSING_FLAGS and not plain:
                 yield at(deployment, ("vllm", "args", name), f"--{meant} {EXPOSING_FLAGS[meant]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING)
-            if meant in CODE_FLAGS and not (values and set(values) <= BUILT_IN_VALUES.get(meant, set())):
+            if meant is not None and flags is not None and flags.lookup(meant) is not None and not _reviewed(meant):
+                yield at(deployment, ("vllm", "args", name), f"--{meant} is not among the flags reviewed for what they make vLLM read, import, open or send (reviewed for vLLM {', '.join(reviewed_flags()[1])})", hint="read what it does in vLLM's source before merging, as you would code; if it only tunes the engine, add it to deployer/data/vllm_flags_reviewed.json", rule="flags.unreviewed", severity=Severity.WARNING)
+            if meant in CODE_FLAGS and not plain:
                 yield at(
                     deployment,
                     ("vllm", "args", name),
