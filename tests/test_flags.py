@@ -247,6 +247,7 @@ def test_flags_that_run_code_are_warnings_to_review(project, flag, words):
     ("CUSTOM_SCRIPT_FILENAME", "image.env-runs-code"), ("CUSTOM_FASTAPI_MIDDLEWARE_THROTTLE", "image.env-runs-code"),
     ("SAGEMAKER_MODEL_PATH", "image.env-runs-code"), ("STANDARD_AUTO_INSTALL_REQ", "image.env-runs-code"), ("VLLM_USE_RUST_FRONTEND", "image.env-runs-code"),
     ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "image.env-unreviewed"), ("SOMETHING_NEW", "image.env-unreviewed"),
+    ("VLLM_HOST_IP", "image.env-unreviewed"),  # the address vLLM's processes reach each other on
 ])
 def test_image_env_that_loads_code_or_reroutes_downloads_is_a_warning(project, variable, rule):
     project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{{variable}: 'https://elsewhere.example'}}\n")
@@ -270,7 +271,7 @@ def test_vllm_dev_mode_routes_need_proxy_auth(project):
 
 
 def test_image_env_that_only_tunes_python_or_vllm_is_no_finding(project):
-    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  env: {PYTHONUNBUFFERED: '1', VLLM_HOST_IP: 10.0.0.1, VLLM_ATTENTION_BACKEND: FLASH_ATTN}\n")
+    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  env: {PYTHONUNBUFFERED: '1', VLLM_ATTENTION_BACKEND: FLASH_ATTN}\n")
     assert check_paths([project.deployments]).diagnostics == ()
 
 
@@ -403,7 +404,7 @@ def test_flags_that_move_or_stop_the_served_api_are_owned(project, flag):
     ("kv-transfer-config: {kv_connector: P2pNcclConnector, kv_role: kv_producer, kv_ip: 203.0.113.5}", "flags.exposes"),
     ("master-addr: evil.example.com", "flags.exposes"),
     ("enable-fault-tolerance: true", "flags.exposes"),
-    ("profiler-config: {profiler: torch, torch_profiler_dir: prof}", "flags.exposes"),
+    ("profiler-config: {profiler: torch}", "flags.exposes"),
     ("trust-request-chat-template: true", "flags.exposes"),
     ("enable-log-requests: true", "flags.exposes"),
 ])
@@ -477,3 +478,41 @@ def test_flags_that_expose_only_with_some_values_are_judged_by_the_value(project
 def test_flags_found_by_the_review_to_run_code_or_reach_out_are_findings(project, args, rule, words):
     warning = only(check(project, "0.32.0", args))
     assert (warning.rule, warning.severity.value) == (rule, "warning") and words in warning.message
+
+
+@pytest.mark.parametrize("args", [
+    # vLLM 0.32 expands 1k before reading the JSON: json.loads could not, so the code named inside went unseen.
+    """compilation-config: '{"mode": 3, "inductor_passes": {"x": "evilpkg.passes.run"}, "compile_sizes": [1k]}'""",
+    """ec-manager-config: '{"encoder_cache_manager_cls": "evilpkg.Mgr", "x": 1k}'""",
+    """speculative-config: '{"model": "x",}'""",
+])
+def test_json_text_the_deployer_cannot_read_is_an_error(project, args):
+    error = only(check(project, "0.32.0", args))
+    assert (error.rule, error.is_error) == ("flags.value", True) and "this is not JSON" in error.message
+    assert "YAML mapping" in error.hint
+
+
+def test_relative_paths_inside_json_flags_are_judged_and_compiled_caches_are_code(project):
+    found = check(project, "0.32.0", "compilation-config: {cache_dir: sources/models/base/.cc, debug_dump_path: sources/dump}").diagnostics
+    assert sorted(d.rule for d in found) == ["flags.reads-file", "flags.runs-code"]  # one finding per kind and flag
+    code = next(d for d in found if d.rule == "flags.runs-code")
+    assert "cache_dir" in code.message
+    found = check(project, "0.32.0", "profiler-config: {profiler: torch, torch_profiler_dir: ../../proc/self}").diagnostics
+    assert sorted(d.rule for d in found) == ["flags.exposes", "flags.reads-system-file"]
+
+
+def test_a_json_value_too_large_to_judge_is_an_error(project):
+    value = "[" + ",".join(["1"] * 100_001) + "]"
+    error = only(check(project, "0.32.0", f"compilation-config: '{{\"compile_sizes\": {value}}}'"))
+    assert (error.rule, error.is_error) == ("flags.value", True) and "more than 100,000 values" in error.message
+
+
+def test_ray_as_the_executor_is_pointed_out_like_ray_for_data_parallelism(project):
+    warning = only(check(project, "0.32.0", "distributed-executor-backend: ray"))
+    assert warning.rule == "flags.runs-code" and "Ray cluster" in warning.message
+
+
+def test_extras_of_a_known_package_are_code_to_review(project):
+    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  pip: ['huggingface-hub[gradio,fastai]>=0']\n")
+    warning = only(check_paths([project.deployments]))
+    assert warning.rule == "image.pip-code" and "installs huggingface-hub[gradio,fastai]" in warning.message

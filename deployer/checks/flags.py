@@ -109,7 +109,7 @@ CODE_FLAGS = {
     "worker-extension-cls": "imports the class it names into every worker",
     "scheduler-cls": "imports the class it names into the engine",
     "model-class-overrides": "imports the model classes it names",
-    "distributed-executor-backend": "imports the executor class it names into the engine",
+    "distributed-executor-backend": "imports the executor class it names into the engine (ray: starts or joins a Ray cluster and opens its ports)",
     "io-processor-plugin": "loads the plugin it names",
     "log-config-file": "hands a file to logging.config, which can build any Python object",
     "logging-config": "hands a file (pylogging_config_file) to logging.config, which can build any Python object",
@@ -118,7 +118,7 @@ CODE_FLAGS = {
 }
 # Values of the flags above and below that are built-in names, not imports, connections or logs.
 PLAIN_VALUES = {
-    "distributed-executor-backend": {"mp", "ray", "uni", "external_launcher"},
+    "distributed-executor-backend": {"mp", "uni", "external_launcher"},
     "data-parallel-backend": {"mp"},
     "kv-offloading-backend": {"native"},
     "load-format": {"auto", "pt", "safetensors", "npcache", "dummy", "hf", "fastsafetensors", "instanttensor", "mistral", "gguf", "bitsandbytes", "sharded_state"},
@@ -174,7 +174,8 @@ SENSITIVE_FLAGS = (*CODE_FLAGS, *FILE_FLAGS, *EXPOSING_FLAGS)
 # that name Python code vLLM imports, and any value written like an import path (a compilation
 # `backend`, a speculative `model`, a connector's `policy`: vLLM imports dotted names in many
 # places), or like an address it would connect to (kv-events-config's `endpoint`).
-CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin|logging_config_file|trust_remote_code|auto_map)$")
+# (compilation-config's cache_dir: vLLM loads compiled artifacts, pickles included, from there.)
+CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin|logging_config_file|trust_remote_code|auto_map|^cache_dir)$")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\.[A-Za-z_]\w*|:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$")
 OWN_CODE = "vllm."
 MAX_JSON_NODES = 100_000
@@ -194,13 +195,20 @@ def _is_system(path: str) -> bool:
     return any(inside(f) for f in SYSTEM_FOLDERS) and not any(inside(f) for f in OURS_UNDER_ROOT)
 
 
+def _json_text(text: str) -> object | None:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _json_items(value: object) -> list[tuple[object, object]]:
     """Every (key, value) pair inside a JSON value (list items under their list's key), walked as
-    a loop: a 500-deep JSON text made the recursive walk an internal error."""
+    a loop: a 500-deep JSON text made the recursive walk an internal error. At most
+    MAX_JSON_NODES: a value holding more is an error (in `check_code_flags`)."""
     if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
-        try:
-            value = json.loads(value)  # vLLM parses JSON given as text the same way
-        except (ValueError, RecursionError):
+        value = _json_text(value)  # JSON text that does not parse is an error (`_value_problem`)
+        if value is None:
             return []
     found, pending = [], [(None, value)]
     while pending and len(found) < MAX_JSON_NODES:
@@ -225,6 +233,7 @@ def _code_named(name: str, value: object) -> list[str]:
 
 ADDRESS_KEY = re.compile(r"(_ip|_host|_addr|address|endpoint|_uri|_url|proxies)$")
 PATH_VALUE = re.compile(r"^(/|~|\.\.?/)")
+PATH_KEY = re.compile(r"(^|_)(dir|path|file|folder)$")  # whose values are paths, relative ones (from /root) too
 
 
 def _addresses(value: object) -> list[str]:
@@ -233,9 +242,18 @@ def _addresses(value: object) -> list[str]:
 
 
 def _paths(value: object) -> list[str]:
-    """Values inside a JSON flag written like a path in the container (default-mm-loras' folders,
-    a profiler's trace folder): judged as file flags' values are."""
-    return [v for _, v in _json_items(value) if isinstance(v, str) and PATH_VALUE.match(v)]
+    """Values inside a JSON flag written like a path in the container (default-mm-loras' folders),
+    or under a key naming a path (a profiler's trace folder): judged as file flags' values are.
+    The latter as relative paths even when shaped like a Hub repo id (`sources/dump`)."""
+    found = []
+    for k, v in _json_items(value):
+        if not isinstance(v, str) or not v:
+            continue
+        if PATH_VALUE.match(v):
+            found.append(v)
+        elif isinstance(k, str) and PATH_KEY.search(k) and not CODE_KEYS.search(k):
+            found.append(v if v.startswith("~") else "./" + v)
+    return found
 
 
 def _passed(tokens: list[str]) -> list[tuple[str, list[str]]]:
@@ -280,6 +298,9 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     if local and "-P" not in vllm_server(deployment.image.python):
         yield at(deployment, ("image", "python"), f"image.python {deployment.image.python} has no `python -P`: vLLM's working folder, where the local folders are copied, stays importable, so a flag naming a class could import a file from {local[0].written_path}", hint="use Python 3.11 or later", rule="flags.importable-sources", severity=Severity.WARNING, key=False)
     for name, value in deployment.vllm.args:
+        if len(_json_items(value)) >= MAX_JSON_NODES:
+            yield at(deployment, ("vllm", "args", name), f"--{name} holds more than {MAX_JSON_NODES:,} values, more than the deployer judges for code, addresses and paths", hint="give vLLM a smaller configuration", rule="flags.value", key=False)
+            continue
         if name not in CODE_FLAGS and (named := _code_named(name, value)):  # (those are warned about below)
             yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(named[:5])})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
         yield from _file_findings(deployment, name, _paths(value))
@@ -375,6 +396,10 @@ def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
         return None
     if isinstance(value, bool):
         return f"takes a value, not {str(value).lower()}", "YAML reads unquoted yes/no/true/false as booleans; quote the value if it is text"
+    if flag.base_type in JSON_TYPES and isinstance(value, str) and value.lstrip().startswith(("{", "[")) and _json_text(value) is None:
+        # vLLM reads more than JSON here (0.32 expands 1k-style numbers first): what json.loads
+        # cannot read, the checks for code, addresses and paths inside could not judge.
+        return "takes JSON text that the deployer can read, and this is not JSON", "write it as a YAML mapping (the deployer writes the JSON), or as plain JSON without 1k-style numbers"
     if isinstance(value, dict):
         if flag.base_type in JSON_TYPES:
             return None

@@ -26,7 +26,7 @@ from .flags import SECRET_NAME
 CUDA_IMAGE = re.compile(r"^(docker\.io/|nvcr\.io/)?nvidia/cuda(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$")
 # What the app itself imports (huggingface_hub in download_weights) and its own transfer backends.
 KNOWN_PACKAGES = frozenset({"huggingface-hub", "hf-transfer", "hf-xet"})
-PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+PACKAGE_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?")  # the name, and any extras (which install more)
 
 # Known to tune and nothing more: threads, logging, timeouts, which kernel to use.
 HARMLESS = frozenset({
@@ -37,7 +37,7 @@ HARMLESS = frozenset({
     "NCCL_DEBUG", "NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_CUMEM_ENABLE", "NCCL_SHM_DISABLE",
     "VLLM_ATTENTION_BACKEND", "VLLM_USE_V1", "VLLM_LOGGING_LEVEL", "VLLM_WORKER_MULTIPROC_METHOD", "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_FLASH_ATTN_VERSION",
     "VLLM_ENGINE_ITERATION_TIMEOUT_S", "VLLM_RPC_TIMEOUT", "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_LOG_STATS_INTERVAL", "VLLM_NO_USAGE_STATS", "VLLM_DO_NOT_TRACK", "DO_NOT_TRACK",
-    "VLLM_USE_TRITON_FLASH_ATTN", "VLLM_MARLIN_USE_ATOMIC_ADD", "VLLM_USE_DEEP_GEMM", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_HOST_IP", "VLLM_SLEEP_WHEN_IDLE",
+    "VLLM_USE_TRITON_FLASH_ATTN", "VLLM_MARLIN_USE_ATOMIC_ADD", "VLLM_USE_DEEP_GEMM", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_SLEEP_WHEN_IDLE",
 })
 # Variables that load code into every process of the container (Python's, the dynamic loader's,
 # shells' start-up files, compilers, folders of compiled artifacts or plugins). vLLM's server
@@ -82,6 +82,7 @@ def check_image_code(deployment: Deployment) -> Iterable[Diagnostic]:
     if not CUDA_IMAGE.match(image.base):
         yield at(deployment, ("image", "base"), f"image.base {image.base} is not one of NVIDIA's CUDA images: whatever it holds runs in the container, with the deployment's Secrets", hint="review the image as code (pin it by @sha256 digest), or use nvidia/cuda:<version>-devel-ubuntu22.04", rule="image.base-unreviewed", severity=Severity.WARNING, key=False)
     for i, requirement in enumerate(image.pip):
-        name = PACKAGE_NAME.match(requirement).group(0)
-        if re.sub(r"[-_.]+", "-", name).lower() not in KNOWN_PACKAGES:  # PEP 503 names: hf_transfer is hf-transfer
+        named = PACKAGE_NAME.match(requirement)
+        name, extras = named.group(0), named.group(2)
+        if re.sub(r"[-_.]+", "-", named.group(1)).lower() not in KNOWN_PACKAGES or extras:  # PEP 503 names: hf_transfer is hf-transfer
             yield at(deployment, ("image", "pip", i), f"image.pip installs {name}: its code runs in the container, and a package can hook into vLLM's start-up (a vllm.general_plugins entry point) with the deployment's Secrets at hand", hint="review the package as code and pin it (==) to the version you read", rule="image.pip-code", severity=Severity.WARNING, key=False)
