@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -148,8 +150,15 @@ def _version() -> str:
     return __version__
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A CI job's timeout or cancel sends SIGTERM: stop as on Ctrl-C, so temporary folders (a git
+    # ref's export, gigabytes perhaps) are removed rather than left behind.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         from .cli_remote import COMMANDS
 
@@ -177,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"deployer: internal error: {type(exc).__name__}: {exc}\n(this is a bug in deployer; run with DEPLOYER_DEBUG=1 for details)", file=sys.stderr)
         return EXIT_PROBLEMS
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _report(diagnostics: Sequence[Diagnostic], files: int, fmt: str, extra: dict | None = None, notes: Sequence[Diagnostic] = ()) -> None:
@@ -268,7 +280,6 @@ def _warn(message: str) -> None:
 
 def cmd_serve(args) -> int:
     import shlex
-    import signal
     import time
 
     from .local import LOG_FILE, STATE_FILE, LocalError, LocalServer, installed_vllm, local_command, version_warning, without_auth_guard, without_sleep_mode, write_state

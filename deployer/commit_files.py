@@ -112,6 +112,10 @@ class CommitFiles:
         self._files += 1
         if self._files > MAX_EXPORT_FILES:
             raise RefError(f"the folders to read from {self.commit[:7]} hold more than {MAX_EXPORT_FILES:,} files; the deployer exports at most that many (deployments, templates and the model and adapter folders they name)")
+        self._count_folders(path)
+
+    def _count_folders(self, path: str) -> None:
+        """Count the folders above `path` not counted yet, refusing an export past the limit."""
         folder = posixpath.dirname(path)
         while folder and folder not in self._folders:
             self._folders.add(folder)
@@ -195,9 +199,13 @@ class CommitFiles:
             if target and "\0" not in target:
                 table.setdefault(path, target)  # a name given twice: the first one, everywhere
         self._use(table)
+        leading_inside = [path for path in sorted(table) if self._resolve(path) is not None]
+        for path in leading_inside:  # a chain of folders stored once can sit under 10,000 names
+            self._count_folders(path)
+        self._make_room(len(self._folders) * FOLDER_BYTES)
         placed = {}
-        for path in sorted(table):
-            if self._resolve(path) is not None and make_parents(self.dest, self.dest / path):
+        for path in leading_inside:
+            if make_parents(self.dest, self.dest / path):
                 try:
                     os.symlink(table[path], self.dest / path)
                 except OSError:

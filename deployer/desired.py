@@ -12,7 +12,6 @@ A git ref's desired state is computed the same way from that commit's files (com
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -111,7 +110,7 @@ def folder_hash(folder: Path) -> str:
             # chain of links too long to follow could lead there unseen).
             digest.update(b"link:" + os.fsencode(os.readlink(path)) + b"\n")
             continue
-        digest.update(_file_hash(path, *_stat_key(path)).encode() + b"\n")
+        digest.update(_content_hash(path).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -128,16 +127,25 @@ def _files_under(root: Path) -> list[Path]:
 PSEUDO_FILES = Path("/proc")  # /sys files are not regular files to Python: already skipped
 
 
-def _stat_key(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
-
-
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
+_HASHES: dict[tuple[int, int, int, int], str] = {}  # by file identity, at most MAX_HASHES
+MAX_HASHES = 4096
 
 
-@functools.lru_cache(maxsize=4096)
-def _file_hash(path: Path, size: int, mtime_ns: int) -> str:
+def _content_hash(path: Path) -> str:
+    """The file's hash, read once per file (device, inode, size, change time), not once per name:
+    a committed 100 MB file behind 1,000 links (or a ref's export, which hard-links one copy of
+    an object to every name holding it) was read 1,000 times."""
+    info = path.stat()
+    identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if identity not in _HASHES:
+        if len(_HASHES) >= MAX_HASHES:
+            _HASHES.clear()
+        _HASHES[identity] = _file_hash(path, info.st_size)
+    return _HASHES[identity]
+
+
+def _file_hash(path: Path, size: int) -> str:
     """SHA-256 of the contents. A Git LFS pointer stands for its object, whose id is that same
     SHA-256: a checkout without `git lfs pull` (or `git archive`) hashes like one with it."""
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,8 +21,13 @@ from pathlib import Path
 from .http import credential_safe_opener
 
 TIMEOUT_SECONDS = 8.0
+# All Hub requests of one run together: 5,000 adapters of distinct repos, each answered 404 after
+# 50 ms (a slow or rate-limiting Hub), held validate for 4.5 minutes. Past it, configs not in the
+# cache are "not checked", as when the Hub is unreachable.
+BUDGET_SECONDS = 60.0
 MAX_FILE_BYTES = 10 * 1024 * 1024  # configs are kilobytes
 _unreachable: str | None = None  # why the Hub could not be reached, once it could not
+_spent = 0.0  # seconds of Hub requests so far, against BUDGET_SECONDS
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ def _endpoint() -> str:
 
 
 def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missing:
-    global _unreachable
+    global _spent
     from huggingface_hub.errors import HFValidationError
 
     at = f" at revision {revision}" if revision else ""
@@ -68,10 +74,21 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
         return Missing(f"{repo}{at} is not in the local Hugging Face cache (HF_HUB_OFFLINE is set)")
     if _unreachable:
         return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
+    if _spent >= BUDGET_SECONDS:
+        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and this run has spent its {BUDGET_SECONDS:.0f} s of Hub requests (run again once the configs are cached, e.g. `hf download {repo} {filename}`)")
     url = f"{_endpoint()}/{repo}/resolve/{urllib.parse.quote(revision or 'main', safe='')}/{filename}"
     request = urllib.request.Request(url, headers=_auth_headers())
+    started = time.monotonic()
     try:
-        with credential_safe_opener().open(request, timeout=TIMEOUT_SECONDS) as response:
+        return _fetch(request, url, repo, filename, at, timeout=max(1.0, min(TIMEOUT_SECONDS, BUDGET_SECONDS - _spent)))
+    finally:
+        _spent += time.monotonic() - started
+
+
+def _fetch(request: urllib.request.Request, url: str, repo: str, filename: str, at: str, timeout: float) -> HubFile | Missing:
+    global _unreachable
+    try:
+        with credential_safe_opener().open(request, timeout=timeout) as response:
             body = response.read(MAX_FILE_BYTES + 1)
         if len(body) > MAX_FILE_BYTES:
             return Missing(f"{url} is larger than {MAX_FILE_BYTES:,} bytes, too large for a config", definite=True)
@@ -123,6 +140,7 @@ def _auth_headers() -> dict[str, str]:
 
 
 def _http_missing(exc: urllib.error.HTTPError, repo: str, filename: str, at: str) -> Missing:
+    global _unreachable
     # The Hub says what is missing in X-Error-Code; a missing or private repo both answer 401/404.
     code = exc.headers.get("X-Error-Code", "")
     if code == "EntryNotFound":
@@ -131,12 +149,16 @@ def _http_missing(exc: urllib.error.HTTPError, repo: str, filename: str, at: str
         return Missing(f"{repo} has no revision {at.removeprefix(' at revision ') or 'main'}", definite=True)
     if code == "GatedRepo" or exc.code == 403:
         return Missing(f"{repo} is gated: accept its terms on the Hub and set HF_TOKEN", definite=True)
+    if exc.code == 429:  # rate limited: the rest of the run would be too
+        _unreachable = "it answered 429 Too Many Requests"
+        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is rate-limiting this machine (429)")
     if code == "RepoNotFound" or exc.code in (401, 404):
         return Missing(f"{repo} does not exist on the Hub, or is private (set HF_TOKEN to a token that can read it)", definite=True)
     return Missing(f"the Hub answered {exc.code} for {repo}{at}/{filename}")
 
 
 def reset() -> None:
-    """Forget that the Hub was unreachable (for long-lived processes and tests)."""
-    global _unreachable
+    """Forget that the Hub was unreachable, and the time spent on it (long-lived processes, tests)."""
+    global _unreachable, _spent
     _unreachable = None
+    _spent = 0.0

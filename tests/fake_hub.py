@@ -32,6 +32,7 @@ class FakeHub:
         self.token = token
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
         self.gets: list[tuple[str, str | None]] = []  # the GET requests among them
+        self.requests_allowed: int | None = None  # then 429 Too Many Requests, as the Hub's rate limit
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -60,6 +61,8 @@ class FakeHub:
 
     def _answer(self, path: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
         self.requests.append((path, authorization))
+        if self.requests_allowed is not None and len(self.requests) > self.requests_allowed:
+            return 429, {"Retry-After": "300"}, b'{"error": "You have exceeded our rate limit"}'
         path = path.split("?", 1)[0]
         api = path.startswith("/api/models/")
         parts = path.removeprefix("/api/models").lstrip("/").split("/", 4)

@@ -1691,3 +1691,69 @@ def test_a_commit_whose_names_alone_take_hundreds_of_megabytes_is_refused(projec
     code, out, err = cli("plan", "--against", commit)
     assert code == 1 and "internal error" not in err and "lists more than 256 MB of file names" in err, err
     assert time.monotonic() - started < 60
+
+
+def test_links_of_a_commit_cannot_make_folders_past_the_limit(project, cli):
+    # A link at the end of a 98-deep chain stored once, under 10,000 names: placing the links made
+    # 812,593 folders (3.8 GB) before any limit was looked at. Here 2,000 names, a 60-deep chain.
+    _git_plumbing(project.root, "init", "-q")
+    target = _git_plumbing(project.root, "hash-object", "-w", "--stdin", stdin="x")
+    tree = _git_plumbing(project.root, "mktree", stdin=f"120000 blob {target}\tl\n")  # l -> x, inside
+    for _ in range(60):
+        tree = _git_plumbing(project.root, "mktree", stdin=f"040000 tree {tree}\td\n")
+    top = _git_plumbing(project.root, "mktree", stdin="".join(f"040000 tree {tree}\tt{i}\n" for i in range(2000)))
+    commit = _git_plumbing(project.root, "commit-tree", top, "-m", "links at the end of a shared chain")
+    started = time.monotonic()
+    code, out, err = cli("plan", "--against", commit)
+    assert code == 1 and "internal error" not in err
+    assert "lie in more than 100,000 folders" in err and time.monotonic() - started < 30
+
+
+def test_a_file_behind_many_names_is_read_once_for_the_plan(project, modal_world, cli, monkeypatch):
+    # A committed 100 MB file of zeros (100 KB in git) and 1,000 links to it in the model folder:
+    # plan read it 1,000 times (100 GB); a ref's export hard-links one copy to every name the same.
+    import deployer.desired as desired
+
+    from .conftest import git_commit
+
+    model = local_model(project)
+    (model / "big.bin").write_bytes(b"\0" * (1 << 20))
+    for i in range(300):
+        (model / f"l{i}").symlink_to("big.bin")
+        os.link(model / "big.bin", model / f"h{i}")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
+    git_commit(project.root, "one file under 601 names")
+    reads = []
+    real_hash = desired._file_hash
+    monkeypatch.setattr(desired, "_file_hash", lambda path, size: reads.append(path.name) or real_hash(path, size))
+    desired._HASHES.clear()
+    code, out, err = cli("plan", "--against", "HEAD")
+    assert code == 0 and "= unchanged x" in out, out + err
+    big = [name for name in reads if name == "big.bin" or name[0] in "lh" and name[1:].isdigit()]
+    assert len(big) == 2  # once in the working tree, once in the ref's export (its own copy)
+
+
+def test_a_plan_stopped_by_sigterm_removes_the_refs_export(project, tmp_path_factory):
+    # A CI timeout or cancel sends SIGTERM: the export of a ref (gigabytes, perhaps) was left in TMPDIR.
+    from .conftest import git, git_commit
+
+    git(project.root, "init", "-q")
+    git(project.root, "config", "user.email", "t@example.com")
+    git(project.root, "config", "user.name", "t")
+    model = local_model(project)
+    with open(model / "model.safetensors", "wb") as handle:
+        handle.truncate(400 << 20)  # written out and hashed: long enough to be caught in the act
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
+    git_commit(project.root, "a big model folder")
+    temporary = tmp_path_factory.mktemp("tmpdir")
+    env = {**os.environ, "TMPDIR": str(temporary), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    env.pop("MODAL_TOKEN_ID", None)
+    process = subprocess.Popen([sys.executable, "-m", "deployer", "plan", "--against", "HEAD"], cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(temporary.glob("deployer-ref-*/models/m/model.safetensors")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the plan ended before the export was seen"
+    process.terminate()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "deployer: interrupted" in err, err
+    assert list(temporary.iterdir()) == []

@@ -106,3 +106,27 @@ def test_an_unreachable_hub_is_tried_once_per_run_and_reported_as_skipped(projec
     assert len(warnings) == 2 and all("the Hub is unreachable" in w.message for w in warnings)
     assert [n.rule for n in checked.notes] == ["fit.skipped", "fit.skipped"]
     assert hub._unreachable is not None
+
+
+def _many_adapters(project, count: int) -> None:
+    adapters = "".join(f"  - {{name: a{i}, repo: org/lora-{i}, revision: main}}\n" for i in range(count))
+    project.deployment("d", DEPLOYMENT.replace("  - {name: chess, repo: org/chess-lora, revision: v2}\n", adapters))
+
+
+def test_hub_requests_stop_when_the_runs_budget_is_spent(project, online, monkeypatch):
+    # 5,000 adapters of distinct repos, each answered 404 after 50 ms, held validate 4.5 minutes.
+    monkeypatch.setattr(hub, "BUDGET_SECONDS", 0.001)  # spent by the first request
+    _many_adapters(project, 20)
+    checked = check_paths([project.deployments])
+    asked = [path for path, _ in online.requests if "/lora-" in path]
+    assert len(asked) == 1
+    unknown = [d for d in checked.diagnostics if d.rule == "lora.unknown-rank"]
+    assert len(unknown) == 19 and all("this run has spent its 0 s of Hub requests" in d.message for d in unknown)
+
+
+def test_a_rate_limiting_hub_is_not_asked_again_in_the_run(project, online):
+    online.requests_allowed = 2
+    _many_adapters(project, 20)
+    checked = check_paths([project.deployments])
+    assert len(online.requests) == 3  # the third was refused with 429; nothing after it
+    assert "the Hub is rate-limiting this machine (429)" in " ".join(d.message for d in checked.diagnostics)
