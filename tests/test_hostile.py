@@ -1757,3 +1757,20 @@ def test_a_plan_stopped_by_sigterm_removes_the_refs_export(project, tmp_path_fac
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "deployer: interrupted" in err, err
     assert list(temporary.iterdir()) == []
+
+
+def test_a_model_folder_naming_one_file_many_times_is_refused(project, cli):
+    # Modal uploads every name a folder holds: 1,000 links to one 100 MB file is 100 GB to upload.
+    model = local_model(project)
+    with open(model / "big.bin", "wb") as handle:
+        handle.truncate(64 << 20)  # sparse: no room taken
+    for i in range(20):
+        (model / f"l{i}").symlink_to("big.bin")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
+    code, out, _ = cli("validate", "--format", "json")
+    (error,) = json.loads(out)["diagnostics"]
+    assert code == 1 and error["rule"] == "sources.repeated-content"
+    assert "names the same files many times over (links or hard links): apply would upload 1,409,286,303 bytes for 67,109,023 bytes of content" in error["message"], error
+    for i in range(10):
+        (model / f"l{i}").unlink()  # 11 names: 704 MB beyond the content, under the 1 GB allowed
+    assert cli("validate")[0] == 0

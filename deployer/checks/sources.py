@@ -91,8 +91,10 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
     """What apply would upload from the folder (Modal's add_local_dir follows links): no link out
     of the repository (~/.ssh), nothing that is not a plain file (a FIFO blocks a reader forever),
     nothing unreadable."""
-    linked_out, elsewhere, special, unreadable, git, too_deep = _walk(source.path, yaml_folder)
+    linked_out, elsewhere, special, unreadable, git, too_deep, repeated = _walk(source.path, yaml_folder)
     problems = []
+    if repeated:
+        problems.append(("sources.repeated-content", f"folder {source.written_path!r} names the same files many times over (links or hard links): apply would upload {repeated[0]:,} bytes for {repeated[1]:,} bytes of content", "remove the extra links: Modal uploads every name a folder holds"))
     for found, problem, hint, rule in (
         (too_deep, f"is nested more than {MAX_DEPTH} folders deep", "flatten the folder: no model or adapter nests its files that deep", "sources.too-deep"),
         (git, "is a git folder (the repository's own, or one inside it)", "point path: at the model or adapter folder itself: apply would upload the repository's history and the credentials in .git/config", "sources.git-folder"),
@@ -107,8 +109,12 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
     return problems
 
 
-def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], ...]:
+REPEATED_BYTES = 1 << 30  # uploaded beyond the content, through names of the same files
+
+
+def _walk(folder: Path, yaml_folder: Path) -> tuple:
     linked_out, elsewhere, special, unreadable, git, too_deep = [], [], [], [], [], []
+    uploaded, content, seen = 0, 0, set()
     own = real(folder)
     if (folder / ".git").exists():
         git.append(folder / ".git")
@@ -126,9 +132,17 @@ def _walk(folder: Path, yaml_folder: Path) -> tuple[list[Path], ...]:
                     special.append(entry)
                 elif entry.is_file() and not os.access(entry, os.R_OK):
                     unreadable.append(entry)
+                elif entry.is_file():
+                    info = entry.stat()
+                    uploaded += info.st_size
+                    if (info.st_dev, info.st_ino) not in seen:
+                        seen.add((info.st_dev, info.st_ino))
+                        content += info.st_size
     except TooDeep as exc:
         too_deep.append(exc.path)
-    return linked_out, elsewhere, special, unreadable, git, too_deep
+    # A 100 MB file behind 1,000 links is 100 GB to upload: what links may add is bounded.
+    repeated = (uploaded, content) if uploaded - content > REPEATED_BYTES and uploaded > 2 * content else None
+    return linked_out, elsewhere, special, unreadable, git, too_deep, repeated
 
 
 def _leads_into(link: Path, folder: Path | None) -> bool:
@@ -146,7 +160,7 @@ def _has_symlink(folder: Path, written: str) -> bool:
     return False
 
 
-REFUSED = ("sources.outside-repo", "sources.link-out-of-folder", "sources.special-file", "sources.git-folder", "sources.too-deep")
+REFUSED = ("sources.outside-repo", "sources.link-out-of-folder", "sources.special-file", "sources.git-folder", "sources.too-deep", "sources.repeated-content")
 
 
 def refused_sources(deployment: Deployment) -> frozenset[Source]:
