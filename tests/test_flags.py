@@ -516,3 +516,9 @@ def test_extras_of_a_known_package_are_code_to_review(project):
     project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  pip: ['huggingface-hub[gradio,fastai]>=0']\n")
     warning = only(check_paths([project.deployments]))
     assert warning.rule == "image.pip-code" and "installs huggingface-hub[gradio,fastai]" in warning.message
+
+
+@pytest.mark.parametrize(("level", "found"), [("info", []), ("WARNING", []), ("debug", ["image.env-exposes"]), ("DEBUG", ["image.env-exposes"]), ("NOTSET", ["image.env-exposes"])])
+def test_vllm_logging_level_is_judged_like_the_log_level_flag(project, level, found):
+    project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{VLLM_LOGGING_LEVEL: {level}}}\n")
+    assert [d.rule for d in check_paths([project.deployments]).diagnostics] == found

@@ -35,7 +35,7 @@ HARMLESS = frozenset({
     "HF_HUB_ENABLE_HF_TRANSFER", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_HUB_OFFLINE", "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT", "HF_XET_HIGH_PERFORMANCE", "TRANSFORMERS_OFFLINE", "TRANSFORMERS_VERBOSITY",
     "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING", "PYTORCH_CUDA_ALLOC_CONF", "TORCH_CUDA_ARCH_LIST", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
     "NCCL_DEBUG", "NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_CUMEM_ENABLE", "NCCL_SHM_DISABLE",
-    "VLLM_ATTENTION_BACKEND", "VLLM_USE_V1", "VLLM_LOGGING_LEVEL", "VLLM_WORKER_MULTIPROC_METHOD", "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_FLASH_ATTN_VERSION",
+    "VLLM_ATTENTION_BACKEND", "VLLM_USE_V1", "VLLM_WORKER_MULTIPROC_METHOD", "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_FLASH_ATTN_VERSION",
     "VLLM_ENGINE_ITERATION_TIMEOUT_S", "VLLM_RPC_TIMEOUT", "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_LOG_STATS_INTERVAL", "VLLM_NO_USAGE_STATS", "VLLM_DO_NOT_TRACK", "DO_NOT_TRACK",
     "VLLM_USE_TRITON_FLASH_ATTN", "VLLM_MARLIN_USE_ATOMIC_ADD", "VLLM_USE_DEEP_GEMM", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_SLEEP_WHEN_IDLE",
 })
@@ -54,6 +54,8 @@ CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # every cold start, past the prefetch (and HOME also moves Python's user site-packages).
 HF_CACHE = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HOME", "XDG_CACHE_HOME")
 DEV_MODE = "VLLM_SERVER_DEV_MODE"
+# vLLM's default --log-level: below INFO it writes prompts and replies into the logs, as the flag does.
+LOGGING_LEVEL, QUIET_LEVELS = "VLLM_LOGGING_LEVEL", ("CRITICAL", "ERROR", "WARNING", "INFO")
 
 
 def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
@@ -67,6 +69,9 @@ def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(deployment, where, f"image.env {name} looks like a credential; image settings are written into the rendered app in plain text", hint="move it into a Modal Secret (`modal secret create NAME KEY=value`) and list the secret under `secrets:`", rule="secrets.in-env")
         elif name == DEV_MODE and not deployment.auth.proxy:
             yield at(deployment, where, f"image.env {DEV_MODE} turns on vLLM's dev-mode routes (/server_info, /collective_rpc, /sleep, weight updates), which vLLM's own API key check leaves open and which no API client should reach: anyone with the URL (with the app's key middleware, anyone with the key) could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or remove it", rule="image.env-dev-routes")
+        elif name == LOGGING_LEVEL:
+            if value.strip().upper() not in QUIET_LEVELS:  # vLLM upper-cases it
+                yield at(deployment, where, f"image.env {LOGGING_LEVEL} {value!r} is below INFO: vLLM writes prompts and replies into the logs (Modal's log stream)", hint="use INFO, or remove it", rule="image.env-exposes", severity=Severity.WARNING, key=False)
         elif name in HARMLESS:
             continue
         elif CODE.match(name):
