@@ -30,6 +30,8 @@ MAX_INDEX_BYTES = 64 * 1024 * 1024  # the largest models' indexes are about 10 M
 MAX_NAME_CHARS, MAX_NAME_PARTS = 1024, 32  # real tensor names: ~100 characters, ~8 dotted parts
 MAX_DIMS = 8  # weights have 1 to 5; a shape of thousands of dimensions is an attack on math.prod
 MAX_SHARDS = 10_000  # the largest models have a few hundred weight files
+MAX_TENSORS = 500_000  # per model: the largest mixtures of experts have about 100,000
+MAX_RUN_TENSORS = 1_000_000  # read in one run, by every base model together (each kept in memory)
 
 
 def _locate(source: Source, filename: str) -> Path | None:
@@ -58,7 +60,7 @@ def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     return _header(real(path) or path, stat.st_size, stat.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)
 def _header(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, tuple[int, ...]]]:
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
@@ -67,6 +69,13 @@ def _header(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, tuple[
         header = json.loads(handle.read(length))
     if not isinstance(header, dict):
         raise ValueError(f"{path.name}: the header is not a JSON object")
+    # Each tensor kept costs ~300 bytes: 2.6 million tiny ones in 16 MB of header were 820 MB.
+    spent = once(("safetensors tensors read",), lambda: [0])
+    spent[0] += len(header)
+    if len(header) > MAX_TENSORS:
+        raise ValueError(f"{path.name} lists {len(header):,} tensors; no model has more than {MAX_TENSORS:,}")
+    if spent[0] > MAX_RUN_TENSORS:
+        raise ValueError(f"this run has read {MAX_RUN_TENSORS:,} tensors' headers already, from every base model together; the rest are not read")
     tensors = {}
     for name, meta in header.items():
         if name == "__metadata__":

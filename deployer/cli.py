@@ -169,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except MemoryError:
+        print(f"deployer {args.command}: out of memory; the input is larger than the deployer reads (run with DEPLOYER_DEBUG=1 to see where)", file=sys.stderr)
+        if os.environ.get("DEPLOYER_DEBUG"):
+            raise
+        return EXIT_PROBLEMS
     except Exception as exc:  # never a traceback for the user; DEPLOYER_DEBUG=1 shows it
         from .render import OutputProblem, TemplateProblem
 

@@ -128,21 +128,13 @@ PSEUDO_FILES = Path("/proc")  # /sys files are not regular files to Python: alre
 
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
-_HASHES: dict[tuple[int, int, int, int], str] = {}  # by file identity, at most MAX_HASHES
-MAX_HASHES = 4096
-
-
 def _content_hash(path: Path) -> str:
-    """The file's hash, read once per file (device, inode, size, change time), not once per name:
-    a committed 100 MB file behind 1,000 links (or a ref's export, which hard-links one copy of
-    an object to every name holding it) was read 1,000 times."""
+    """The file's hash, read once per file (device, inode, size, change time) and run, not once
+    per name: a committed 100 MB file behind 1,000 links (or a ref's export, which hard-links one
+    copy of an object to every name holding it) was read 1,000 times; and not forgotten when
+    many small files pass (a cache of 4,096 was emptied by 4,101 files between big ones)."""
     info = path.stat()
-    identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-    if identity not in _HASHES:
-        if len(_HASHES) >= MAX_HASHES:
-            _HASHES.clear()
-        _HASHES[identity] = _file_hash(path, info.st_size)
-    return _HASHES[identity]
+    return once(("content hash", info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns), lambda: _file_hash(path, info.st_size))
 
 
 def _file_hash(path: Path, size: int) -> str:

@@ -1726,7 +1726,6 @@ def test_a_file_behind_many_names_is_read_once_for_the_plan(project, modal_world
     reads = []
     real_hash = desired._file_hash
     monkeypatch.setattr(desired, "_file_hash", lambda path, size: reads.append(path.name) or real_hash(path, size))
-    desired._HASHES.clear()
     code, out, err = cli("plan", "--against", "HEAD")
     assert code == 0 and "= unchanged x" in out, out + err
     big = [name for name in reads if name == "big.bin" or name[0] in "lh" and name[1:].isdigit()]
@@ -1774,3 +1773,69 @@ def test_a_model_folder_naming_one_file_many_times_is_refused(project, cli):
     for i in range(10):
         (model / f"l{i}").unlink()  # 11 names: 704 MB beyond the content, under the 1 GB allowed
     assert cli("validate")[0] == 0
+
+
+def test_one_folder_written_many_ways_is_walked_once(project, cli, monkeypatch):
+    # `../m`, `.././m`, `../m/./.`...: each spelling walked 10,000 files again (1,000 took 4 minutes).
+    import deployer.checks.sources as sources
+
+    (project.root / "m").mkdir()
+    (project.root / "m" / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}')
+    adapters = "".join(f"  - {{name: a{k}, path: '../{'./' * k}m'}}\n" for k in range(30))
+    adapters += "".join(f"  - {{name: b{k}, path: '../m/{'./' * k}'}}\n" for k in range(30))
+    project.deployment("x", MINIMAL + "adapters:\n" + adapters)
+    walks = []
+    real_walk = sources._walk
+    monkeypatch.setattr(sources, "_walk", lambda folder, yaml_folder: walks.append(folder) or real_walk(folder, yaml_folder))
+    rules(cli)
+    assert len(walks) == 1
+
+
+def test_walking_local_folders_has_a_budget_per_run(project, cli, monkeypatch):
+    # 99 adapters, one per level of a 99-deep chain of folders above 4,101 files: each level walked
+    # whole (400,000 entries at depth ~100). Here 20 levels above 50 files, against a budget of 500.
+    import deployer.checks.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_RUN_ENTRIES", 500)
+    folder = project.root / "m"
+    paths = []
+    for level in range(20):
+        folder = folder / "d"
+        paths.append("../m" + "/d" * (level + 1))
+    folder.mkdir(parents=True)
+    for i in range(50):
+        (folder / f"f{i}").write_text("x")
+    project.deployment("x", MINIMAL + "adapters:\n" + "".join(f"  - {{name: a{i}, path: '{p}'}}\n" for i, p in enumerate(paths)))
+    code, out, err = cli("validate", "--format", "json")
+    found = [d for d in json.loads(out)["diagnostics"] if d["rule"] == "sources.too-many-files"]
+    assert code == 1 and found and "this run has walked 500 files and folders" in found[0]["message"]
+
+
+def test_safetensors_headers_have_a_tensor_budget_per_model_and_per_run(project, cli, monkeypatch):
+    # 2.6 million tiny tensors in 16 MB of header took 820 MB per model; 7 models ran out of memory.
+    import deployer.basemodel as basemodel
+
+    monkeypatch.setattr(basemodel, "MAX_TENSORS", 1000)
+    monkeypatch.setattr(basemodel, "MAX_RUN_TENSORS", 1500)
+    for i, count in enumerate((1001, 900, 900)):
+        model = project.root / "models" / f"m{i}"
+        model.mkdir(parents=True)
+        (model / "config.json").write_text(LLAMA_CONFIG)
+        _safetensors(model / "model.safetensors", {f"t{j}": {"dtype": "F16", "shape": [1]} for j in range(count)})
+        project.deployment(f"d{i}", LOCAL_MODEL_DEPLOYMENT.replace("models/m,", f"models/m{i},").replace("served_name: m", f"served_name: m{i}"))
+    code, out, err = cli("validate", "--format", "json")
+    notes = [n["message"] for n in json.loads(out)["notes"]]
+    assert "internal error" not in err
+    assert any("lists 1,001 tensors; no model has more than 1,000" in n for n in notes), notes
+    assert any("this run has read 1,500 tensors' headers already" in n for n in notes), notes
+
+
+def test_running_out_of_memory_is_a_message_not_a_traceback(cli, monkeypatch):
+    import deployer.cli as deployer_cli
+
+    def exhausted(args):
+        raise MemoryError
+
+    monkeypatch.setattr(deployer_cli, "cmd_validate", exhausted)
+    code, out, err = cli("validate")
+    assert code == 1 and err.startswith("deployer validate: out of memory") and "Traceback" not in err
