@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .desired import git_command, git_output
-from .paths import MAX_DEPTH  # deeper names are never written: rmtree recurses per level too
+from .paths import MAX_DEPTH
 
 GIT_SECONDS = 600
 MAX_LINK_BYTES = 4096  # PATH_MAX: no longer link can be followed
@@ -34,6 +34,9 @@ MAX_LINKS = 10_000  # a project holds a few; each costs a resolution
 MAX_HOPS = 40  # links followed in one path: the kernel's own limit (ELOOP)
 MAX_STEPS = 1_000  # path components walked resolving one path, links expanded
 MAX_NAME = 3_000  # characters of a path inside the commit (with the temporary folder, PATH_MAX)
+# Parts of a path inside the commit: a source folder's own depth, then the MAX_DEPTH levels
+# validation allows below it (deeper names are never written: rmtree recurses per level too).
+MAX_PARTS = 2 * MAX_DEPTH
 MAX_ENTRIES = 2_000_000  # names listed from one commit (a 240 KB repository can list 5 million)
 MAX_RECORD_BYTES = 65_536  # one listed name with its mode, id and size
 MAX_LISTED_BYTES = 256 << 20  # all names listed from one commit: 2,000,000 names of 130 bytes
@@ -392,7 +395,7 @@ def make_parents(top: Path, path: Path) -> bool:
 def _plain_name(path: str) -> bool:
     # git itself refuses to check such names out: never write them.
     parts = path.split("/")
-    return 0 < len(path) <= MAX_NAME and len(parts) <= MAX_DEPTH and all(part not in ("", ".", "..") and part.lower() != ".git" for part in parts)
+    return 0 < len(path) <= MAX_NAME and len(parts) <= MAX_PARTS and all(part not in ("", ".", "..") and part.lower() != ".git" for part in parts)
 
 
 def _under(names: list[str], folder: str) -> list[str]:

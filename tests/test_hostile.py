@@ -1839,3 +1839,18 @@ def test_running_out_of_memory_is_a_message_not_a_traceback(cli, monkeypatch):
     monkeypatch.setattr(deployer_cli, "cmd_validate", exhausted)
     code, out, err = cli("validate")
     assert code == 1 and err.startswith("deployer validate: out of memory") and "Traceback" not in err
+
+
+def test_a_file_deep_in_a_model_folder_is_in_a_refs_export_too(project, modal_world, cli):
+    # Validation allows 100 levels below the model folder; the export counted 100 from the
+    # repository's root, so the ref lacked the file and plan saw the folder as changed.
+    from .conftest import git_commit
+
+    model = local_model(project)
+    deep = model.joinpath(*["d"] * 99)
+    deep.mkdir(parents=True)
+    (deep / "w.bin").write_text("weights")
+    project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
+    git_commit(project.root, "a deep file")
+    code, out, err = cli("plan", "--against", "HEAD")
+    assert code == 0 and "= unchanged x" in out, out + err
