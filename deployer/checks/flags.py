@@ -222,10 +222,10 @@ def _json_items(value: object) -> list[tuple[object, object]]:
     return found
 
 
-def _code_named(name: str, value: object) -> list[str]:
+def _code_named(name: str, value: object, items: list[tuple[object, object]]) -> list[str]:
+    """`items`: the value's `_json_items`, walked once for all the readers here."""
     if name in IMPORTING_VALUES and isinstance(value, str):
         return [value] if IMPORT_PATH.match(value) and not value.startswith(OWN_CODE) else []
-    items = _json_items(value)
     keys = [str(k) for k, _ in items if isinstance(k, str) and CODE_KEYS.search(k)]
     paths = [f"{k}: {v}" for k, v in items if isinstance(v, str) and IMPORT_PATH.match(v) and not v.startswith(OWN_CODE)]
     return list(dict.fromkeys(keys + paths))
@@ -236,17 +236,16 @@ PATH_VALUE = re.compile(r"^(/|~|\.\.?/)")
 PATH_KEY = re.compile(r"(^|_)(dir|path|file|folder)$")  # whose values are paths, relative ones (from /root) too
 
 
-def _addresses(value: object) -> list[str]:
-    items = _json_items(value)
+def _addresses(items: list[tuple[object, object]]) -> list[str]:
     return [v for k, v in items if isinstance(v, str) and v and ("://" in v or (isinstance(k, str) and ADDRESS_KEY.search(k)))]
 
 
-def _paths(value: object) -> list[str]:
+def _paths(items: list[tuple[object, object]]) -> list[str]:
     """Values inside a JSON flag written like a path in the container (default-mm-loras' folders),
     or under a key naming a path (a profiler's trace folder): judged as file flags' values are.
     The latter as relative paths even when shaped like a Hub repo id (`sources/dump`)."""
     found = []
-    for k, v in _json_items(value):
+    for k, v in items:
         if not isinstance(v, str) or not v:
             continue
         if PATH_VALUE.match(v):
@@ -298,13 +297,14 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     if local and "-P" not in vllm_server(deployment.image.python):
         yield at(deployment, ("image", "python"), f"image.python {deployment.image.python} has no `python -P`: vLLM's working folder, where the local folders are copied, stays importable, so a flag naming a class could import a file from {local[0].written_path}", hint="use Python 3.11 or later", rule="flags.importable-sources", severity=Severity.WARNING, key=False)
     for name, value in deployment.vllm.args:
-        if len(_json_items(value)) >= MAX_JSON_NODES:
+        items = _json_items(value)
+        if len(items) >= MAX_JSON_NODES:
             yield at(deployment, ("vllm", "args", name), f"--{name} holds more than {MAX_JSON_NODES:,} values, more than the deployer judges for code, addresses and paths", hint="give vLLM a smaller configuration", rule="flags.value", key=False)
             continue
-        if name not in CODE_FLAGS and (named := _code_named(name, value)):  # (those are warned about below)
+        if name not in CODE_FLAGS and (named := _code_named(name, value, items)):  # (those are warned about below)
             yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(named[:5])})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
-        yield from _file_findings(deployment, name, _paths(value))
-        if addresses := _addresses(value):
+        yield from _file_findings(deployment, name, _paths(items))
+        if addresses := _addresses(items):
             yield at(deployment, ("vllm", "args", name), f"--{name} names an address vLLM connects to ({', '.join(addresses[:3])})", hint="review it: requests or their data would go there", rule="flags.exposes", severity=Severity.WARNING, key=False)
         for option, values in _passed(flag_tokens(name, value, flags.lookup(name) if flags else None)):
             meant = _meant(option, flags)
