@@ -324,7 +324,7 @@ def test_template_text_is_also_tried_as_a_path_to_a_system_file(project):
 @pytest.mark.parametrize(("flag", "words"), [
     ("scheduler-cls: pkg.Scheduler", "imports the class it names into the engine"),
     ("distributed-executor-backend: pkg.Executor", "imports the executor class"),
-    ("compilation-config: {backend: pkg.mod.backend}", "names Python code to import (backend: pkg.mod.backend)"),
+    ("compilation-config: {backend: pkg.mod.backend}", "names code vLLM would import or run (backend: pkg.mod.backend)"),
     ("speculative-config: {model: evilpkg.Proposer, num_speculative_tokens: 2}", "model: evilpkg.Proposer"),
     ("kv-transfer-config: '{\"kv_connector\": \"X\", \"kv_connector_module_path\": \"pkg.evil\"}'", "kv_connector_module_path"),
 ])
@@ -335,6 +335,7 @@ def test_flags_naming_classes_to_import_are_warnings_even_as_json_text(project, 
 
 def test_built_in_executors_and_compilation_backends_are_no_finding(project):
     assert check(project, "0.11.2", "distributed-executor-backend: mp\ncompilation-config: {backend: inductor}").diagnostics == ()
+    assert check(project, "0.32.0", "speculative-config: {model: org/draft, num_speculative_tokens: 2, draft_load_config: {load_format: safetensors}}").diagnostics == ()
 
 
 @pytest.mark.parametrize(("args", "rule"), [
@@ -474,6 +475,10 @@ def test_flags_that_expose_only_with_some_values_are_judged_by_the_value(project
     ("enable-prompt-embeds: true", "flags.exposes", "tensors the server deserializes"),
     ("tokens-only: true", "flags.exposes", "/abort_requests"),
     ("weight-transfer-config: {backend: nccl}", "flags.exposes", "replace the model's weights"),
+    # torch reads these as raw settings: cpp.march reaches the C++ compiler's command line (a hunt compiled a committed header into the server)
+    ("compilation-config: {mode: 3, inductor_compile_config: {cpp.march: 'native -include /root/sources/models/base/evil.h'}}", "flags.runs-code", "inductor_compile_config"),
+    ("compilation-config: '{\"inductor_compile_config\": {\"aot_inductor.custom_op_libs\": [\"x\"]}}'", "flags.runs-code", "inductor_compile_config"),
+    ("speculative-config: {model: org/draft, num_speculative_tokens: 2, draft_load_config: {load_format: runai_streamer}}", "flags.exposes", "load_format: loads the weights from elsewhere"),
 ])  # fmt: skip
 def test_flags_found_by_the_review_to_run_code_or_reach_out_are_findings(project, args, rule, words):
     warning = only(check(project, "0.32.0", args))

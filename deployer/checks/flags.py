@@ -124,7 +124,8 @@ PLAIN_VALUES = {
     "load-format": {"auto", "pt", "safetensors", "npcache", "dummy", "hf", "fastsafetensors", "instanttensor", "mistral", "gguf", "bitsandbytes", "sharded_state"},
     "log-level": {"CRITICAL", "ERROR", "WARNING", "INFO"},
 }
-IMPORTING_VALUES = ("spec-model",)  # a Hub repo, or with a dotted name a class to import
+IMPORTING_VALUES = ("spec-model",)
+JSON_KEYS_AS_FLAGS = {"load_format": "load-format"}  # keys inside JSON flags judged as these flags are (a draft model's load_format)  # a Hub repo, or with a dotted name a class to import
 
 
 # Flags whose value may name a file in the container that vLLM reads and, for some, shows to
@@ -174,8 +175,11 @@ SENSITIVE_FLAGS = (*CODE_FLAGS, *FILE_FLAGS, *EXPOSING_FLAGS)
 # that name Python code vLLM imports, and any value written like an import path (a compilation
 # `backend`, a speculative `model`, a connector's `policy`: vLLM imports dotted names in many
 # places), or like an address it would connect to (kv-events-config's `endpoint`).
-# (compilation-config's cache_dir: vLLM loads compiled artifacts, pickles included, from there.)
-CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|plugin|logging_config_file|trust_remote_code|auto_map|^cache_dir)$")
+# (compilation-config's cache_dir: vLLM loads compiled artifacts, pickles included, from there;
+# its inductor_compile_config goes to torch as raw settings, some of which reach the C++
+# compiler's command line: `cpp.march: "native -include /root/sources/x.h"` compiles a committed
+# header into a library the server loads.)
+CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|inductor_compile_config|plugin|logging_config_file|trust_remote_code|auto_map|^cache_dir)$")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\.[A-Za-z_]\w*|:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$")
 OWN_CODE = "vllm."
 MAX_JSON_NODES = 100_000
@@ -302,8 +306,11 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(deployment, ("vllm", "args", name), f"--{name} holds more than {MAX_JSON_NODES:,} values, more than the deployer judges for code, addresses and paths", hint="give vLLM a smaller configuration", rule="flags.value", key=False)
             continue
         if name not in CODE_FLAGS and (named := _code_named(name, value, items)):  # (those are warned about below)
-            yield at(deployment, ("vllm", "args", name), f"--{name} names Python code to import ({', '.join(named[:5])})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
+            yield at(deployment, ("vllm", "args", name), f"--{name} names code vLLM would import or run ({', '.join(named[:5])})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
         yield from _file_findings(deployment, name, _paths(items))
+        for key, flag in JSON_KEYS_AS_FLAGS.items():
+            if any(k == key and isinstance(v, str) and v not in PLAIN_VALUES[flag] for k, v in items):
+                yield at(deployment, ("vllm", "args", name), f"--{name} {key}: {EXPOSING_FLAGS[flag]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING, key=False)
         if addresses := _addresses(items):
             yield at(deployment, ("vllm", "args", name), f"--{name} names an address vLLM connects to ({', '.join(addresses[:3])})", hint="review it: requests or their data would go there", rule="flags.exposes", severity=Severity.WARNING, key=False)
         for option, values in _passed(flag_tokens(name, value, flags.lookup(name) if flags else None)):
