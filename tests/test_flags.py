@@ -271,8 +271,15 @@ def test_vllm_dev_mode_routes_need_proxy_auth(project):
 
 
 def test_image_env_that_only_tunes_python_or_vllm_is_no_finding(project):
-    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  env: {PYTHONUNBUFFERED: '1', VLLM_ATTENTION_BACKEND: FLASH_ATTN}\n")
+    project.deployment("d", HEAD % "0.32.0" + "    max-model-len: 4096\nimage:\n  env: {PYTHONUNBUFFERED: '1', VLLM_ATTENTION_BACKEND: FLASH_ATTN, LANG: C.UTF-8, LC_ALL: en_US.UTF-8, TZ: Europe/London}\n")
     assert check_paths([project.deployments]).diagnostics == ()
+
+
+@pytest.mark.parametrize(("variable", "value"), [("LANG", "/root/sources/models/base/loc"), ("LC_ALL", "../sources/x"), ("TZ", ":/root/sources/tz"), ("TZ", "../../root/sources/tz")])
+def test_locale_and_time_zone_values_that_name_files_are_reviewed(project, variable, value):
+    # glibc parses the file such a value names: committed data would reach its locale or tzfile parser.
+    project.deployment("d", HEAD % "0.32.0" + f"    max-model-len: 4096\nimage:\n  env: {{{variable}: '{value}'}}\n")
+    assert only(check_paths([project.deployments])).rule == "image.env-unreviewed"
 
 
 @pytest.mark.parametrize("value", ["a'\\nRUN touch /pwned\\nENV Z='b", "x\\ry", "tab\\tok\\u0007"])

@@ -31,7 +31,7 @@ PACKAGE_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?")  # the 
 # Known to tune and nothing more: threads, logging, timeouts, which kernel to use.
 HARMLESS = frozenset({
     "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONFAULTHANDLER", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONNOUSERSITE", "PYTHONSAFEPATH",
-    "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TZ", "LANG", "LC_ALL",
+    "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
     "HF_HUB_ENABLE_HF_TRANSFER", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_HUB_OFFLINE", "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT", "HF_XET_HIGH_PERFORMANCE", "TRANSFORMERS_OFFLINE", "TRANSFORMERS_VERBOSITY",
     "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING", "PYTORCH_CUDA_ALLOC_CONF", "TORCH_CUDA_ARCH_LIST", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
     "NCCL_DEBUG", "NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_CUMEM_ENABLE", "NCCL_SHM_DISABLE",
@@ -39,6 +39,9 @@ HARMLESS = frozenset({
     "VLLM_ENGINE_ITERATION_TIMEOUT_S", "VLLM_RPC_TIMEOUT", "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_LOG_STATS_INTERVAL", "VLLM_NO_USAGE_STATS", "VLLM_DO_NOT_TRACK", "DO_NOT_TRACK",
     "VLLM_USE_TRITON_FLASH_ATTN", "VLLM_MARLIN_USE_ATOMIC_ADD", "VLLM_USE_DEEP_GEMM", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_SLEEP_WHEN_IDLE",
 })
+# Harmless only as names: glibc reads a locale or time zone value holding a slash, or TZ's `:file`,
+# as a path to a file it parses (a committed one, under /root/sources).
+NAMED = {"LANG": re.compile(r"^[A-Za-z0-9_.@-]*$"), "LC_ALL": re.compile(r"^[A-Za-z0-9_.@-]*$"), "TZ": re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")}
 # Variables that load code into every process of the container (Python's, the dynamic loader's,
 # shells' start-up files, compilers, folders of compiled artifacts or plugins). vLLM's server
 # also starts the SageMaker standards bootstrap (model_hosting_container_standards), which loads
@@ -72,7 +75,7 @@ def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
         elif name == LOGGING_LEVEL:
             if value.strip().upper() not in QUIET_LEVELS:  # vLLM upper-cases it
                 yield at(deployment, where, f"image.env {LOGGING_LEVEL} {value!r} is below INFO: vLLM writes prompts and replies into the logs (Modal's log stream)", hint="use INFO, or remove it", rule="image.env-exposes", severity=Severity.WARNING, key=False)
-        elif name in HARMLESS:
+        elif name in HARMLESS or (name in NAMED and NAMED[name].match(value)):
             continue
         elif CODE.match(name):
             yield at(deployment, where, f"image.env {name} loads code into every process in the container", hint="review it as code; remove it unless the image needs it", rule="image.env-runs-code", severity=Severity.WARNING)
