@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -29,6 +30,7 @@ from .desired import git_command, git_output
 from .paths import MAX_DEPTH
 
 GIT_SECONDS = 600
+IGNORED_SECONDS = 30  # for all the listings of git-ignored files one ref borrows
 MAX_LINK_BYTES = 4096  # PATH_MAX: no longer link can be followed
 MAX_LINKS = 10_000  # a project holds a few; each costs a resolution
 MAX_HOPS = 40  # links followed in one path: the kernel's own limit (ELOOP)
@@ -426,15 +428,21 @@ def _chunks(args: list[str]) -> Iterator[list[str]]:
 
 def ignored_files(root: Path, folders: Iterable[Path]) -> list[Path]:
     """Files under `folders` (relative to the repository `root`) that git ignores: weights often
-    are. One git process per hundred kilobytes of names, not one per folder."""
+    are. One git process per hundred kilobytes of names, not one per folder, all within
+    IGNORED_SECONDS: git's wildcard matching slows down steeply with the `*`s of a pattern, and a
+    committed `.gitignore` line such as `*a*a*a*a*a*b` kept it busy for minutes per folder."""
     command, found = git_command(root), []
     if command is None:
         return []
+    deadline = time.monotonic() + IGNORED_SECONDS
     for chunk in _chunks(sorted({f.as_posix() for f in folders})):
         try:
-            done = subprocess.run([*command, "--literal-pathspecs", "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "--", *chunk], capture_output=True, timeout=GIT_SECONDS)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if done.returncode == 0:
-            found += [Path(os.fsdecode(p)) for p in done.stdout.split(b"\0") if p]
+            done = subprocess.run([*command, "--literal-pathspecs", "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "--", *chunk], capture_output=True, timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            raise RefError(f"git took more than {IGNORED_SECONDS} s to list the git-ignored files of the model and adapter folders; .gitignore patterns with many wildcards (`*a*a*a*b`) slow its matching down steeply: simplify them") from None
+        except OSError as exc:
+            raise RefError(f"cannot list the git-ignored files of the model and adapter folders: {exc}") from None
+        if done.returncode != 0:  # the ref would seem to lack every ignored file: a plan full of changes that are not
+            raise RefError(f"cannot list the git-ignored files of the model and adapter folders: {done.stderr.decode(errors='replace').strip()[:2000] or f'git ended with {done.returncode}'}")
+        found += [Path(os.fsdecode(p)) for p in done.stdout.split(b"\0") if p]
     return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -442,6 +443,24 @@ def test_ignored_files_at_the_repository_root_never_reach_a_refs_hash(project, m
     project.write(".gitignore", "build/\n.env\n")
     plans = _plans_of_a_ref_with_a_local_model(project, cli, "..", lambda secret: project.write(".env", f"API_TOKEN={secret}\n"))
     assert len(plans) == 1
+
+
+def test_a_gitignore_pattern_that_keeps_git_matching_for_minutes_is_a_clear_error(project, modal_world, cli, monkeypatch):
+    # git's wildcard matching slows down steeply with a pattern's `*`s; a committed line like this
+    # one, and a long folder name, kept `git ls-files --ignored` busy for 13 s (four stars) to
+    # minutes (six), and a timed-out listing was skipped: the plan reported changes that were not.
+    import deployer.commit_files
+
+    with_local_adapter(project)
+    project.write("adapters/sql/" + "a" * 240 + "x/f", "data")
+    git_commit(project.root, "a folder git cannot match the pattern against quickly")
+    project.write(".gitignore", "build/\n*a*a*a*a*a*a*b\n")
+    git(project.root, "commit", "-qam", "the pattern")  # (`git add -A` would match it too, for minutes)
+    monkeypatch.setattr(deployer.commit_files, "IGNORED_SECONDS", 1)
+    started = time.monotonic()
+    code, out, err = cli("plan", "--against", "HEAD")
+    assert code == 1 and "more than 1 s to list the git-ignored files" in err and "simplify them" in err and "Traceback" not in err
+    assert time.monotonic() - started < 30
 
 
 def test_an_adapter_folder_git_ignores_whole_still_compares_as_unchanged(project, modal_world, cli, monkeypatch):
