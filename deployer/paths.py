@@ -142,6 +142,9 @@ def walk(top: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
 
 
 MAX_JSON_BYTES = 4 * 1024 * 1024  # a model's or adapter's config is a few kilobytes
+# All JSON files one run parses, each counted once: 150 adapter folders holding one 4 MB config
+# (git stores it once) parsed into 29 MB of Python objects each and ran out of memory.
+MAX_RUN_JSON_BYTES = 64 * 1024 * 1024
 
 
 _RUN: ContextVar[dict | None] = ContextVar("run_cache", default=None)
@@ -175,7 +178,21 @@ def read_json(path: Path | str, limit: int | None = None) -> object:
     thousand adapters naming one folder share one parse, not a thousand copies in memory.
     Raises OSError or ValueError (too large, not JSON, nested too deeply)."""
     stat_now = os.stat(path)
-    return _read_json(real(path) or Path(path), stat_now.st_size, stat_now.st_mtime_ns, limit or MAX_JSON_BYTES)
+    resolved = real(path) or Path(path)
+    _spend_json_bytes(resolved, stat_now.st_size)
+    return _read_json(resolved, stat_now.st_size, stat_now.st_mtime_ns, limit or MAX_JSON_BYTES)
+
+
+def _spend_json_bytes(path: Path, size: int) -> None:
+    cache = _RUN.get()
+    if cache is None:
+        return
+    seen = cache.setdefault("json files parsed", {})
+    if path not in seen:
+        seen[path] = size
+        cache["json bytes parsed"] = cache.get("json bytes parsed", 0) + size
+    if cache["json bytes parsed"] > MAX_RUN_JSON_BYTES:
+        raise ValueError(f"the model and adapter configs of this run take more than {MAX_RUN_JSON_BYTES >> 20} MB together; the deployer reads at most that much in one run (check fewer deployments at once, or make the configs smaller: they are a few kilobytes)")
 
 
 @functools.lru_cache(maxsize=256)

@@ -26,6 +26,13 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # A deployment that picks a Hub repo or a local path for its base model replaces the defaults' choice.
 SOURCE_ALTERNATIVES = {("base_model",): (frozenset({"repo", "revision"}), frozenset({"path"}))}
 DEFAULT_FOLDER = Path("deployments")
+# What one run reads of deployment files, all together. Each file has caps of its own (load.py),
+# but a pull request can commit one 1 MB file under many names (git stores it once), or a large
+# defaults file that is merged into every deployment beside it, and each copy is loaded, merged
+# and checked again: 30 such files took 129 s and 2 GB.
+MAX_RUN_FILES = 5_000
+MAX_RUN_BYTES = 32 * 1024 * 1024
+MAX_RUN_VALUES = 400_000  # values loaded, and merged in from defaults, over all files
 
 
 @dataclass(frozen=True)
@@ -101,15 +108,24 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
     deployments: list[Deployment] = []
     checked: list[str] = []
 
+    budget = _RunBudget()
     for file in files:
         if file.name == DEFAULTS_FILE:
-            _defaults_for(file.parent, defaults_by_folder, diagnostics, checked)
+            _defaults_for(file.parent, defaults_by_folder, diagnostics, checked, budget)
             continue
-        defaults, defaults_ok = _defaults_for(file.parent, defaults_by_folder, diagnostics, checked)
+        defaults, defaults_ok = _defaults_for(file.parent, defaults_by_folder, diagnostics, checked, budget)
+        if budget.spent:
+            break
         display = display_path(file)
+        if over := budget.read(file, display):
+            diagnostics.append(over)
+            break
         checked.append(display)
         document, problems = load_file(file, display)
         diagnostics += problems
+        if over := budget.loaded(document, display):
+            diagnostics.append(over)
+            break
         if document is None or problems or not defaults_ok:
             continue
         if not isinstance(document.data, dict):
@@ -117,6 +133,9 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
             diagnostics.append(Diagnostic(display, 1, 1, f"a deployment file must be a mapping of keys; this one is {what}", hint="start from deployments/chess-puzzle.yaml", rule="files.not-a-mapping"))
             continue
         merged = merge_defaults(defaults, document, SOURCE_ALTERNATIVES)
+        if over := budget.merged(document, merged, display):
+            diagnostics.append(over)
+            break
         problems = validate(merged) + _file_name_problems(merged)
         diagnostics += problems
         if problems or schema_only:
@@ -134,7 +153,44 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
     return Checked(tuple(deployments), findings, tuple(dict.fromkeys(checked)), notes)
 
 
-def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], checked: list[str]) -> tuple[Document | None, bool]:
+class _RunBudget:
+    """Counts what the run has read against MAX_RUN_FILES, _BYTES and _VALUES; each method
+    returns the error for the file that goes over, else None."""
+
+    def __init__(self) -> None:
+        self.files = self.bytes = self.values = 0
+        self.spent = False
+
+    def read(self, file: Path, display: str) -> Diagnostic | None:
+        self.files += 1
+        try:
+            self.bytes += file.stat().st_size
+        except OSError:
+            pass  # load_file says why it cannot read it
+        if self.files > MAX_RUN_FILES:
+            return self._over(display, f"more than {MAX_RUN_FILES:,} deployment files")
+        if self.bytes > MAX_RUN_BYTES:
+            return self._over(display, f"more than {MAX_RUN_BYTES >> 20} MB of deployment files")
+        return None
+
+    def loaded(self, document: Document | None, display: str) -> Diagnostic | None:
+        return self._add(len(document.values) if document else 0, display)
+
+    def merged(self, document: Document, merged: Document, display: str) -> Diagnostic | None:
+        return self._add(len(merged.values) - len(document.values), display)
+
+    def _add(self, values: int, display: str) -> Diagnostic | None:
+        self.values += values
+        if self.values > MAX_RUN_VALUES:
+            return self._over(display, f"more than {MAX_RUN_VALUES:,} values in its deployment files (defaults counted once for each deployment they are merged into)")
+        return None
+
+    def _over(self, display: str, what: str) -> Diagnostic:
+        self.spent = True
+        return Diagnostic(display, 1, 1, f"this run reads {what}; the deployer stops here, and the files after this one are not checked", hint="check fewer files or folders in one run (`deployer validate deployments/team-a`), or make the files and their defaults smaller", rule="files.too-many")
+
+
+def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], checked: list[str], budget: _RunBudget) -> tuple[Document | None, bool]:
     if folder not in cache:
         path = folder / DEFAULTS_FILE
         if not path.is_file():
@@ -142,11 +198,17 @@ def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], chec
         elif problem := _linked_out(path):
             diagnostics.append(problem)
             cache[folder] = (None, False)
+        elif over := budget.read(path, display_path(path)):
+            diagnostics.append(over)
+            cache[folder] = (None, False)
         else:
             display = display_path(path)
             checked.append(display)
             document, problems = load_file(path, display)
             diagnostics += problems
+            if over := budget.loaded(document, display):
+                diagnostics.append(over)
+                document = None
             if document is not None and document.data is not None and not isinstance(document.data, dict):
                 diagnostics.append(Diagnostic(display, 1, 1, "defaults must be a mapping of keys", rule="files.not-a-mapping"))
                 document = None

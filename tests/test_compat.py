@@ -53,6 +53,27 @@ def test_adapter_trained_on_another_base_is_an_error(tiny, project):
     assert f"was trained on {other}, not on the base model at ../models/tiny" in error.message
 
 
+@pytest.mark.parametrize("trained_on", ["/etc", "/no/such/folder"])
+def test_where_an_adapter_says_it_was_trained_outside_the_repository_is_not_looked_at(tiny, trained_on):
+    # An existing path on this machine (/etc) gave "was trained on /etc, not on ...", a missing one
+    # nothing: the message told a pull request which paths exist where the deployer runs.
+    tiny.adapter("elsewhere", base_model=trained_on)
+    assert tiny({"elsewhere": 1}) == {}
+
+
+def test_configs_beyond_the_runs_json_budget_are_errors_not_memory(tiny, monkeypatch):
+    # 150 adapter folders holding one 4 MB config (stored once by git) took 29 MB of memory each.
+    from deployer import paths
+
+    for name in ("a", "b", "c"):
+        config = tiny.adapter(name) / "adapter_config.json"
+    monkeypatch.setattr(paths, "MAX_RUN_JSON_BYTES", 2 * config.stat().st_size)  # the adapters' configs are read first
+    over = [d for d in check_paths([tiny.base.parent.parent / "deployments"]).diagnostics if "MB together" in d.message] if tiny({"a": 1, "b": 1, "c": 1}) else []
+    assert len(over) == 2 and {d.rule for d in over} == {"sources.unreadable"}  # adapter c, then the base model
+    assert all(d.is_error and "check fewer deployments at once" in d.message for d in over)
+    assert "adapters/c/" in over[0].message + over[1].message and "adapters/b/" not in over[0].message + over[1].message
+
+
 def test_target_module_the_model_lacks_is_an_error_listing_what_it_has(tiny):
     tiny.adapter("odd", edit=lambda c: c.update(target_modules=["q_proj", "c_attn"]))
     error = tiny({"odd": 1})["compat.unknown-target"]

@@ -1128,6 +1128,33 @@ def test_a_defaults_mapping_of_many_keys_merges_in_linear_time(project, cli):
     assert code == 1 and "unknown key 'x'" in out and time.monotonic() - started < 20
 
 
+OVERRIDES = "  args:\n    hf-overrides: {" + ", ".join(f"k{i}: 0" for i in range(600)) + "}\n"
+
+
+@pytest.mark.parametrize(("limit", "value", "defaults", "stops_at"), [
+    ("MAX_RUN_VALUES", 2_000, "", "d3.yaml"),  # 600-odd values a file: the fourth goes over
+    ("MAX_RUN_VALUES", 2_000, OVERRIDES, "d2.yaml"),  # defaults count once per deployment they reach
+    ("MAX_RUN_FILES", 3, "", "d3.yaml"),
+    ("MAX_RUN_BYTES", 12_000, "", "d2.yaml"),  # about 5 KB a file
+])  # fmt: skip
+def test_one_big_file_under_many_names_stops_at_the_runs_budget(project, monkeypatch, limit, value, defaults, stops_at):
+    # git stores a file once whatever its names: 30 names for one 880 KB file took 129 s and 2 GB,
+    # each loaded, merged and checked again; a large _defaults.yaml did the same through 100 small files.
+    import deployer.pipeline
+
+    monkeypatch.setattr(deployer.pipeline, limit, value)
+    body = MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n' + OVERRIDES) if not defaults else MINIMAL
+    if defaults:
+        project.write("deployments/_defaults.yaml", "vllm:\n" + defaults)
+    for i in range(6):
+        project.deployment(f"d{i}", body)
+    checked = check_paths([project.deployments])
+    (error,) = checked.diagnostics
+    assert (error.file, error.line, error.rule, error.is_error) == (f"deployments/{stops_at}", 1, "files.too-many", True)
+    assert "the files after this one are not checked" in error.message and "fewer files or folders" in error.hint
+    assert f"deployments/d{int(stops_at[1]) + 1}.yaml" not in checked.files
+
+
 def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_once(project, monkeypatch):
     import deployer.checks.sources as sources
     from deployer import paths

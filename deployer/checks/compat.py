@@ -14,6 +14,7 @@ from ..model import AdapterConfig, BaseModelInfo, Deployment
 from ..paths import real
 from ..patterns import PatternTooSlow, any_match, compile_error
 from ._at import at
+from .sources import outside_repository
 
 SHOWN_MODULES = 40  # a crafted header can name a million modules: a hint lists the first ones
 REQUIRED_FIELDS = ("r", "lora_alpha", "target_modules")  # vLLM's PEFTHelper refuses a config without them
@@ -79,8 +80,9 @@ def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
         return f"was trained on {trained_on}, not on the base model {base.repo}"
     if base.path is not None and not HUB_ID.match(trained_on):
         trained_path = Path(trained_on)
-        # os.path.exists: a 300-character name (ENAMETOOLONG) is simply not there
-        if trained_path.is_absolute() and os.path.exists(trained_path) and real(trained_path) != real(base.path):
+        # Only a path inside the repository is looked at: elsewhere the message would tell whether
+        # any path on this machine exists. (os.path.exists: a 300-character name is simply not there.)
+        if trained_path.is_absolute() and outside_repository(trained_path, base.path) is None and os.path.exists(trained_path) and real(trained_path) != real(base.path):
             return f"was trained on {trained_on}, not on the base model at {base.written_path}"
     return None
 
