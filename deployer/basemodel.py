@@ -139,6 +139,29 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
     return BaseModelInfo(config=config, tensors=tensors, read_from=read_from)
 
 
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+def tokenizer_config(source: Source) -> dict | None:
+    """The model's tokenizer_config.json (transformers passes its keys to the tokenizer's
+    constructor), from the folder or the Hub; None when there is none or it cannot be read
+    (vLLM would say why)."""
+    def read() -> dict | None:
+        if source.path is not None:
+            path = source.path / TOKENIZER_CONFIG
+            if not path.is_file() or not within(path, source.path):
+                return None
+            try:
+                data = read_json(path)
+            except (OSError, ValueError, RecursionError):
+                return None
+        else:
+            data, _ = hub.read_json(source.repo, TOKENIZER_CONFIG, source.revision)
+        return data if isinstance(data, dict) else None
+
+    return once(("tokenizer config", source), read)
+
+
 def with_base_model_info(deployment: Deployment, unread: Collection[Source] = ()) -> Deployment:
     """The deployment with its base model's config and tensor index attached (left unlooked-up
     when its source is in `unread`, refused by the sources check)."""

@@ -73,6 +73,7 @@ def prefetch(project, hub, files: dict[str, str], extra_args: str = "") -> set[s
     assert [d for d in checked.diagnostics if d.is_error] == []
     rendered = render(checked.deployments[0], project.root / "build")
     write(rendered)
+    hub.gets.clear()  # what validate read (configs, a tokenizer_config.json it looked for) is not the prefetch's
     out = subprocess.run([sys.executable, "-c", RUN_PREFETCH, str(rendered.path)], capture_output=True, text=True, timeout=120, env=os.environ)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.splitlines()[-1]) == {"commits": 1}

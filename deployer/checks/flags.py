@@ -185,7 +185,7 @@ OWN_CODE = "vllm."
 MAX_JSON_NODES = 100_000
 
 
-def _container_path(value: object) -> str | None:
+def container_path(value: object) -> str | None:
     """Where a file-flag value leads in the container, or None when it is no path (a Hub repo id,
     a keyword). Template text is a path too: vLLM tries to open every value first."""
     if not isinstance(value, str) or HUB_OR_KEYWORD.match(value):
@@ -194,7 +194,7 @@ def _container_path(value: object) -> str | None:
     return "/" + posixpath.normpath(joined).lstrip("/")  # normpath keeps a leading //
 
 
-def _is_system(path: str) -> bool:
+def is_system_path(path: str) -> bool:
     inside = lambda folder: path == folder or path.startswith(folder if folder.endswith(".") else folder + "/")
     return any(inside(f) for f in SYSTEM_FOLDERS) and not any(inside(f) for f in OURS_UNDER_ROOT)
 
@@ -206,7 +206,7 @@ def _json_text(text: str) -> object | None:
         return None
 
 
-def _json_items(value: object) -> list[tuple[object, object]]:
+def json_items(value: object) -> list[tuple[object, object]]:
     """Every (key, value) pair inside a JSON value (list items under their list's key), walked as
     a loop: a 500-deep JSON text made the recursive walk an internal error. At most
     MAX_JSON_NODES: a value holding more is an error (in `check_code_flags`)."""
@@ -227,7 +227,7 @@ def _json_items(value: object) -> list[tuple[object, object]]:
 
 
 def _code_named(name: str, value: object, items: list[tuple[object, object]]) -> list[str]:
-    """`items`: the value's `_json_items`, walked once for all the readers here."""
+    """`items`: the value's `json_items`, walked once for all the readers here."""
     if name in IMPORTING_VALUES and isinstance(value, str):
         return [value] if IMPORT_PATH.match(value) and not value.startswith(OWN_CODE) else []
     keys = [str(k) for k, _ in items if isinstance(k, str) and CODE_KEYS.search(k)]
@@ -301,7 +301,7 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     if local and "-P" not in vllm_server(deployment.image.python):
         yield at(deployment, ("image", "python"), f"image.python {deployment.image.python} has no `python -P`: vLLM's working folder, where the local folders are copied, stays importable, so a flag naming a class could import a file from {local[0].written_path}", hint="use Python 3.11 or later", rule="flags.importable-sources", severity=Severity.WARNING, key=False)
     for name, value in deployment.vllm.args:
-        items = _json_items(value)
+        items = json_items(value)
         if len(items) >= MAX_JSON_NODES:
             yield at(deployment, ("vllm", "args", name), f"--{name} holds more than {MAX_JSON_NODES:,} values, more than the deployer judges for code, addresses and paths", hint="give vLLM a smaller configuration", rule="flags.value", key=False)
             continue
@@ -335,10 +335,10 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
 
 def _file_findings(deployment: Deployment, name: str, values: list[str]) -> Iterable[Diagnostic]:
     for value in values:
-        where = _container_path(value)
+        where = container_path(value)
         if where is None:
             continue
-        if _is_system(where):
+        if is_system_path(where):
             yield at(deployment, ("vllm", "args", name), f"--{name} {value!r} reads {where} in the container, a system file: the container's Secrets are in /proc/self/environ", hint=f"point --{name} at a file of the model (under the folder you deploy) or a Hub repo", rule="flags.reads-system-file", key=False)
             return
         if not INLINE.search(value):

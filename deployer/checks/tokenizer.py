@@ -1,0 +1,51 @@
+"""The base model's tokenizer_config.json, which the pull request can commit (or a Hub repo it
+names can hold): transformers passes its keys to the tokenizer's constructor, and some are files
+it opens as written. `"vocab": "/proc/self/environ"` (BertTokenizer, transformers 5) or
+`"vocab_file"` (transformers 4) made the container's environment, Secrets included, token 0,
+which /detokenize gave back to any caller with the key."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from ..basemodel import TOKENIZER_CONFIG, tokenizer_config
+from ..diagnostics import Diagnostic, Severity
+from ..model import Deployment, Source
+from ._at import at
+from .flags import HUB_OR_KEYWORD, container_path, is_system_path, json_items
+
+# Constructor arguments that name files: vocab_file, merges_file, tokenizer_file, spm_file, ...
+# (each tokenizer class has its own), and transformers 5's vocab and merges (a path, or the data).
+FILE_KEY = re.compile(r"(^|_)(vocab|merges|files?|path|dir|folder)$")
+NOT_READ = ("name_or_path", "_name_or_path")  # where it was saved from: transformers only records it
+PATH_LIKE = re.compile(r"^(/|~|\.\.?/)|/\.\./")
+
+
+def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
+    """The tokenizer vLLM loads: the base model's, or a Hub repo that `vllm.args.tokenizer`
+    names (a local one is a `flags.reads-file` warning already)."""
+    args = dict(deployment.vllm.args)
+    named = args.get("tokenizer")
+    if isinstance(named, str) and HUB_OR_KEYWORD.match(named) and "/" in named:
+        revision = deployment.base_model.source.revision  # the deployer passes it as --tokenizer-revision too
+        source, where, yaml_path = Source(repo=named, revision=revision), named, ("vllm", "args", "tokenizer")
+    elif deployment.base_model.info is not None:  # (None: not read, a folder the sources check refuses)
+        source, yaml_path = deployment.base_model.source, ("base_model",)
+        where = source.written_path if source.path is not None else source.describe()
+    else:
+        return
+    config = tokenizer_config(source)
+    if config is not None:
+        yield from _findings(deployment, config, where, yaml_path)
+
+
+def _findings(deployment: Deployment, config: dict, where: str, yaml_path: tuple) -> Iterable[Diagnostic]:
+    named = [(str(k), v) for k, v in json_items(config) if isinstance(v, str) and v and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
+    system = [(k, v) for k, v in named if (path := container_path(v if PATH_LIKE.search(v) else "./" + v)) and is_system_path(path)]
+    if system:
+        key, value = system[0]
+        yield at(deployment, yaml_path, f"{where}/{TOKENIZER_CONFIG} names {value!r} ({key}), a system file in the container: the tokenizer would read it into its vocabulary, and the container's Secrets are in /proc/self/environ", hint=f"remove {key} from {TOKENIZER_CONFIG}; the tokenizer's files belong in the model folder, found by their standard names", rule="model.tokenizer-reads-system-file", key=False)
+    elif files := [(k, v) for k, v in named if FILE_KEY.search(k) and k not in NOT_READ]:
+        key, value = files[0]
+        yield at(deployment, yaml_path, f"{where}/{TOKENIZER_CONFIG} names a file for the tokenizer to open as written ({key}: {value!r}), in place of the model folder's own", hint=f"review it: callers can read a tokenizer's vocabulary back (/detokenize); remove {key} unless the model needs it", rule="model.tokenizer-reads-file", severity=Severity.WARNING, key=False)

@@ -1,0 +1,76 @@
+"""The tokenizer's own config names files transformers opens as written: a committed
+tokenizer_config.json (or one in a Hub repo the YAML names) reading /proc/self/environ made the
+container's Secrets a token that /detokenize gave back. Local folders are real files; the Hub is
+tests/fake_hub.py (a stateful fake of the Hub's file API, the network boundary)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deployer.pipeline import check_paths
+
+from .test_hub import QWEN3_4B, online  # noqa: F401 (the fake Hub fixture)
+from .tiny_model import build_base_model
+
+LOCAL = "base_model: {path: ../models/tiny, served_name: tiny}\ngpu: T4\nvllm: {version: '0.32.0'%s}\nauth: {proxy: true}\n"
+
+
+def findings(project, tokenizer: dict, args: str = "") -> dict:
+    folder = build_base_model(project.root / "models" / "tiny")
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    project.deployment("d", LOCAL % args)
+    return {d.rule: d for d in check_paths([project.deployments]).diagnostics}
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("vocab", "/proc/self/environ"),  # transformers 5: BertTokenizer's WordPiece reads a str vocab as a file
+    ("vocab_file", "../../proc/1/environ"),  # transformers 4: the config's vocab_file wins over the folder's
+    ("tokenizer_file", "~/.modal.toml"),
+    ("anything", "/proc/self/environ"),  # a constructor argument named otherwise, written as a path
+])  # fmt: skip
+def test_a_tokenizer_config_naming_a_system_file_is_an_error(project, key, value):
+    found = findings(project, {"tokenizer_class": "BertTokenizer", key: value, "do_lower_case": False})
+    error = found["model.tokenizer-reads-system-file"]
+    assert error.is_error and (error.line, error.column) == (1, 13) and repr(value) in error.message and "/proc/self/environ" in error.message
+    assert f"remove {key}" in error.hint
+
+
+def test_a_tokenizer_config_naming_another_file_is_a_warning(project):
+    warning = findings(project, {"tokenizer_class": "BertTokenizer", "vocab_file": "sources/other/vocab.txt"})["model.tokenizer-reads-file"]
+    assert warning.severity.value == "warning" and "vocab_file: 'sources/other/vocab.txt'" in warning.message
+
+
+def test_an_ordinary_tokenizer_config_is_no_finding(project):
+    ordinary = {"tokenizer_class": "Qwen2Tokenizer", "name_or_path": "/home/trainer/qwen", "eos_token": "</s>", "extra_special_tokens": ["/think"],
+                "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}", "added_tokens_decoder": {"0": {"content": "<|endoftext|>"}}}
+    assert findings(project, ordinary) == {}
+
+
+HUB = "base_model: {repo: org/model}\ngpu: H100\nvllm: {version: '0.11.2', args: {max-model-len: 4096%s}}\nauth: {proxy: true}\n"
+EVIL = json.dumps({"tokenizer_class": "BertTokenizer", "vocab_file": "/proc/self/environ"})
+
+
+def test_a_hub_models_tokenizer_config_is_read_and_judged(project, online):
+    online.add("org/model", {"config.json": QWEN3_4B, "tokenizer_config.json": EVIL})
+    project.deployment("d", HUB % "")
+    (error,) = check_paths([project.deployments]).diagnostics
+    assert error.rule == "model.tokenizer-reads-system-file" and "org/model/tokenizer_config.json names '/proc/self/environ'" in error.message
+    assert ("/org/model/resolve/main/tokenizer_config.json", None) in online.requests
+
+
+def test_a_hub_tokenizer_named_by_the_tokenizer_flag_is_judged_at_the_base_models_revision(project, online):
+    # (the deployer passes base_model.revision as --tokenizer-revision)
+    online.add("org/model", {"config.json": QWEN3_4B, "tokenizer_config.json": "{}"}, revision="v2")
+    online.add("org/tok", {"tokenizer_config.json": "{}"}, revision="main")
+    online.add("org/tok", {"tokenizer_config.json": EVIL}, revision="v2")
+    project.deployment("d", HUB.replace("{repo: org/model}", "{repo: org/model, revision: v2}") % ", tokenizer: org/tok")
+    (error,) = check_paths([project.deployments]).diagnostics
+    assert (error.rule, error.line) == ("model.tokenizer-reads-system-file", 3) and "org/tok/tokenizer_config.json" in error.message
+
+
+def test_a_hub_model_without_a_tokenizer_config_is_no_finding(project, online):
+    online.add("org/model", {"config.json": QWEN3_4B})
+    project.deployment("d", HUB % "")
+    assert check_paths([project.deployments]).diagnostics == ()
