@@ -9,7 +9,6 @@ which modules the architecture has; the GPU fit check, the sizes.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import struct
@@ -19,7 +18,7 @@ from typing import Collection
 
 from . import hub
 from .fit import MAX_COUNT
-from .paths import once, read_json, real, within
+from .paths import once, parsed_json, read_json, real, within
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 # A real shard's header is tens of kilobytes (a tensor's name, dtype, shape and offsets, for a
@@ -56,36 +55,38 @@ def _header_length(path: Path) -> int:
 def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Tensor name → (dtype, shape), from the JSON header of a .safetensors file (read once per
     file version: deployments sharing a base, and shards linked to one file, cost one read)."""
-    stat = path.stat()
-    return _header(real(path) or path, stat.st_size, stat.st_mtime_ns)
+    return parsed_json(path, lambda: _header_bytes(path), lambda raw: _tensors(path.name, raw))
 
 
-@functools.lru_cache(maxsize=8)
-def _header(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+def _header_bytes(path: Path) -> bytes:
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > MAX_HEADER_BYTES:
             raise ValueError(f"{path.name} is not a safetensors file (its header length is implausible)")
-        header = json.loads(handle.read(length))
+        return handle.read(length)
+
+
+def _tensors(name: str, raw: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
+    header = json.loads(raw)
     if not isinstance(header, dict):
-        raise ValueError(f"{path.name}: the header is not a JSON object")
+        raise ValueError(f"{name}: the header is not a JSON object")
     # Each tensor kept costs ~300 bytes: 2.6 million tiny ones in 16 MB of header were 820 MB.
     spent = once(("safetensors tensors read",), lambda: [0])
     spent[0] += len(header)
     if len(header) > MAX_TENSORS:
-        raise ValueError(f"{path.name} lists {len(header):,} tensors; no model has more than {MAX_TENSORS:,}")
+        raise ValueError(f"{name} lists {len(header):,} tensors; no model has more than {MAX_TENSORS:,}")
     if spent[0] > MAX_RUN_TENSORS:
         raise ValueError(f"this run has read {MAX_RUN_TENSORS:,} tensors' headers already, from every base model together; the rest are not read")
     tensors = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
+    for tensor, meta in header.items():
+        if tensor == "__metadata__":
             continue
-        if len(name) > MAX_NAME_CHARS or name.count(".") >= MAX_NAME_PARTS:
-            raise ValueError(f"{path.name}: a tensor name of {len(name):,} characters is no model's")
+        if len(tensor) > MAX_NAME_CHARS or tensor.count(".") >= MAX_NAME_PARTS:
+            raise ValueError(f"{name}: a tensor name of {len(tensor):,} characters is no model's")
         shape = meta.get("shape") if isinstance(meta, dict) else None
         if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT for n in shape) or math.prod(shape) > MAX_COUNT:
-            raise ValueError(f"{path.name}: tensor {name[:80]!r} has no valid shape (at most {MAX_DIMS} dimensions, at most 2**53 elements)")
-        tensors[name] = (str(meta.get("dtype")), tuple(shape))
+            raise ValueError(f"{name}: tensor {tensor[:80]!r} has no valid shape (at most {MAX_DIMS} dimensions, at most 2**53 elements)")
+        tensors[tensor] = (str(meta.get("dtype")), tuple(shape))
     return tensors
 
 

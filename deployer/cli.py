@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .diagnostics import Diagnostic, printable, render_github, render_json, render_text, summary_line
+from .paths import parse_budget
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -163,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli_remote import COMMANDS
 
         local = {"validate": cmd_validate, "render": cmd_render, "serve": cmd_serve, "smoke": cmd_smoke, "fit": cmd_fit, "schema": cmd_schema}
-        return {**local, **COMMANDS}[args.command](args)
+        with parse_budget():  # one for the whole command: a plan reads several commits
+            return {**local, **COMMANDS}[args.command](args)
     except KeyboardInterrupt:
         print("deployer: interrupted", file=sys.stderr)
         return 130

@@ -142,12 +142,14 @@ def walk(top: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
 
 
 MAX_JSON_BYTES = 4 * 1024 * 1024  # a model's or adapter's config is a few kilobytes
-# All JSON files one run parses, each counted once: 150 adapter folders holding one 4 MB config
-# (git stores it once) parsed into 29 MB of Python objects each and ran out of memory.
-MAX_RUN_JSON_BYTES = 64 * 1024 * 1024
+# About how much memory the JSON one command parses may become (configs, safetensors headers),
+# all together and each file once: 16 adapter folders holding a 4 MB config of `[{}, {}, ...]`
+# (git stores it once) made 110 MB of objects each, and a plan parsed them again for every commit.
+MAX_RUN_PARSED = 256 * 1024 * 1024
 
 
 _RUN: ContextVar[dict | None] = ContextVar("run_cache", default=None)
+_PARSED: ContextVar[dict | None] = ContextVar("parse_budget", default=None)
 
 
 @contextmanager
@@ -173,35 +175,69 @@ def once(key: Hashable, compute: Callable[[], T]) -> T:
     return cache[key]
 
 
+@contextmanager
+def parse_budget() -> Iterator[None]:
+    """Within this block, JSON files are parsed once each (by inode: hard links are one file)
+    and count against MAX_RUN_PARSED. Inside another, the outer holds: a command opens one, so
+    a plan's working tree, refs and recorded commits share it."""
+    if _PARSED.get() is not None:
+        yield
+        return
+    token = _PARSED.set({"spent": 0, "parsed": {}})
+    try:
+        yield
+    finally:
+        _PARSED.reset(token)
+
+
+def parsed_json(path: Path | str, raw: Callable[[], bytes], parse: Callable[[bytes], T]) -> T:
+    """`parse(raw())` for the file at `path`, once per file version within a parse_budget.
+    Raises ValueError when the budget is spent."""
+    budget = _PARSED.get()
+    if budget is None:
+        return parse(raw())
+    stat_now = os.stat(path)
+    key = (stat_now.st_dev, stat_now.st_ino, stat_now.st_size, stat_now.st_mtime_ns)
+    if key not in budget["parsed"]:
+        data = raw()
+        # Objects, not bytes: a container is 56-64 bytes, a string about 50, whatever the text.
+        budget["spent"] += len(data) + 64 * (data.count(b"{") + data.count(b"[")) + 25 * data.count(b'"')
+        if budget["spent"] > MAX_RUN_PARSED:
+            budget["over"] = True
+            raise ValueError(f"the configs and headers this command reads would take more than {MAX_RUN_PARSED >> 20} MB of memory together; the deployer reads no more (check fewer deployments at once; configs are a few kilobytes)")
+        budget["parsed"][key] = parse(data)
+    return budget["parsed"][key]
+
+
+def parse_budget_spent() -> bool:
+    """Whether a file was refused for the budget of the enclosing parse_budget."""
+    budget = _PARSED.get()
+    return bool(budget and budget.get("over"))
+
+
 def read_json(path: Path | str, limit: int | None = None) -> object:
     """A small JSON file (config.json, adapter_config.json), parsed once per file version: a
     thousand adapters naming one folder share one parse, not a thousand copies in memory.
-    Raises OSError or ValueError (too large, not JSON, nested too deeply)."""
-    stat_now = os.stat(path)
-    resolved = real(path) or Path(path)
-    _spend_json_bytes(resolved, stat_now.st_size)
-    return _read_json(resolved, stat_now.st_size, stat_now.st_mtime_ns, limit or MAX_JSON_BYTES)
-
-
-def _spend_json_bytes(path: Path, size: int) -> None:
-    cache = _RUN.get()
-    if cache is None:
-        return
-    seen = cache.setdefault("json files parsed", {})
-    if path not in seen:
-        seen[path] = size
-        cache["json bytes parsed"] = cache.get("json bytes parsed", 0) + size
-    if cache["json bytes parsed"] > MAX_RUN_JSON_BYTES:
-        raise ValueError(f"the model and adapter configs of this run take more than {MAX_RUN_JSON_BYTES >> 20} MB together; the deployer reads at most that much in one run (check fewer deployments at once, or make the configs smaller: they are a few kilobytes)")
-
-
-@functools.lru_cache(maxsize=256)
-def _read_json(path: Path, size: int, mtime_ns: int, limit: int) -> object:
+    Raises OSError or ValueError (too large, not JSON, nested too deeply, over the budget)."""
     import json
 
-    if size > limit:
-        raise ValueError(f"{size:,} bytes is more than any such file holds (at most {limit:,})")
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+    limit = limit or MAX_JSON_BYTES
+    if os.stat(path).st_size > limit:
+        raise ValueError(f"{os.stat(path).st_size:,} bytes is more than any such file holds (at most {limit:,})")
+
+    def parse(data: bytes) -> object:
+        try:
+            return json.loads(data.decode("utf-8"))
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+
+    with parse_budget():  # (one of its own, outside any command's)
+        return parsed_json(path, lambda: _read_limited(path, limit), parse)
+
+
+def _read_limited(path: Path | str, limit: int) -> bytes:
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"more than {limit:,} bytes, more than any such file holds")
+    return data

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import patterns
 from .checks.sources import also_inside, refused_sources
 from .commit_files import CommitFiles, RefError, ignored_files, make_parents
+from .paths import parse_budget_spent
 from .desired import Desired, Project, desired, git_root, parse_tag
 from .platform import Platform, Version
 from .render import project_templates
@@ -70,8 +71,6 @@ class RefTrees:
     def desired_at(self, ref: str) -> tuple[str, dict[str, Desired]]:
         """(full commit id, desired state of that commit). Raises RefError."""
         if ref not in self._cache:
-            from .pipeline import check_paths
-
             tree = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="deployer-ref-")))
             files = CommitFiles(self.layout.root, ref, tree)
             folder = tree / self.layout.deployments
@@ -79,16 +78,27 @@ class RefTrees:
             if not folder.is_dir():
                 self._cache[ref] = (files.commit, {})
             else:
-                checked = check_paths([folder])
+                checked = self._checked(folder, files.commit)
                 local = sorted({d.source.path for deployment in checked.deployments for d in deployment.declared_sources if d.source.path})
                 written = files.add(local)
                 borrowed = self._borrow_ignored(tree, checked.deployments)
                 with also_inside(borrowed):  # those files of the working tree, and no others
                     if borrowed or written:
-                        checked = check_paths([folder])  # adapter configs are among those files
+                        checked = self._checked(folder, files.commit)  # adapter configs are among those files
                     templates = project_templates(folder)
                     self._cache[ref] = (files.commit, desired(checked.deployments, tree / self.layout.out, self.project, templates))
         return self._cache[ref]
+
+    @staticmethod
+    def _checked(folder: Path, commit: str):
+        """A ref's deployments are not validated, but one the deployer stopped reading (too many
+        files or configs for one command) would compare as changed: that stops the plan."""
+        from .pipeline import check_paths
+
+        checked = check_paths([folder])
+        if parse_budget_spent() or any(d.rule == "files.too-many" for d in checked.diagnostics):
+            raise RefError(f"{commit[:7]} holds more deployment files or configs than the deployer reads in one command; `deployer validate` at that commit says which")
+        return checked
 
     def _borrow_ignored(self, tree: Path, deployments) -> list[Path]:
         """A commit has no copy of git-ignored files (weights, often): link the working tree's

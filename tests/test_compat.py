@@ -62,13 +62,14 @@ def test_where_an_adapter_says_it_was_trained_outside_the_repository_is_not_look
 
 
 def test_configs_beyond_the_runs_json_budget_are_errors_not_memory(tiny, monkeypatch):
-    # 150 adapter folders holding one 4 MB config (stored once by git) took 29 MB of memory each.
+    # 16 adapter folders holding one 4 MB config of [{}, {}, ...] (stored once by git) took 110 MB of memory each.
     from deployer import paths
 
     for name in ("a", "b", "c"):
         config = tiny.adapter(name) / "adapter_config.json"
-    monkeypatch.setattr(paths, "MAX_RUN_JSON_BYTES", 2 * config.stat().st_size)  # the adapters' configs are read first
-    over = [d for d in check_paths([tiny.base.parent.parent / "deployments"]).diagnostics if "MB together" in d.message] if tiny({"a": 1, "b": 1, "c": 1}) else []
+    raw = config.read_bytes()
+    monkeypatch.setattr(paths, "MAX_RUN_PARSED", 2 * (len(raw) + 64 * (raw.count(b"{") + raw.count(b"[")) + 25 * raw.count(b'"')))  # the adapters' configs are read first
+    over = [d for d in check_paths([tiny.base.parent.parent / "deployments"]).diagnostics if "MB of memory together" in d.message] if tiny({"a": 1, "b": 1, "c": 1}) else []
     assert len(over) == 2 and {d.rule for d in over} == {"sources.unreadable"}  # adapter c, then the base model
     assert all(d.is_error and "check fewer deployments at once" in d.message for d in over)
     assert "adapters/c/" in over[0].message + over[1].message and "adapters/b/" not in over[0].message + over[1].message

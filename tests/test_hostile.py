@@ -945,12 +945,16 @@ def test_shards_linked_to_one_file_read_its_header_once(project, monkeypatch):
     for name in names:
         (model / name).symlink_to("model.safetensors")
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"t{i}": name for i, name in enumerate(names)}}))
+    for name in ("h0.safetensors", "h1.safetensors"):  # hard links too (a ref's export writes one per name)
+        os.link(model / "model.safetensors", model / name)
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"t{i}": name for i, name in enumerate(names + ["h0.safetensors", "h1.safetensors"])}}))
     reads = []
-    monkeypatch.setattr(basemodel, "_header", lambda path, size, mtime: reads.append(path) or {})
+    real_read = basemodel._header_bytes
+    monkeypatch.setattr(basemodel, "_header_bytes", lambda path: reads.append(path) or real_read(path))
     project.deployment("x", LOCAL_MODEL_DEPLOYMENT)
     project.deployment("y", "base_model: {path: ../models/m, served_name: m}\ngpu: L4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
     check_paths([project.deployments])
-    assert len(reads) == 1  # five names, two deployments: one read
+    assert len(reads) == 1  # eight names, two deployments: one read
 
 
 def test_a_path_with_a_name_too_long_is_a_schema_error(project, cli):
@@ -1136,6 +1140,8 @@ OVERRIDES = "  args:\n    hf-overrides: {" + ", ".join(f"k{i}: 0" for i in range
     ("MAX_RUN_VALUES", 2_000, OVERRIDES, "d2.yaml"),  # defaults count once per deployment they reach
     ("MAX_RUN_FILES", 3, "", "d3.yaml"),
     ("MAX_RUN_BYTES", 12_000, "", "d2.yaml"),  # about 5 KB a file
+    # one long value in the defaults went into every app: render wrote 4.3 GB for 5,000 small files
+    ("MAX_RUN_BYTES", 12_000, "LONG", "d1.yaml"),
 ])  # fmt: skip
 def test_one_big_file_under_many_names_stops_at_the_runs_budget(project, monkeypatch, limit, value, defaults, stops_at):
     # git stores a file once whatever its names: 30 names for one 880 KB file took 129 s and 2 GB,
@@ -1144,7 +1150,9 @@ def test_one_big_file_under_many_names_stops_at_the_runs_budget(project, monkeyp
 
     monkeypatch.setattr(deployer.pipeline, limit, value)
     body = MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n' + OVERRIDES) if not defaults else MINIMAL
-    if defaults:
+    if defaults == "LONG":
+        project.write("deployments/_defaults.yaml", f"image:\n  env: {{PYTHONUNBUFFERED: '{'1' * 5000}'}}\n")
+    elif defaults:
         project.write("deployments/_defaults.yaml", "vllm:\n" + defaults)
     for i in range(6):
         project.deployment(f"d{i}", body)
@@ -1170,9 +1178,10 @@ def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_o
     monkeypatch.setattr(sources, "walk", lambda folder: walks.append(folder) or real_walk(folder))
     resolved, real_real = [], paths._real
     monkeypatch.setattr(paths, "_real", lambda path: resolved.append(path) or real_real(path))
-    paths._read_json.cache_clear()
+    opened, real_open = [], paths._read_limited
+    monkeypatch.setattr(paths, "_read_limited", lambda path, limit: opened.append(path) or real_open(path, limit))
     check_paths([project.deployments])
-    assert len(walks) == 1 and paths._read_json.cache_info().misses == 1
+    assert len(walks) == 1 and len(opened) == 1
     assert len(resolved) < 100, f"{len(resolved)} link resolutions for 300 adapters on one folder"
 
 

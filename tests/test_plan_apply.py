@@ -463,6 +463,24 @@ def test_a_gitignore_pattern_that_keeps_git_matching_for_minutes_is_a_clear_erro
     assert time.monotonic() - started < 30
 
 
+def test_a_plan_parses_configs_within_one_budget_for_all_the_commits_it_reads(project, modal_world, cli, monkeypatch):
+    # Each check opened a budget of its own: a plan reading the working tree, a ref and the
+    # commits Modal recorded parsed 1.6 GB of configs for each (16 adapters of 4 MB).
+    from deployer import paths
+
+    for name in ("a", "b", "c"):  # three contents: the ref's export makes one file of equal ones
+        project.write(f"adapters/{name}/adapter_config.json", ADAPTER_CONFIG.replace("}", f', "name": "{name}"}}'))
+        project.write(f"adapters/{name}/adapter_model.safetensors", "weights")
+    project.deployment("alpha", FAST + "adapters:\n" + "".join(f"  - {{name: {n}, path: ../adapters/{n}}}\n" for n in "abc"))
+    git_commit(project.root, "three local adapters")
+    raw = (project.root / "adapters/a/adapter_config.json").read_bytes()
+    monkeypatch.setattr(paths, "MAX_RUN_PARSED", 4 * (len(raw) + 64 * (raw.count(b"{") + raw.count(b"[")) + 25 * raw.count(b'"')))
+    assert cli("validate")[0] == 0  # the working tree's three fit
+    code, out, err = cli("plan", "--against", "HEAD")  # and the ref's first: its second is over
+    assert code == 1 and "holds more deployment files or configs than the deployer reads in one command" in err
+    assert "update" not in out  # (a ref whose configs went unread compared as changed)
+
+
 def test_an_adapter_folder_git_ignores_whole_still_compares_as_unchanged(project, modal_world, cli, monkeypatch):
     with_local_adapter(project, ignore="adapters/\n")  # no copy of the folder at all in the commit
     code, out, _ = cli("plan", "--against", "HEAD", "--detailed-exitcode")
