@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .http import credential_safe_opener
+from .paths import ParseBudgetSpent, parsed_once
 
 TIMEOUT_SECONDS = 8.0
 # All Hub requests of one run together: 5,000 adapters of distinct repos, each answered 404 after
@@ -126,7 +127,9 @@ def read_json(repo: str, filename: str, revision: str | None) -> tuple[dict | No
     if isinstance(found, Missing):
         return None, found
     try:
-        data = json.loads(found.text)
+        data = parsed_once(("hub", found.where), lambda: found.text.encode(), json.loads)  # (the parse budget holds for the Hub's files too)
+    except ParseBudgetSpent as exc:
+        return None, Missing(f"{found.where}: {exc}", definite=True)
     except (ValueError, RecursionError) as exc:
         return None, Missing(f"{found.where} is not valid JSON: {exc}", definite=True)
     return (data if isinstance(data, dict) else None), found

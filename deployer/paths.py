@@ -175,6 +175,10 @@ def once(key: Hashable, compute: Callable[[], T]) -> T:
     return cache[key]
 
 
+class ParseBudgetSpent(ValueError):
+    pass
+
+
 @contextmanager
 def parse_budget() -> Iterator[None]:
     """Within this block, JSON files are parsed once each (by inode: hard links are one file)
@@ -193,18 +197,23 @@ def parse_budget() -> Iterator[None]:
 def parsed_json(path: Path | str, raw: Callable[[], bytes], parse: Callable[[bytes], T]) -> T:
     """`parse(raw())` for the file at `path`, once per file version within a parse_budget.
     Raises ValueError when the budget is spent."""
+    stat_now = os.stat(path)
+    return parsed_once((stat_now.st_dev, stat_now.st_ino, stat_now.st_size, stat_now.st_mtime_ns), raw, parse)
+
+
+def parsed_once(key: Hashable, raw: Callable[[], bytes], parse: Callable[[bytes], T]) -> T:
+    """`parse(raw())` once per `key` within a parse_budget (a file's version, a Hub file's
+    address), charged against it. Raises ValueError when the budget is spent."""
     budget = _PARSED.get()
     if budget is None:
         return parse(raw())
-    stat_now = os.stat(path)
-    key = (stat_now.st_dev, stat_now.st_ino, stat_now.st_size, stat_now.st_mtime_ns)
     if key not in budget["parsed"]:
         data = raw()
         # Objects, not bytes: a container is 56-64 bytes, a string about 50, whatever the text.
         budget["spent"] += len(data) + 64 * (data.count(b"{") + data.count(b"[")) + 25 * data.count(b'"')
         if budget["spent"] > MAX_RUN_PARSED:
             budget["over"] = True
-            raise ValueError(f"the configs and headers this command reads would take more than {MAX_RUN_PARSED >> 20} MB of memory together; the deployer reads no more (check fewer deployments at once; configs are a few kilobytes)")
+            raise ParseBudgetSpent(f"the configs and headers this command reads would take more than {MAX_RUN_PARSED >> 20} MB of memory together; the deployer reads no more (check fewer deployments at once; configs are a few kilobytes)")
         budget["parsed"][key] = parse(data)
     return budget["parsed"][key]
 

@@ -130,3 +130,14 @@ def test_a_rate_limiting_hub_is_not_asked_again_in_the_run(project, online):
     checked = check_paths([project.deployments])
     assert len(online.requests) == 3  # the third was refused with 429; nothing after it
     assert "the Hub is rate-limiting this machine (429)" in " ".join(d.message for d in checked.diagnostics)
+
+
+def test_configs_from_the_hub_count_against_the_commands_parse_budget(project, online, monkeypatch):
+    # The Hub's files (up to 10 MB each) were parsed outside the budget that local configs keep.
+    from deployer import paths
+
+    online.add("org/chess-lora", {"adapter_config.json": lora(8)}, revision="v2")
+    monkeypatch.setattr(paths, "MAX_RUN_PARSED", 100)
+    project.deployment("d", DEPLOYMENT)
+    error = findings(project)[0]["sources.unreadable"]
+    assert error.is_error and "more than 0 MB of memory together" in error.message and "not valid JSON" not in error.message
