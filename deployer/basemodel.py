@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -140,27 +141,33 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
     return BaseModelInfo(config=config, tensors=tensors, read_from=read_from)
 
 
-TOKENIZER_CONFIG = "tokenizer_config.json"
+# Files whose keys transformers passes to the tokenizer's (or processor's) constructor: with no
+# added_tokens_decoder in tokenizer_config.json, every key of special_tokens_map.json becomes an
+# argument too (`"vocab": "/proc/self/environ"` there went around a check of the first file).
+TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "processor_config.json")
 
 
-def tokenizer_config(source: Source) -> dict | None:
-    """The model's tokenizer_config.json (transformers passes its keys to the tokenizer's
-    constructor), from the folder or the Hub; None when there is none or it cannot be read
-    (vLLM would say why)."""
-    def read() -> dict | None:
+def tokenizer_files(source: Source) -> dict[str, dict | str]:
+    """Each of TOKENIZER_FILES the model has, from the folder or the Hub: its content, or why it
+    cannot be read (vLLM would read it anyway: it must be judged, not skipped)."""
+    def read(filename: str) -> dict | str | None:
         if source.path is not None:
-            path = source.path / TOKENIZER_CONFIG
-            if not path.is_file() or not within(path, source.path):
+            path = source.path / filename
+            if not os.path.lexists(path):
                 return None
+            if not within(path, source.path):
+                return "it leads outside the model folder"  # (the sources check says so too)
             try:
                 data = read_json(path)
-            except (OSError, ValueError, RecursionError):
-                return None
+            except (OSError, ValueError, RecursionError) as exc:
+                return f"{type(exc).__name__}: {exc}"
         else:
-            data, _ = hub.read_json(source.repo, TOKENIZER_CONFIG, source.revision)
-        return data if isinstance(data, dict) else None
+            data, found = hub.read_json(source.repo, filename, source.revision)
+            if isinstance(found, hub.Missing):
+                return found.reason if found.present else None  # (a missing repo is config.json's finding)
+        return data if isinstance(data, dict) else "it is not a JSON object"
 
-    return once(("tokenizer config", source), read)
+    return once(("tokenizer files", source), lambda: {f: found for f in TOKENIZER_FILES if (found := read(f)) is not None})
 
 
 def with_base_model_info(deployment: Deployment, unread: Collection[Source] = ()) -> Deployment:

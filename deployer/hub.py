@@ -43,6 +43,7 @@ class Missing:
 
     reason: str
     definite: bool = False
+    present: bool = False  # the file is there, but not JSON (or over the parse budget)
 
 
 def _offline() -> bool:
@@ -129,9 +130,9 @@ def read_json(repo: str, filename: str, revision: str | None) -> tuple[dict | No
     try:
         data = parsed_once(("hub", found.where), lambda: found.text.encode(), json.loads)  # (the parse budget holds for the Hub's files too)
     except ParseBudgetSpent as exc:
-        return None, Missing(f"{found.where}: {exc}", definite=True)
+        return None, Missing(f"{found.where}: {exc}", definite=True, present=True)
     except (ValueError, RecursionError) as exc:
-        return None, Missing(f"{found.where} is not valid JSON: {exc}", definite=True)
+        return None, Missing(f"{found.where} is not valid JSON: {exc}", definite=True, present=True)
     return (data if isinstance(data, dict) else None), found
 
 

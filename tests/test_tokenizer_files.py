@@ -17,9 +17,9 @@ from .tiny_model import build_base_model
 LOCAL = "base_model: {path: ../models/tiny, served_name: tiny}\ngpu: T4\nvllm: {version: '0.32.0'%s}\nauth: {proxy: true}\n"
 
 
-def findings(project, tokenizer: dict, args: str = "") -> dict:
+def findings(project, tokenizer: dict, args: str = "", filename: str = "tokenizer_config.json") -> dict:
     folder = build_base_model(project.root / "models" / "tiny")
-    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    (folder / filename).write_text(json.dumps(tokenizer))
     project.deployment("d", LOCAL % args)
     return {d.rule: d for d in check_paths([project.deployments]).diagnostics}
 
@@ -29,12 +29,27 @@ def findings(project, tokenizer: dict, args: str = "") -> dict:
     ("vocab_file", "../../proc/1/environ"),  # transformers 4: the config's vocab_file wins over the folder's
     ("tokenizer_file", "~/.modal.toml"),
     ("anything", "/proc/self/environ"),  # a constructor argument named otherwise, written as a path
+    ("anything", "../../.ssh/id_rsa"),  # transformers joins some names to the model folder: from /root/sources/m, that is /root/.ssh
 ])  # fmt: skip
 def test_a_tokenizer_config_naming_a_system_file_is_an_error(project, key, value):
     found = findings(project, {"tokenizer_class": "BertTokenizer", key: value, "do_lower_case": False})
     error = found["model.tokenizer-reads-system-file"]
     assert error.is_error and (error.line, error.column) == (1, 13) and repr(value) in error.message and "/proc/self/environ" in error.message
     assert f"remove {key}" in error.hint
+
+
+def test_special_tokens_map_keys_are_constructor_arguments_too(project):
+    # transformers 5 adds every key of special_tokens_map.json to the constructor's arguments when
+    # tokenizer_config.json has no added_tokens_decoder: a hunt served the environment this way.
+    special = {"vocab": "/proc/self/environ", "tokenizer_file": None, "unk_token": "[UNK]"}
+    error = findings(project, special, filename="special_tokens_map.json")["model.tokenizer-reads-system-file"]
+    assert "../models/tiny/special_tokens_map.json names '/proc/self/environ' (vocab)" in error.message
+
+
+def test_a_tokenizer_config_the_deployer_cannot_read_is_an_error(project):
+    # Over 4 MB, it was skipped as if absent; transformers reads it whatever its size.
+    error = findings(project, {"vocab": "/proc/self/environ", "padding": "a" * (4 * 1024 * 1024 + 10)})["model.tokenizer-unreadable"]
+    assert error.is_error and "cannot read ../models/tiny/tokenizer_config.json (ValueError:" in error.message
 
 
 def test_a_tokenizer_config_naming_another_file_is_a_warning(project):

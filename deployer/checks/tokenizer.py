@@ -1,6 +1,6 @@
-"""The base model's tokenizer_config.json, which the pull request can commit (or a Hub repo it
-names can hold): transformers passes its keys to the tokenizer's constructor, and some are files
-it opens as written. `"vocab": "/proc/self/environ"` (BertTokenizer, transformers 5) or
+"""The base model's tokenizer files (tokenizer_config.json, special_tokens_map.json, ...), which
+the pull request can commit (or a Hub repo it names can hold): transformers passes their keys to
+the tokenizer's constructor, and some are files it opens as written. `"vocab": "/proc/self/environ"` (BertTokenizer, transformers 5) or
 `"vocab_file"` (transformers 4) made the container's environment, Secrets included, token 0,
 which /detokenize gave back to any caller with the key."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ..basemodel import TOKENIZER_CONFIG, tokenizer_config
+from ..basemodel import tokenizer_files
 from ..diagnostics import Diagnostic, Severity
 from ..model import Deployment, Source
 from ._at import at
@@ -19,7 +19,8 @@ from .flags import HUB_OR_KEYWORD, container_path, is_system_path, json_items
 # (each tokenizer class has its own), and transformers 5's vocab and merges (a path, or the data).
 FILE_KEY = re.compile(r"(^|_)(vocab|merges|files?|path|dir|folder)$")
 NOT_READ = ("name_or_path", "_name_or_path")  # where it was saved from: transformers only records it
-PATH_LIKE = re.compile(r"^(/|~|\.\.?/)|/\.\./")
+PATH_LIKE = re.compile(r"^(/|~|\.\.?(/|$))|/\.\.(/|$)")
+CLIMBS = re.compile(r"(^|/)\.\.(/|$)")  # transformers joins some names to the model folder, wherever that is
 
 
 def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
@@ -35,17 +36,19 @@ def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
         where = source.written_path if source.path is not None else source.describe()
     else:
         return
-    config = tokenizer_config(source)
-    if config is not None:
-        yield from _findings(deployment, config, where, yaml_path)
+    for filename, content in tokenizer_files(source).items():
+        if isinstance(content, str):
+            yield at(deployment, yaml_path, f"cannot read {where}/{filename} ({content}), which the tokenizer reads, so what it names cannot be judged", hint=f"make {filename} a JSON object of at most a few kilobytes, as transformers writes it", rule="model.tokenizer-unreadable", key=False)
+        else:
+            yield from _findings(deployment, content, f"{where}/{filename}", yaml_path)
 
 
 def _findings(deployment: Deployment, config: dict, where: str, yaml_path: tuple) -> Iterable[Diagnostic]:
     named = [(str(k), v) for k, v in json_items(config) if isinstance(v, str) and v and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
-    system = [(k, v) for k, v in named if (path := container_path(v if PATH_LIKE.search(v) else "./" + v)) and is_system_path(path)]
+    system = [(k, v) for k, v in named if CLIMBS.search(v) or ((path := container_path(v if PATH_LIKE.search(v) else "./" + v)) and is_system_path(path))]
     if system:
         key, value = system[0]
-        yield at(deployment, yaml_path, f"{where}/{TOKENIZER_CONFIG} names {value!r} ({key}), a system file in the container: the tokenizer would read it into its vocabulary, and the container's Secrets are in /proc/self/environ", hint=f"remove {key} from {TOKENIZER_CONFIG}; the tokenizer's files belong in the model folder, found by their standard names", rule="model.tokenizer-reads-system-file", key=False)
+        yield at(deployment, yaml_path, f"{where} names {value!r} ({key}), a system file in the container or a path climbing out of the model folder: the tokenizer would read it into its vocabulary, and the container's Secrets are in /proc/self/environ", hint=f"remove {key}; the tokenizer's files belong in the model folder, found by their standard names", rule="model.tokenizer-reads-system-file", key=False)
     elif files := [(k, v) for k, v in named if FILE_KEY.search(k) and k not in NOT_READ]:
         key, value = files[0]
-        yield at(deployment, yaml_path, f"{where}/{TOKENIZER_CONFIG} names a file for the tokenizer to open as written ({key}: {value!r}), in place of the model folder's own", hint=f"review it: callers can read a tokenizer's vocabulary back (/detokenize); remove {key} unless the model needs it", rule="model.tokenizer-reads-file", severity=Severity.WARNING, key=False)
+        yield at(deployment, yaml_path, f"{where} names a file for the tokenizer to open as written ({key}: {value!r}), in place of the model folder's own", hint=f"review it: callers can read a tokenizer's vocabulary back (/detokenize); remove {key} unless the model needs it", rule="model.tokenizer-reads-file", severity=Severity.WARNING, key=False)
