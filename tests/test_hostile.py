@@ -1890,3 +1890,20 @@ def test_a_file_deep_in_a_model_folder_is_in_a_refs_export_too(project, modal_wo
     git_commit(project.root, "a deep file")
     code, out, err = cli("plan", "--against", "HEAD")
     assert code == 0 and "= unchanged x" in out, out + err
+
+
+@pytest.mark.parametrize("item", ["-6", "257", "1e1", "{}", "[]", '"x"', '{"k": 1}', "null", '"\\u00e9"'])
+def test_the_parse_estimate_is_never_below_what_json_makes_in_memory(item):
+    # The first estimate counted `-6,` as 3 bytes: -6 is a 28-byte int outside CPython's small-int
+    # cache, and 63 adapter configs of such lists reached 3.5 GB under a 256 MB budget.
+    import tracemalloc
+
+    from deployer.paths import parsed_size
+
+    text = ("[" + ",".join([item] * 200_000) + "]").encode()
+    tracemalloc.start()
+    parsed = json.loads(text)
+    made = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del parsed
+    assert parsed_size(text) >= made

@@ -474,7 +474,7 @@ def test_a_plan_parses_configs_within_one_budget_for_all_the_commits_it_reads(pr
     project.deployment("alpha", FAST + "adapters:\n" + "".join(f"  - {{name: {n}, path: ../adapters/{n}}}\n" for n in "abc"))
     git_commit(project.root, "three local adapters")
     raw = (project.root / "adapters/a/adapter_config.json").read_bytes()
-    monkeypatch.setattr(paths, "MAX_RUN_PARSED", 4 * (len(raw) + 64 * (raw.count(b"{") + raw.count(b"[")) + 25 * raw.count(b'"')))
+    monkeypatch.setattr(paths, "MAX_RUN_PARSED", 4 * paths.parsed_size(raw))
     assert cli("validate")[0] == 0  # the working tree's three fit
     code, out, err = cli("plan", "--against", "HEAD")  # and the ref's first: its second is over
     assert code == 1 and "holds more deployment files or configs than the deployer reads in one command" in err
