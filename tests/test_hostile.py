@@ -1163,6 +1163,19 @@ def test_one_big_file_under_many_names_stops_at_the_runs_budget(project, monkeyp
     assert f"deployments/d{int(stops_at[1]) + 1}.yaml" not in checked.files
 
 
+def test_text_repeated_by_aliases_counts_as_often_as_it_is_rendered(project, monkeypatch):
+    # 110 aliases of one 8.8 KB string per file: 32 MB of YAML rendered 3 GB of apps.
+    import deployer.pipeline
+
+    monkeypatch.setattr(deployer.pipeline, "MAX_RUN_CHARS", 250_000)
+    aliases = "".join(f"    E{i}: *x\n" for i in range(1, 50))
+    for i in range(4):
+        project.deployment(f"d{i}", MINIMAL + f"image:\n  env:\n    E0: &x '{'1' * 2000}'\n" + aliases)
+    assert (project.deployments / "d0.yaml").stat().st_size < 3000  # 100,000 characters once expanded
+    errors = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "files.too-many"]
+    assert [(e.file, e.line) for e in errors] == [("deployments/d2.yaml", 1)] and "aliases expanded" in errors[0].message
+
+
 def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_once(project, monkeypatch):
     import deployer.checks.sources as sources
     from deployer import paths
