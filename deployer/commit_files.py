@@ -30,7 +30,7 @@ from .desired import git_command, git_output
 from .paths import MAX_DEPTH
 
 GIT_SECONDS = 600
-IGNORED_SECONDS = 30  # for all the listings of git-ignored files one ref borrows
+IGNORED_SECONDS = 30  # for all the listings of git-ignored files of a plan's refs
 MAX_LINK_BYTES = 4096  # PATH_MAX: no longer link can be followed
 MAX_LINKS = 10_000  # a project holds a few; each costs a resolution
 MAX_HOPS = 40  # links followed in one path: the kernel's own limit (ELOOP)
@@ -426,7 +426,7 @@ def _chunks(args: list[str]) -> Iterator[list[str]]:
         yield chunk
 
 
-def ignored_files(root: Path, folders: Iterable[Path]) -> list[Path]:
+def ignored_files(root: Path, folders: Iterable[Path], deadline: float | None = None) -> list[Path]:
     """Files under `folders` (relative to the repository `root`) that git ignores: weights often
     are. One git process per hundred kilobytes of names, not one per folder, all within
     IGNORED_SECONDS: git's wildcard matching slows down steeply with the `*`s of a pattern, and a
@@ -434,7 +434,7 @@ def ignored_files(root: Path, folders: Iterable[Path]) -> list[Path]:
     command, found = git_command(root), []
     if command is None:
         return []
-    deadline = time.monotonic() + IGNORED_SECONDS
+    deadline = deadline or time.monotonic() + IGNORED_SECONDS  # (a plan's refs share one)
     for chunk in _chunks(sorted({f.as_posix() for f in folders})):
         try:
             done = subprocess.run([*command, "--literal-pathspecs", "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "--", *chunk], capture_output=True, timeout=max(deadline - time.monotonic(), 0.1))

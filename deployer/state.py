@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import patterns
 from .checks.sources import also_inside, refused_sources
+from . import commit_files
 from .commit_files import CommitFiles, RefError, ignored_files, make_parents
 from .paths import parse_budget_spent
 from .desired import Desired, Project, desired, git_root, parse_tag
@@ -60,6 +62,7 @@ class RefTrees:
         self.project = project
         self._stack = ExitStack()
         self._cache: dict[str, tuple[str, dict[str, Desired]]] = {}
+        self._ignored_deadline: float | None = None  # set by the first listing: every commit of the plan shares it
 
     def __enter__(self):
         self._stack.enter_context(patterns.budget(patterns.CHECK_SECONDS))
@@ -115,7 +118,9 @@ class RefTrees:
                 if relative and relative != Path(".") and (source.path.is_dir() or (not os.path.lexists(source.path) and (self.layout.root / relative).is_dir())):
                     inside.append(relative)
         borrowed = []
-        for relative in ignored_files(self.layout.root, inside):
+        if inside and self._ignored_deadline is None:
+            self._ignored_deadline = time.monotonic() + commit_files.IGNORED_SECONDS
+        for relative in ignored_files(self.layout.root, inside, self._ignored_deadline):
             target, original = tree / relative, self.layout.root / relative
             if os.path.lexists(target) or not original.is_file() or not make_parents(tree, target):
                 continue  # the commit has something else there, or a link on the way

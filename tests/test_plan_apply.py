@@ -16,6 +16,7 @@ import time
 import pytest
 
 from deployer.apply import LockError, apply_lock
+from deployer.commit_files import RefError
 
 from .conftest import MINIMAL, git, git_commit
 
@@ -479,6 +480,28 @@ def test_a_plan_parses_configs_within_one_budget_for_all_the_commits_it_reads(pr
     code, out, err = cli("plan", "--against", "HEAD")  # and the ref's first: its second is over
     assert code == 1 and "holds more deployment files or configs than the deployer reads in one command" in err
     assert "update" not in out  # (a ref whose configs went unread compared as changed)
+
+
+def test_the_commits_of_one_plan_share_the_time_for_listing_ignored_files(project, modal_world, monkeypatch):
+    # Each commit Modal recorded had 30 s of its own, and a RefError for one is skipped: four
+    # recorded commits took a plan 121 s.
+    import deployer.commit_files
+    from deployer.desired import project_for
+    from deployer.state import Layout, RefTrees
+
+    commits = [with_local_adapter(project)]
+    project.write("adapters/sql/" + "a" * 240 + "x/f", "data")
+    for i in range(3):
+        project.write("adapters/sql/notes.txt", str(i))
+        commits.append(git_commit(project.root, f"commit {i}"))
+    project.write(".gitignore", "build/\n*a*a*a*a*a*a*b\n")
+    monkeypatch.setattr(deployer.commit_files, "IGNORED_SECONDS", 2)
+    started = time.monotonic()
+    with RefTrees(Layout.of(project.deployments, project.root / "build"), project_for(project.deployments)) as trees:
+        for commit in commits:
+            with pytest.raises(RefError, match="to list the git-ignored files"):
+                trees.desired_at(commit)
+    assert time.monotonic() - started < 5  # two seconds for all four, then each stops at once (not 4 x 2 s)
 
 
 def test_an_adapter_folder_git_ignores_whole_still_compares_as_unchanged(project, modal_world, cli, monkeypatch):
