@@ -504,6 +504,25 @@ def test_the_commits_of_one_plan_share_the_time_for_listing_ignored_files(projec
     assert time.monotonic() - started < 5  # two seconds for all four, then each stops at once (not 4 x 2 s)
 
 
+def test_each_commits_export_is_removed_once_its_desired_state_is_known(project, modal_world, monkeypatch, tmp_path_factory):
+    # A plan reads a commit per version Modal recorded; their exports all stayed until the end:
+    # six of 300 MB of zeros (kilobytes in git) took 1.9 GB of TMPDIR at once.
+    import tempfile
+
+    from deployer.desired import project_for
+    from deployer.state import Layout, RefTrees
+
+    first = with_local_adapter(project)
+    project.write("adapters/sql/notes.txt", "2")
+    second = git_commit(project.root, "second")
+    scratch = tmp_path_factory.mktemp("scratch")
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with RefTrees(Layout.of(project.deployments, project.root / "build"), project_for(project.deployments)) as trees:
+        for commit in (first, second):
+            assert "alpha" in trees.desired_at(commit)[1]
+            assert list(scratch.iterdir()) == []
+
+
 def test_an_adapter_folder_git_ignores_whole_still_compares_as_unchanged(project, modal_world, cli, monkeypatch):
     with_local_adapter(project, ignore="adapters/\n")  # no copy of the folder at all in the commit
     code, out, _ = cli("plan", "--against", "HEAD", "--detailed-exitcode")
