@@ -170,9 +170,15 @@ def build_plan(args, checked, live_only: bool = False):
     return make_plan(want, deployed, previous, project, where, args.names, fallback, replace), want, platform, None
 
 
+MAX_SUMMARY_CHARS = 1_000_000  # GitHub shows at most 1 MiB of a step's summary and fails the step beyond
+
+
 def _write_summary(markdown: str) -> None:
     path = os.environ.get(SUMMARY_ENV)
     if path:
+        if len(markdown) > MAX_SUMMARY_CHARS:
+            cut = markdown.rfind("\n", 0, MAX_SUMMARY_CHARS)
+            markdown = markdown[: max(cut, 0)] + f"\n\n_…the rest ({len(markdown) - max(cut, 0):,} characters) is in the job's log._"
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(markdown + "\n")
 

@@ -169,9 +169,15 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+SHOWN_CHANGES = 30  # of one deployment: 200 changed variables in each of 1,850 deployments printed 100 MB
+
+
 def describe_changes(before: Desired, after: Desired) -> list[Change]:
     old, new = facts(before.deployment), facts(after.deployment)
     changes = [Change(key, old.get(key), new.get(key)) for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
+    if len(changes) > SHOWN_CHANGES:
+        more = len(changes) - SHOWN_CHANGES + 1
+        changes = [*changes[: SHOWN_CHANGES - 1], Change(f"and {more:,} more settings", "as deployed", "changed (`deployer render` shows the whole app)")]
     if not changes:
         if before.app.code_hash == after.app.code_hash:
             changes.append(Change("local folder contents", "uploaded before", "changed"))

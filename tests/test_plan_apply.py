@@ -93,6 +93,28 @@ def test_github_format_writes_the_plan_to_the_job_summary(project, modal_world, 
     assert text.startswith("## Deployment plan") and "| + | `alpha` | **create** |" in text
 
 
+def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(project, modal_world, cli, tmp_path, monkeypatch):
+    # 200 changed variables in each of 1,850 deployments wrote 321 MB to the job summary (GitHub
+    # takes 1 MiB) and 100 MB to the log.
+    import deployer.cli_remote
+
+    env = lambda value: "image:\n  env:\n" + "".join(f"    V{i}: '{value}'\n" for i in range(100))
+    for name in ("alpha", "beta"):
+        project.deployment(name, FAST + env("a"))
+    git_commit(project.root, "many variables")
+    for name in ("alpha", "beta"):
+        project.deployment(name, FAST + env("<" * 100))
+    git_commit(project.root, "all changed")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setattr(deployer.cli_remote, "MAX_SUMMARY_CHARS", 10_000)
+    code, out, _ = cli("plan", "--against", "HEAD~1", "--format", "github")
+    alpha = out.split("update    alpha")[1].split("update    beta")[0]
+    assert alpha.count("image env V") == 29 and "and 71 more settings" in alpha
+    text = summary.read_text()
+    assert len(text) < 10_100 and text.rstrip().endswith("is in the job's log._") and text.startswith("## Deployment plan")
+
+
 def test_a_deploy_whose_smoke_check_fails_is_rolled_back_and_retried_next_time(project, modal_world, cli):
     two(project)
     assert cli("apply", "--yes")[0] == 0
