@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from .adapters import with_adapter_configs
 from .basemodel import with_base_model_info
@@ -157,8 +157,8 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
 
 
 class _RunBudget:
-    """Counts what the run has read against MAX_RUN_FILES, _BYTES and _VALUES; each method
-    returns the error for the file that goes over, else None."""
+    """Counts what the run has read against MAX_RUN_FILES, _BYTES, _VALUES and _CHARS; each
+    method returns the error for the file that goes over, else None."""
 
     def __init__(self) -> None:
         self.files = self.bytes = self.values = self.chars = 0
@@ -181,7 +181,7 @@ class _RunBudget:
     def merged(self, document: Document, merged: Document, defaults_file: Path, display: str) -> Diagnostic | None:
         # What a defaults file holds ends up in each app rendered from it: a 900 KB value in
         # _defaults.yaml made render write 4.3 GB for 5,000 small deployments.
-        self.chars += sum(len(k) + len(v) for k, v in _texts(merged.data))
+        self.chars += _text_chars(merged.data)
         if self.chars > MAX_RUN_CHARS:
             return self._over(display, f"more than {MAX_RUN_CHARS >> 20} million characters of text in its deployments, with YAML aliases expanded and defaults merged in")
         return self._add(self.sizes.get(defaults_file, 0), len(merged.values) - len(document.values), display)
@@ -200,16 +200,19 @@ class _RunBudget:
         return Diagnostic(display, 1, 1, f"this run reads {what}; the deployer stops here, and the files after this one are not checked", hint="check fewer files or folders in one run (`deployer validate deployments/team-a`), or make the files and their defaults smaller", rule="files.too-many")
 
 
-def _texts(data: object) -> Iterator[tuple[str, str]]:
-    """(key, text) for every string in a deployment's values, keys included (a walk, not a recursion)."""
-    pending = [("", data)]
+def _text_chars(data: object) -> int:
+    """Characters of every key and string in a deployment's values (a walk, not a recursion)."""
+    total, pending = 0, [data]
     while pending:
-        key, item = pending.pop()
+        item = pending.pop()
         if isinstance(item, dict):
-            pending.extend((str(k), v) for k, v in item.items())
+            total += sum(len(str(k)) for k in item)
+            pending.extend(item.values())
         elif isinstance(item, list):
-            pending.extend((key, v) for v in item)
-        yield key, item if isinstance(item, str) else ""
+            pending.extend(item)
+        elif isinstance(item, str):
+            total += len(item)
+    return total
 
 
 def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], checked: list[str], budget: _RunBudget) -> tuple[Document | None, bool]:
