@@ -237,8 +237,6 @@ def read_json(path: Path | str, limit: int | None = None) -> object:
     import json
 
     limit = limit or MAX_JSON_BYTES
-    if os.stat(path).st_size > limit:
-        raise ValueError(f"{os.stat(path).st_size:,} bytes is more than any such file holds (at most {limit:,})")
 
     def parse(data: bytes) -> object:
         try:
@@ -251,8 +249,9 @@ def read_json(path: Path | str, limit: int | None = None) -> object:
 
 
 def _read_limited(path: Path | str, limit: int) -> bytes:
+    """The file's bytes, never more than `limit` + 1 read (the size check is on what was read)."""
     with open(path, "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
-        raise ValueError(f"more than {limit:,} bytes, more than any such file holds")
+        raise ValueError(f"more than {limit:,} bytes, more than any such file holds (at most {limit:,})")
     return data

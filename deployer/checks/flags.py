@@ -124,8 +124,8 @@ PLAIN_VALUES = {
     "load-format": {"auto", "pt", "safetensors", "npcache", "dummy", "hf", "fastsafetensors", "instanttensor", "mistral", "gguf", "bitsandbytes", "sharded_state"},
     "log-level": {"CRITICAL", "ERROR", "WARNING", "INFO"},
 }
-IMPORTING_VALUES = ("spec-model",)
-JSON_KEYS_AS_FLAGS = {"load_format": "load-format"}  # keys inside JSON flags judged as these flags are (a draft model's load_format)  # a Hub repo, or with a dotted name a class to import
+IMPORTING_VALUES = ("spec-model",)  # a Hub repo, or with a dotted name a class to import
+JSON_KEYS_AS_FLAGS = {"load_format": "load-format"}  # keys inside JSON flags judged as these flags are (a draft model's load_format)
 
 
 # Flags whose value may name a file in the container that vLLM reads and, for some, shows to

@@ -41,7 +41,8 @@ HARMLESS = frozenset({
 })
 # Harmless only as names: glibc reads a locale or time zone value holding a slash, or TZ's `:file`,
 # as a path to a file it parses (a committed one, under /root/sources).
-NAMED = {"LANG": re.compile(r"^[A-Za-z0-9_.@-]*$"), "LC_ALL": re.compile(r"^[A-Za-z0-9_.@-]*$"), "TZ": re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")}
+LOCALE_NAME = re.compile(r"^[A-Za-z0-9_.@-]*$")
+NAMED = {"LANG": LOCALE_NAME, "LC_ALL": LOCALE_NAME, "TZ": re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")}
 # Variables that load code into every process of the container (Python's, the dynamic loader's,
 # shells' start-up files, compilers, folders of compiled artifacts or plugins). vLLM's server
 # also starts the SageMaker standards bootstrap (model_hosting_container_standards), which loads

@@ -1,8 +1,9 @@
 """The base model's tokenizer files (tokenizer_config.json, special_tokens_map.json, ...), which
 the pull request can commit (or a Hub repo it names can hold): transformers passes their keys to
-the tokenizer's constructor, and some are files it opens as written. `"vocab": "/proc/self/environ"` (BertTokenizer, transformers 5) or
-`"vocab_file"` (transformers 4) made the container's environment, Secrets included, token 0,
-which /detokenize gave back to any caller with the key."""
+the tokenizer's constructor, and some are files it opens as written. `"vocab":
+"/proc/self/environ"` (BertTokenizer, transformers 5) or `"vocab_file"` (transformers 4) made the
+container's environment, Secrets included, token 0, which /detokenize gave back to any caller
+with the key."""
 
 from __future__ import annotations
 
