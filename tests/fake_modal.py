@@ -181,9 +181,20 @@ def _version(v: dict) -> Version:
     return Version(v["number"], v["tag"], v["commit"])
 
 
+# CPython 3.11 builds AST objects with interpreter-wide recursion bookkeeping that two threads can
+# corrupt ("AST constructor recursion depth mismatch", python/cpython#106905): the endpoint's handler
+# threads parse app files at the same time, so they take turns.
+_AST_LOCK = threading.Lock()
+
+
+def _parse(source: str) -> ast.Module:
+    with _AST_LOCK:
+        return ast.parse(source)
+
+
 def _declared_models(source: str) -> list[str]:
     """The model ids a rendered app serves, read from its constants as Modal's import would see them."""
-    tree = ast.parse(source)
+    tree = _parse(source)
     values = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -195,7 +206,7 @@ def _declared_models(source: str) -> list[str]:
 
 
 def _app_name(source: str) -> str:
-    for node in ast.parse(source).body:
+    for node in _parse(source).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "APP_NAME":
             return ast.literal_eval(node.value)
     return "?"
@@ -217,7 +228,7 @@ def _secret_names(source: str) -> list[str]:
     """The Modal Secrets an app attaches: `modal.Secret.from_name("NAME")` calls."""
     return [
         node.args[0].value
-        for node in ast.walk(ast.parse(source))
+        for node in ast.walk(_parse(source))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_name"
         and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "Secret" and node.args and isinstance(node.args[0], ast.Constant)
     ]
