@@ -7,6 +7,7 @@ everything else, including the user's extra flags, is the `VLLM_FLAGS` list buil
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from . import catalog
@@ -31,6 +32,10 @@ VLLM_PORT = 8000
 # import it: vLLM's own key check leaves /invocations, /tokenize, /metrics... open.
 AUTH_GUARD_MODULE = "deployer_auth_guard"
 AUTH_GUARD = f"{AUTH_GUARD_MODULE}.RequireApiKey"
+# The middleware reads a salt and the key's salted SHA-256 from here: vLLM's process never gets the key.
+AUTH_DIGEST_VARIABLE = "DEPLOYER_AUTH_DIGEST"
+# Names that look like credentials: refused in image.env, left out of vLLM's process environment.
+CREDENTIAL_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY)", re.IGNORECASE)
 
 # Flags the deployer sets from other fields; a user setting them in `vllm.args` would fight the
 # deployer (or, for --lora-modules, silently drop adapters), so that is an error naming the owner.

@@ -319,7 +319,7 @@ def cmd_serve(args) -> int:
         _warn(note)
 
     folder = app.path.parent
-    server = LocalServer(command, folder / LOG_FILE, stream_logs=args.logs, environment=local.environment)
+    server = LocalServer(command, folder / LOG_FILE, stream_logs=args.logs, environment=local.environment_in)
     print(f"starting vLLM: {shlex.join(command)}", file=sys.stderr, flush=True)
     if not args.logs:
         print(f"vLLM log: {display_path(folder / LOG_FILE)}", file=sys.stderr, flush=True)

@@ -71,15 +71,22 @@ def without_sleep_mode(command: list[str], found: tuple[str, str] | None) -> tup
 @dataclass(frozen=True)
 class LocalCommand:
     argv: list[str]
-    # The app's own `vllm_environment(folder)`, if it has one: it writes the API key middleware
-    # that the command names into the folder, and returns the environment that imports it from there.
-    environment: Callable[[str], dict] | None = None
+    # The app's own `vllm_environment()`: this process's environment without credentials.
+    environment: Callable[[], dict]
+    # With an API key, the app's `with_auth_guard(environment, folder)`: it writes the middleware
+    # the command names into the folder and adds what imports it from there and the key's digest.
+    auth_guard: Callable[[dict, str], dict] | None = None
+
+    def environment_in(self, folder: str) -> dict:
+        """The environment vLLM runs with, its middleware (if any) written into `folder`."""
+        environment = self.environment()
+        return self.auth_guard(environment, folder) if self.auth_guard else environment
 
 
 def without_auth_guard(local: LocalCommand, environ) -> tuple[LocalCommand, str | None]:
     """An API key deployment served here with no VLLM_API_KEY set: the middleware that asks for
     the key on every route would refuse to load, so it is left out, and a note says so."""
-    if local.environment is None or environ.get("VLLM_API_KEY"):
+    if local.auth_guard is None or environ.get("VLLM_API_KEY"):
         return local, None
     argv = list(local.argv)
     for i in range(len(argv) - 1):
@@ -87,7 +94,7 @@ def without_auth_guard(local: LocalCommand, environ) -> tuple[LocalCommand, str 
             del argv[i : i + 2]
             break
     note = "VLLM_API_KEY is not set here, so vLLM serves on this machine without a key (on Modal, the key from auth.api_key's Secret guards every route)"
-    return LocalCommand(argv), note
+    return LocalCommand(argv, local.environment), note
 
 
 def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1") -> LocalCommand:
@@ -99,7 +106,7 @@ def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1
         raise LocalError(f"could not get the weights for {app.APP_NAME}: {type(exc).__name__}: {exc}") from None
     command = app.vllm_command(model, adapter_folders, host=host, port=port)
     # In the container `python` is the image's interpreter; here it is the one that has vLLM.
-    return LocalCommand([python, *command[1:]], getattr(app, "vllm_environment", None))
+    return LocalCommand([python, *command[1:]], app.vllm_environment, getattr(app, "with_auth_guard", None))
 
 
 def installed_vllm(python: str) -> tuple[str, str] | None:
@@ -135,7 +142,7 @@ class LocalServer:
     command: list[str]
     log_path: Path
     stream_logs: bool = False
-    environment: Callable[[str], dict] | None = None  # given the server's own (empty) working folder
+    environment: Callable[[str], dict] | None = None  # given the server's own (empty) working folder; None: this process's
     process: subprocess.Popen | None = None
     _workdir: tempfile.TemporaryDirectory | None = None
 

@@ -109,6 +109,7 @@ class Gpu:
 class VllmSpec:
     version: str
     args: tuple[tuple[str, Any], ...] = ()  # (flag name, value) in the order written
+    env_from_secrets: tuple[str, ...] = ()  # credential-like variables vLLM's own process may read
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
         base_model=BaseModel(base_source, base.get("served_name") or base.get("repo")),
         adapters=adapters,
         gpu=gpu,
-        vllm=VllmSpec(data["vllm"]["version"], tuple(data["vllm"].get("args", {}).items())),
+        vllm=VllmSpec(data["vllm"]["version"], tuple(data["vllm"].get("args", {}).items()), tuple(data["vllm"].get("env_from_secrets", []))),
         image=Image(image["base"], image["python"], tuple(image["pip"]), tuple(sorted(image["env"].items()))),
         scaling=Scaling(**{key: _whole(scaling.get(key)) for key in Scaling.__dataclass_fields__}),
         cold_start=ColdStart(bool(cold_start["prefetch"]), bool(cold_start["gpu_snapshot"])),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .argv import AUTH_GUARD_MODULE, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, vllm_server, weight_files
+from .argv import AUTH_DIGEST_VARIABLE, AUTH_GUARD_MODULE, CREDENTIAL_NAME, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, vllm_server, weight_files
 from .model import Deployment
 from .local import LOG_FILE, STATE_FILE
 from .paths import linked_part, read_plain, real, within
@@ -333,7 +333,9 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "function_options": function_options,
         "secrets": secrets,
         "api_key_secret": deployment.auth.api_key_secret,
-        "auth_guard": {"file": f"{AUTH_GUARD_MODULE}.py", "lines": _auth_guard_lines()} if deployment.auth.api_key_secret else None,
+        "credential_name": CREDENTIAL_NAME.pattern,
+        "env_from_secrets": list(deployment.vllm.env_from_secrets),
+        "auth_guard": {"file": f"{AUTH_GUARD_MODULE}.py", "lines": _auth_guard_lines(), "digest_variable": AUTH_DIGEST_VARIABLE} if deployment.auth.api_key_secret else None,
         "concurrency": concurrency,
         "startup_timeout": scaling.startup_timeout,
         "startup_timeout_comment": _duration(scaling.startup_timeout),

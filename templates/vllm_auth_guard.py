@@ -5,6 +5,10 @@ generates), /tokenize, /detokenize, /metrics and the rest answer anyone with the
 this ASGI middleware by its import path (--middleware deployer_auth_guard.RequireApiKey), so it sees
 every request before vLLM's routes do. Only the standard library: the image holds vLLM and nothing
 of the deployer's.
+
+It never sees the key: the app gives it a random salt and the SHA-256 of salt and key
+(DEPLOYER_AUTH_DIGEST), and leaves VLLM_API_KEY out of vLLM's environment, so a file vLLM is
+tricked into serving (/proc/self/environ) holds no credential.
 """
 
 import hashlib
@@ -14,10 +18,22 @@ import os
 
 OPEN_PATHS = ("/health",)  # the liveness probe: it says only that the server is up
 
-API_KEY = os.environ.get("VLLM_API_KEY", "")
-if not API_KEY:
-    # Refuse to start rather than serve every route to anyone.
-    raise RuntimeError("VLLM_API_KEY is not set: the Modal Secret named by auth.api_key must hold it")
+DIGEST_VARIABLE = "DEPLOYER_AUTH_DIGEST"
+
+
+def _salt_and_digest() -> tuple:
+    salt, _, digest = os.environ.get(DIGEST_VARIABLE, "").partition(":")
+    try:
+        salt, digest = bytes.fromhex(salt), bytes.fromhex(digest)
+    except ValueError:
+        salt = digest = b""
+    if len(salt) < 16 or len(digest) != hashlib.sha256().digest_size:
+        # Refuse to start rather than serve every route to anyone.
+        raise RuntimeError(f"{DIGEST_VARIABLE} is not set: start vLLM from the rendered app, whose with_auth_guard() sets it from VLLM_API_KEY")
+    return salt, digest
+
+
+SALT, KEY_DIGEST = _salt_and_digest()
 
 
 class RequireApiKey:
@@ -25,7 +41,6 @@ class RequireApiKey:
 
     def __init__(self, app):
         self.app = app
-        self.key_digest = hashlib.sha256(API_KEY.encode()).digest()
 
     @staticmethod
     def preflight(scope) -> bool:
@@ -39,7 +54,7 @@ class RequireApiKey:
         value = next((v for name, v in headers if name.lower() == b"authorization"), b"")
         scheme, _, token = value.partition(b" ")
         # Digests are compared, so the time taken says nothing about the key or its length.
-        return scheme.lower() == b"bearer" and hmac.compare_digest(hashlib.sha256(token).digest(), self.key_digest)
+        return scheme.lower() == b"bearer" and hmac.compare_digest(hashlib.sha256(SALT + token).digest(), KEY_DIGEST)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS or self.preflight(scope):

@@ -237,8 +237,9 @@ def _secret_names(source: str) -> list[str]:
 def refusal(version: dict, secrets: dict, path: str, headers) -> tuple[int, dict] | None:
     """What stops a request before vLLM's routes, as on Modal: proxy auth (Modal checks the
     Modal-Key/Modal-Secret headers on every route; this fake has no token store, so any pair
-    passes), then the key from the app's Secrets, which vLLM checks on /v1 only and the app's
-    middleware (`--middleware deployer_auth_guard.RequireApiKey` in its flags) on all but /health."""
+    passes), then the key from the app's Secrets: the app's middleware (`--middleware
+    deployer_auth_guard.RequireApiKey` in its flags) asks for it on all but /health; an app without
+    it (an older deployer's, which handed vLLM the key) has only vLLM's own check, on /v1."""
     source = version["source"]
     if "requires_proxy_auth=True" in source and not (headers.get("Modal-Key") and headers.get("Modal-Secret")):
         return 401, {"error": "modal-http: missing credentials for proxy authorization"}

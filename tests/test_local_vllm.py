@@ -24,7 +24,9 @@ import pytest
 from .conftest import NO_VLLM, VLLM_PYTHON
 from .tiny_model import build_base_model, build_lora_adapter
 
-API_KEY = "e2e-sentinel-key-5f1c"  # vLLM reads it from VLLM_API_KEY, as from the Modal Secret
+API_KEY = "e2e-sentinel-key-5f1c"  # the app reads it from VLLM_API_KEY, as from the Modal Secret
+# Credentials a Secret could add beside it: the app must keep all three out of vLLM's processes.
+OTHER_CREDENTIALS = {"HF_TOKEN": "hf_e2e_sentinel_61d0", "AWS_SECRET_ACCESS_KEY": "aws-e2e-sentinel-93b4"}
 RANKS = {"alpha": 8, "beta": 16, "gamma": 32}
 READY_TIMEOUT = 420
 
@@ -67,7 +69,7 @@ smoke:
 """
     )
     port = free_port()
-    env = {**os.environ, "VLLM_API_KEY": API_KEY, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "DEPLOYER_VLLM_PYTHON": VLLM_PYTHON}
+    env = {**os.environ, **OTHER_CREDENTIALS, "VLLM_API_KEY": API_KEY, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "DEPLOYER_VLLM_PYTHON": VLLM_PYTHON}
     process = subprocess.Popen(
         [sys.executable, "-m", "deployer", "serve", "tiny", "--local", "--port", str(port)],
         cwd=root,
@@ -151,7 +153,8 @@ def test_the_api_key_is_required_and_undeclared_adapters_fail_cleanly(served):
 
 
 def test_every_route_but_health_needs_the_key(served):
-    """vLLM's own check covers /v1; the app's middleware (templates/vllm_auth_guard.py) the rest."""
+    """The app's middleware (templates/vllm_auth_guard.py) asks for the key on every route; vLLM's
+    own check is off, as its process has no VLLM_API_KEY."""
     base = f"http://127.0.0.1:{served['port']}"
 
     def status(method: str, path: str, key: str | None, body: dict | None = None, extra: dict | None = None) -> int:
@@ -176,6 +179,36 @@ def test_every_route_but_health_needs_the_key(served):
     # A CORS preflight passes the guard; vLLM's CORS middleware answers it (400: vLLM 0.32 allows no origin by default).
     assert status("OPTIONS", "/v1/chat/completions", None, extra=preflight) == 400
     assert status("GET", "/health", None) == 200
+
+
+def test_no_vllm_process_holds_a_credential(served):
+    """A file vLLM is tricked into reading (a tokenizer's `vocab: /proc/self/environ`, served back
+    by /detokenize) finds no credential: not in any of its processes' environment or command line."""
+    leader = json.loads((served["root"] / "build" / "tiny" / "local-server.json").read_text())["pid"]
+    group = [pid for pid in _pids() if _process_group(pid) == leader]
+    assert leader in group and len(group) >= 2, group  # the API server and its engine process at least
+    sentinels = [API_KEY.encode(), *(value.encode() for value in OTHER_CREDENTIALS.values())]
+    for pid in group:
+        for view in ("environ", "cmdline"):
+            seen = Path(f"/proc/{pid}/{view}").read_bytes()
+            assert not [s for s in sentinels if s in seen], f"process {pid} {view}"
+    environment = dict(line.split(b"=", 1) for line in Path(f"/proc/{leader}/environ").read_bytes().split(b"\0") if b"=" in line)
+    assert b"VLLM_API_KEY" not in environment and b"HF_TOKEN" not in environment
+    assert b"DEPLOYER_AUTH_DIGEST" in environment  # what the middleware checks keys against
+    # ...while the deployer that started it still has them, so the sweep above could have found them.
+    assert API_KEY.encode() in Path(f"/proc/{served['process'].pid}/environ").read_bytes()
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _process_group(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def test_a_failing_expectation_fails_smoke(served):

@@ -88,7 +88,7 @@ def test_api_key_secret_is_attached_by_name_only(project):
     project.deployment("keyed", MINIMAL)
     module, rendered = app_for(project.deployments, "keyed", project.root / "build")
     assert module.serve.info().secrets == ["modal.Secret.from_name('test-api-key')"]
-    assert "--api-key" not in rendered.source  # vLLM reads VLLM_API_KEY from the secret's environment
+    assert "--api-key" not in rendered.source  # the app's middleware checks a digest of VLLM_API_KEY; vLLM never gets the key
 
 
 def test_image_settings_and_env_reach_the_image_definition(project):

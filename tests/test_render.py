@@ -106,14 +106,16 @@ def test_render_writes_build_name_app_py_atomically_and_reports_unchanged(projec
     assert [p.name for p in app.path.parent.iterdir()] == ["app.py"]  # no temporary files left
 
 
-def test_zero_adapters_means_no_lora_flags(project):
+def test_zero_adapters_means_no_lora_flags(project, hub_cache):
+    # A Hub base model is downloaded by the app itself (vLLM gets no Hub token): vLLM gets its folder.
+    snapshot = hub_cache("Qwen/Qwen3-4B-Instruct-2507", {"config.json": "{}"})
     app = import_app(rendered(project, "a", MINIMAL).path)
     model, folders = app.weights()
-    assert (model, folders) == ("Qwen/Qwen3-4B-Instruct-2507", {})
+    assert (model, folders) == (str(snapshot), {})
     command = app.vllm_command(model, folders)
     assert command == [
         "python", "-P", "-m", "vllm.entrypoints.openai.api_server",
-        "--model", "Qwen/Qwen3-4B-Instruct-2507",
+        "--model", str(snapshot),
         "--served-model-name", "Qwen/Qwen3-4B-Instruct-2507",
         "--middleware", "deployer_auth_guard.RequireApiKey",  # auth.api_key: the key on every route
         "--host", "0.0.0.0", "--port", "8000",

@@ -15,6 +15,24 @@ from deployer.local import LocalError, version_warning, write_state
 from .conftest import MINIMAL
 
 
+@pytest.fixture(autouse=True)
+def cached_base_model(hub_cache):
+    """The Hub base model of MINIMAL in the local cache: the app downloads it before starting
+    vLLM (which gets no Hub token), and here the Hub is offline."""
+    return hub_cache("Qwen/Qwen3-4B-Instruct-2507", {"config.json": "{}"})
+
+
+def test_serve_of_a_hub_model_missing_from_an_offline_cache_says_so(project, cli, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(project.root / "empty-cache"))
+    project.deployment("a")
+    code, _, err = cli("serve", "a", "--local", "--python", sys.executable, "--port", "8764")
+    assert code == 1
+    assert "deployer serve: could not get the weights for a: LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder" in err
+    assert "Traceback" not in err
+
+
 def test_serve_requires_local(project, cli):
     project.deployment("a")
     code, _, err = cli("serve", "a")

@@ -1,4 +1,4 @@
-"""An endpoint is never public by accident."""
+"""An endpoint is never public by accident, and its key stays out of vLLM's process."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ from ._at import at
 
 
 def check_auth(deployment: Deployment) -> Iterable[Diagnostic]:
+    for i, name in enumerate(deployment.vllm.env_from_secrets):
+        if name == "VLLM_API_KEY":
+            yield at(
+                deployment,
+                ("vllm", "env_from_secrets", i),
+                "vllm.env_from_secrets VLLM_API_KEY would hand the API key to vLLM's process, where a file it is tricked into serving (/proc/self/environ) exposes it; the app's middleware checks the key from a digest",
+                hint="remove VLLM_API_KEY from vllm.env_from_secrets; auth.api_key already guards every route",
+                rule="secrets.api-key-to-vllm",
+                key=False,
+            )
     if not deployment.auth.is_public:
         return
     if deployment.document.data.get("auth") != "none":

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import catalog
-from ..argv import MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
+from ..argv import CREDENTIAL_NAME, MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
 from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
 from ..diagnostics import Diagnostic, Severity
 from ..fit import TOKEN_COUNT, parse_tokens, token_text_problem
@@ -24,9 +24,6 @@ from ._at import at
 
 # Flags whose value is a credential: it would be written into the rendered app and its log.
 SECRET_FLAGS = {"hf-token": "HF_TOKEN", "api-key": "VLLM_API_KEY"}
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY)", re.IGNORECASE)
-
-
 def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     flags = catalog.load(deployment.vllm.version)
     for name, value in deployment.vllm.args:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from ..argv import CREDENTIAL_NAME
 from ..diagnostics import Diagnostic, Severity
 from ..model import Deployment
 from ._at import at
-from .flags import SECRET_NAME
 
 # NVIDIA's CUDA images (Docker Hub's official nvidia/cuda, or NVIDIA's own registry), any tag.
 CUDA_IMAGE = re.compile(r"^(docker\.io/|nvcr\.io/)?nvidia/cuda(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$")
@@ -69,7 +69,7 @@ def check_image_env(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(deployment, where, f"image.env {name} holds a line break or control character: Modal writes each variable on a line of the image's Dockerfile (ENV), where a line break would start another instruction", hint="keep image.env values on one line", rule="image.env-control", key=False)
         elif name in HF_CACHE:
             yield at(deployment, where, f"image.env {name} would move the Hugging Face cache off the cache volume: every cold start would download the weights again, and prefetch would fill a cache vLLM does not read", hint=f"remove {name}; the app mounts the `huggingface-cache` volume at huggingface_hub's default cache", rule="image.env-cache")
-        elif SECRET_NAME.search(name):
+        elif CREDENTIAL_NAME.search(name):
             yield at(deployment, where, f"image.env {name} looks like a credential; image settings are written into the rendered app in plain text", hint="move it into a Modal Secret (`modal secret create NAME KEY=value`) and list the secret under `secrets:`", rule="secrets.in-env")
         elif name == DEV_MODE and not deployment.auth.proxy:
             yield at(deployment, where, f"image.env {DEV_MODE} turns on vLLM's dev-mode routes (/server_info, /collective_rpc, /sleep, weight updates), which vLLM's own API key check leaves open and which no API client should reach: anyone with the URL (with the app's key middleware, anyone with the key) could read the server's configuration, stop it or replace its weights", hint="use `auth: {proxy: true}` (Modal checks every route), or remove it", rule="image.env-dev-routes")
