@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +106,29 @@ def test_the_downloads_land_in_the_hugging_face_cache_vllm_reads(project, hub, t
     prefetch(project, hub, {"model.safetensors": "st"})
     snapshots = tmp_path / "hf-home" / "hub" / "models--org--tiny-base" / "snapshots" / FakeHub.commit(BASE, "main")
     assert (snapshots / "model.safetensors").read_text() == "st"
+
+
+COLD_START = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+print(json.dumps(app.weights()))
+"""
+
+
+def test_a_cold_start_after_prefetch_serves_from_the_cache_when_the_hub_is_down(project, hub, tmp_path, monkeypatch):
+    """The app downloads the base model itself before vLLM starts: with the Hub unreachable, a
+    container still gets the folder prefetch filled (the Hub's own fallback to its cache)."""
+    prefetch(project, hub, {"model.safetensors": "st"})
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    app_file = project.root / "build" / "tiny" / "app.py"
+    out = subprocess.run([sys.executable, "-c", COLD_START, str(app_file)], capture_output=True, text=True, timeout=120, env=os.environ)
+    assert out.returncode == 0, out.stderr[-3000:]
+    model, adapters = json.loads(out.stdout.splitlines()[-1])
+    snapshots = tmp_path / "hf-home" / "hub" / "models--org--tiny-base" / "snapshots"
+    assert model == str(snapshots / FakeHub.commit(BASE, "main"))
+    assert (Path(model) / "model.safetensors").read_text() == "st" and not (Path(model) / "pytorch_model.bin").exists()
+    assert Path(adapters["chess"], "adapter_config.json").is_file()

@@ -24,6 +24,8 @@ from ._at import at
 
 # Flags whose value is a credential: it would be written into the rendered app and its log.
 SECRET_FLAGS = {"hf-token": "HF_TOKEN", "api-key": "VLLM_API_KEY"}
+
+
 def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     flags = catalog.load(deployment.vllm.version)
     for name, value in deployment.vllm.args:
