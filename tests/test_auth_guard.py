@@ -203,18 +203,41 @@ CREDENTIALS = {
     "db_password": "pw-sentinel",
     "WANDB_API_KEY": "wandb-sentinel",
     "GOOGLE_APPLICATION_CREDENTIALS": "/secrets/sa.json",
+    "MODAL_OAUTH_JWT_KEY": "jwt-sentinel",  # one the modal package itself treats as a credential
+    "OPENAI_KEY": "sk-sentinel",
+    "SENTRY_DSN": "https://key@sentry.example/1",
+    "MYSQL_PWD": "mysql-sentinel",
 }
+# Settings whose names merely contain a credential word: vLLM and the tokenizers library need them.
+SETTINGS = {"TOKENIZERS_PARALLELISM": "false", "VLLM_MULTI_STREAM_GEMM_TOKEN_THRESHOLD": "256", "VLLM_USE_FASTOKENS": "1", "PWD": "/root", "SSH_AUTH_SOCK": "/tmp/agent"}
 
 
 def test_vllm_gets_no_credential_from_the_environment_but_the_ones_the_yaml_hands_it(project, monkeypatch):
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    for name, value in SETTINGS.items():
+        monkeypatch.setenv(name, value)
     plain = rendered_app(project).vllm_environment()
     assert not set(CREDENTIALS) & set(plain)
-    assert plain["VLLM_CPU_KVCACHE_SPACE"] == "1" and plain["PATH"] == os.environ["PATH"]
+    assert {name: plain[name] for name in SETTINGS} == SETTINGS and plain["PATH"] == os.environ["PATH"]
     opted = rendered_app(project, MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  env_from_secrets: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]')).vllm_environment()
     assert {name for name in CREDENTIALS if name in opted} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_every_credential_handed_to_vllm_is_for_review_and_the_api_key_and_modals_are_refused(project, cli):
+    project.deployment("a", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  env_from_secrets: [AWS_SECRET_ACCESS_KEY, MODAL_IDENTITY_TOKEN, OMP_NUM_THREADS]'))
+    code, out, _ = cli("validate", "--strict")
+    assert code == 1
+    assert "deployments/a.yaml:6:22: warning: vllm.env_from_secrets hands AWS_SECRET_ACCESS_KEY to vLLM's process" in out
+    assert "deployments/a.yaml:6:45: error: vllm.env_from_secrets MODAL_IDENTITY_TOKEN would hand one of Modal's own variables to vLLM's process" in out
+    assert "deployments/a.yaml:6:67: warning: vllm.env_from_secrets OMP_NUM_THREADS changes nothing" in out
+
+
+@pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "VLLM_USE_FASTOKENS"])
+def test_settings_named_like_credentials_are_not_refused_as_credentials(project, cli, name):
+    project.deployment("a", MINIMAL + f"image:\n  env: {{{name}: '1'}}\n")
+    _, out, _ = cli("validate")
+    assert "looks like a credential" not in out
 
 
 def test_handing_vllm_the_api_key_is_refused(project, cli):

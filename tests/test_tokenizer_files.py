@@ -89,3 +89,38 @@ def test_a_hub_model_without_a_tokenizer_config_is_no_finding(project, online):
     online.add("org/model", {"config.json": QWEN3_4B})
     project.deployment("d", HUB % "")
     assert check_paths([project.deployments]).diagnostics == ()
+
+
+def local_config_findings(project, extra: dict) -> dict:
+    folder = build_base_model(project.root / "models" / "tiny")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **extra}))
+    project.deployment("d", LOCAL % "")
+    return {d.rule: d for d in check_paths([project.deployments]).diagnostics}
+
+
+def test_a_speculators_config_that_swaps_in_another_model_is_an_error(project):
+    # A hunt: vLLM served models/tiny/v (its verifier) in place of models/tiny, with that folder's
+    # own tokenizer reading a file outside the repository, and validate --strict was silent.
+    speculators = {"speculators_model_type": "eagle3", "speculators_config": {"default_proposal_method": "eagle3", "verifier": {"name_or_path": "/root/sources/models/base/v"}}}
+    error = local_config_findings(project, speculators)["model.config-swaps-model"]
+    assert error.is_error and (error.line, error.column) == (1, 13)
+    assert "../models/tiny/config.json has speculators_config: vLLM would serve the model its verifier names ('/root/sources/models/base/v') in place of this one" in error.message
+    assert "speculative-config" in error.hint
+
+
+def test_a_hub_models_speculators_config_is_an_error_too(project, online):
+    online.add("org/model", {"config.json": json.dumps({**json.loads(QWEN3_4B), "speculators_config": {"verifier": {"name_or_path": "attacker/model"}}})})
+    project.deployment("d", HUB % "")
+    rules = {d.rule: d for d in check_paths([project.deployments]).diagnostics}
+    assert "org/model/config.json has speculators_config: vLLM would serve the model its verifier names ('attacker/model')" in rules["model.config-swaps-model"].message
+
+
+@pytest.mark.parametrize(("key", "value"), [("vocab_file", "/proc/self/environ"), ("anything", "../../../etc/shadow"), ("configuration_files", "config./../../x.json")])
+def test_a_model_config_naming_a_system_file_is_an_error(project, key, value):
+    error = local_config_findings(project, {key: value})["model.config-reads-system-file"]
+    assert error.is_error and repr(value) in error.message
+
+
+def test_where_a_model_was_trained_is_no_finding(project):
+    assert local_config_findings(project, {"_name_or_path": "../outputs/run-1", "text_config": {"_name_or_path": "/home/me/ckpt"}}) == {}

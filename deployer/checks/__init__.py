@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment
-from . import auth, cold_start, compat, fit, flags, image, lora, names, resources, smoke, sources, tokenizer
+from . import auth, cold_start, compat, fit, flags, image, lora, model_config, names, resources, smoke, sources, tokenizer
 
 PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,
@@ -21,6 +21,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     smoke.check_smoke_expectations,
     lora.check_lora_limits,
     compat.check_adapter_compatibility,
+    model_config.check_model_config,
     tokenizer.check_tokenizer_files,
     fit.check_gpu_fit,
     resources.check_gpu_count,

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ..argv import CREDENTIAL_NAME
 from ..diagnostics import Diagnostic, Severity
 from ..model import Deployment
 from ._at import at
 
 
 def check_auth(deployment: Deployment) -> Iterable[Diagnostic]:
-    for i, name in enumerate(deployment.vllm.env_from_secrets):
-        if name == "VLLM_API_KEY":
-            yield at(
-                deployment,
-                ("vllm", "env_from_secrets", i),
-                "vllm.env_from_secrets VLLM_API_KEY would hand the API key to vLLM's process, where a file it is tricked into serving (/proc/self/environ) exposes it; the app's middleware checks the key from a digest",
-                hint="remove VLLM_API_KEY from vllm.env_from_secrets; auth.api_key already guards every route",
-                rule="secrets.api-key-to-vllm",
-                key=False,
-            )
+    yield from _credentials_for_vllm(deployment)
     if not deployment.auth.is_public:
         return
     if deployment.document.data.get("auth") != "none":
@@ -40,3 +32,18 @@ def check_auth(deployment: Deployment) -> Iterable[Diagnostic]:
         severity=Severity.WARNING,
         key=False,
     )
+
+
+def _credentials_for_vllm(deployment: Deployment) -> Iterable[Diagnostic]:
+    """`vllm.env_from_secrets` undoes, name by name, what keeps credentials out of vLLM's process:
+    each is for review (`validate --strict` stops), the API key and Modal's own never go."""
+    for i, name in enumerate(deployment.vllm.env_from_secrets):
+        where = ("vllm", "env_from_secrets", i)
+        if name.upper() == "VLLM_API_KEY":
+            yield at(deployment, where, f"vllm.env_from_secrets {name} would hand the API key to vLLM's process, where a file it is tricked into serving (/proc/self/environ) exposes it; the app's middleware checks the key from a digest", hint=f"remove {name} from vllm.env_from_secrets; auth.api_key already guards every route", rule="secrets.api-key-to-vllm", key=False)
+        elif name.upper().startswith("MODAL_"):
+            yield at(deployment, where, f"vllm.env_from_secrets {name} would hand one of Modal's own variables to vLLM's process; vLLM reads none of them, and Modal's tokens open the workspace", hint=f"remove {name} from vllm.env_from_secrets", rule="secrets.modal-to-vllm", key=False)
+        elif not CREDENTIAL_NAME.search(name):
+            yield at(deployment, where, f"vllm.env_from_secrets {name} changes nothing: only names that look like credentials are held back from vLLM, and vLLM gets {name} anyway", hint=f"remove {name} from vllm.env_from_secrets", rule="secrets.to-vllm", severity=Severity.WARNING, key=False)
+        else:
+            yield at(deployment, where, f"vllm.env_from_secrets hands {name} to vLLM's process, where a file vLLM is tricked into reading (a model config naming /proc/self/environ) would expose it", hint="review it: keep only what vLLM itself must read (AWS keys for an S3 load-format, HF_TOKEN for a private repo a flag names)", rule="secrets.to-vllm", severity=Severity.WARNING, key=False)

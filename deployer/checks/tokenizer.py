@@ -44,10 +44,16 @@ def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
             yield from _findings(deployment, content, f"{where}/{filename}", yaml_path)
 
 
+def system_files(config: dict, skipped: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(key, value) of each path-like value in `config`, or value under a file-naming key, that
+    leads to a system file in the container or climbs with `..` (values under `skipped` keys aside)."""
+    named = [(str(k), v) for k, v in json_items(config) if isinstance(v, str) and v and k not in skipped and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
+    return [(k, v) for k, v in named if CLIMBS.search(v) or ((path := container_path(v if PATH_LIKE.search(v) else "./" + v)) and is_system_path(path))]
+
+
 def _findings(deployment: Deployment, config: dict, where: str, yaml_path: tuple) -> Iterable[Diagnostic]:
     named = [(str(k), v) for k, v in json_items(config) if isinstance(v, str) and v and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
-    system = [(k, v) for k, v in named if CLIMBS.search(v) or ((path := container_path(v if PATH_LIKE.search(v) else "./" + v)) and is_system_path(path))]
-    if system:
+    if system := system_files(config):
         key, value = system[0]
         yield at(deployment, yaml_path, f"{where} names {value!r} ({key}), a system file in the container or a path climbing out of the model folder: the tokenizer would read it into its vocabulary, and the container's Secrets are in /proc/self/environ", hint=f"remove {key}; the tokenizer's files belong in the model folder, found by their standard names", rule="model.tokenizer-reads-system-file", key=False)
     elif files := [(k, v) for k, v in named if FILE_KEY.search(k) and k not in NOT_READ]:
