@@ -114,7 +114,7 @@ def _unknown(args, names, known, what: str = "deployment or deployed app") -> in
 def build_plan(args, checked, live_only: bool = False):
     """(plan, desired, platform or None, exit code or None)."""
     from .commit_files import RefError
-    from .plan import make_plan
+    from .plan import make_plan, to_update
     from .platform import PlatformError
     from .platform.modal_cli import has_credentials
     from .state import Layout, RefTrees, deployed_from_platform, deployed_from_ref, previous_from_git
@@ -147,6 +147,7 @@ def build_plan(args, checked, live_only: bool = False):
             return None, want, None, EXIT_PROBLEMS
         layout = None
     previous: dict = {}  # not in git: nothing says what the deployed versions were rendered from
+    unread: dict = {}
     where = platform.where if platform else ""
     if layout is not None:
         with RefTrees(layout, project) as trees:
@@ -155,7 +156,7 @@ def build_plan(args, checked, live_only: bool = False):
                     commit, deployed, previous = deployed_from_ref(trees, against)
                     where = f"git ref {against} ({commit[:7]})"
                 else:
-                    previous = previous_from_git(trees, deployed)
+                    previous, unread = previous_from_git(trees, deployed, to_update(want, deployed, args.names))
             except RefError as exc:
                 print(f"deployer {args.command}: {exc}", file=sys.stderr)
                 return None, want, None, EXIT_PROBLEMS
@@ -167,7 +168,7 @@ def build_plan(args, checked, live_only: bool = False):
     if args.names and (outside := [n for n in replace if n not in args.names]):
         print(f"deployer {args.command}: --replace {outside[0]}: not among the deployments named ({', '.join(args.names)}); name it too", file=sys.stderr)
         return None, want, platform, EXIT_USAGE
-    return make_plan(want, deployed, previous, project, where, args.names, fallback, replace), want, platform, None
+    return make_plan(want, deployed, previous, project, where, args.names, fallback, replace, unread), want, platform, None
 
 
 MAX_SUMMARY_CHARS = 1_000_000  # GitHub shows at most 1 MiB of a step's summary and fails the step beyond

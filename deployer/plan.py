@@ -73,10 +73,21 @@ class Plan:
 REPLACED = "redeployed on request (--replace) with the same configuration: new containers read Secrets again and, with gpu_snapshot, take a new snapshot"
 
 
-def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previous: dict[str, Desired], project: Project, against: str, names: Sequence[str] = (), fallback: str | None = None, replace: Sequence[str] = ()) -> Plan:
+def to_update(desired: dict[str, Desired], deployed: dict[str, Version], names: Sequence[str] = ()) -> list[str]:
+    """Deployed apps whose desired state differs from what serves: those a plan explains."""
+    def same(want: Desired, have: Version) -> bool:
+        tag = parse_tag(have.tag)
+        return bool(tag) and want.deploy_hash.startswith(tag.hash_prefix)
+
+    return [name for name, want in desired.items() if name in deployed and (not names or name in names) and not same(want, deployed[name])]
+
+
+def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previous: dict[str, Desired], project: Project, against: str, names: Sequence[str] = (), fallback: str | None = None, replace: Sequence[str] = (), unread: dict[str, str] | None = None) -> Plan:
     """`deployed`: the version serving now per app name (all apps the source knows about);
-    `previous`: what the deployed versions were rendered from, where that is known;
+    `previous`: what the deployed versions were rendered from, where that is known, and
+    `unread`: why it is not, where it could have been;
     `replace`: deployments to redeploy even if unchanged (after rotating a Secret, say)."""
+    unread = unread or {}
     wanted = set(names) or None
     actions = []
     for name in sorted(set(desired) | set(deployed)):
@@ -111,7 +122,8 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
         if before is not None and tag and not before.deploy_hash.startswith(tag.hash_prefix):
             notes.append(f"compared with commit {have.commit.rstrip('*')}, which Modal recorded for v{have.number}; what was deployed differed from it (uncommitted changes?)")
         if before is None:
-            notes.append("what is deployed could not be read back, so only the hash is compared" if tag else "its configuration is unknown")
+            why = f" ({unread[name]})" if name in unread else ""
+            notes.append(f"what is deployed could not be read back{why}, so only the hash is compared" if tag else "its configuration is unknown")
         weights = _new_weights(changes) if before else _all_weights(want.deployment)
         actions.append(Action(name, UPDATE, want.tag, have, tuple(changes), _update_effects(before, want, changes), tuple(notes), weights))
     return Plan(tuple(actions), project, against, fallback)
