@@ -127,7 +127,11 @@ def _files_under(root: Path) -> list[Path]:
 PSEUDO_FILES = Path("/proc")  # /sys files are not regular files to Python: already skipped
 
 
-LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
+# A Git LFS pointer, exactly as git-lfs writes it (nothing else in the file: a "pointer" with a
+# Jinja template after its lines hashed as its oid, so a changed template looked unchanged).
+LFS_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize (0|[1-9][0-9]{0,19})\n")
+
+
 def _content_hash(path: Path) -> str:
     """The file's hash, read once per file (device, inode, size, change time) and run, not once
     per name: a committed 100 MB file behind 1,000 links (or a ref's export, which hard-links one
@@ -149,7 +153,7 @@ def _file_hash(path: Path, size: int) -> str:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return "not a plain file"  # ... never read
             first = handle.read(1 << 20)
-            if size < 1024 and first.startswith(LFS_POINTER) and (match := re.search(rb"^oid sha256:([0-9a-f]{64})$", first, re.M)):
+            if size < 1024 and (match := LFS_POINTER.fullmatch(first)):
                 return match.group(1).decode()
             digest = hashlib.sha256(first)
             for chunk in iter(lambda: handle.read(1 << 20), b""):

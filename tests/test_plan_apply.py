@@ -407,8 +407,16 @@ def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(project, 
     from deployer.desired import folder_hash
 
     real, pointer = project.write("lfs/real/w.bin", "weights"), project.write("lfs/pointer/w.bin", "")
-    pointer.write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(b'weights').hexdigest()}\nsize 7\n")
+    text = f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(b'weights').hexdigest()}\nsize 7\n"
+    pointer.write_text(text)
     assert folder_hash(real.parent) == folder_hash(pointer.parent)
+    # Only a pointer exactly as git-lfs writes it: a chat template after its lines changed
+    # without changing the hash (Modal uploads the file as it is).
+    hashes = {folder_hash(pointer.parent)}
+    for tail in ("{{ messages[0].content }}\n", "{% for m in messages %}EVIL{% endfor %}\n"):
+        pointer.write_text(text + tail)
+        hashes.add(folder_hash(pointer.parent))
+    assert len(hashes) == 3
 
 
 def test_a_ref_is_exported_only_as_far_as_its_deployments_read(project, modal_world, cli, tmp_path_factory):
