@@ -124,3 +124,11 @@ def test_a_model_config_naming_a_system_file_is_an_error(project, key, value):
 
 def test_where_a_model_was_trained_is_no_finding(project):
     assert local_config_findings(project, {"_name_or_path": "../outputs/run-1", "text_config": {"_name_or_path": "/home/me/ckpt"}}) == {}
+
+
+def test_a_nested_file_key_after_a_long_list_is_still_judged(project):
+    # A hunt: json_items stops at 100,000 values (for flags, an error); here the nested key after
+    # `"pad": [0] * 100001` (200 KB) went unjudged, and the finding disappeared.
+    processor = {"pad": [0] * 100_001, "image_processor": {"vocab_file": "/proc/self/environ"}}
+    error = findings(project, processor, filename="processor_config.json")["model.tokenizer-reads-system-file"]
+    assert "'/proc/self/environ' (vocab_file)" in error.message

@@ -4,12 +4,13 @@ the deployer owns. Everything here would otherwise stop vLLM at startup, after a
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import posixpath
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .. import catalog
 from ..argv import CREDENTIAL_NAME, MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
@@ -205,24 +206,34 @@ def _json_text(text: str) -> object | None:
         return None
 
 
-def json_items(value: object) -> list[tuple[object, object]]:
-    """Every (key, value) pair inside a JSON value (list items under their list's key), walked as
-    a loop: a 500-deep JSON text made the recursive walk an internal error. At most
-    MAX_JSON_NODES: a value holding more is an error (in `check_code_flags`)."""
+def json_items(value: object, limit: int = MAX_JSON_NODES) -> list[tuple[object, object]]:
+    """The first `limit` of `walk_json(value)`: a flag's value holding more is an error (in
+    `check_code_flags`). JSON text is parsed first (text that does not parse is an error, in
+    `_value_problem`)."""
     if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
-        value = _json_text(value)  # JSON text that does not parse is an error (`_value_problem`)
+        value = _json_text(value)
         if value is None:
             return []
-    found, pending = [], [(None, value)]
-    while pending and len(found) < MAX_JSON_NODES:
-        key, item = pending.pop()
+    return list(itertools.islice(walk_json(value), limit))
+
+
+def walk_json(value: object) -> Iterator[tuple[object, object]]:
+    """Every (key, value) pair inside a JSON value (list items under their list's key). A loop
+    over iterators, not recursion (a 500-deep JSON text made the recursive walk an internal
+    error), nor lists of pairs (a 10 MB file of numbers would be millions of tuples at once)."""
+    stack: list[Iterator[tuple[object, object]]] = [iter(((None, value),))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        key, item = entry
         if isinstance(item, dict):
-            pending += list(item.items())
-            found += item.items()
+            yield from item.items()
+            stack.append(iter(item.items()))
         elif isinstance(item, list):
-            pending += [(key, x) for x in item]
-            found += [(key, x) for x in item if not isinstance(x, (dict, list))]
-    return found
+            yield from ((key, x) for x in item if not isinstance(x, (dict, list)))
+            stack.append((key, x) for x in item)
 
 
 def _code_named(name: str, value: object, items: list[tuple[object, object]]) -> list[str]:

@@ -14,7 +14,7 @@ from ..basemodel import tokenizer_files
 from ..diagnostics import Diagnostic, Severity
 from ..model import Deployment, Source
 from ._at import at
-from .flags import HUB_OR_KEYWORD, container_path, is_system_path, json_items
+from .flags import HUB_OR_KEYWORD, container_path, is_system_path, walk_json
 
 # Constructor arguments that name files: vocab_file, merges_file, tokenizer_file, spm_file, ...
 # (each tokenizer class has its own), and transformers 5's vocab and merges (a path, or the data).
@@ -47,13 +47,22 @@ def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
 def system_files(config: dict, skipped: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(key, value) of each path-like value in `config`, or value under a file-naming key, that
     leads to a system file in the container or climbs with `..` (values under `skipped` keys aside)."""
-    named = [(str(k), v) for k, v in json_items(config) if isinstance(v, str) and v and k not in skipped and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
+    return _system(_named(config, skipped))
+
+
+def _named(config: dict, skipped: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    # Every value: a flag's JSON is judged up to 100,000 values, but here a nested key past those
+    # went unjudged (a 200 KB list before it). The file's size bounds the walk.
+    return [(str(k), v) for k, v in walk_json(config) if isinstance(v, str) and v and k not in skipped and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
+
+
+def _system(named: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in named if CLIMBS.search(v) or ((path := container_path(v if PATH_LIKE.search(v) else "./" + v)) and is_system_path(path))]
 
 
 def _findings(deployment: Deployment, config: dict, where: str, yaml_path: tuple) -> Iterable[Diagnostic]:
-    named = [(str(k), v) for k, v in json_items(config) if isinstance(v, str) and v and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
-    if system := system_files(config):
+    named = _named(config)
+    if system := _system(named):
         key, value = system[0]
         yield at(deployment, yaml_path, f"{where} names {value!r} ({key}), a system file in the container or a path climbing out of the model folder: the tokenizer would read it into its vocabulary, and the container's Secrets are in /proc/self/environ", hint=f"remove {key}; the tokenizer's files belong in the model folder, found by their standard names", rule="model.tokenizer-reads-system-file", key=False)
     elif files := [(k, v) for k, v in named if FILE_KEY.search(k) and k not in NOT_READ]:
