@@ -37,7 +37,7 @@ AUTH_DIGEST_VARIABLE = "DEPLOYER_AUTH_DIGEST"
 # Names that look like credentials: refused in image.env, left out of vLLM's process environment.
 # vLLM's own settings (VLLM_*, such as VLLM_MULTI_STREAM_GEMM_TOKEN_THRESHOLD) are not, but its
 # key is; nor are the tokenizers library's (TOKENIZERS_PARALLELISM).
-CREDENTIAL_NAME = re.compile(r"^(?!VLLM_(?!API_KEY$)).*(TOKEN(?!IZER)|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY|JWT|_KEY$|_PASS$|_PWD$|(^|_)DSN$)", re.IGNORECASE)
+CREDENTIAL_NAME = re.compile(r"^(?!VLLM_(?!API_KEY$)).*(TOKEN(?!IZER)|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE_KEY|API_?KEY|ACCESS_KEY|JWT|_KEY$|_PASS$|_PWD$|(^|_)DSN$|(^|_)PAT$|(^|_)AUTH)", re.IGNORECASE)
 
 # Flags the deployer sets from other fields; a user setting them in `vllm.args` would fight the
 # deployer (or, for --lora-modules, silently drop adapters), so that is an error naming the owner.

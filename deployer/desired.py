@@ -142,8 +142,9 @@ def _content_hash(path: Path) -> str:
 
 
 def _file_hash(path: Path, size: int) -> str:
-    """SHA-256 of the contents. A Git LFS pointer stands for its object, whose id is that same
-    SHA-256: a checkout without `git lfs pull` (or `git archive`) hashes like one with it."""
+    """SHA-256 of the contents, and their length. A Git LFS pointer stands for its object, whose
+    id is that same SHA-256 and whose size it gives: a checkout without `git lfs pull` (or `git
+    archive`) hashes like one with it, and a pointer's every byte counts."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO or device answers at once, and is
     except OSError as exc:  # unreadable: validate reports it; the hash must still be computed
@@ -154,13 +155,14 @@ def _file_hash(path: Path, size: int) -> str:
                 return "not a plain file"  # ... never read
             first = handle.read(1 << 20)
             if size < 1024 and (match := LFS_POINTER.fullmatch(first)):
-                return match.group(1).decode()
-            digest = hashlib.sha256(first)
+                return f"{match.group(1).decode()}:{int(match.group(2))}"
+            digest, length = hashlib.sha256(first), len(first)
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
+                length += len(chunk)
         except OSError as exc:
             return f"unreadable:{exc.errno}"
-    return digest.hexdigest()
+    return f"{digest.hexdigest()}:{length}"
 
 
 # -- the project ---------------------------------------------------------------------------------

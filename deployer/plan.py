@@ -132,6 +132,7 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
 # -- what changed --------------------------------------------------------------------------------
 
 SHOWN_CHARS = 200  # of one value in a plan: a 200,000-character flag printed 400 KB of plan
+NOTE_CHARS = 1000
 
 
 def facts(deployment: Deployment) -> dict[str, str]:
@@ -244,8 +245,8 @@ def _version_text(v: Version | None) -> str:
     if v is None:
         return ""
     if v.number == 0:  # a git ref standing in for Modal
-        return f"{short_tag(v.tag)} at {v.commit}"
-    commit = f", commit {v.commit}" if v.commit else ""
+        return f"{short_tag(v.tag)} at {printable(v.commit, 40)}"
+    commit = f", commit {printable(v.commit, 40)}" if v.commit else ""
     return f"v{v.number} {short_tag(v.tag)}{commit}"
 
 
@@ -268,8 +269,8 @@ def format_text(plan: Plan) -> str:
         lines.append(f"{SYMBOL[a.kind]} {a.kind:<9} {a.name}  ({detail})")
         for change in a.changes:
             lines.append(f"      {change}")
-        for note in a.notes:
-            lines.append(f"      note: {note}")
+        for note in a.notes:  # (some quote what Modal recorded: on one line, or `::` could start a workflow command)
+            lines.append(f"      note: {printable(note, NOTE_CHARS)}")
         if a.effects:
             lines.append(f"      means: {'; '.join(a.effects)}")
     lines.append(headline(plan))

@@ -18,6 +18,7 @@ from . import patterns
 from .checks.sources import also_inside, refused_sources
 from . import commit_files
 from .commit_files import CommitFiles, RefError, ignored_files, make_parents
+from .diagnostics import printable
 from .paths import parse_budget_spent
 from .desired import Desired, Project, desired, git_root, parse_tag
 from .platform import Platform, Version
@@ -182,7 +183,7 @@ def previous_from_git(trees: RefTrees, deployed: dict[str, Version], wanted: Col
         try:
             _, state = trees.desired_at(commit, names)
         except RefError as exc:
-            unread.update(dict.fromkeys(names, f"commit {commit[:12]}: {exc}"))
+            unread.update(dict.fromkeys(names, f"commit {printable(commit, 40)}: {printable(str(exc), 300)}"))
             continue
         previous.update({name: state[name] for name in names if name in state})
     return previous, unread

@@ -207,9 +207,15 @@ CREDENTIALS = {
     "OPENAI_KEY": "sk-sentinel",
     "SENTRY_DSN": "https://key@sentry.example/1",
     "MYSQL_PWD": "mysql-sentinel",
+    "MY_APIKEY": "apikey-sentinel",
+    "SSH_PASSPHRASE": "passphrase-sentinel",
+    "GITHUB_PAT": "pat-sentinel",
+    "NPM_AUTH": "npm-sentinel",
+    "AUTHORIZATION": "Bearer sentinel",
+    "SSH_AUTH_SOCK": "/tmp/agent-sentinel",  # not a secret, but the way to one
 }
 # Settings whose names merely contain a credential word: vLLM and the tokenizers library need them.
-SETTINGS = {"TOKENIZERS_PARALLELISM": "false", "VLLM_MULTI_STREAM_GEMM_TOKEN_THRESHOLD": "256", "VLLM_USE_FASTOKENS": "1", "PWD": "/root", "SSH_AUTH_SOCK": "/tmp/agent"}
+SETTINGS = {"TOKENIZERS_PARALLELISM": "false", "VLLM_MULTI_STREAM_GEMM_TOKEN_THRESHOLD": "256", "VLLM_USE_FASTOKENS": "1", "PWD": "/root"}
 
 
 def test_vllm_gets_no_credential_from_the_environment_but_the_ones_the_yaml_hands_it(project, monkeypatch):

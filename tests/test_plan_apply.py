@@ -416,7 +416,9 @@ def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(project, 
     for tail in ("{{ messages[0].content }}\n", "{% for m in messages %}EVIL{% endfor %}\n"):
         pointer.write_text(text + tail)
         hashes.add(folder_hash(pointer.parent))
-    assert len(hashes) == 3
+    pointer.write_text(text.replace("size 7", "size 99999999999999999999"))  # every byte of a pointer counts
+    hashes.add(folder_hash(pointer.parent))
+    assert len(hashes) == 4
 
 
 def test_a_ref_is_exported_only_as_far_as_its_deployments_read(project, modal_world, cli, tmp_path_factory):
@@ -787,3 +789,29 @@ def test_a_plan_reads_back_only_the_commits_of_what_it_updates_and_at_most_so_ma
     assert out.count("scaling startup_timeout: 4 → 5") == 2
     assert out.count("what is deployed could not be read back (a plan reads back at most 2 recorded commits), so only the hash is compared") == 2
     assert re.search(r"unchanged +steady ", out)
+
+
+def test_what_modal_recorded_is_quoted_on_one_line_and_short(project, modal_world, cli):
+    # A recorded commit is Modal's data, quoted in a note when it cannot be read back: a line
+    # break in it could start a `::` workflow command in the log, and the note repeated it whole.
+    from deployer.desired import desired, project_for
+    from deployer.pipeline import check_paths
+    from deployer.plan import format_text, make_plan, to_update
+    from deployer.platform import Version
+    from deployer.state import Layout, RefTrees, previous_from_git
+
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    project.deployment("alpha", FAST.replace("startup_timeout: 3", "startup_timeout: 4"))
+    checked = check_paths([project.deployments])
+    project_id = project_for(project.deployments)
+    want = desired(checked.deployments, project.root / "build", project_id)
+    recorded = modal_world.fake.apps()
+    deployed = {app.name: app.current for app in recorded}
+    hostile = "abc\n::error::x" + "f" * 5000
+    deployed["alpha"] = Version(deployed["alpha"].number, deployed["alpha"].tag, hostile)
+    with RefTrees(Layout.of(project.deployments, project.root / "build"), project_id) as trees:
+        previous, unread = previous_from_git(trees, deployed, to_update(want, deployed))
+    text = format_text(make_plan(want, deployed, previous, project_id, "Modal", unread=unread))
+    assert not [line for line in text.splitlines() if line.startswith("::")]
+    assert "abc\\n::error::x" in text and max(map(len, text.splitlines())) < 1200
