@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +34,7 @@ class FakeHub:
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
         self.gets: list[tuple[str, str | None]] = []  # the GET requests among them
         self.requests_allowed: int | None = None  # then 429 Too Many Requests, as the Hub's rate limit
+        self.latency = 0.0  # seconds each answer takes (the real Hub's are tens of milliseconds away)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -61,6 +63,7 @@ class FakeHub:
 
     def _answer(self, path: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
         self.requests.append((path, authorization))
+        time.sleep(self.latency)
         if self.requests_allowed is not None and len(self.requests) > self.requests_allowed:
             return 429, {"Retry-After": "300"}, b'{"error": "You have exceeded our rate limit"}'
         path = path.split("?", 1)[0]
