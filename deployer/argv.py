@@ -76,6 +76,16 @@ WEIGHT_FILES_BY_LOAD_FORMAT: dict[str, list[str]] = {
     "npcache": ["*.bin", "*.pt"],
 }
 WEIGHT_FILE_KINDS = ["*.safetensors", "*.bin", "*.pt", "*.pth"]
+# Mistral's own format. Wherever a model holds such a file (any folder), vLLM's "auto" load, config
+# and tokenizer formats all switch to Mistral's: consolidated*.safetensors, params.json, tekken.json
+# in place of the config.json, weights and tokenizer the deployer checked.
+MISTRAL_WEIGHTS = "consolidated*.safetensors"
+
+
+def unfetched_files(deployment: Deployment) -> list[str]:
+    """Hub files the app leaves out of its download: Mistral-format weights, unless `load-format:
+    mistral` asks for them."""
+    return [] if dict(deployment.vllm.args).get("load-format") == "mistral" else [MISTRAL_WEIGHTS, f"*/{MISTRAL_WEIGHTS}"]
 
 
 # vLLM accepts only these --max-lora-rank values (`MaxLoRARanks` in vllm/config/lora.py, the same

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .argv import AUTH_DIGEST_VARIABLE, AUTH_GUARD_MODULE, CREDENTIAL_NAME, VLLM_PORT, WEIGHT_FILE_KINDS, vllm_flags, vllm_server, weight_files
+from .argv import AUTH_DIGEST_VARIABLE, AUTH_GUARD_MODULE, CREDENTIAL_NAME, VLLM_PORT, WEIGHT_FILE_KINDS, unfetched_files, vllm_flags, vllm_server, weight_files
 from .model import Deployment
 from .local import LOG_FILE, STATE_FILE
 from .paths import linked_part, read_plain, real, within
@@ -329,6 +329,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "flags": vllm_flags(deployment),
         "weight_files": weight_files(deployment),
         "weight_file_kinds": WEIGHT_FILE_KINDS,
+        "not_fetched": unfetched_files(deployment),
         "port": VLLM_PORT,
         "function_options": function_options,
         "secrets": secrets,

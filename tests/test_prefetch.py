@@ -132,3 +132,14 @@ def test_a_cold_start_after_prefetch_serves_from_the_cache_when_the_hub_is_down(
     assert model == str(snapshots / FakeHub.commit(BASE, "main"))
     assert (Path(model) / "model.safetensors").read_text() == "st" and not (Path(model) / "pytorch_model.bin").exists()
     assert Path(adapters["chess"], "adapter_config.json").is_file()
+
+
+def test_mistral_format_weights_are_not_fetched_unless_asked_for(project, hub):
+    # Beside them vLLM would load Mistral's formats in place of the checked config.json and weights.
+    mistral = {"model.safetensors": "st", "consolidated.safetensors": "mistral", "params.json": "{\"dim\": 64}"}
+    assert prefetch(project, hub, mistral) == {"config.json", "tokenizer.json", "model.safetensors", "params.json"}
+
+
+def test_load_format_mistral_fetches_them(project, hub):
+    mistral = {"model.safetensors": "st", "consolidated.safetensors": "mistral", "params.json": "{\"dim\": 64}"}
+    assert prefetch(project, hub, mistral, ", load-format: mistral") == {"config.json", "tokenizer.json", "model.safetensors", "consolidated.safetensors", "params.json"}

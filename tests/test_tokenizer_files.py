@@ -132,3 +132,30 @@ def test_a_nested_file_key_after_a_long_list_is_still_judged(project):
     processor = {"pad": [0] * 100_001, "image_processor": {"vocab_file": "/proc/self/environ"}}
     error = findings(project, processor, filename="processor_config.json")["model.tokenizer-reads-system-file"]
     assert "'/proc/self/environ' (vocab_file)" in error.message
+
+
+@pytest.mark.parametrize("where", ["consolidated.safetensors", "v/consolidated-00001-of-00002.safetensors"])
+def test_mistral_format_weights_beside_the_checked_ones_are_an_error(project, where):
+    # A hunt: vLLM's auto load format loaded consolidated.safetensors (other weights) in place of
+    # the checked model.safetensors, validate --strict silent; params.json and tekken.json follow.
+    folder = build_base_model(project.root / "models" / "tiny")
+    (folder / where).parent.mkdir(parents=True, exist_ok=True)
+    (folder / where).write_bytes((folder / "model.safetensors").read_bytes())
+    project.deployment("d", LOCAL % "")
+    error = {d.rule: d for d in check_paths([project.deployments]).diagnostics}["model.mistral-format"]
+    assert error.is_error and f"../models/tiny holds {where}: beside Mistral-format weights vLLM loads those" in error.message
+    assert "load-format: mistral" in error.hint
+    project.deployment("d", LOCAL % ", args: {load-format: mistral}")
+    warning = {d.rule: d for d in check_paths([project.deployments]).diagnostics}["model.mistral-format"]
+    assert warning.severity.value == "warning" and warning.path == ("vllm", "args", "load-format")
+
+
+def test_a_config_naming_another_model_to_load_is_a_warning(project):
+    # Ultravox: vLLM loads the text model's config and weights from the id (the Hub, unpinned).
+    warning = local_config_findings(project, {"text_model_id": "someone/any-hub-model"})["model.config-loads-model"]
+    assert warning.severity.value == "warning" and "(text_model_id: 'someone/any-hub-model')" in warning.message
+
+
+def test_marians_sentencepiece_files_are_files_too(project):
+    warning = findings(project, {"tokenizer_class": "MarianTokenizer", "source_spm": "sources/other/source.spm"})["model.tokenizer-reads-file"]
+    assert "source_spm: 'sources/other/source.spm'" in warning.message

@@ -1,19 +1,32 @@
-"""The base model's config.json, which the pull request can commit (or a Hub repo it names can
-hold): vLLM acts on some of its keys before it loads anything. With `speculators_config`, vLLM
-serves the model that `verifier.name_or_path` names instead, with that model's own tokenizer and
-weights, which no check here has read (a nested folder whose tokenizer read a file outside the
-repository, given back by /detokenize; or any Hub repo)."""
+"""What makes vLLM serve a model other than the one the deployer read, from the base model's own
+files, which the pull request can commit (or a Hub repo it names can hold):
+
+- `speculators_config` in config.json: vLLM serves the model that `verifier.name_or_path` names
+  instead, with that model's own tokenizer and weights (a hunt: a nested folder whose tokenizer
+  read a file outside the repository, given back by /detokenize; or any Hub repo);
+- a `*_model_id` key (Ultravox's text_model_id, audio_model_id): vLLM loads that model's config
+  and weights too, from the Hub at its newest revision or from a folder;
+- a consolidated*.safetensors file anywhere in the folder: vLLM's auto formats switch to
+  Mistral's weights, params.json and tekken.json (a hunt: other weights served, validate silent).
+  Hub models: the app does not download those files (argv.unfetched_files)."""
 
 from __future__ import annotations
 
+import re
+from fnmatch import fnmatch
+from pathlib import Path
 from typing import Iterable
 
-from ..diagnostics import Diagnostic
+from ..argv import MISTRAL_WEIGHTS
+from ..diagnostics import Diagnostic, Severity
 from ..model import BaseModelInfo, Deployment
+from ..paths import TooDeep, once, walk
 from ._at import at
+from .flags import walk_json
 from .tokenizer import NOT_READ, system_files
 
 SWAPS_MODEL = "speculators_config"  # vllm/transformers_utils/config.py maybe_override_with_speculators
+LOADS_MODEL = re.compile(r"(^|_)model_id$")  # vllm/transformers_utils/configs/ultravox.py, models/ultravox.py
 
 
 def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
@@ -43,3 +56,52 @@ def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
             rule="model.config-reads-system-file",
             key=False,
         )
+    for key, value in walk_json(info.config):
+        if isinstance(key, str) and LOADS_MODEL.search(key) and isinstance(value, str) and value:
+            yield at(
+                deployment,
+                ("base_model",),
+                f"{where} names another model to load ({key}: {value!r}): vLLM reads its config and weights too (a Hub repo at its newest revision, or a folder), which the deployer does not check",
+                hint="review that model as part of this one; only this folder's files are checked",
+                rule="model.config-loads-model",
+                severity=Severity.WARNING,
+                key=False,
+            )
+            break
+    yield from _mistral_format(deployment, where.rsplit("/", 1)[0])
+
+
+def _mistral_format(deployment: Deployment, where: str) -> Iterable[Diagnostic]:
+    source = deployment.base_model.source
+    asked = dict(deployment.vllm.args).get("load-format") == "mistral"
+    found = once(("mistral weights", source.path), lambda: _first_mistral_file(source.path)) if source.path is not None else None
+    if found is not None and not asked:
+        yield at(
+            deployment,
+            ("base_model",),
+            f"{where} holds {found}: beside Mistral-format weights vLLM loads those, with params.json as the config and tekken.json as the tokenizer when present, in place of the config.json, weights and tokenizer the deployer checked",
+            hint=f"remove the {MISTRAL_WEIGHTS} files (vLLM then serves the Hugging Face-format ones), or set vllm.args load-format: mistral to serve them unchecked",
+            rule="model.mistral-format",
+            key=False,
+        )
+    elif asked:
+        yield at(
+            deployment,
+            ("vllm", "args", "load-format"),
+            f"load-format mistral loads {MISTRAL_WEIGHTS}, and with it vLLM takes params.json as the config and tekken.json as the tokenizer: the deployer checks config.json, model.safetensors and the Hugging Face tokenizer files, not those",
+            hint="review the Mistral-format files as unchecked, or leave load-format out to serve the checked ones",
+            rule="model.mistral-format",
+            severity=Severity.WARNING,
+            key=False,
+        )
+
+
+def _first_mistral_file(folder: Path) -> str | None:
+    """The first Mistral-format weight file in `folder` or below, as vLLM looks (each file's name)."""
+    try:
+        for parent, _, files in walk(folder):
+            if name := next((n for n in files if fnmatch(n, MISTRAL_WEIGHTS)), None):
+                return str((parent / name).relative_to(folder))
+    except TooDeep:
+        pass  # (the sources check refuses such a folder)
+    return None

@@ -18,7 +18,7 @@ from .flags import HUB_OR_KEYWORD, container_path, is_system_path, walk_json
 
 # Constructor arguments that name files: vocab_file, merges_file, tokenizer_file, spm_file, ...
 # (each tokenizer class has its own), and transformers 5's vocab and merges (a path, or the data).
-FILE_KEY = re.compile(r"(^|_)(vocab|merges|files?|path|dir|folder)$")
+FILE_KEY = re.compile(r"(^|_)(vocab|merges|files?|path|dir|folder|spm)$")  # spm: Marian's source_spm, target_spm
 NOT_READ = ("name_or_path", "_name_or_path")  # where it was saved from: transformers only records it
 PATH_LIKE = re.compile(r"^(/|~|\.\.?(/|$))|/\.\.(/|$)")
 CLIMBS = re.compile(r"(^|/)\.\.(/|$)")  # transformers joins some names to the model folder, wherever that is
