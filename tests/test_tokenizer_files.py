@@ -159,3 +159,33 @@ def test_a_config_naming_another_model_to_load_is_a_warning(project):
 def test_marians_sentencepiece_files_are_files_too(project):
     warning = findings(project, {"tokenizer_class": "MarianTokenizer", "source_spm": "sources/other/source.spm"})["model.tokenizer-reads-file"]
     assert "source_spm: 'sources/other/source.spm'" in warning.message
+
+
+def test_configuration_files_that_swap_in_another_config_are_an_error(project):
+    # A hunt: transformers read config.4.0.0.json (holding speculators_config) in place of the
+    # checked config.json, and vLLM served any Hub repo.
+    error = local_config_findings(project, {"configuration_files": ["config.4.0.0.json"]})["model.config-swaps-model"]
+    assert error.is_error and "has configuration_files: transformers reads the config.X.json it names in place of config.json" in error.message
+
+
+@pytest.mark.parametrize(("args", "rule", "said"), [
+    ("tokenizer-mode: kimi_audio", "model.unchecked-format", "tokenizer-mode kimi_audio makes vLLM read the model's tokenizer from files the deployer does not check"),  # a hunt: tiktoken.model decoded token 256
+    ("tokenizer-mode: mistral", "model.unchecked-format", "tokenizer-mode mistral"),
+    ("config-format: mistral", "model.unchecked-format", "config-format mistral makes vLLM read the model's configuration"),
+    ("hf-overrides: {text_model_id: a/b}", "model.config-loads-model", "hf-overrides names another model to load (text_model_id: 'a/b')"),
+    ("speculative-config: {model: Qwen/Qwen3-0.6B, method: draft_model, num_speculative_tokens: 2}", "model.config-loads-model", "at its newest revision"),
+    ("speculative-config: '{\"model\": \"Qwen/Qwen3-0.6B\", \"revision\": \"abc\", \"num_speculative_tokens\": 2}'", "model.config-loads-model", "at revision 'abc'"),
+])  # fmt: skip
+def test_flags_that_load_unchecked_model_files_are_warnings(project, args, rule, said):
+    build_base_model(project.root / "models" / "tiny")
+    project.deployment("d", LOCAL % f", args: {{{args}}}")
+    warning = {d.rule: d for d in check_paths([project.deployments]).diagnostics}[rule]
+    assert warning.severity.value == "warning" and said in warning.message
+
+
+@pytest.mark.parametrize("args", ["tokenizer-mode: auto", "tokenizer-mode: hf", "tokenizer-mode: slow", "config-format: hf", "speculative-config: {method: ngram, num_speculative_tokens: 2, prompt_lookup_max: 4}"])
+def test_flags_that_keep_to_the_checked_files_are_no_finding(project, args):
+    build_base_model(project.root / "models" / "tiny")
+    project.deployment("d", LOCAL % f", args: {{{args}}}")
+    rules = {d.rule for d in check_paths([project.deployments]).diagnostics}
+    assert not rules & {"model.unchecked-format", "model.config-loads-model"}

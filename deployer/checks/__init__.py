@@ -22,6 +22,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     lora.check_lora_limits,
     compat.check_adapter_compatibility,
     model_config.check_model_config,
+    model_config.check_other_models_in_flags,
     tokenizer.check_tokenizer_files,
     fit.check_gpu_fit,
     resources.check_gpu_count,

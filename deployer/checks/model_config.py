@@ -4,8 +4,13 @@ files, which the pull request can commit (or a Hub repo it names can hold):
 - `speculators_config` in config.json: vLLM serves the model that `verifier.name_or_path` names
   instead, with that model's own tokenizer and weights (a hunt: a nested folder whose tokenizer
   read a file outside the repository, given back by /detokenize; or any Hub repo);
-- a `*_model_id` key (Ultravox's text_model_id, audio_model_id): vLLM loads that model's config
-  and weights too, from the Hub at its newest revision or from a folder;
+- `configuration_files` in config.json: transformers reads another config.X.json in its place
+  (a hunt hid speculators_config there);
+- a `*_model_id` key (Ultravox's text_model_id, audio_model_id), in config.json or in
+  `hf-overrides`: vLLM loads that model's config and weights too, from the Hub at its newest
+  revision or from a folder; so does a Hub draft model in `speculative-config`;
+- `tokenizer-mode` or `config-format` other than Hugging Face's: vLLM reads the tokenizer
+  (tiktoken.model, tekken.json) or config (params.json) from files the checks do not read;
 - a consolidated*.safetensors file anywhere in the folder: vLLM's auto formats switch to
   Mistral's weights, params.json and tekken.json (a hunt: other weights served, validate silent).
   Hub models: the app does not download those files (argv.unfetched_files)."""
@@ -22,10 +27,13 @@ from ..diagnostics import Diagnostic, Severity
 from ..model import BaseModelInfo, Deployment
 from ..paths import TooDeep, once, walk
 from ._at import at
-from .flags import walk_json
+from .flags import HUB_OR_KEYWORD, json_items, walk_json
 from .tokenizer import NOT_READ, system_files
 
 SWAPS_MODEL = "speculators_config"  # vllm/transformers_utils/config.py maybe_override_with_speculators
+SWAPS_CONFIG = "configuration_files"  # transformers/configuration_utils.py get_configuration_file
+# Formats whose files the deployer reads: Hugging Face's config.json and tokenizer files.
+CHECKED_FORMATS = {"tokenizer-mode": ("auto", "hf", "slow"), "config-format": ("auto", "hf")}
 LOADS_MODEL = re.compile(r"(^|_)model_id$")  # vllm/transformers_utils/configs/ultravox.py, models/ultravox.py
 
 
@@ -46,6 +54,15 @@ def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
             rule="model.config-swaps-model",
             key=False,
         )
+    if info.config.get(SWAPS_CONFIG) is not None:
+        yield at(
+            deployment,
+            ("base_model",),
+            f"{where} has {SWAPS_CONFIG}: transformers reads the config.X.json it names in place of config.json, and that file is not checked",
+            hint=f"remove {SWAPS_CONFIG} and keep the model's configuration in config.json",
+            rule="model.config-swaps-model",
+            key=False,
+        )
     if system := system_files(info.config, skipped=NOT_READ):
         key, value = system[0]
         yield at(
@@ -56,19 +73,56 @@ def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
             rule="model.config-reads-system-file",
             key=False,
         )
-    for key, value in walk_json(info.config):
+    yield from _other_models(deployment, walk_json(info.config), ("base_model",), where)
+    yield from _mistral_format(deployment, where.rsplit("/", 1)[0])
+
+
+def check_other_models_in_flags(deployment: Deployment) -> Iterable[Diagnostic]:
+    """The same model-loading keys set through `hf-overrides`, a Hub draft model, and formats
+    whose files go unchecked, whatever the base model (its config may be out of reach here)."""
+    args = dict(deployment.vllm.args)
+    if "hf-overrides" in args:
+        yield from _other_models(deployment, json_items(args["hf-overrides"]), ("vllm", "args", "hf-overrides"), "hf-overrides")
+    draft = json_items(args.get("speculative-config"))
+    named = next((v for k, v in draft if k == "model" and isinstance(v, str) and HUB_OR_KEYWORD.match(v) and "/" in v), None)
+    if named:
+        revision = next((v for k, v in draft if k == "revision" and isinstance(v, str)), None)
+        yield at(
+            deployment,
+            ("vllm", "args", "speculative-config"),
+            f"speculative-config names a Hub draft model ({named!r}): vLLM downloads it itself, at {'revision ' + repr(revision) if revision else 'its newest revision'}, and loads its config (and, with use_heterogeneous_vocab, its tokenizer), which the deployer does not check",
+            hint="review the draft model as part of the deployment, and pin it with \"revision\": a commit id",
+            rule="model.config-loads-model",
+            severity=Severity.WARNING,
+            key=False,
+        )
+    for flag, checked in CHECKED_FORMATS.items():
+        value = args.get(flag)
+        if value is not None and str(value) not in checked:
+            yield at(
+                deployment,
+                ("vllm", "args", flag),
+                f"{flag} {value} makes vLLM read the model's {'tokenizer' if flag == 'tokenizer-mode' else 'configuration'} from files the deployer does not check (tiktoken.model, tekken.json, params.json...), in place of the Hugging Face files it does",
+                hint=f"review those files in the model folder as unchecked, or leave {flag} out",
+                rule="model.unchecked-format",
+                severity=Severity.WARNING,
+                key=False,
+            )
+
+
+def _other_models(deployment: Deployment, items, yaml_path: tuple, where: str) -> Iterable[Diagnostic]:
+    for key, value in items:
         if isinstance(key, str) and LOADS_MODEL.search(key) and isinstance(value, str) and value:
             yield at(
                 deployment,
-                ("base_model",),
+                yaml_path,
                 f"{where} names another model to load ({key}: {value!r}): vLLM reads its config and weights too (a Hub repo at its newest revision, or a folder), which the deployer does not check",
-                hint="review that model as part of this one; only this folder's files are checked",
+                hint="review that model as part of this one; only the base model's own files are checked",
                 rule="model.config-loads-model",
                 severity=Severity.WARNING,
                 key=False,
             )
-            break
-    yield from _mistral_format(deployment, where.rsplit("/", 1)[0])
+            return
 
 
 def _mistral_format(deployment: Deployment, where: str) -> Iterable[Diagnostic]:
