@@ -189,3 +189,10 @@ def test_flags_that_keep_to_the_checked_files_are_no_finding(project, args):
     project.deployment("d", LOCAL % f", args: {{{args}}}")
     rules = {d.rule for d in check_paths([project.deployments]).diagnostics}
     assert not rules & {"model.unchecked-format", "model.config-loads-model"}
+
+
+def test_load_format_mistral_is_a_warning_even_when_the_base_model_was_not_read(project):
+    # (a Hub model out of reach offline: its files unread, the flag still says what it does)
+    project.deployment("d", "base_model: {repo: org/unreachable}\ngpu: L4\nvllm: {version: '0.32.0', args: {load-format: mistral}}\nauth: {proxy: true}\n")
+    warning = {d.rule: d for d in check_paths([project.deployments]).diagnostics}["model.mistral-format"]
+    assert warning.severity.value == "warning" and (warning.line, warning.column) == (3, 47)  # the value

@@ -96,6 +96,16 @@ def check_other_models_in_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             severity=Severity.WARNING,
             key=False,
         )
+    if _mistral_asked(deployment):
+        yield at(
+            deployment,
+            ("vllm", "args", "load-format"),
+            f"load-format mistral loads {MISTRAL_WEIGHTS}, and with it vLLM takes params.json as the config and tekken.json as the tokenizer: the deployer checks config.json, model.safetensors and the Hugging Face tokenizer files, not those",
+            hint="review the Mistral-format files as unchecked, or leave load-format out to serve the checked ones",
+            rule="model.mistral-format",
+            severity=Severity.WARNING,
+            key=False,
+        )
     for flag, checked in CHECKED_FORMATS.items():
         value = args.get(flag)
         if value is not None and str(value) not in checked:
@@ -127,9 +137,9 @@ def _other_models(deployment: Deployment, items, yaml_path: tuple, where: str) -
 
 def _mistral_format(deployment: Deployment, where: str) -> Iterable[Diagnostic]:
     source = deployment.base_model.source
-    asked = dict(deployment.vllm.args).get("load-format") == "mistral"
-    found = once(("mistral weights", source.path), lambda: _first_mistral_file(source.path)) if source.path is not None else None
-    if found is not None and not asked:
+    if source.path is None or _mistral_asked(deployment):  # (asked for: a warning of its own)
+        return
+    if (found := once(("mistral weights", source.path), lambda: _first_mistral_file(source.path))) is not None:
         yield at(
             deployment,
             ("base_model",),
@@ -138,16 +148,10 @@ def _mistral_format(deployment: Deployment, where: str) -> Iterable[Diagnostic]:
             rule="model.mistral-format",
             key=False,
         )
-    elif asked:
-        yield at(
-            deployment,
-            ("vllm", "args", "load-format"),
-            f"load-format mistral loads {MISTRAL_WEIGHTS}, and with it vLLM takes params.json as the config and tekken.json as the tokenizer: the deployer checks config.json, model.safetensors and the Hugging Face tokenizer files, not those",
-            hint="review the Mistral-format files as unchecked, or leave load-format out to serve the checked ones",
-            rule="model.mistral-format",
-            severity=Severity.WARNING,
-            key=False,
-        )
+
+
+def _mistral_asked(deployment: Deployment) -> bool:
+    return dict(deployment.vllm.args).get("load-format") == "mistral"
 
 
 def _first_mistral_file(folder: Path) -> str | None:
