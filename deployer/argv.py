@@ -85,7 +85,12 @@ MISTRAL_WEIGHTS = "consolidated*.safetensors"
 def unfetched_files(deployment: Deployment) -> list[str]:
     """Hub files the app leaves out of its download: Mistral-format weights, unless `load-format:
     mistral` asks for them."""
-    return [] if dict(deployment.vllm.args).get("load-format") == "mistral" else [MISTRAL_WEIGHTS, f"*/{MISTRAL_WEIGHTS}"]
+    return [] if mistral_asked(deployment) else [MISTRAL_WEIGHTS, f"*/{MISTRAL_WEIGHTS}"]
+
+
+def mistral_asked(deployment: Deployment) -> bool:
+    """`load-format: mistral`, as vLLM reads it (lower-cased)."""
+    return str(dict(deployment.vllm.args).get("load-format", "")).lower() == "mistral"
 
 
 # vLLM accepts only these --max-lora-rank values (`MaxLoRARanks` in vllm/config/lora.py, the same

@@ -21,6 +21,7 @@ import pytest
 from deployer.pipeline import check_paths
 from deployer.render import render, write
 
+from .conftest import import_app
 from .fake_hub import FakeHub
 
 BASE = "org/tiny-base"
@@ -143,3 +144,25 @@ def test_mistral_format_weights_are_not_fetched_unless_asked_for(project, hub):
 def test_load_format_mistral_fetches_them(project, hub):
     mistral = {"model.safetensors": "st", "consolidated.safetensors": "mistral", "params.json": "{\"dim\": 64}"}
     assert prefetch(project, hub, mistral, ", load-format: mistral") == {"config.json", "tokenizer.json", "model.safetensors", "consolidated.safetensors", "params.json"}
+
+
+def test_mistral_weights_another_deployment_cached_are_hidden_from_vllm(project, hub_cache):
+    # The cache volume is shared: a deployment with load-format: mistral fetches consolidated
+    # weights into the snapshot folder that one without it then hands to vLLM, which would switch
+    # to them. That one gets a folder of links to the other files instead.
+    snapshot = hub_cache("org/dual", {"config.json": "{}", "model.safetensors": "hf", "consolidated.safetensors": "mistral", "params.json": "{}"})
+    (snapshot / "sub").mkdir()
+    (snapshot / "sub" / "consolidated-00001.safetensors").write_text("mistral")
+    (snapshot / "sub" / "kept.json").write_text("{}")
+    project.deployment("hf", "base_model: {repo: org/dual}\ngpu: L4\nvllm: {version: '0.32.0'}\nauth: {proxy: true}\n")
+    project.deployment("mistral", "base_model: {repo: org/dual}\ngpu: L4\nvllm: {version: '0.32.0', args: {load-format: mistral}}\nauth: {proxy: true}\n")
+    checked = check_paths([project.deployments])
+    apps = {}
+    for deployment in checked.deployments:
+        rendered = render(deployment, project.root / "build")
+        write(rendered)
+        apps[deployment.name] = import_app(rendered.path)
+    view = Path(apps["hf"].weights()[0])
+    assert view != snapshot and sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_file()) == ["config.json", "model.safetensors", "params.json", "sub/kept.json"]
+    assert (view / "model.safetensors").read_text() == "hf"
+    assert Path(apps["mistral"].weights()[0]) == snapshot  # asked for: the folder as it is

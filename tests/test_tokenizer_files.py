@@ -196,3 +196,21 @@ def test_load_format_mistral_is_a_warning_even_when_the_base_model_was_not_read(
     project.deployment("d", "base_model: {repo: org/unreachable}\ngpu: L4\nvllm: {version: '0.32.0', args: {load-format: mistral}}\nauth: {proxy: true}\n")
     warning = {d.rule: d for d in check_paths([project.deployments]).diagnostics}["model.mistral-format"]
     assert warning.severity.value == "warning" and (warning.line, warning.column) == (3, 47)  # the value
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    ("speculative-config: {model: gpt2, num_speculative_tokens: 3}", "('gpt2')"),  # a Hub repo of one name
+    ("speculative-config: {model: org/draft, revision: 5, num_speculative_tokens: 3}", "at its newest revision"),
+    ("load-format: MISTRAL", "load-format mistral loads consolidated*.safetensors"),  # vLLM lower-cases it
+])  # fmt: skip
+def test_unchecked_model_files_are_found_however_they_are_spelled(project, args, said):
+    build_base_model(project.root / "models" / "tiny")
+    project.deployment("d", LOCAL % f", args: {{{args}}}")
+    assert any(said in d.message for d in check_paths([project.deployments]).diagnostics)
+
+
+def test_only_the_draft_vllm_reads_is_named_and_invalid_modes_are_only_errors(project):
+    build_base_model(project.root / "models" / "tiny")
+    project.deployment("d", LOCAL % ", args: {speculative-config: {model: '[ngram]', draft: {model: org/z}, num_speculative_tokens: 2}, tokenizer-mode: [a, b]}")
+    rules = [d.rule for d in check_paths([project.deployments]).diagnostics]
+    assert "model.config-loads-model" not in rules and "model.unchecked-format" not in rules

@@ -17,17 +17,18 @@ files, which the pull request can commit (or a Hub repo it names can hold):
 
 from __future__ import annotations
 
+import json
 import re
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Iterable
 
-from ..argv import MISTRAL_WEIGHTS
+from ..argv import MISTRAL_WEIGHTS, mistral_asked
 from ..diagnostics import Diagnostic, Severity
 from ..model import BaseModelInfo, Deployment
 from ..paths import TooDeep, once, walk
 from ._at import at
-from .flags import HUB_OR_KEYWORD, json_items, walk_json
+from .flags import IMPORT_PATH, PATH_VALUE, json_items, walk_json
 from .tokenizer import NOT_READ, system_files
 
 SWAPS_MODEL = "speculators_config"  # vllm/transformers_utils/config.py maybe_override_with_speculators
@@ -35,6 +36,7 @@ SWAPS_CONFIG = "configuration_files"  # transformers/configuration_utils.py get_
 # Formats whose files the deployer reads: Hugging Face's config.json and tokenizer files.
 CHECKED_FORMATS = {"tokenizer-mode": ("auto", "hf", "slow"), "config-format": ("auto", "hf")}
 LOADS_MODEL = re.compile(r"(^|_)model_id$")  # vllm/transformers_utils/configs/ultravox.py, models/ultravox.py
+NOT_MODELS = ("ngram", "[ngram]", "auto")  # speculative-config `model` values that name no model
 
 
 def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
@@ -83,10 +85,11 @@ def check_other_models_in_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     args = dict(deployment.vllm.args)
     if "hf-overrides" in args:
         yield from _other_models(deployment, json_items(args["hf-overrides"]), ("vllm", "args", "hf-overrides"), "hf-overrides")
-    draft = json_items(args.get("speculative-config"))
-    named = next((v for k, v in draft if k == "model" and isinstance(v, str) and HUB_OR_KEYWORD.match(v) and "/" in v), None)
-    if named:
-        revision = next((v for k, v in draft if k == "revision" and isinstance(v, str)), None)
+    draft = _mapping(args.get("speculative-config"))
+    named = draft.get("model")
+    # (a folder is the flags check's file warning, an import path its code warning)
+    if isinstance(named, str) and named and not PATH_VALUE.match(named) and named not in NOT_MODELS and not ("/" not in named and IMPORT_PATH.match(named)):
+        revision = draft.get("revision") if isinstance(draft.get("revision"), str) else None
         yield at(
             deployment,
             ("vllm", "args", "speculative-config"),
@@ -96,7 +99,7 @@ def check_other_models_in_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             severity=Severity.WARNING,
             key=False,
         )
-    if _mistral_asked(deployment):
+    if mistral_asked(deployment):
         yield at(
             deployment,
             ("vllm", "args", "load-format"),
@@ -108,16 +111,28 @@ def check_other_models_in_flags(deployment: Deployment) -> Iterable[Diagnostic]:
         )
     for flag, checked in CHECKED_FORMATS.items():
         value = args.get(flag)
-        if value is not None and str(value) not in checked:
+        if isinstance(value, str) and value.lower() not in checked:  # (other types are the flags check's errors)
+            what, files = ("tokenizer", "tekken.json, tiktoken.model...") if flag == "tokenizer-mode" else ("configuration", "params.json...")
             yield at(
                 deployment,
                 ("vllm", "args", flag),
-                f"{flag} {value} makes vLLM read the model's {'tokenizer' if flag == 'tokenizer-mode' else 'configuration'} from files the deployer does not check (tiktoken.model, tekken.json, params.json...), in place of the Hugging Face files it does",
+                f"{flag} {value} makes vLLM read the model's {what} from files the deployer does not check ({files}), in place of the Hugging Face files it does",
                 hint=f"review those files in the model folder as unchecked, or leave {flag} out",
                 rule="model.unchecked-format",
                 severity=Severity.WARNING,
                 key=False,
             )
+
+
+def _mapping(value: object) -> dict:
+    """A JSON flag's top level, given as a mapping or as JSON text (text that does not parse is
+    the flags check's error)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _other_models(deployment: Deployment, items, yaml_path: tuple, where: str) -> Iterable[Diagnostic]:
@@ -137,7 +152,7 @@ def _other_models(deployment: Deployment, items, yaml_path: tuple, where: str) -
 
 def _mistral_format(deployment: Deployment, where: str) -> Iterable[Diagnostic]:
     source = deployment.base_model.source
-    if source.path is None or _mistral_asked(deployment):  # (asked for: a warning of its own)
+    if source.path is None or mistral_asked(deployment):  # (asked for: a warning of its own)
         return
     if (found := once(("mistral weights", source.path), lambda: _first_mistral_file(source.path))) is not None:
         yield at(
@@ -150,8 +165,6 @@ def _mistral_format(deployment: Deployment, where: str) -> Iterable[Diagnostic]:
         )
 
 
-def _mistral_asked(deployment: Deployment) -> bool:
-    return dict(deployment.vllm.args).get("load-format") == "mistral"
 
 
 def _first_mistral_file(folder: Path) -> str | None:
