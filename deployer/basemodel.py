@@ -144,7 +144,8 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
 # Files whose keys transformers passes to the tokenizer's (or processor's) constructor: with no
 # added_tokens_decoder in tokenizer_config.json, every key of special_tokens_map.json becomes an
 # argument too (`"vocab": "/proc/self/environ"` there went around a check of the first file).
-TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "processor_config.json")
+# A processor also loads the tokenizer audio_tokenizer_config.json names, from any path or repo.
+TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "processor_config.json", "audio_tokenizer_config.json")
 
 
 def tokenizer_files(source: Source) -> dict[str, dict | str]:

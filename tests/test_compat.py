@@ -124,6 +124,22 @@ def test_a_backtracking_target_modules_pattern_is_a_warning_within_its_deadline(
     assert time.monotonic() - started < MATCH_SECONDS + 5
 
 
+@pytest.mark.parametrize("field", ["rank_pattern", "alpha_pattern"])
+def test_a_backtracking_rank_or_alpha_pattern_key_is_a_warning_within_its_deadline(tiny, field):
+    # A hunt: vLLM matches each key as (.*\.)?(key)$ against every module name when it loads the
+    # adapter, with no deadline; this one ran past 8 s on one name, and only the values were read.
+    tiny.adapter("slow", edit=lambda c: c.update({field: {"q_proj": 8, r"([\w.]|[\w.])*\d{3}": 8}}))
+    started = time.monotonic()
+    found = tiny({"slow": 1})
+    assert set(found) == {"compat.slow-pattern"} and f"{field} keys ['q_proj'" in found["compat.slow-pattern"].message
+    assert time.monotonic() - started < MATCH_SECONDS + 5
+
+
+def test_ordinary_rank_pattern_keys_are_no_finding(tiny):
+    tiny.adapter("ranked", edit=lambda c: c.update(rank_pattern={"model.layers.0.self_attn.q_proj": 8}, alpha_pattern={"q_proj": 16}))
+    assert "compat.slow-pattern" not in tiny({"ranked": 1})
+
+
 @pytest.mark.parametrize(("pattern", "found"), [
     # re reads {,2} as 0 to 2 repeats (RE2 as the text "{,2}", which made this an error).
     (r"model\.layers\.\d{,2}\.self_attn\.q_proj", set()),

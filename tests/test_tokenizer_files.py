@@ -214,3 +214,13 @@ def test_only_the_draft_vllm_reads_is_named_and_invalid_modes_are_only_errors(pr
     project.deployment("d", LOCAL % ", args: {speculative-config: {model: '[ngram]', draft: {model: org/z}, num_speculative_tokens: 2}, tokenizer-mode: [a, b]}")
     rules = [d.rule for d in check_paths([project.deployments]).diagnostics]
     assert "model.config-loads-model" not in rules and "model.unchecked-format" not in rules
+
+
+def test_an_audio_tokenizer_named_by_its_config_is_judged(project):
+    # A hunt: a processor loads the tokenizer audio_tokenizer_config.json names, from any path or
+    # Hub repo (transformers processing_utils), and the file went unread.
+    audio = {"audio_tokenizer_class": "AutoTokenizer", "audio_tokenizer_name_or_path": "/tmp/outside"}
+    warning = findings(project, audio, filename="audio_tokenizer_config.json")["model.tokenizer-reads-file"]
+    assert "audio_tokenizer_config.json names a file for the tokenizer to open as written (audio_tokenizer_name_or_path: '/tmp/outside')" in warning.message
+    error = findings(project, {**audio, "audio_tokenizer_name_or_path": "../../../proc/1"}, filename="audio_tokenizer_config.json")["model.tokenizer-reads-system-file"]
+    assert error.is_error

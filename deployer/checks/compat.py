@@ -65,10 +65,30 @@ def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
             except PatternTooSlow as slow:
                 yield at(deployment, path, f"adapter {adapter.name!r}: target_modules pattern {config.target_modules[:80]!r} {slow} against the base model's {len(base_info.module_names())} module names; not checked", hint="PEFT matches it against every module name too: a pattern that backtracks, like (a+)+, makes loading and training slow; list the module names instead", rule="compat.slow-pattern", severity=Severity.WARNING, key=False)
                 continue
+            if slow := _slow_pattern_keys(config, base_info):
+                yield at(deployment, path, f"adapter {adapter.name!r}: {slow}", hint="vLLM matches each key against every module name when it loads the adapter, with no deadline: a key that backtracks, like ([\\w.]|[\\w.])*, stalls the engine; write the module names out", rule="compat.slow-pattern", severity=Severity.WARNING, key=False)
             if unknown:
                 leaves = sorted({n.rsplit(".", 1)[-1] for n in base_info.module_names()})
                 shown = ", ".join(leaves[:SHOWN_MODULES]) + (f" and {len(leaves) - SHOWN_MODULES} more" if len(leaves) > SHOWN_MODULES else "")
                 yield error(f"targets modules the base model does not have: {', '.join(unknown[:SHOWN_MODULES])}", f"this architecture's modules: {shown}", "unknown-target")
+
+
+def _slow_pattern_keys(config: AdapterConfig, info: BaseModelInfo) -> str | None:
+    """rank_pattern and alpha_pattern keys are regular expressions vLLM matches against every
+    module name, `(.*[.])?(key)$` (vllm/lora/peft_helper.py): what of them cannot be matched in
+    bounded time. All keys of one mapping are asked in one question."""
+    for field_name in ("rank_pattern", "alpha_pattern"):
+        keys = config.raw.get(field_name)
+        if not isinstance(keys, dict) or not keys:
+            continue
+        pattern = "(.*\\.)?(" + "|".join(f"(?:{key})" for key in keys) + ")"
+        if compile_error(pattern):
+            continue  # (vLLM's own error when it loads the adapter; PEFT refuses it too)
+        try:
+            any_match(pattern, sorted(info.module_names()), full=True)
+        except PatternTooSlow as slow:
+            return f"{field_name} keys {list(keys)[:3]!r} {slow} against the base model's {len(info.module_names())} module names"
+    return None
 
 
 def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
