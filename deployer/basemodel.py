@@ -92,7 +92,7 @@ def _tensors(name: str, raw: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
-    where = source.written_path if source.path is not None else source.describe()
+    where = source.describe()
     if source.path is not None:
         config_path = source.path / "config.json"
         if not config_path.is_file():

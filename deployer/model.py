@@ -52,6 +52,11 @@ class BaseModelInfo:
         return frozenset(name.rsplit(".", 1)[0] for name in self.tensors or {})
 
     @functools.cached_property
+    def sorted_module_names(self) -> tuple[str, ...]:
+        """module_names() in order: what a pattern is matched against (each adapter asks)."""
+        return tuple(sorted(self._modules))
+
+    @functools.cached_property
     def module_suffixes(self) -> frozenset[str]:
         """Every dotted ending of every module name (q_proj, self_attn.q_proj, ... the full name):
         what PEFT matches a listed target against."""

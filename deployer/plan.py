@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .diagnostics import printable
-from .desired import PROJECT_ENV, Desired, Project, parse_tag
+from .desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
 from .model import Deployment
 from .platform import Version
 
@@ -73,13 +73,14 @@ class Plan:
 REPLACED = "redeployed on request (--replace) with the same configuration: new containers read Secrets again and, with gpu_snapshot, take a new snapshot"
 
 
+def _hashed_as(desired: Desired, tag: Tag | None) -> bool:
+    """Whether `desired` is what a version with `tag` was deployed from (its hash, by prefix)."""
+    return tag is not None and desired.deploy_hash.startswith(tag.hash_prefix)
+
+
 def to_update(desired: dict[str, Desired], deployed: dict[str, Version], names: Sequence[str] = ()) -> list[str]:
     """Deployed apps whose desired state differs from what serves: those a plan explains."""
-    def same(want: Desired, have: Version) -> bool:
-        tag = parse_tag(have.tag)
-        return bool(tag) and want.deploy_hash.startswith(tag.hash_prefix)
-
-    return [name for name, want in desired.items() if name in deployed and (not names or name in names) and not same(want, deployed[name])]
+    return [name for name, want in desired.items() if name in deployed and (not names or name in names) and not _hashed_as(want, parse_tag(deployed[name].tag))]
 
 
 def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previous: dict[str, Desired], project: Project, against: str, names: Sequence[str] = (), fallback: str | None = None, replace: Sequence[str] = (), unread: dict[str, str] | None = None) -> Plan:
@@ -102,7 +103,7 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
         if have is None:
             actions.append(Action(name, CREATE, want.tag, effects=_create_effects(want.deployment), new_weights=_all_weights(want.deployment)))
             continue
-        if tag and want.deploy_hash.startswith(tag.hash_prefix):
+        if _hashed_as(want, tag):
             if name in replace:
                 actions.append(Action(name, UPDATE, want.tag, have, effects=(_cold_start(want.deployment),), notes=(REPLACED,)))
             else:
@@ -119,7 +120,7 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
             notes.append(f"deployed outside the deployer (tag {have.tag!r}); apply replaces it" if have.tag else "deployed outside the deployer (no tag); apply replaces it")
         before = previous.get(name)
         changes = describe_changes(before, want) if before else ()
-        if before is not None and tag and not before.deploy_hash.startswith(tag.hash_prefix):
+        if before is not None and tag and not _hashed_as(before, tag):
             notes.append(f"compared with commit {have.commit.rstrip('*')}, which Modal recorded for v{have.number}; what was deployed differed from it (uncommitted changes?)")
         if before is None:
             why = f" ({unread[name]})" if name in unread else ""

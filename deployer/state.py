@@ -10,17 +10,16 @@ import os
 import tempfile
 import time
 from contextlib import ExitStack
-from typing import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
-from . import patterns
+from . import commit_files, patterns
 from .checks.sources import also_inside, refused_sources
-from . import commit_files
 from .commit_files import CommitFiles, RefError, ignored_files, make_parents
+from .desired import Desired, Project, desired, git_root, parse_tag
 from .diagnostics import printable
 from .paths import parse_budget_spent
-from .desired import Desired, Project, desired, git_root, parse_tag
 from .platform import Platform, Version
 from .render import project_templates
 
@@ -96,29 +95,27 @@ class RefTrees:
         files.add([folder, folder.parent / "templates"])
         if not folder.is_dir():
             return files.commit, {}
-        def selected(checked) -> list:
-            return [d for d in checked.deployments if names is None or d.name in names]
-
-        checked = self._checked(folder, files.commit)
-        local = sorted({d.source.path for deployment in selected(checked) for d in deployment.declared_sources if d.source.path})
+        chosen = self._checked(folder, files.commit, names)
+        local = sorted({d.source.path for deployment in chosen for d in deployment.declared_sources if d.source.path})
         written = files.add(local)
-        borrowed = self._borrow_ignored(tree, selected(checked))
+        borrowed = self._borrow_ignored(tree, chosen)
         with also_inside(borrowed):  # those files of the working tree, and no others
             if borrowed or written:
-                checked = self._checked(folder, files.commit)  # adapter configs are among those files
+                chosen = self._checked(folder, files.commit, names)  # adapter configs are among those files
             templates = project_templates(folder)
-            return files.commit, desired(selected(checked), tree / self.layout.out, self.project, templates)
+            return files.commit, desired(chosen, tree / self.layout.out, self.project, templates)
 
     @staticmethod
-    def _checked(folder: Path, commit: str):
-        """A ref's deployments are not validated, but one the deployer stopped reading (too many
-        files or configs for one command) would compare as changed: that stops the plan."""
+    def _checked(folder: Path, commit: str, names: frozenset[str] | None) -> list:
+        """The deployments `names` (or all) of a ref. They are not validated, but one the deployer
+        stopped reading (too many files or configs for one command) would compare as changed:
+        that stops the plan."""
         from .pipeline import check_paths
 
         checked = check_paths([folder])
         if parse_budget_spent() or any(d.rule == "files.too-many" for d in checked.diagnostics):
             raise RefError(f"{commit[:7]} holds more deployment files or configs than the deployer reads in one command; `deployer validate` at that commit says which")
-        return checked
+        return [d for d in checked.deployments if names is None or d.name in names]
 
     def _borrow_ignored(self, tree: Path, deployments) -> list[Path]:
         """A commit has no copy of git-ignored files (weights, often): link the working tree's

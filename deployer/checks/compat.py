@@ -85,7 +85,7 @@ def _slow_pattern_keys(config: AdapterConfig, info: BaseModelInfo) -> str | None
         if compile_error(pattern):
             continue  # (vLLM's own error when it loads the adapter; PEFT refuses it too)
         try:
-            any_match(pattern, sorted(info.module_names()), full=True)
+            any_match(pattern, info.sorted_module_names, full=True)
         except PatternTooSlow as slow:
             return f"{field_name} keys {list(keys)[:3]!r} {slow} against the base model's {len(info.module_names())} module names"
     return None
@@ -110,11 +110,10 @@ def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
 def _unknown_targets(targets: tuple[str, ...] | str, info: BaseModelInfo) -> list[str]:
     """Targets that name no module of the base model. Raises PatternTooSlow for a pattern that
     cannot be matched against the module names in bounded time."""
-    modules = info.module_names()
     if targets == "all-linear":  # PEFT's shorthand for every linear layer: always matches
         return []
     if isinstance(targets, str):  # PEFT treats a string as a regular expression over full names
         if compile_error(targets):
             return [targets]  # PEFT could not use it either
-        return [] if any_match(targets, sorted(modules), full=True) else [targets]
+        return [] if any_match(targets, info.sorted_module_names, full=True) else [targets]
     return [t for t in targets if t not in info.module_suffixes]

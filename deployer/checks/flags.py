@@ -206,15 +206,15 @@ def _json_text(text: str) -> object | None:
         return None
 
 
-def json_items(value: object, limit: int = MAX_JSON_NODES) -> list[tuple[object, object]]:
-    """The first `limit` of `walk_json(value)`: a flag's value holding more is an error (in
+def json_items(value: object) -> list[tuple[object, object]]:
+    """The first MAX_JSON_NODES of `walk_json(value)`: a flag's value holding more is an error (in
     `check_code_flags`). JSON text is parsed first (text that does not parse is an error, in
     `_value_problem`)."""
     if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
         value = _json_text(value)
         if value is None:
             return []
-    return list(itertools.islice(walk_json(value), limit))
+    return list(itertools.islice(walk_json(value), MAX_JSON_NODES))
 
 
 def walk_json(value: object) -> Iterator[tuple[object, object]]:

@@ -43,7 +43,7 @@ def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
     info, source = deployment.base_model.info, deployment.base_model.source
     if not isinstance(info, BaseModelInfo):
         return
-    where = f"{source.written_path if source.path is not None else source.describe()}/config.json"
+    where = f"{source.describe()}/config.json"
     if info.config.get(SWAPS_MODEL) is not None:
         verifier = info.config[SWAPS_MODEL].get("verifier") if isinstance(info.config[SWAPS_MODEL], dict) else None
         named = verifier.get("name_or_path") if isinstance(verifier, dict) else None

@@ -34,7 +34,7 @@ def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
         source, where, yaml_path = Source(repo=named, revision=revision), named, ("vllm", "args", "tokenizer")
     elif deployment.base_model.info is not None:  # (None: not read, a folder the sources check refuses)
         source, yaml_path = deployment.base_model.source, ("base_model",)
-        where = source.written_path if source.path is not None else source.describe()
+        where = source.describe()
     else:
         return
     for filename, content in tokenizer_files(source).items():
