@@ -36,16 +36,22 @@ def generate(folder: Path, count: int, seed: int = 7) -> list[Path]:
     rng = random.Random(seed)
     deployments = folder / "deployments"
     deployments.mkdir(parents=True)
-    (deployments / "_defaults.yaml").write_text("image:\n  python: '3.12'\nscaling:\n  scaledown_window: 300\n")
+    (deployments / "_defaults.yaml").write_text(
+        "image:\n  python: '3.12'\nscaling:\n  scaledown_window: 300\n"
+    )
     files = []
     for i in range(count):
-        adapters = "\n".join(f"  - name: adapter-{j}\n    repo: org/lora-{i}-{j}\n    revision: v{j}" for j in range(rng.randint(1, 8)))
+        adapters = "\n".join(
+            f"  - name: adapter-{j}\n    repo: org/lora-{i}-{j}\n    revision: v{j}"
+            for j in range(rng.randint(1, 8))
+        )
         text = (
             f"name: bench-{i:04d}\n"
             "base_model:\n  repo: Qwen/Qwen3-4B-Instruct-2507\n"
             f"adapters:\n{adapters}\n"
             f"gpu: {rng.choice(GPUS)}\n"
-            "vllm:\n  version: '0.11.2'\n  args:\n    enforce-eager: true\n    max-model-len: 16384\n    max-lora-rank: 64\n"
+            "vllm:\n  version: '0.11.2'\n  args:\n    enforce-eager: true\n    "
+            "max-model-len: 16384\n    max-lora-rank: 64\n"
             "auth:\n  proxy: true\n"
         )
         path = deployments / f"bench-{i:04d}.yaml"
@@ -60,19 +66,30 @@ def timed(command: list[str], cwd: Path, runs: int) -> tuple[float, float, float
     code = 0
     for _ in range(runs):
         start = time.perf_counter()
-        code = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        code = subprocess.run(
+            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ).returncode
         samples.append(time.perf_counter() - start)
     return statistics.median(samples), min(samples), max(samples), code
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--runs", type=int, default=5, help="runs per command (default 5)")
     args = parser.parse_args()
 
-    deployer, modal, check = str(BIN / "deployer"), str(BIN / "modal"), shutil.which("check-jsonschema", path=str(BIN))
-    print(f"# deployer benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    deployer, modal, check = (
+        str(BIN / "deployer"),
+        str(BIN / "modal"),
+        shutil.which("check-jsonschema", path=str(BIN)),
+    )
+    print(
+        f"# deployer benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"# median of {args.runs} runs (min-max), whole process wall time, HF_HUB_OFFLINE=1\n")
     rows: list[tuple[str, str, str, str]] = []
 
@@ -80,7 +97,14 @@ def main() -> int:
         median, low, high, code = result
         ratio = f"{median / base:.2f}x" if base else ""
         status = "" if code in (0, 1) else f" (exit {code})"
-        rows.append((label, n, f"{median:7.3f} s ({low:.3f}-{high:.3f})", (ratio + " " + note).strip() + status))
+        rows.append(
+            (
+                label,
+                n,
+                f"{median:7.3f} s ({low:.3f}-{high:.3f})",
+                (ratio + " " + note).strip() + status,
+            )
+        )
 
     help_modal = timed([modal, "--help"], REPO, args.runs)
     help_deployer = timed([deployer, "--help"], REPO, args.runs)
@@ -97,17 +121,42 @@ def main() -> int:
             add("deployer validate", str(n), full)
             add("deployer render (validates too)", str(n), render)
             if check:
-                reference = timed([check, "--schemafile", str(SCHEMA), *map(str, files)], root, args.runs)
+                reference = timed(
+                    [check, "--schemafile", str(SCHEMA), *map(str, files)], root, args.runs
+                )
                 add("check-jsonschema --schemafile", str(n), reference)
-                add("deployer validate --schema-only", str(n), schema_only, reference[0], "of check-jsonschema")
+                add(
+                    "deployer validate --schema-only",
+                    str(n),
+                    schema_only,
+                    reference[0],
+                    "of check-jsonschema",
+                )
             else:
-                add("deployer validate --schema-only", str(n), schema_only, note="(check-jsonschema not installed)")
+                add(
+                    "deployer validate --schema-only",
+                    str(n),
+                    schema_only,
+                    note="(check-jsonschema not installed)",
+                )
             # plan offline: the working tree against HEAD, both rendered (git history, no Modal).
-            git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+            git = [
+                "git",
+                "-C",
+                str(root),
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@example.com",
+            ]
             subprocess.run([*git, "init", "-q"], check=True)
             subprocess.run([*git, "add", "-A"], check=True)
             subprocess.run([*git, "commit", "-q", "-m", "bench"], check=True)
-            add("deployer plan --against HEAD", str(n), timed([deployer, "plan", "--against", "HEAD"], root, args.runs))
+            add(
+                "deployer plan --against HEAD",
+                str(n),
+                timed([deployer, "plan", "--against", "HEAD"], root, args.runs),
+            )
 
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     print(f"{'command':<{widths[0]}}  {'N':>{widths[1]}}  {'time':<{widths[2]}}  ratio")

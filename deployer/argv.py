@@ -26,6 +26,8 @@ def vllm_server(python: str) -> list[str]:
     if (int(major), int(minor)) >= SAFE_PATH_PYTHON:
         return [VLLM_ENTRYPOINT[0], "-P", *VLLM_ENTRYPOINT[1:]]
     return list(VLLM_ENTRYPOINT)
+
+
 VLLM_PORT = 8000
 
 # With an API key, the app writes this middleware (templates/vllm_auth_guard.py) where vLLM can
@@ -37,7 +39,12 @@ AUTH_DIGEST_VARIABLE = "DEPLOYER_AUTH_DIGEST"
 # Names that look like credentials: refused in image.env, left out of vLLM's process environment.
 # vLLM's own settings (VLLM_*, such as VLLM_MULTI_STREAM_GEMM_TOKEN_THRESHOLD) are not, but its
 # key is; nor are the tokenizers library's (TOKENIZERS_PARALLELISM).
-CREDENTIAL_NAME = re.compile(r"^(?!VLLM_(?!API_KEY$)).*(TOKEN(?!IZER)|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE_KEY|API_?KEY|ACCESS_KEY|JWT|_KEY$|_PASS$|_PWD$|(^|_)DSN$|(^|_)PAT$|(^|_)AUTH)", re.IGNORECASE)
+CREDENTIAL_NAME = re.compile(
+    r"^(?!VLLM_(?!API_KEY$)).*(TOKEN(?!IZER)|SECRET|PASSWORD|PASSWD|PASSPHRASE|"
+    r"CREDENTIAL|PRIVATE_KEY|API_?KEY|ACCESS_KEY|JWT|_KEY$|_PASS$|_PWD$|"
+    r"(^|_)DSN$|(^|_)PAT$|(^|_)AUTH)",
+    re.IGNORECASE,
+)
 
 # Flags the deployer sets from other fields; a user setting them in `vllm.args` would fight the
 # deployer (or, for --lora-modules, silently drop adapters), so that is an error naming the owner.
@@ -51,15 +58,20 @@ MANAGED_FLAGS: dict[str, str] = {
     "api-key": "auth.api_key (a Modal Secret holding VLLM_API_KEY)",
     "enable-lora": "adapters (LoRA is enabled when at least one adapter is listed)",
     "lora-modules": "adapters",
-    "tensor-parallel-size": "gpu (its count, e.g. \"H100:2\")",
+    "tensor-parallel-size": 'gpu (its count, e.g. "H100:2")',
     "enable-sleep-mode": "cold_start.gpu_snapshot (sleep mode is what the snapshot captures)",
-    "download-dir": "nothing: weights live in the Hugging Face cache volume, where prefetch puts them and restarts find them",
-    "config": "vllm.args itself: vLLM would take every flag in that file unchecked (an empty api-key there turns auth off)",
-    "root-path": "nothing: Modal serves the app at / (and vLLM's API key check strips a root path first: `/v` left /v1 unguarded)",
+    "download-dir": "nothing: weights live in the Hugging Face cache volume, where prefetch puts "
+    "them and restarts find them",
+    "config": "vllm.args itself: vLLM would take every flag in that file unchecked (an empty "
+    "api-key there turns auth off)",
+    "root-path": "nothing: Modal serves the app at / (and vLLM's API key check strips a root "
+    "path first: `/v` left /v1 unguarded)",
     "uds": "nothing: the app's web server listens on port 8000, not a socket file",
     "headless": "nothing: the app serves the OpenAI API from this container",
-    "grpc": "nothing: the app serves the HTTP API on port 8000 (a gRPC server would answer without the API key middleware)",
-    "grpc-port": "nothing: the app serves the HTTP API on port 8000 (a gRPC server would answer without the API key middleware)",
+    "grpc": "nothing: the app serves the HTTP API on port 8000 (a gRPC server would answer "
+    "without the API key middleware)",
+    "grpc-port": "nothing: the app serves the HTTP API on port 8000 (a gRPC server would answer "
+    "without the API key middleware)",
 }
 
 # The weight files vLLM reads for each --load-format, in its order of preference: it loads the
@@ -71,7 +83,9 @@ WEIGHT_FILES_BY_LOAD_FORMAT: dict[str, list[str]] = {
     "safetensors": ["*.safetensors"],
     "fastsafetensors": ["*.safetensors"],
     "instanttensor": ["*.safetensors"],
-    "mistral": ["*.safetensors"],  # vLLM reads consolidated*.safetensors; a repo's HF-format copy comes too
+    "mistral": [
+        "*.safetensors"
+    ],  # vLLM reads consolidated*.safetensors; a repo's HF-format copy comes too
     "pt": ["*.pt"],
     "npcache": ["*.bin", "*.pt"],
 }
@@ -111,7 +125,9 @@ def lora_rank_choices(version: str) -> tuple[int, ...]:
 
 def needed_lora_rank(deployment: Deployment) -> tuple[int, str] | None:
     """(largest adapter rank, that adapter's name), if every adapter's rank is known."""
-    configs = [(a.config.rank, a.name) for a in deployment.adapters if isinstance(a.config, AdapterConfig)]
+    configs = [
+        (a.config.rank, a.name) for a in deployment.adapters if isinstance(a.config, AdapterConfig)
+    ]
     if not deployment.adapters or len(configs) != len(deployment.adapters):
         return None
     return max(configs, key=lambda pair: pair[0])
@@ -173,7 +189,7 @@ def negated_options(name: str, flag: Flag) -> list[str]:
     candidates = [f"--no-{name}"]
     for positive, negative in (("enable-", "disable-"), ("disable-", "enable-")):
         if name.startswith(positive):
-            candidates.append(f"--{negative}{name[len(positive):]}")
+            candidates.append(f"--{negative}{name[len(positive) :]}")
     return [c for c in candidates if c in flag.options]
 
 
@@ -206,10 +222,11 @@ def vllm_flags(deployment: Deployment) -> list[str]:
     flags_of_version = catalog.load(deployment.vllm.version)
     # Sorted: the order of keys in the YAML changes nothing vLLM does, so it must not change the app.
     for name, value in sorted(deployment.vllm.args, key=lambda item: item[0]):
-        flags += flag_tokens(name, value, flags_of_version.lookup(name) if flags_of_version else None)
+        flags += flag_tokens(
+            name, value, flags_of_version.lookup(name) if flags_of_version else None
+        )
     if deployment.auth.api_key_secret:
         # Last: Starlette wraps each added middleware around the ones before it, so this one sees
         # every request first, before any middleware the YAML names.
         flags += ["--middleware", AUTH_GUARD]
     return flags
-

@@ -19,8 +19,8 @@ from typing import Collection
 
 from . import hub
 from .fit import MAX_COUNT
-from .paths import once, parsed_json, read_json, real, within
 from .model import BaseModelInfo, Deployment, Source, UnknownConfig
+from .paths import once, parsed_json, read_json, real, within
 
 # A real shard's header is tens of kilobytes (a tensor's name, dtype, shape and offsets, for a
 # few hundred tensors): past these, parsing them would cost seconds and gigabytes for nothing.
@@ -37,7 +37,11 @@ MAX_RUN_TENSORS = 1_000_000  # read in one run, by every base model together (ea
 def _locate(source: Source, filename: str) -> Path | None:
     # Shard names come from the model's index file: one that climbs out of the model folder (or
     # points at /proc/self/environ) must not be opened.
-    if PurePosixPath(filename).is_absolute() or ".." in PurePosixPath(filename).parts or "\\" in filename:
+    if (
+        PurePosixPath(filename).is_absolute()
+        or ".." in PurePosixPath(filename).parts
+        or "\\" in filename
+    ):
         raise ValueError(f"a weight file named {filename!r} would lie outside the model folder")
     if source.path is not None:
         path = source.path / filename
@@ -63,7 +67,9 @@ def _header_bytes(path: Path) -> bytes:
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > MAX_HEADER_BYTES:
-            raise ValueError(f"{path.name} is not a safetensors file (its header length is implausible)")
+            raise ValueError(
+                f"{path.name} is not a safetensors file (its header length is implausible)"
+            )
         return handle.read(length)
 
 
@@ -75,9 +81,14 @@ def _tensors(name: str, raw: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
     spent = once(("safetensors tensors read",), lambda: [0])
     spent[0] += len(header)
     if len(header) > MAX_TENSORS:
-        raise ValueError(f"{name} lists {len(header):,} tensors; no model has more than {MAX_TENSORS:,}")
+        raise ValueError(
+            f"{name} lists {len(header):,} tensors; no model has more than {MAX_TENSORS:,}"
+        )
     if spent[0] > MAX_RUN_TENSORS:
-        raise ValueError(f"this run has read {MAX_RUN_TENSORS:,} tensors' headers already, from every base model together; the rest are not read")
+        raise ValueError(
+            f"this run has read {MAX_RUN_TENSORS:,} tensors' headers already, from every "
+            "base model together; the rest are not read"
+        )
     tensors = {}
     for tensor, meta in header.items():
         if tensor == "__metadata__":
@@ -85,8 +96,19 @@ def _tensors(name: str, raw: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
         if len(tensor) > MAX_NAME_CHARS or tensor.count(".") >= MAX_NAME_PARTS:
             raise ValueError(f"{name}: a tensor name of {len(tensor):,} characters is no model's")
         shape = meta.get("shape") if isinstance(meta, dict) else None
-        if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT for n in shape) or math.prod(shape) > MAX_COUNT:
-            raise ValueError(f"{name}: tensor {tensor[:80]!r} has no valid shape (at most {MAX_DIMS} dimensions, at most 2**53 elements)")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_DIMS
+            or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT
+                for n in shape
+            )
+            or math.prod(shape) > MAX_COUNT
+        ):
+            raise ValueError(
+                f"{name}: tensor {tensor[:80]!r} has no valid shape (at most {MAX_DIMS} "
+                "dimensions, at most 2**53 elements)"
+            )
         tensors[tensor] = (str(meta.get("dtype")), tuple(shape))
     return tensors
 
@@ -100,7 +122,9 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
         try:
             config = read_json(config_path)
         except (OSError, ValueError, RecursionError) as exc:
-            return UnknownConfig(f"cannot read {config_path}: {type(exc).__name__}: {exc}", definite=True)
+            return UnknownConfig(
+                f"cannot read {config_path}: {type(exc).__name__}: {exc}", definite=True
+            )
         if not isinstance(config, dict):
             return UnknownConfig(f"{config_path} is not a JSON object", definite=True)
         read_from = str(source.path)
@@ -117,11 +141,18 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
         index = _locate(source, "model.safetensors.index.json")
         if index is not None:
             weight_map = read_json(index, MAX_INDEX_BYTES)["weight_map"]
-            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-                raise ValueError(f"{index.name}: weight_map is not a mapping of tensor names to files")
+            if not isinstance(weight_map, dict) or not all(
+                isinstance(v, str) for v in weight_map.values()
+            ):
+                raise ValueError(
+                    f"{index.name}: weight_map is not a mapping of tensor names to files"
+                )
             shards = sorted(set(weight_map.values()))
             if len(shards) > MAX_SHARDS:  # each is a path to resolve: a million names took minutes
-                raise ValueError(f"{index.name} names {len(shards):,} weight files; no model has more than {MAX_SHARDS:,}")
+                raise ValueError(
+                    f"{index.name} names {len(shards):,} weight files; no model has more "
+                    f"than {MAX_SHARDS:,}"
+                )
         else:
             shards = ["model.safetensors"]
         files: dict[Path, Path] = {}  # where each shard really is → a path to it
@@ -130,10 +161,15 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
             if shard_path is None:
                 tensors = None  # weights not available here: names and sizes unknown
                 break
-            files.setdefault(real(shard_path) or shard_path, shard_path)  # linked names: one file, read once
+            files.setdefault(
+                real(shard_path) or shard_path, shard_path
+            )  # linked names: one file, read once
         if tensors is not None:
             if sum(map(_header_length, files.values())) > MAX_HEADERS_BYTES:  # before parsing any
-                raise ValueError(f"its shards' headers add up to more than {MAX_HEADERS_BYTES >> 20} MiB, which no model's do")
+                raise ValueError(
+                    f"its shards' headers add up to more than {MAX_HEADERS_BYTES >> 20} "
+                    "MiB, which no model's do"
+                )
             for shard_path in files.values():
                 tensors.update(safetensors_header(shard_path))
     except (OSError, ValueError, KeyError, TypeError, RecursionError, struct.error) as exc:
@@ -145,12 +181,18 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
 # added_tokens_decoder in tokenizer_config.json, every key of special_tokens_map.json becomes an
 # argument too (`"vocab": "/proc/self/environ"` there went around a check of the first file).
 # A processor also loads the tokenizer audio_tokenizer_config.json names, from any path or repo.
-TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "processor_config.json", "audio_tokenizer_config.json")
+TOKENIZER_FILES = (
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "processor_config.json",
+    "audio_tokenizer_config.json",
+)
 
 
 def tokenizer_files(source: Source) -> dict[str, dict | str]:
     """Each of TOKENIZER_FILES the model has, from the folder or the Hub: its content, or why it
     cannot be read (vLLM would read it anyway: it must be judged, not skipped)."""
+
     def read(filename: str) -> dict | str | None:
         if source.path is not None:
             path = source.path / filename
@@ -165,10 +207,15 @@ def tokenizer_files(source: Source) -> dict[str, dict | str]:
         else:
             data, found = hub.read_json(source.repo, filename, source.revision)
             if isinstance(found, hub.Missing):
-                return found.reason if found.present else None  # (a missing repo is config.json's finding)
+                return (
+                    found.reason if found.present else None
+                )  # (a missing repo is config.json's finding)
         return data if isinstance(data, dict) else "it is not a JSON object"
 
-    return once(("tokenizer files", source), lambda: {f: found for f in TOKENIZER_FILES if (found := read(f)) is not None})
+    return once(
+        ("tokenizer files", source),
+        lambda: {f: found for f in TOKENIZER_FILES if (found := read(f)) is not None},
+    )
 
 
 def with_base_model_info(deployment: Deployment, unread: Collection[Source] = ()) -> Deployment:
@@ -177,5 +224,7 @@ def with_base_model_info(deployment: Deployment, unread: Collection[Source] = ()
     base = deployment.base_model
     if base.source in unread:
         return deployment
-    info = once(("base model", base.source), lambda: read_base_model(base.source))  # shared by every deployment on it
+    info = once(
+        ("base model", base.source), lambda: read_base_model(base.source)
+    )  # shared by every deployment on it
     return replace(deployment, base_model=replace(base, info=info))

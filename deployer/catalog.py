@@ -23,7 +23,12 @@ SIZE_TYPES = {"human_readable_int", "human_readable_int_or_auto"}  # 4096, or st
 FLOAT_TYPES = {"float"}
 JSON_TYPES = {"loads", "parse_dataclass", "union_dict_and_str"}  # mappings go as JSON
 WRAPPERS = ("_optional_type(", "_parse_type(")
-BOUND_TESTS = {"gt": (">", float.__gt__), "ge": (">=", float.__ge__), "lt": ("<", float.__lt__), "le": ("<=", float.__le__)}
+BOUND_TESTS = {
+    "gt": (">", float.__gt__),
+    "ge": (">=", float.__ge__),
+    "lt": ("<", float.__lt__),
+    "le": ("<=", float.__le__),
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,9 @@ class Flag:
     choices: tuple | None
     default: Any
     help: str
-    bounds: tuple[tuple[str, float], ...] = ()  # (("gt", 0), ("le", 1)): pydantic bounds of its config field
+    bounds: tuple[
+        tuple[str, float], ...
+    ] = ()  # (("gt", 0), ("le", 1)): pydantic bounds of its config field
     bounds_source: str | None = None  # the field, e.g. "CacheConfig.gpu_memory_utilization"
 
     @property
@@ -106,7 +113,11 @@ def load(version: str) -> Catalog | None:
             choices=tuple(entry["choices"]) if entry["choices"] is not None else None,
             default=entry["default"],
             help=entry["help"],
-            bounds=tuple((name, limit) for name, limit in (entry.get("bounds") or {}).items() if name in BOUND_TESTS),
+            bounds=tuple(
+                (name, limit)
+                for name, limit in (entry.get("bounds") or {}).items()
+                if name in BOUND_TESTS
+            ),
             bounds_source=(entry.get("bounds") or {}).get("source"),
         )
         for option in flag.options:

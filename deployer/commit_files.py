@@ -71,9 +71,13 @@ class CommitFiles:
         self._git = [*command, "--literal-pathspecs"]
         self.dest = Path(os.path.realpath(dest))
         self._spellings = {str(self.dest), os.path.abspath(dest)}  # /tmp is a link on macOS
-        self.commit = git_output([*self._git, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"])
+        self.commit = git_output(
+            [*self._git, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]
+        )
         if not self.commit:
-            raise RefError(f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)")
+            raise RefError(
+                f"{ref!r} is not a commit in {repo} (fetch it first, e.g. `git fetch origin main`)"
+            )
         self._listed = 0  # names read from git so far, against MAX_ENTRIES
         self._listed_bytes = 0  # and their bytes, against MAX_LISTED_BYTES
         self._files = 0  # files asked for so far, against MAX_EXPORT_FILES
@@ -105,7 +109,11 @@ class CommitFiles:
                 if relative is not None and not self._already_asked(relative):
                     self._asked.add(relative)
                     folders.append(relative)
-            queue = [self._resolve(link) for folder in folders for link in _under(self._link_names, folder)]
+            queue = [
+                self._resolve(link)
+                for folder in folders
+                for link in _under(self._link_names, folder)
+            ]
             for chunk in _chunks([folder or "." for folder in folders]):
                 self._each_entry(chunk, note)
         self._make_room(sum(sizes.values()) + (len(self._folders) - folders_before) * FOLDER_BYTES)
@@ -116,7 +124,11 @@ class CommitFiles:
         """Count a file to write and the folders above it, refusing an export past the limits."""
         self._files += 1
         if self._files > MAX_EXPORT_FILES:
-            raise RefError(f"the folders to read from {self.commit[:7]} hold more than {MAX_EXPORT_FILES:,} files; the deployer exports at most that many (deployments, templates and the model and adapter folders they name)")
+            raise RefError(
+                f"the folders to read from {self.commit[:7]} hold more than "
+                f"{MAX_EXPORT_FILES:,} files; the deployer exports at most that many "
+                "(deployments, templates and the model and adapter folders they name)"
+            )
         self._count_folders(path)
 
     def _count_folders(self, path: str) -> None:
@@ -126,7 +138,11 @@ class CommitFiles:
             self._folders.add(folder)
             folder = posixpath.dirname(folder)
         if len(self._folders) > MAX_EXPORT_FOLDERS:
-            raise RefError(f"the files to read from {self.commit[:7]} lie in more than {MAX_EXPORT_FOLDERS:,} folders; the deployer creates at most that many for an export")
+            raise RefError(
+                f"the files to read from {self.commit[:7]} lie in more than "
+                f"{MAX_EXPORT_FOLDERS:,} folders; the deployer creates at most that many "
+                "for an export"
+            )
 
     def _make_room(self, needed: int) -> None:
         """Refuse up front what would not fit: a commit can hold a file that git stores in a few
@@ -134,7 +150,12 @@ class CommitFiles:
         every other program before the write fails."""
         free = shutil.disk_usage(self.dest).free
         if needed > free - KEEP_FREE:
-            raise RefError(f"the files to read from {self.commit[:7]} take {needed:,} bytes, more than the {max(free - KEEP_FREE, 0):,} the disk of {self.dest.parent} can spare (it keeps {KEEP_FREE:,} free); set TMPDIR to a disk with more room, or compare with another ref")
+            raise RefError(
+                f"the files to read from {self.commit[:7]} take {needed:,} bytes, more "
+                f"than the {max(free - KEEP_FREE, 0):,} the disk of {self.dest.parent} can "
+                f"spare (it keeps {KEEP_FREE:,} free); set TMPDIR to a disk with more "
+                "room, or compare with another ref"
+            )
 
     # -- the commit's names --------------------------------------------------------------------
 
@@ -149,15 +170,34 @@ class CommitFiles:
 
         self._each_entry([], note)
         if len(links) > MAX_LINKS:
-            raise RefError(f"{self.commit[:7]} holds {len(links):,} links; the deployer follows at most {MAX_LINKS:,}")
+            raise RefError(
+                f"{self.commit[:7]} holds {len(links):,} links; the deployer follows at "
+                f"most {MAX_LINKS:,}"
+            )
         return links
 
-    def _each_entry(self, pathspecs: list[str], take: Callable[[str, str, str, str], object]) -> None:
+    def _each_entry(
+        self, pathspecs: list[str], take: Callable[[str, str, str, str], object]
+    ) -> None:
         """`take(mode, object id, size, path)` for each entry `git ls-tree -r` lists under
         `pathspecs` (everything when none), read as a stream."""
         with tempfile.TemporaryFile() as errors:
             try:
-                process = subprocess.Popen([*self._git, "ls-tree", "-r", "-z", "--long", "--full-tree", self.commit, "--", *pathspecs], stdout=subprocess.PIPE, stderr=errors)
+                process = subprocess.Popen(
+                    [
+                        *self._git,
+                        "ls-tree",
+                        "-r",
+                        "-z",
+                        "--long",
+                        "--full-tree",
+                        self.commit,
+                        "--",
+                        *pathspecs,
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                )
             except OSError as exc:
                 raise RefError(f"cannot list {self.commit[:7]}: {exc}") from None
             timer = threading.Timer(GIT_SECONDS, process.kill)
@@ -167,18 +207,28 @@ class CommitFiles:
                 while chunk := process.stdout.read(CHUNK):
                     self._listed_bytes += len(chunk)
                     if self._listed_bytes > MAX_LISTED_BYTES:
-                        raise RefError(f"{self.commit[:7]} lists more than {MAX_LISTED_BYTES >> 20} MB of file names; the deployer reads at most that much")
+                        raise RefError(
+                            f"{self.commit[:7]} lists more than {MAX_LISTED_BYTES >> 20} "
+                            "MB of file names; the deployer reads at most that much"
+                        )
                     *records, rest = (rest + chunk).split(b"\0")
                     if len(rest) > MAX_RECORD_BYTES:
-                        raise RefError(f"{self.commit[:7]} holds a name longer than any file system allows")
+                        raise RefError(
+                            f"{self.commit[:7]} holds a name longer than any file system allows"
+                        )
                     for record in records:
                         self._listed += 1
                         if self._listed > MAX_ENTRIES:
-                            raise RefError(f"{self.commit[:7]} holds more than {MAX_ENTRIES:,} files; the deployer reads at most that many")
+                            raise RefError(
+                                f"{self.commit[:7]} holds more than {MAX_ENTRIES:,} files; "
+                                "the deployer reads at most that many"
+                            )
                         meta, _, name = record.partition(b"\t")
                         fields = meta.decode("ascii", errors="replace").split()
                         path = os.fsdecode(name)
-                        if len(fields) == 4 and _plain_name(path):  # else a submodule, or a name git would not check out
+                        if len(fields) == 4 and _plain_name(
+                            path
+                        ):  # else a submodule, or a name git would not check out
                             take(fields[0], fields[2], fields[3], path)
                 code = process.wait()
             except BaseException:
@@ -189,7 +239,10 @@ class CommitFiles:
                 timer.cancel()
             if code != 0:  # (killed by the timer too)
                 errors.seek(0)
-                raise RefError(f"cannot list {self.commit[:7]}: {errors.read(2000).decode(errors='replace').strip() or f'git ended with {code}'}")
+                raise RefError(
+                    f"cannot list {self.commit[:7]}: "
+                    f"{errors.read(2000).decode(errors='replace').strip() or f'git ended with {code}'}"
+                )
 
     def _place_links(self, links: list[tuple[str, str]]) -> None:
         """Every link of the commit that leads somewhere inside it, so that a path resolves here
@@ -197,7 +250,10 @@ class CommitFiles:
         that judges them is made of the links actually placed: a malformed tree naming `x` twice
         (a folder, then a link) must not have a link judged through an `x` that is not there."""
         found: dict[str, bytes] = {}
-        self._cat(list(dict.fromkeys(blob for _, blob in links)), lambda blob, chunks: found.setdefault(blob, b"".join(chunks)))
+        self._cat(
+            list(dict.fromkeys(blob for _, blob in links)),
+            lambda blob, chunks: found.setdefault(blob, b"".join(chunks)),
+        )
         table: dict[str, str] = {}
         for path, blob in links:
             target = os.fsdecode(found.get(blob, b""))
@@ -292,7 +348,6 @@ class CommitFiles:
         parts = relative.split("/") if relative else []
         return any("/".join(parts[:i]) in self._asked for i in range(len(parts) + 1))
 
-
     # -- reading git ---------------------------------------------------------------------------
 
     def _write(self, files: dict[str, tuple[str, str]]) -> None:
@@ -320,7 +375,12 @@ class CommitFiles:
         if not blobs:
             return
         try:
-            process = subprocess.Popen([*self._git, "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [*self._git, "cat-file", "--batch"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
         except OSError as exc:
             raise RefError(f"cannot read {self.commit[:7]}: {exc}") from None
         feeder = threading.Thread(target=_feed, args=(process.stdin, blobs), daemon=True)
@@ -366,7 +426,11 @@ def _chunks_of(stream, size: int) -> Iterator[bytes]:
 def _write_new(path: Path, chunks: Iterator[bytes], executable: bool) -> bool:
     """Create `path` (never over anything, never through a link at its end) from `chunks`."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if executable else 0o644)
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+            0o755 if executable else 0o644,
+        )
     except OSError:
         return False
     try:
@@ -374,7 +438,9 @@ def _write_new(path: Path, chunks: Iterator[bytes], executable: bool) -> bool:
             for chunk in chunks:
                 handle.write(chunk)
     except OSError as exc:  # a full disk, most likely: the export stops, cleanly
-        raise RefError(f"cannot write {path.name} of the exported commit: {exc.strerror or exc}") from None
+        raise RefError(
+            f"cannot write {path.name} of the exported commit: {exc.strerror or exc}"
+        ) from None
     return True
 
 
@@ -397,7 +463,11 @@ def make_parents(top: Path, path: Path) -> bool:
 def _plain_name(path: str) -> bool:
     # git itself refuses to check such names out: never write them.
     parts = path.split("/")
-    return 0 < len(path) <= MAX_NAME and len(parts) <= MAX_PARTS and all(part not in ("", ".", "..") and part.lower() != ".git" for part in parts)
+    return (
+        0 < len(path) <= MAX_NAME
+        and len(parts) <= MAX_PARTS
+        and all(part not in ("", ".", "..") and part.lower() != ".git" for part in parts)
+    )
 
 
 def _under(names: list[str], folder: str) -> list[str]:
@@ -437,12 +507,37 @@ def ignored_files(root: Path, folders: Iterable[Path], deadline: float | None = 
     deadline = deadline or time.monotonic() + IGNORED_SECONDS  # (a plan's refs share one)
     for chunk in _chunks(sorted({f.as_posix() for f in folders})):
         try:
-            done = subprocess.run([*command, "--literal-pathspecs", "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "--", *chunk], capture_output=True, timeout=max(deadline - time.monotonic(), 0.1))
+            done = subprocess.run(
+                [
+                    *command,
+                    "--literal-pathspecs",
+                    "ls-files",
+                    "--others",
+                    "--ignored",
+                    "--exclude-standard",
+                    "-z",
+                    "--",
+                    *chunk,
+                ],
+                capture_output=True,
+                timeout=max(deadline - time.monotonic(), 0.1),
+            )
         except subprocess.TimeoutExpired:
-            raise RefError(f"git took more than {IGNORED_SECONDS} s to list the git-ignored files of the model and adapter folders; .gitignore patterns with many wildcards (`*a*a*a*b`) slow its matching down steeply: simplify them") from None
+            raise RefError(
+                f"git took more than {IGNORED_SECONDS} s to list the git-ignored files of "
+                "the model and adapter folders; .gitignore patterns with many wildcards "
+                "(`*a*a*a*b`) slow its matching down steeply: simplify them"
+            ) from None
         except OSError as exc:
-            raise RefError(f"cannot list the git-ignored files of the model and adapter folders: {exc}") from None
-        if done.returncode != 0:  # the ref would seem to lack every ignored file: a plan full of changes that are not
-            raise RefError(f"cannot list the git-ignored files of the model and adapter folders: {done.stderr.decode(errors='replace').strip()[:2000] or f'git ended with {done.returncode}'}")
+            raise RefError(
+                f"cannot list the git-ignored files of the model and adapter folders: {exc}"
+            ) from None
+        if (
+            done.returncode != 0
+        ):  # the ref would seem to lack every ignored file: a plan full of changes that are not
+            raise RefError(
+                "cannot list the git-ignored files of the model and adapter folders: "
+                f"{done.stderr.decode(errors='replace').strip()[:2000] or f'git ended with {done.returncode}'}"
+            )
         found += [Path(os.fsdecode(p)) for p in done.stdout.split(b"\0") if p]
     return found

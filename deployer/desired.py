@@ -2,9 +2,10 @@
 
 The deploy hash covers everything that changes what runs: the rendered app's code (so the template,
 the vLLM flags, the image...) and the contents of local folders the app uploads. It leaves out what
-changes nothing that runs: comments (in the YAML or the rendered app) and YAML key order. The tag written to Modal carries the
-hash and the project it belongs to, so the deployed state can be read back from Modal with no
-state file of ours, and apps this repository manages can be told from any other app.
+changes nothing that runs: comments (in the YAML or the rendered app) and YAML key order. The tag
+written to Modal carries the hash and the project it belongs to, so the deployed state can be
+read back from Modal with no state file of ours, and apps this repository manages can be told
+from any other app.
 
 A git ref's desired state is computed the same way from that commit's files (commit_files.py), for
 `plan --against`.
@@ -65,12 +66,16 @@ def tag_for(project: Project, deploy_hash: str) -> str:
     return f"{project.tag_prefix}{deploy_hash[:TAG_HASH_CHARS]}"
 
 
-def desired(deployments, out_dir: Path, project: Project, templates: Path | None = None) -> dict[str, Desired]:
+def desired(
+    deployments, out_dir: Path, project: Project, templates: Path | None = None
+) -> dict[str, Desired]:
     with run_scope():  # a folder that many deployments share is hashed once
         return _desired(deployments, out_dir, project, templates)
 
 
-def _desired(deployments, out_dir: Path, project: Project, templates: Path | None) -> dict[str, Desired]:
+def _desired(
+    deployments, out_dir: Path, project: Project, templates: Path | None
+) -> dict[str, Desired]:
     result = {}
     for deployment in deployments:
         app = render(deployment, out_dir, templates)
@@ -89,11 +94,18 @@ def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:
     digest = hashlib.sha256(app.code_hash.encode())
     refused = refused_sources(deployment)
     for declared in deployment.declared_sources:
-        role, source = "base model" if declared.adapter is None else f"adapter {declared.adapter}", declared.source
+        role, source = (
+            "base model" if declared.adapter is None else f"adapter {declared.adapter}",
+            declared.source,
+        )
         if source in refused or (source.is_local and not source.path.is_dir()):
-            digest.update(f"\0{role}\0by name:{source.written_path}".encode())  # (missing, or a file)
+            digest.update(
+                f"\0{role}\0by name:{source.written_path}".encode()
+            )  # (missing, or a file)
         elif source.is_local:
-            digest.update(f"\0{role}\0{once(('folder hash', source.path), lambda: folder_hash(source.path))}".encode())
+            digest.update(
+                f"\0{role}\0{once(('folder hash', source.path), lambda: folder_hash(source.path))}".encode()
+            )
     return digest.hexdigest()
 
 
@@ -103,8 +115,14 @@ def folder_hash(folder: Path) -> str:
     root = Path(folder)
     files = _files_under(root) if root.is_dir() else [root] if root.is_file() else []
     for path in files:
-        digest.update(path.relative_to(root).as_posix().encode("utf-8", "surrogateescape") + b"\0" if path != root else b"\0")
-        if path.is_symlink() and ((target := real(path)) is None or target.is_relative_to(PSEUDO_FILES)):
+        digest.update(
+            path.relative_to(root).as_posix().encode("utf-8", "surrogateescape") + b"\0"
+            if path != root
+            else b"\0"
+        )
+        if path.is_symlink() and (
+            (target := real(path)) is None or target.is_relative_to(PSEUDO_FILES)
+        ):
             # Validate refuses links out of the repository, but a git ref's tree is hashed without
             # being validated: a committed link to /proc/kmsg would block the read forever (and a
             # chain of links too long to follow could lead there unseen).
@@ -129,7 +147,10 @@ PSEUDO_FILES = Path("/proc")  # /sys files are not regular files to Python: alre
 
 # A Git LFS pointer, exactly as git-lfs writes it (nothing else in the file: a "pointer" with a
 # Jinja template after its lines hashed as its oid, so a changed template looked unchanged).
-LFS_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize (0|[1-9][0-9]{0,19})\n")
+LFS_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize "
+    rb"(0|[1-9][0-9]{0,19})\n"
+)
 
 
 def _content_hash(path: Path) -> str:
@@ -138,7 +159,10 @@ def _content_hash(path: Path) -> str:
     copy of an object to every name holding it) was read 1,000 times; and not forgotten when
     many small files pass (a cache of 4,096 was emptied by 4,101 files between big ones)."""
     info = path.stat()
-    return once(("content hash", info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns), lambda: _file_hash(path, info.st_size))
+    return once(
+        ("content hash", info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns),
+        lambda: _file_hash(path, info.st_size),
+    )
 
 
 def _file_hash(path: Path, size: int) -> str:
@@ -167,6 +191,7 @@ def _file_hash(path: Path, size: int) -> str:
 
 # -- the project ---------------------------------------------------------------------------------
 
+
 def project_for(folder: Path) -> Project:
     """$DEPLOYER_PROJECT, else the git remote `origin` (the same for every clone, over https or
     ssh); else, not stable across machines, the repository's path (or the project folder's,
@@ -179,7 +204,11 @@ def project_for(folder: Path) -> Project:
     if root is not None:
         return _project(str(root.resolve()), False, "the repository's path (no git remote origin)")
     absolute = Path(os.path.abspath(folder)).resolve()
-    return _project(str(absolute.parent if absolute.name == "deployments" else absolute), False, "the project folder's path (not a git repository)")
+    return _project(
+        str(absolute.parent if absolute.name == "deployments" else absolute),
+        False,
+        "the project folder's path (not a git repository)",
+    )
 
 
 def _project(name: str, stable: bool, source: str) -> Project:
@@ -193,7 +222,9 @@ def _remote_name(folder: Path) -> str | None:
     url = url.strip().split("?", 1)[0].split("#", 1)[0]  # no query string (tokens travel there too)
     url = re.sub(r"^[a-z+]+://", "", url)  # https://, ssh://
     host_and_path = url.split("/", 1)
-    host_and_path[0] = host_and_path[0].rsplit("@", 1)[-1]  # user[:password]@, even with @ in the password
+    host_and_path[0] = host_and_path[0].rsplit("@", 1)[
+        -1
+    ]  # user[:password]@, even with @ in the password
     url = "/".join(host_and_path)
     url = re.sub(r"^([^/:]+):\d+/", r"\1/", url)  # host:22/owner/repo
     url = re.sub(r"^([^/:]+):", r"\1/", url)  # git@host:owner/repo (scp style) → host/owner/repo
@@ -211,7 +242,15 @@ def git_command(folder: Path) -> list[str] | None:
     root = git_root(folder)
     if root is None:
         return None
-    return ["git", "-c", "safe.bareRepository=explicit", f"--git-dir={root / '.git'}", f"--work-tree={root}", "-C", str(root)]
+    return [
+        "git",
+        "-c",
+        "safe.bareRepository=explicit",
+        f"--git-dir={root / '.git'}",
+        f"--work-tree={root}",
+        "-C",
+        str(root),
+    ]
 
 
 def _git(folder: Path, *args: str) -> str | None:

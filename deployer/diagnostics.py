@@ -42,7 +42,9 @@ class Diagnostic:
         for name in ("message", "hint"):
             text = getattr(self, name)
             if len(text) > MAX_TEXT:
-                object.__setattr__(self, name, f"{text[:MAX_TEXT]}… ({len(text) - MAX_TEXT:,} more characters)")
+                object.__setattr__(
+                    self, name, f"{text[:MAX_TEXT]}… ({len(text) - MAX_TEXT:,} more characters)"
+                )
 
     @property
     def is_error(self) -> bool:
@@ -83,10 +85,16 @@ def _excerpt(source: str, column: int) -> tuple[str, int]:
     """The part of a source line worth showing, and where the caret goes in it: a file that is
     one enormous line (or /proc/self/environ named on the command line) is not printed whole."""
     source = source.expandtabs(1)
-    start = max(0, min(column - 1 - EXCERPT // 2, len(source) - EXCERPT)) if len(source) > EXCERPT else 0
+    start = (
+        max(0, min(column - 1 - EXCERPT // 2, len(source) - EXCERPT))
+        if len(source) > EXCERPT
+        else 0
+    )
     shown = source[start : start + EXCERPT]
     before = printable(shown[: max(column - 1 - start, 0)])
-    return ("…" if start else "") + printable(shown) + ("…" if start + EXCERPT < len(source) else ""), len(before) + (1 if start else 0)
+    return ("…" if start else "") + printable(shown) + (
+        "…" if start + EXCERPT < len(source) else ""
+    ), len(before) + (1 if start else 0)
 
 
 def _source_line(file: str, line: int, cache: dict[str, list[str]]) -> str | None:
@@ -112,16 +120,24 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
         # Messages quote YAML keys, file names and adapter configs: any of them could hold an
         # escape sequence or a line break followed by a fake finding.
         where = printable(f"{d.file}:{d.line}:{d.column}" if d.line else d.file)
-        sev = {Severity.ERROR: f"{red}error{reset}", Severity.WARNING: f"{yellow}warning{reset}"}.get(d.severity, f"{dim}note{reset}")
+        sev = {
+            Severity.ERROR: f"{red}error{reset}",
+            Severity.WARNING: f"{yellow}warning{reset}",
+        }.get(d.severity, f"{dim}note{reset}")
         at = f" {dim}[{printable(format_path(d.path))}]{reset}" if d.path else ""
         lines = [f"{bold}{where}{reset}: {sev}: {printable(d.message)}{at}"]
         source = _source_line(d.file, d.line, cache)
-        if source is not None and source.strip() and "\x00" not in source:  # not text: nothing to show
+        if (
+            source is not None and source.strip() and "\x00" not in source
+        ):  # not text: nothing to show
             shown, caret = _excerpt(source, d.column)
             lines.append(f"  {d.line:>4} | {shown}")
             lines.append(f"       | {' ' * caret}^")
         if d.hint:
-            lines.extend(f"  hint: {printable(h)}" if i == 0 else f"        {printable(h)}" for i, h in enumerate(d.hint.split("\n")))
+            lines.extend(
+                f"  hint: {printable(h)}" if i == 0 else f"        {printable(h)}"
+                for i, h in enumerate(d.hint.split("\n"))
+            )
         chunks.append("\n".join(lines))
     return "\n".join(chunks)
 
@@ -131,7 +147,10 @@ def summary_line(diagnostics: Sequence[Diagnostic], files: int, notes: int = 0) 
     warnings = len(diagnostics) - errors
     noun = "file" if files == 1 else "files"
     skipped = f" ({notes} check{'s' * (notes != 1)} skipped, see the notes)" if notes else ""
-    return f"{files} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}{skipped}"
+    return (
+        f"{files} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} "
+        f"warning{'s' * (warnings != 1)}{skipped}"
+    )
 
 
 def _as_dict(d: Diagnostic) -> dict:
@@ -142,10 +161,18 @@ def _as_dict(d: Diagnostic) -> dict:
     return item
 
 
-def render_json(diagnostics: Sequence[Diagnostic], notes: Sequence[Diagnostic] = (), **extra) -> str:
+def render_json(
+    diagnostics: Sequence[Diagnostic], notes: Sequence[Diagnostic] = (), **extra
+) -> str:
     items = [_as_dict(d) for d in diagnostics]
     errors = sum(d.is_error for d in diagnostics)
-    doc = {"diagnostics": items, "errors": errors, "warnings": len(items) - errors, "notes": [_as_dict(n) for n in notes], **extra}
+    doc = {
+        "diagnostics": items,
+        "errors": errors,
+        "warnings": len(items) - errors,
+        "notes": [_as_dict(n) for n in notes],
+        **extra,
+    }
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
@@ -167,6 +194,10 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
             props += [f"line={d.line}", f"col={d.column}"]
         title = f"deployer: {format_path(d.path)}" if d.path else "deployer"
         props.append(f"title={_escape_property(printable(title))}")
-        message = printable(d.message) + "".join(f"\n{'hint: ' if i == 0 else ''}{printable(h)}" for i, h in enumerate(d.hint.split("\n")) if d.hint)
+        message = printable(d.message) + "".join(
+            f"\n{'hint: ' if i == 0 else ''}{printable(h)}"
+            for i, h in enumerate(d.hint.split("\n"))
+            if d.hint
+        )
         out.append(f"::{kind} {','.join(props)}::{_escape_data(message)}")
     return "\n".join(out)

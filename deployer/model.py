@@ -16,6 +16,7 @@ from .load import Document
 from .paths import real
 from .schema import schema
 
+
 @dataclass(frozen=True)
 class Source:
     """Where weights come from: a Hub repo (at a revision) or a local folder."""
@@ -40,7 +41,9 @@ class BaseModelInfo:
     """What the deployer reads of a base model without loading it."""
 
     config: dict  # config.json
-    tensors: dict[str, tuple[str, tuple[int, ...]]] | None  # name → (dtype, shape); None: weights not here
+    tensors: (
+        dict[str, tuple[str, tuple[int, ...]]] | None
+    )  # name → (dtype, shape); None: weights not here
     read_from: str
 
     def module_names(self) -> frozenset[str]:
@@ -60,7 +63,11 @@ class BaseModelInfo:
     def module_suffixes(self) -> frozenset[str]:
         """Every dotted ending of every module name (q_proj, self_attn.q_proj, ... the full name):
         what PEFT matches a listed target against."""
-        return frozenset(".".join(parts[i:]) for parts in (m.split(".") for m in self._modules) for i in range(len(parts)))
+        return frozenset(
+            ".".join(parts[i:])
+            for parts in (m.split(".") for m in self._modules)
+            for i in range(len(parts))
+        )
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,13 @@ class Deployment:
     def declared_sources(self) -> list[DeclaredSource]:
         """The base model's source, then each adapter's."""
         base = DeclaredSource(self.base_model.source, ("base_model", "path"), None)
-        return [base, *(DeclaredSource(a.source, ("adapters", i, "path"), a.name) for i, a in enumerate(self.adapters))]
+        return [
+            base,
+            *(
+                DeclaredSource(a.source, ("adapters", i, "path"), a.name)
+                for i, a in enumerate(self.adapters)
+            ),
+        ]
 
 
 def name_from_file(path: str | Path) -> str:
@@ -233,14 +246,19 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
 
     base = data["base_model"]
     base_source = source(base, ("base_model",))
-    adapters = tuple(Adapter(a["name"], source(a, ("adapters", i))) for i, a in enumerate(data.get("adapters", [])))
+    adapters = tuple(
+        Adapter(a["name"], source(a, ("adapters", i)))
+        for i, a in enumerate(data.get("adapters", []))
+    )
 
     gpu_spec = data["gpu"]
     if isinstance(gpu_spec, str):
         gpu_type, _, count = gpu_spec.partition(":")
         gpu = Gpu(gpu_type, int(count or 1))
     else:
-        gpu = Gpu(gpu_spec["type"], int(gpu_spec.get("count", 1)))  # JSON Schema counts 2.0 as an integer
+        gpu = Gpu(
+            gpu_spec["type"], int(gpu_spec.get("count", 1))
+        )  # JSON Schema counts 2.0 as an integer
 
     image = {**_defaults("image"), **data.get("image", {})}
     scaling = {**_defaults("scaling"), **data.get("scaling", {})}
@@ -254,12 +272,22 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
         base_model=BaseModel(base_source, base.get("served_name") or base.get("repo")),
         adapters=adapters,
         gpu=gpu,
-        vllm=VllmSpec(data["vllm"]["version"], tuple(data["vllm"].get("args", {}).items()), tuple(data["vllm"].get("env_from_secrets", []))),
-        image=Image(image["base"], image["python"], tuple(image["pip"]), tuple(sorted(image["env"].items()))),
+        vllm=VllmSpec(
+            data["vllm"]["version"],
+            tuple(data["vllm"].get("args", {}).items()),
+            tuple(data["vllm"].get("env_from_secrets", [])),
+        ),
+        image=Image(
+            image["base"], image["python"], tuple(image["pip"]), tuple(sorted(image["env"].items()))
+        ),
         scaling=Scaling(**{key: _whole(scaling.get(key)) for key in Scaling.__dataclass_fields__}),
         cold_start=ColdStart(bool(cold_start["prefetch"]), bool(cold_start["gpu_snapshot"])),
-        auth=Auth() if auth == "none" else Auth(auth.get("api_key", {}).get("secret"), bool(auth.get("proxy"))),
+        auth=Auth()
+        if auth == "none"
+        else Auth(auth.get("api_key", {}).get("secret"), bool(auth.get("proxy"))),
         secrets=tuple(data.get("secrets", [])),
-        smoke=Smoke(smoke["prompt"], _whole(smoke["max_tokens"]), tuple(smoke.get("expect", {}).items())),
+        smoke=Smoke(
+            smoke["prompt"], _whole(smoke["max_tokens"]), tuple(smoke.get("expect", {}).items())
+        ),
         document=document,
     )

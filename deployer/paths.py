@@ -198,14 +198,21 @@ def parsed_size(data: bytes) -> int:
     """About how many bytes of Python objects json.loads makes of `data`: a container is 56-64
     bytes, a string about 50, a number in a list 36 (`-6,` is 3 bytes of text: an int object of
     28 bytes outside CPython's small-int cache, and its slot), whatever the text's length."""
-    return len(data) + 64 * (data.count(b"{") + data.count(b"[")) + 25 * data.count(b'"') + 40 * (data.count(b",") + data.count(b":"))
+    return (
+        len(data)
+        + 64 * (data.count(b"{") + data.count(b"["))
+        + 25 * data.count(b'"')
+        + 40 * (data.count(b",") + data.count(b":"))
+    )
 
 
 def parsed_json(path: Path | str, raw: Callable[[], bytes], parse: Callable[[bytes], T]) -> T:
     """`parse(raw())` for the file at `path`, once per file version within a parse_budget.
     Raises ValueError when the budget is spent."""
     stat_now = os.stat(path)
-    return parsed_once((stat_now.st_dev, stat_now.st_ino, stat_now.st_size, stat_now.st_mtime_ns), raw, parse)
+    return parsed_once(
+        (stat_now.st_dev, stat_now.st_ino, stat_now.st_size, stat_now.st_mtime_ns), raw, parse
+    )
 
 
 def parsed_once(key: Hashable, raw: Callable[[], bytes], parse: Callable[[bytes], T]) -> T:
@@ -219,7 +226,11 @@ def parsed_once(key: Hashable, raw: Callable[[], bytes], parse: Callable[[bytes]
         budget["spent"] += parsed_size(data)
         if budget["spent"] > MAX_RUN_PARSED:
             budget["over"] = True
-            raise ParseBudgetSpent(f"the configs and headers this command reads would take more than {MAX_RUN_PARSED >> 20} MB of memory together; the deployer reads no more (check fewer deployments at once; configs are a few kilobytes)")
+            raise ParseBudgetSpent(
+                "the configs and headers this command reads would take more than "
+                f"{MAX_RUN_PARSED >> 20} MB of memory together; the deployer reads no more "
+                "(check fewer deployments at once; configs are a few kilobytes)"
+            )
         budget["parsed"][key] = parse(data)
     return budget["parsed"][key]
 
@@ -253,5 +264,7 @@ def _read_limited(path: Path | str, limit: int) -> bytes:
     with open(path, "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
-        raise ValueError(f"more than {limit:,} bytes, more than any such file holds (at most {limit:,})")
+        raise ValueError(
+            f"more than {limit:,} bytes, more than any such file holds (at most {limit:,})"
+        )
     return data

@@ -79,7 +79,9 @@ def _run(pattern: str, subjects: Sequence[str], how: str, seconds: float) -> dic
 
 
 @functools.lru_cache(maxsize=1024)
-def _asked(pattern: str, subjects: tuple[str, ...], how: str, seconds: float, remaining: _Budget) -> dict:
+def _asked(
+    pattern: str, subjects: tuple[str, ...], how: str, seconds: float, remaining: _Budget
+) -> dict:
     if remaining.seconds <= 0:
         raise PatternTooSlow("was not tried: the time for checking patterns is spent")
     started = time.monotonic()
@@ -92,7 +94,13 @@ def _asked(pattern: str, subjects: tuple[str, ...], how: str, seconds: float, re
 def _ask(pattern: str, subjects: tuple[str, ...], how: str, seconds: float) -> dict:
     job = json.dumps({"pattern": pattern, "subjects": subjects, "how": how})
     try:
-        done = subprocess.run([sys.executable, "-I", "-S", "-c", _CHILD], input=job, capture_output=True, text=True, timeout=seconds)
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _CHILD],
+            input=job,
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+        )
     except subprocess.TimeoutExpired:
         raise PatternTooSlow(f"took over {seconds:g} s") from None
     if done.returncode != 0:
@@ -107,7 +115,9 @@ def compile_error(pattern: str, seconds: float = MATCH_SECONDS) -> str | None:
     return _run(pattern, [], "compile", seconds)["error"]
 
 
-def any_match(pattern: str, subjects: Sequence[str], full: bool = False, seconds: float = MATCH_SECONDS) -> bool:
+def any_match(
+    pattern: str, subjects: Sequence[str], full: bool = False, seconds: float = MATCH_SECONDS
+) -> bool:
     """Whether `pattern` matches any subject (`re.fullmatch` when `full`, else `re.search`).
     Raises PatternTooSlow when that takes longer than `seconds`; the pattern must compile."""
     return bool(_run(pattern, subjects, "fullmatch" if full else "search", seconds).get("matched"))

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from . import patterns
 from .adapters import with_adapter_configs
 from .basemodel import with_base_model_info
-from . import patterns
-from .paths import parse_budget, run_scope
 from .checks import run_checks
 from .checks.sources import ALLOW_ENV, leads_to, outside_repository, refused_sources
 from .diagnostics import Diagnostic, Severity
 from .load import DEFAULTS_FILE, Document, load_file, merge_defaults
 from .model import Deployment, build_deployment, name_from_file
+from .paths import parse_budget, run_scope
 from .schema import schema, validate
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -68,20 +68,50 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
             try:
                 entries = sorted(path.iterdir())
             except OSError as exc:
-                problems.append(Diagnostic(display_path(path), 0, 0, f"cannot list the folder: {exc.strerror}", hint="check its permissions", rule="files.unreadable"))
+                problems.append(
+                    Diagnostic(
+                        display_path(path),
+                        0,
+                        0,
+                        f"cannot list the folder: {exc.strerror}",
+                        hint="check its permissions",
+                        rule="files.unreadable",
+                    )
+                )
                 continue
             for entry in entries:
-                if entry.suffix in YAML_SUFFIXES and entry.is_file() and (problem := _linked_out(entry)):
+                if (
+                    entry.suffix in YAML_SUFFIXES
+                    and entry.is_file()
+                    and (problem := _linked_out(entry))
+                ):
                     problems.append(problem)
-                elif entry.suffix in YAML_SUFFIXES and not entry.name.startswith("_") and entry.is_file():
+                elif (
+                    entry.suffix in YAML_SUFFIXES
+                    and not entry.name.startswith("_")
+                    and entry.is_file()
+                ):
                     files.append(entry)
         elif path.is_file() and (problem := _linked_out(path)):
             problems.append(problem)
         elif path.is_file():
             files.append(path)
         else:
-            hint = "run from the folder that holds deployments/, or name the files to check" if path == DEFAULT_FOLDER else "check the path"
-            problems.append(Diagnostic(display_path(path), 0, 0, "no such file or folder", hint=hint, rule="files.missing"))
+            hint = (
+                "run from the folder that holds deployments/, or name the files to check"
+                if path == DEFAULT_FOLDER
+                else "check the path"
+            )
+            problems.append(
+                Diagnostic(
+                    display_path(path),
+                    0,
+                    0,
+                    "no such file or folder",
+                    hint=hint,
+                    rule="files.missing",
+                )
+            )
     unique = list(dict.fromkeys(Path(os.path.abspath(f)) for f in files))
     return unique, problems
 
@@ -90,11 +120,28 @@ def _linked_out(file: Path) -> Diagnostic | None:
     """A deployment file that is a link, or sits in a folder linked out of the repository, is not
     read: it could bring in anything the checkout holds (.env, .git/config) or anything on the
     machine (/proc/self/environ holds the CI job's secrets), and errors quote what they read."""
-    hint = f"keep deployment files in the repository as plain files (set {ALLOW_ENV}=1 on a trusted machine to allow links out)"
+    hint = (
+        f"keep deployment files in the repository as plain files (set {ALLOW_ENV}=1 on a "
+        "trusted machine to allow links out)"
+    )
     if root := outside_repository(file, file.parent):
-        return Diagnostic(display_path(file), 0, 0, f"{leads_to(file, root, ' through a link')}; not read", hint=hint, rule="files.outside-repo")
+        return Diagnostic(
+            display_path(file),
+            0,
+            0,
+            f"{leads_to(file, root, ' through a link')}; not read",
+            hint=hint,
+            rule="files.outside-repo",
+        )
     if file.is_symlink() and os.environ.get(ALLOW_ENV) != "1":
-        return Diagnostic(display_path(file), 0, 0, "is a link; deployment files are read only as plain files", hint="copy the file instead of linking it", rule="files.link")
+        return Diagnostic(
+            display_path(file),
+            0,
+            0,
+            "is a link; deployment files are read only as plain files",
+            hint="copy the file instead of linking it",
+            rule="files.link",
+        )
     return None
 
 
@@ -116,7 +163,9 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
         if file.name == DEFAULTS_FILE:
             _defaults_for(file.parent, defaults_by_folder, diagnostics, checked, budget)
             continue
-        defaults, defaults_ok = _defaults_for(file.parent, defaults_by_folder, diagnostics, checked, budget)
+        defaults, defaults_ok = _defaults_for(
+            file.parent, defaults_by_folder, diagnostics, checked, budget
+        )
         if budget.spent:
             break
         display = display_path(file)
@@ -132,8 +181,21 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
         if document is None or problems or not defaults_ok:
             continue
         if not isinstance(document.data, dict):
-            what = "empty" if document.data is None else f"a {type(document.data).__name__}, not a mapping"
-            diagnostics.append(Diagnostic(display, 1, 1, f"a deployment file must be a mapping of keys; this one is {what}", hint="start from deployments/chess-puzzle.yaml", rule="files.not-a-mapping"))
+            what = (
+                "empty"
+                if document.data is None
+                else f"a {type(document.data).__name__}, not a mapping"
+            )
+            diagnostics.append(
+                Diagnostic(
+                    display,
+                    1,
+                    1,
+                    f"a deployment file must be a mapping of keys; this one is {what}",
+                    hint="start from deployments/chess-puzzle.yaml",
+                    rule="files.not-a-mapping",
+                )
+            )
             continue
         merged = merge_defaults(defaults, document, SOURCE_ALTERNATIVES)
         if over := budget.merged(document, merged, file.parent / DEFAULTS_FILE, display):
@@ -178,26 +240,51 @@ class _RunBudget:
     def loaded(self, document: Document | None, display: str) -> Diagnostic | None:
         return self._add(0, len(document.values) if document else 0, display)
 
-    def merged(self, document: Document, merged: Document, defaults_file: Path, display: str) -> Diagnostic | None:
+    def merged(
+        self, document: Document, merged: Document, defaults_file: Path, display: str
+    ) -> Diagnostic | None:
         # What a defaults file holds ends up in each app rendered from it: a 900 KB value in
         # _defaults.yaml made render write 4.3 GB for 5,000 small deployments.
         self.chars += _text_chars(merged.data)
         if self.chars > MAX_RUN_CHARS:
-            return self._over(display, f"more than {MAX_RUN_CHARS >> 20} million characters of text in its deployments, with YAML aliases expanded and defaults merged in")
-        return self._add(self.sizes.get(defaults_file, 0), len(merged.values) - len(document.values), display)
+            return self._over(
+                display,
+                f"more than {MAX_RUN_CHARS >> 20} million characters of text in its "
+                "deployments, with YAML aliases expanded and defaults merged in",
+            )
+        return self._add(
+            self.sizes.get(defaults_file, 0), len(merged.values) - len(document.values), display
+        )
 
     def _add(self, size: int, values: int, display: str) -> Diagnostic | None:
         self.bytes += size
         self.values += values
         if self.bytes > MAX_RUN_BYTES:
-            return self._over(display, f"more than {MAX_RUN_BYTES >> 20} MB of deployment files (defaults counted once for each deployment they are merged into)")
+            return self._over(
+                display,
+                f"more than {MAX_RUN_BYTES >> 20} MB of deployment files (defaults counted "
+                "once for each deployment they are merged into)",
+            )
         if self.values > MAX_RUN_VALUES:
-            return self._over(display, f"more than {MAX_RUN_VALUES:,} values in its deployment files (defaults counted once for each deployment they are merged into)")
+            return self._over(
+                display,
+                f"more than {MAX_RUN_VALUES:,} values in its deployment files (defaults "
+                "counted once for each deployment they are merged into)",
+            )
         return None
 
     def _over(self, display: str, what: str) -> Diagnostic:
         self.spent = True
-        return Diagnostic(display, 1, 1, f"this run reads {what}; the deployer stops here, and the files after this one are not checked", hint="check fewer files or folders in one run (`deployer validate deployments/team-a`), or make the files and their defaults smaller", rule="files.too-many")
+        return Diagnostic(
+            display,
+            1,
+            1,
+            f"this run reads {what}; the deployer stops here, and the files after this one "
+            "are not checked",
+            hint="check fewer files or folders in one run (`deployer validate "
+            "deployments/team-a`), or make the files and their defaults smaller",
+            rule="files.too-many",
+        )
 
 
 def _text_chars(data: object) -> int:
@@ -215,7 +302,9 @@ def _text_chars(data: object) -> int:
     return total
 
 
-def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], checked: list[str], budget: _RunBudget) -> tuple[Document | None, bool]:
+def _defaults_for(
+    folder: Path, cache: dict, diagnostics: list[Diagnostic], checked: list[str], budget: _RunBudget
+) -> tuple[Document | None, bool]:
     if folder not in cache:
         path = folder / DEFAULTS_FILE
         if not path.is_file():
@@ -234,8 +323,20 @@ def _defaults_for(folder: Path, cache: dict, diagnostics: list[Diagnostic], chec
             if over := budget.loaded(document, display):
                 diagnostics.append(over)
                 document = None
-            if document is not None and document.data is not None and not isinstance(document.data, dict):
-                diagnostics.append(Diagnostic(display, 1, 1, "defaults must be a mapping of keys", rule="files.not-a-mapping"))
+            if (
+                document is not None
+                and document.data is not None
+                and not isinstance(document.data, dict)
+            ):
+                diagnostics.append(
+                    Diagnostic(
+                        display,
+                        1,
+                        1,
+                        "defaults must be a mapping of keys",
+                        rule="files.not-a-mapping",
+                    )
+                )
                 document = None
             ok = document is not None and not problems
             cache[folder] = (document if ok and document.data is not None else None, ok)

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .diagnostics import printable
 from .desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
+from .diagnostics import printable
 from .model import Deployment
 from .platform import Version
 
@@ -70,7 +70,10 @@ class Plan:
         return sum(a.kind == kind for a in self.actions)
 
 
-REPLACED = "redeployed on request (--replace) with the same configuration: new containers read Secrets again and, with gpu_snapshot, take a new snapshot"
+REPLACED = (
+    "redeployed on request (--replace) with the same configuration: new containers "
+    "read Secrets again and, with gpu_snapshot, take a new snapshot"
+)
 
 
 def _hashed_as(desired: Desired, tag: Tag | None) -> bool:
@@ -78,12 +81,30 @@ def _hashed_as(desired: Desired, tag: Tag | None) -> bool:
     return tag is not None and desired.deploy_hash.startswith(tag.hash_prefix)
 
 
-def to_update(desired: dict[str, Desired], deployed: dict[str, Version], names: Sequence[str] = ()) -> list[str]:
+def to_update(
+    desired: dict[str, Desired], deployed: dict[str, Version], names: Sequence[str] = ()
+) -> list[str]:
     """Deployed apps whose desired state differs from what serves: those a plan explains."""
-    return [name for name, want in desired.items() if name in deployed and (not names or name in names) and not _hashed_as(want, parse_tag(deployed[name].tag))]
+    return [
+        name
+        for name, want in desired.items()
+        if name in deployed
+        and (not names or name in names)
+        and not _hashed_as(want, parse_tag(deployed[name].tag))
+    ]
 
 
-def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previous: dict[str, Desired], project: Project, against: str, names: Sequence[str] = (), fallback: str | None = None, replace: Sequence[str] = (), unread: dict[str, str] | None = None) -> Plan:
+def make_plan(
+    desired: dict[str, Desired],
+    deployed: dict[str, Version],
+    previous: dict[str, Desired],
+    project: Project,
+    against: str,
+    names: Sequence[str] = (),
+    fallback: str | None = None,
+    replace: Sequence[str] = (),
+    unread: dict[str, str] | None = None,
+) -> Plan:
     """`deployed`: the version serving now per app name (all apps the source knows about);
     `previous`: what the deployed versions were rendered from, where that is known, and
     `unread`: why it is not, where it could have been;
@@ -98,35 +119,88 @@ def make_plan(desired: dict[str, Desired], deployed: dict[str, Version], previou
         tag = parse_tag(have.tag) if have else None
         if want is None:
             if tag and tag.project_id == project.id:
-                actions.append(Action(name, ORPHAN, deployed=have, notes=("no deployment file any more; `apply --prune` stops it",)))
+                actions.append(
+                    Action(
+                        name,
+                        ORPHAN,
+                        deployed=have,
+                        notes=("no deployment file any more; `apply --prune` stops it",),
+                    )
+                )
             continue
         if have is None:
-            actions.append(Action(name, CREATE, want.tag, effects=_create_effects(want.deployment), new_weights=_all_weights(want.deployment)))
+            actions.append(
+                Action(
+                    name,
+                    CREATE,
+                    want.tag,
+                    effects=_create_effects(want.deployment),
+                    new_weights=_all_weights(want.deployment),
+                )
+            )
             continue
         if _hashed_as(want, tag):
             if name in replace:
-                actions.append(Action(name, UPDATE, want.tag, have, effects=(_cold_start(want.deployment),), notes=(REPLACED,)))
+                actions.append(
+                    Action(
+                        name,
+                        UPDATE,
+                        want.tag,
+                        have,
+                        effects=(_cold_start(want.deployment),),
+                        notes=(REPLACED,),
+                    )
+                )
             else:
                 actions.append(Action(name, UNCHANGED, want.tag, deployed=have))
             continue
         if tag and tag.project_id != project.id:
             # Another repository's deployer manages this app: never deploy over it.
-            why = f"an app of this name was deployed by another project (tag {have.tag}); apply leaves it alone"
-            hint = f"rename this deployment (`name:`), or, if this repository now owns it, set {PROJECT_ENV} to the other project's name"
+            why = (
+                f"an app of this name was deployed by another project (tag {have.tag}); apply "
+                "leaves it alone"
+            )
+            hint = (
+                "rename this deployment (`name:`), or, if this repository now owns it, set "
+                f"{PROJECT_ENV} to the other project's name"
+            )
             actions.append(Action(name, CONFLICT, want.tag, have, notes=(why, hint)))
             continue
         notes = []
         if tag is None:
-            notes.append(f"deployed outside the deployer (tag {have.tag!r}); apply replaces it" if have.tag else "deployed outside the deployer (no tag); apply replaces it")
+            notes.append(
+                f"deployed outside the deployer (tag {have.tag!r}); apply replaces it"
+                if have.tag
+                else "deployed outside the deployer (no tag); apply replaces it"
+            )
         before = previous.get(name)
         changes = describe_changes(before, want) if before else ()
         if before is not None and tag and not _hashed_as(before, tag):
-            notes.append(f"compared with commit {have.commit.rstrip('*')}, which Modal recorded for v{have.number}; what was deployed differed from it (uncommitted changes?)")
+            notes.append(
+                f"compared with commit {have.commit.rstrip('*')}, which Modal recorded for "
+                f"v{have.number}; what was deployed differed from it (uncommitted "
+                "changes?)"
+            )
         if before is None:
             why = f" ({unread[name]})" if name in unread else ""
-            notes.append(f"what is deployed could not be read back{why}, so only the hash is compared" if tag else "its configuration is unknown")
+            notes.append(
+                f"what is deployed could not be read back{why}, so only the hash is compared"
+                if tag
+                else "its configuration is unknown"
+            )
         weights = _new_weights(changes) if before else _all_weights(want.deployment)
-        actions.append(Action(name, UPDATE, want.tag, have, tuple(changes), _update_effects(before, want, changes), tuple(notes), weights))
+        actions.append(
+            Action(
+                name,
+                UPDATE,
+                want.tag,
+                have,
+                tuple(changes),
+                _update_effects(before, want, changes),
+                tuple(notes),
+                weights,
+            )
+        )
     return Plan(tuple(actions), project, against, fallback)
 
 
@@ -145,7 +219,8 @@ def _brief(value: str) -> str:
     if len(value) <= SHOWN_CHARS:
         return printable(value)
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{printable(value, SHOWN_CHARS)} ({len(value):,} characters, sha256 {digest})"  # two long values still differ
+    # two long values still differ
+    return f"{printable(value, SHOWN_CHARS)} ({len(value):,} characters, sha256 {digest})"
 
 
 def _facts(deployment: Deployment) -> dict[str, str]:
@@ -183,20 +258,35 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-SHOWN_CHANGES = 30  # of one deployment: 200 changed variables in each of 1,850 deployments printed 100 MB
+SHOWN_CHANGES = (
+    30  # of one deployment: 200 changed variables in each of 1,850 deployments printed 100 MB
+)
 
 
 def describe_changes(before: Desired, after: Desired) -> list[Change]:
     old, new = facts(before.deployment), facts(after.deployment)
-    changes = [Change(key, old.get(key), new.get(key)) for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
+    changes = [
+        Change(key, old.get(key), new.get(key))
+        for key in dict.fromkeys([*old, *new])
+        if old.get(key) != new.get(key)
+    ]
     if len(changes) > SHOWN_CHANGES:
         more = len(changes) - SHOWN_CHANGES + 1
-        changes = [*changes[: SHOWN_CHANGES - 1], Change(f"and {more:,} more settings", "as deployed", "changed (`deployer render` shows the whole app)")]
+        changes = [
+            *changes[: SHOWN_CHANGES - 1],
+            Change(
+                f"and {more:,} more settings",
+                "as deployed",
+                "changed (`deployer render` shows the whole app)",
+            ),
+        ]
     if not changes:
         if before.app.code_hash == after.app.code_hash:
             changes.append(Change("local folder contents", "uploaded before", "changed"))
         else:
-            changes.append(Change("rendered app", "from an earlier template or deployer", "re-rendered"))
+            changes.append(
+                Change("rendered app", "from an earlier template or deployer", "re-rendered")
+            )
     return changes
 
 
@@ -209,10 +299,14 @@ def _all_weights(deployment: Deployment) -> tuple[str, ...]:
 
 def _new_weights(changes: Sequence[Change]) -> tuple[str, ...]:
     base = ("the base model",) if any(c.what == "base model" for c in changes) else ()
-    return base + tuple(c.what for c in changes if c.what.startswith("adapter ") and c.after is not None)
+    return base + tuple(
+        c.what for c in changes if c.what.startswith("adapter ") and c.after is not None
+    )
 
 
-def _update_effects(before: Desired | None, after: Desired, changes: Sequence[Change]) -> tuple[str, ...]:
+def _update_effects(
+    before: Desired | None, after: Desired, changes: Sequence[Change]
+) -> tuple[str, ...]:
     effects = []
     if before is None or any(c.what.startswith(IMAGE_FIELDS) for c in changes):
         effects.append("image rebuild" if before else "image rebuild if the image changed")
@@ -227,15 +321,24 @@ def _cold_start(deployment: Deployment) -> str:
 
 
 def _create_effects(deployment: Deployment) -> tuple[str, ...]:
-    return ("image build (shared with deployments of the same image)", _downloads(deployment, ("weights",)), f"cold start (up to {deployment.scaling.startup_timeout} s)")
+    return (
+        "image build (shared with deployments of the same image)",
+        _downloads(deployment, ("weights",)),
+        f"cold start (up to {deployment.scaling.startup_timeout} s)",
+    )
 
 
 def _downloads(deployment: Deployment, what: Sequence[str]) -> str:
-    when = "into the cache volume before deploying" if deployment.cold_start.prefetch else "on first start (cold_start.prefetch is off)"
+    when = (
+        "into the cache volume before deploying"
+        if deployment.cold_start.prefetch
+        else "on first start (cold_start.prefetch is off)"
+    )
     return f"downloads {', '.join(what)} {when}"
 
 
 # -- reports -------------------------------------------------------------------------------------
+
 
 def short_tag(tag: str | None) -> str:
     parsed = parse_tag(tag or "")
@@ -266,11 +369,19 @@ def format_text(plan: Plan) -> str:
     if plan.fallback:
         lines.append(f"note: {plan.fallback}")
     for a in plan.actions:
-        detail = {CREATE: f"new app, tag {short_tag(a.tag)}", UPDATE: f"{_version_text(a.deployed)} → {short_tag(a.tag)}", UNCHANGED: _version_text(a.deployed), ORPHAN: _version_text(a.deployed), CONFLICT: _version_text(a.deployed)}[a.kind]
+        detail = {
+            CREATE: f"new app, tag {short_tag(a.tag)}",
+            UPDATE: f"{_version_text(a.deployed)} → {short_tag(a.tag)}",
+            UNCHANGED: _version_text(a.deployed),
+            ORPHAN: _version_text(a.deployed),
+            CONFLICT: _version_text(a.deployed),
+        }[a.kind]
         lines.append(f"{SYMBOL[a.kind]} {a.kind:<9} {a.name}  ({detail})")
         for change in a.changes:
             lines.append(f"      {change}")
-        for note in a.notes:  # (some quote what Modal recorded: on one line, or `::` could start a workflow command)
+        for note in (
+            a.notes
+        ):  # (some quote what Modal recorded: on one line, or `::` could start a workflow command)
             lines.append(f"      note: {printable(note, NOTE_CHARS)}")
         if a.effects:
             lines.append(f"      means: {'; '.join(a.effects)}")
@@ -283,10 +394,20 @@ def format_markdown(plan: Plan) -> str:
     lines = ["## Deployment plan", "", headline(plan), ""]
     if plan.fallback:
         lines += [f"> {md(plan.fallback)}", ""]
-    lines += ["| | deployment | action | deployed | what changes | means |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| | deployment | action | deployed | what changes | means |",
+        "|---|---|---|---|---|---|",
+    ]
     for a in plan.actions:
-        what = "<br>".join(md(str(c)) for c in a.changes) + ("<br>" if a.changes and a.notes else "") + "<br>".join(f"_{md(n)}_" for n in a.notes)
-        lines.append(f"| {SYMBOL[a.kind]} | `{a.name}` | **{a.kind}** | {md(_version_text(a.deployed))} | {what} | {md('; '.join(a.effects))} |")
+        what = (
+            "<br>".join(md(str(c)) for c in a.changes)
+            + ("<br>" if a.changes and a.notes else "")
+            + "<br>".join(f"_{md(n)}_" for n in a.notes)
+        )
+        lines.append(
+            f"| {SYMBOL[a.kind]} | `{a.name}` | **{a.kind}** | "
+            f"{md(_version_text(a.deployed))} | {what} | {md('; '.join(a.effects))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -307,8 +428,16 @@ def to_json(plan: Plan) -> dict:
                 "name": a.name,
                 "action": a.kind,
                 "tag": a.tag,
-                "deployed": {"version": a.deployed.number, "tag": a.deployed.tag, "commit": a.deployed.commit} if a.deployed else None,
-                "changes": [{"what": c.what, "before": c.before, "after": c.after} for c in a.changes],
+                "deployed": {
+                    "version": a.deployed.number,
+                    "tag": a.deployed.tag,
+                    "commit": a.deployed.commit,
+                }
+                if a.deployed
+                else None,
+                "changes": [
+                    {"what": c.what, "before": c.before, "after": c.after} for c in a.changes
+                ],
                 "effects": list(a.effects),
                 "notes": list(a.notes),
             }

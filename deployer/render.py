@@ -22,9 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .argv import AUTH_DIGEST_VARIABLE, AUTH_GUARD_MODULE, CREDENTIAL_NAME, VLLM_PORT, WEIGHT_FILE_KINDS, unfetched_files, vllm_flags, vllm_server, weight_files
-from .model import Deployment
+from .argv import (
+    AUTH_DIGEST_VARIABLE,
+    AUTH_GUARD_MODULE,
+    CREDENTIAL_NAME,
+    VLLM_PORT,
+    WEIGHT_FILE_KINDS,
+    unfetched_files,
+    vllm_flags,
+    vllm_server,
+    weight_files,
+)
 from .local import LOG_FILE, STATE_FILE
+from .model import Deployment
 from .paths import linked_part, read_plain, real, within
 
 TEMPLATE_NAME = "modal_app.py.j2"
@@ -43,7 +53,9 @@ class RenderedApp:
     source: str
     content_hash: str  # of the whole file, written in its header
     path: Path  # where it belongs: <out>/<name>/app.py
-    hashed_source: str | None = field(default=None, repr=False)  # what code_hash reads, if not `source`
+    hashed_source: str | None = field(
+        default=None, repr=False
+    )  # what code_hash reads, if not `source`
 
     @functools.cached_property
     def code_hash(self) -> str:
@@ -62,7 +74,10 @@ class OutputProblem(Exception):
 
 def templates_dir() -> Path:
     """`templates/` beside the package in a checkout; `deployer/templates` in an installed wheel."""
-    for candidate in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates"):
+    for candidate in (
+        Path(__file__).parent / "templates",
+        Path(__file__).parent.parent / "templates",
+    ):
         if (candidate / TEMPLATE_NAME).is_file():
             return candidate
     raise FileNotFoundError(f"{TEMPLATE_NAME} not found beside the deployer package")
@@ -97,8 +112,14 @@ def _environment(folder: Path):
         def call_binop(self, context, operator, left, right):
             if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(f"the sandbox refuses an exponent over {MAX_EXPONENT}")
-            if operator == "*" and any(isinstance(x, (str, list, tuple)) for x in (left, right)) and any(isinstance(x, int) and x > MAX_REPEAT for x in (left, right)):
-                raise SecurityError(f"the sandbox refuses repeating a value more than {MAX_REPEAT:,} times")
+            if (
+                operator == "*"
+                and any(isinstance(x, (str, list, tuple)) for x in (left, right))
+                and any(isinstance(x, int) and x > MAX_REPEAT for x in (left, right))
+            ):
+                raise SecurityError(
+                    f"the sandbox refuses repeating a value more than {MAX_REPEAT:,} times"
+                )
             return super().call_binop(context, operator, left, right)
 
     class PlainFiles(jinja2.FileSystemLoader):
@@ -108,8 +129,15 @@ def _environment(folder: Path):
         def get_source(self, environment, template):
             for searchpath in self.searchpath:
                 path = os.path.join(searchpath, *jinja2.loaders.split_template_path(template))
-                if os.path.islink(searchpath) or os.path.islink(path) or (os.path.lexists(path) and not within(path, searchpath)):
-                    raise SecurityError(f"{path} is a link, or lies in a linked folder; templates are read only as plain files in {searchpath}")
+                if (
+                    os.path.islink(searchpath)
+                    or os.path.islink(path)
+                    or (os.path.lexists(path) and not within(path, searchpath))
+                ):
+                    raise SecurityError(
+                        f"{path} is a link, or lies in a linked folder; templates are read "
+                        f"only as plain files in {searchpath}"
+                    )
             return super().get_source(environment, template)
 
     env = BoundedSandbox(
@@ -130,13 +158,19 @@ def _template(folder: Path | None = None):
     try:
         return _environment(folder).get_template(TEMPLATE_NAME)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateProblem(f"{folder / TEMPLATE_NAME}:{exc.lineno}: error: template syntax: {exc.message}") from None
+        raise TemplateProblem(
+            f"{folder / TEMPLATE_NAME}:{exc.lineno}: error: template syntax: {exc.message}"
+        ) from None
     except jinja2.TemplateError as exc:
         raise TemplateProblem(f"{folder / TEMPLATE_NAME}: error: {exc}") from None
     except UnicodeDecodeError:
-        raise TemplateProblem(f"{folder / TEMPLATE_NAME}: error: a template is not UTF-8 text") from None
+        raise TemplateProblem(
+            f"{folder / TEMPLATE_NAME}: error: a template is not UTF-8 text"
+        ) from None
     except (RecursionError, MemoryError):
-        raise TemplateProblem(f"{folder / TEMPLATE_NAME}: error: the template nests too deeply to compile") from None
+        raise TemplateProblem(
+            f"{folder / TEMPLATE_NAME}: error: the template nests too deeply to compile"
+        ) from None
 
 
 def _fill(template, values: dict, folder: Path | None) -> str:
@@ -147,14 +181,30 @@ def _fill(template, values: dict, folder: Path | None) -> str:
             # A copy: the sandbox lets a template append to a list it is given, and module-level
             # lists (argv.WEIGHT_FILE_KINDS) would keep what one render added for the next.
             body = template.render(**copy.deepcopy(values))
-    except Exception as exc:  # a project's template can raise anything: ZeroDivisionError, TypeError...
+    except (
+        Exception
+    ) as exc:  # a project's template can raise anything: ZeroDivisionError, TypeError...
         import traceback
 
         # Jinja rewrites the traceback so that template lines appear as frames of the template file.
-        line = next((frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename.endswith(TEMPLATE_NAME)), "?")
-        raise TemplateProblem(f"{(folder or templates_dir()) / TEMPLATE_NAME}:{line}: error: {type(exc).__name__ + ': ' if not isinstance(exc, (jinja2.TemplateError, RenderTimeout)) else ''}{exc}") from None
+        line = next(
+            (
+                frame.lineno
+                for frame in traceback.extract_tb(exc.__traceback__)
+                if frame.filename.endswith(TEMPLATE_NAME)
+            ),
+            "?",
+        )
+        raise TemplateProblem(
+            f"{(folder or templates_dir()) / TEMPLATE_NAME}:{line}: error: "
+            f"{type(exc).__name__ + ': ' if not isinstance(exc, (jinja2.TemplateError, RenderTimeout)) else ''}{exc}"
+        ) from None
     if len(body) > MAX_APP_CHARS:
-        raise TemplateProblem(f"{(folder or templates_dir()) / TEMPLATE_NAME}: error: it rendered {len(body):,} characters; an app is a few kilobytes (at most {MAX_APP_CHARS:,})")
+        raise TemplateProblem(
+            f"{(folder or templates_dir()) / TEMPLATE_NAME}: error: it rendered "
+            f"{len(body):,} characters; an app is a few kilobytes (at most "
+            f"{MAX_APP_CHARS:,})"
+        )
     return body
 
 
@@ -188,7 +238,9 @@ def _memory_budget(extra: int):
 def _time_budget(seconds: float):
     """Raise RenderTimeout in the block after `seconds`. Uses SIGALRM, so only on the main thread
     (where every command renders); elsewhere the block runs unbounded."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
         yield
         return
 
@@ -232,11 +284,17 @@ def _flat(value: Any) -> str:
     if value is None or isinstance(value, (bool, int)):
         return repr(value)
     if isinstance(value, float):
-        return repr(value) if value == value and value not in (float("inf"), float("-inf")) else f"float({str(value)!r})"
+        return (
+            repr(value)
+            if value == value and value not in (float("inf"), float("-inf"))
+            else f"float({str(value)!r})"
+        )
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")  # bidi overrides reorder a line; surrogates: undecodable file names
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)  # bidi overrides reorder a line; surrogates: undecodable file names
 
 
 # Python reads `coding: NAME` (or `coding=NAME`) in a comment on line 1 or 2 as the file's source
@@ -284,19 +342,48 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
     adapters: dict[str, dict[str, Any]] = {}
     for adapter in deployment.adapters:
         if adapter.source.is_local:
-            adapters[adapter.name] = {"folder": container_path("adapters", adapter.name, adapter.source)}
+            adapters[adapter.name] = {
+                "folder": container_path("adapters", adapter.name, adapter.source)
+            }
         else:
-            adapters[adapter.name] = {"repo": adapter.source.repo, "revision": adapter.source.revision}
+            adapters[adapter.name] = {
+                "repo": adapter.source.repo,
+                "revision": adapter.source.revision,
+            }
 
     scaling = deployment.scaling
     function_options: list[tuple[str, Any, str]] = [("gpu", deployment.gpu.modal_spec, "")]
     # Modal bounds a container's start (model download and load, the snapshot's warm-up) by
     # `startup_timeout`, falling back to `timeout`: set it, or a 5-minute request timeout caps it.
-    function_options.append(("startup_timeout", scaling.startup_timeout, f"longest a container may take to start ({_duration(scaling.startup_timeout) or 'seconds'})"))
-    function_options.append(("scaledown_window", scaling.scaledown_window, f"idle time before a container stops ({_duration(scaling.scaledown_window) or 'seconds'})"))
+    function_options.append(
+        (
+            "startup_timeout",
+            scaling.startup_timeout,
+            "longest a container may take to start "
+            f"({_duration(scaling.startup_timeout) or 'seconds'})",
+        )
+    )
+    function_options.append(
+        (
+            "scaledown_window",
+            scaling.scaledown_window,
+            "idle time before a container stops "
+            f"({_duration(scaling.scaledown_window) or 'seconds'})",
+        )
+    )
     if scaling.timeout is not None:
-        function_options.append(("timeout", scaling.timeout, f"longest a request may take ({_duration(scaling.timeout) or 'seconds'})"))
-    for key, why in (("min_containers", "kept warm even with no traffic"), ("max_containers", "upper bound on replicas"), ("buffer_containers", "idle replicas kept ready beyond demand")):
+        function_options.append(
+            (
+                "timeout",
+                scaling.timeout,
+                f"longest a request may take ({_duration(scaling.timeout) or 'seconds'})",
+            )
+        )
+    for key, why in (
+        ("min_containers", "kept warm even with no traffic"),
+        ("max_containers", "upper bound on replicas"),
+        ("buffer_containers", "idle replicas kept ready beyond demand"),
+    ):
         value = getattr(scaling, key)
         if value is not None and not (key == "min_containers" and value == 0):
             function_options.append((key, value, why))
@@ -307,7 +394,9 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         if scaling.target_concurrent_inputs is not None:
             concurrency["target_inputs"] = scaling.target_concurrent_inputs
 
-    secrets = ([deployment.auth.api_key_secret] if deployment.auth.api_key_secret else []) + [s for s in deployment.secrets if s != deployment.auth.api_key_secret]
+    secrets = ([deployment.auth.api_key_secret] if deployment.auth.api_key_secret else []) + [
+        s for s in deployment.secrets if s != deployment.auth.api_key_secret
+    ]
     model_ids = deployment.model_ids
     return {
         "name": deployment.name,
@@ -336,7 +425,13 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "api_key_secret": deployment.auth.api_key_secret,
         "credential_name": CREDENTIAL_NAME.pattern,
         "env_from_secrets": list(deployment.vllm.env_from_secrets),
-        "auth_guard": {"file": f"{AUTH_GUARD_MODULE}.py", "lines": _auth_guard_lines(), "digest_variable": AUTH_DIGEST_VARIABLE} if deployment.auth.api_key_secret else None,
+        "auth_guard": {
+            "file": f"{AUTH_GUARD_MODULE}.py",
+            "lines": _auth_guard_lines(),
+            "digest_variable": AUTH_DIGEST_VARIABLE,
+        }
+        if deployment.auth.api_key_secret
+        else None,
         "concurrency": concurrency,
         "startup_timeout": scaling.startup_timeout,
         "startup_timeout_comment": _duration(scaling.startup_timeout),
@@ -357,7 +452,10 @@ def _title(deployment: Deployment) -> str:
     n = len(deployment.adapters)
     adapters = "no LoRA adapters" if n == 0 else f"{n} LoRA adapter{'s' * (n != 1)}"
     base = deployment.base_model.source.describe()
-    return f"{deployment.name}: {base} with {adapters}, served by vLLM {deployment.vllm.version} on Modal ({deployment.gpu.modal_spec})"
+    return (
+        f"{deployment.name}: {base} with {adapters}, served by vLLM "
+        f"{deployment.vllm.version} on Modal ({deployment.gpu.modal_spec})"
+    )
 
 
 def render(deployment: Deployment, out_dir: Path, templates: Path | None = None) -> RenderedApp:
@@ -365,15 +463,24 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
     app_dir = Path(os.path.abspath(out_dir)) / deployment.name
     values = context(deployment, app_dir)
     body = _fill(_template(templates), values, templates)
-    if templates is not None:  # a project's own template: make sure it wrote Python (ours is tested)
+    if (
+        templates is not None
+    ):  # a project's own template: make sure it wrote Python (ours is tested)
         try:
             compile(body, str(app_dir / APP_FILE), "exec")
         except SyntaxError as exc:
-            raise TemplateProblem(f"{templates / TEMPLATE_NAME}: error: it rendered {deployment.name}/{APP_FILE} that is not valid Python (line {exc.lineno}: {exc.msg})") from None
+            raise TemplateProblem(
+                f"{templates / TEMPLATE_NAME}: error: it rendered "
+                f"{deployment.name}/{APP_FILE} that is not valid Python (line "
+                f"{exc.lineno}: {exc.msg})"
+            ) from None
     declared = _declared_encoding(body)
     if declared not in ("utf-8", "utf-8-sig"):
         where = templates / TEMPLATE_NAME if templates is not None else TEMPLATE_NAME
-        raise TemplateProblem(f"{where}: error: it rendered {deployment.name}/{APP_FILE} declaring the source encoding {declared!r} in its first lines; apps are UTF-8")
+        raise TemplateProblem(
+            f"{where}: error: it rendered {deployment.name}/{APP_FILE} declaring the "
+            f"source encoding {declared!r} in its first lines; apps are UTF-8"
+        )
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     # The marker is a whole line of the template, before any user text can precede it in the file.
     source = body.replace("\n" + HASH_MARKER + "PENDING\n", "\n" + HASH_MARKER + digest + "\n", 1)
@@ -389,7 +496,9 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
 def _declared_encoding(source: str) -> str:
     """The encoding Python will read the file in, from a coding comment on its first two lines."""
     try:
-        return tokenize.detect_encoding(io.BytesIO(source.encode("utf-8", errors="replace")).readline)[0]
+        return tokenize.detect_encoding(
+            io.BytesIO(source.encode("utf-8", errors="replace")).readline
+        )[0]
     except SyntaxError as exc:  # an unknown encoding name
         return str(exc)
 
@@ -447,12 +556,28 @@ def current_app(app: RenderedApp) -> str | None:
 def write(app: RenderedApp) -> bool:
     """Write atomically (a crash leaves the previous file whole). Returns False if unchanged."""
     folder = app.path.parent
-    if link := linked_part(folder.parent):  # a committed `build` (or `out` in out/apps) link would send the apps anywhere
-        raise OutputProblem(f"{link} is a link to {real(link) or os.readlink(link)}; pass the real folder with --out if that is where apps belong")
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or (app.path.exists() and not app.path.is_file()):
-        raise OutputProblem(f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or something else is in the way); remove it and render again")
+    if link := linked_part(
+        folder.parent
+    ):  # a committed `build` (or `out` in out/apps) link would send the apps anywhere
+        raise OutputProblem(
+            f"{link} is a link to {real(link) or os.readlink(link)}; pass the real folder "
+            "with --out if that is where apps belong"
+        )
+    if (
+        folder.is_symlink()
+        or (folder.exists() and not folder.is_dir())
+        or (app.path.exists() and not app.path.is_file())
+    ):
+        raise OutputProblem(
+            f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or "
+            "something else is in the way); remove it and render again"
+        )
     if foreign := _foreign_entries(folder):
-        raise OutputProblem(f"{folder} holds {', '.join(foreign)}, which the deployer did not write: `modal deploy` imports the app with its folder first on Python's import path, where such a file could stand in for a module; remove it")
+        raise OutputProblem(
+            f"{folder} holds {', '.join(foreign)}, which the deployer did not write: "
+            "`modal deploy` imports the app with its folder first on Python's import "
+            "path, where such a file could stand in for a module; remove it"
+        )
     if current_app(app) == app.source:
         return False
     try:

@@ -49,7 +49,9 @@ def _fast_check():
             return node
         return [draft7(value) for value in node] if isinstance(node, list) else node
 
-    return fastjsonschema.compile({**draft7(schema()), "$schema": "http://json-schema.org/draft-07/schema#"})
+    return fastjsonschema.compile(
+        {**draft7(schema()), "$schema": "http://json-schema.org/draft-07/schema#"}
+    )
 
 
 def passes_fast_check(data) -> bool:
@@ -76,9 +78,19 @@ def _explain(error, document: Document) -> list[Diagnostic]:
     kind = error.validator
     sub = error.schema if isinstance(error.schema, dict) else {}
 
-    def at(span_path: tuple, message: str, hint: str = "", rule: str = "", span: Span | None = None) -> Diagnostic:
+    def at(
+        span_path: tuple, message: str, hint: str = "", rule: str = "", span: Span | None = None
+    ) -> Diagnostic:
         span = span or document.where(span_path)
-        return Diagnostic(span.file, span.line, span.column, message, path=span_path, hint=hint, rule=f"schema.{rule or kind}")
+        return Diagnostic(
+            span.file,
+            span.line,
+            span.column,
+            message,
+            path=span_path,
+            hint=hint,
+            rule=f"schema.{rule or kind}",
+        )
 
     where = f" in {format_path(path)}" if path else ""
 
@@ -88,8 +100,18 @@ def _explain(error, document: Document) -> list[Diagnostic]:
         for key in error.instance:
             if key in allowed:
                 continue
-            hint = did_you_mean(key, allowed) or (f"allowed keys{where}: {', '.join(allowed)}" if allowed else "")
-            out.append(at(path + (key,), f"unknown key {key!r}{where}", hint, "unknown-key", document.keys.get(path + (key,))))
+            hint = did_you_mean(key, allowed) or (
+                f"allowed keys{where}: {', '.join(allowed)}" if allowed else ""
+            )
+            out.append(
+                at(
+                    path + (key,),
+                    f"unknown key {key!r}{where}",
+                    hint,
+                    "unknown-key",
+                    document.keys.get(path + (key,)),
+                )
+            )
         return out
 
     if kind == "required":
@@ -111,13 +133,39 @@ def _explain(error, document: Document) -> list[Diagnostic]:
             hint = ""
             if isinstance(error.instance, dict) and {"repo", "path"} <= error.instance.keys():
                 hint = "remove either `repo` or `path`"
-            return [at(path, sub["x-message"], hint, "one-of", document.keys.get(path) or document.values.get(path))]
-        allowed = _types([t for b in error.validator_value for t in _listify(b.get("type", "string"))])
-        return [at(path, f"expected {allowed}{where}, got {_describe(error.instance)}", sub.get("description", ""), "type", document.values.get(path))]
+            return [
+                at(
+                    path,
+                    sub["x-message"],
+                    hint,
+                    "one-of",
+                    document.keys.get(path) or document.values.get(path),
+                )
+            ]
+        allowed = _types(
+            [t for b in error.validator_value for t in _listify(b.get("type", "string"))]
+        )
+        return [
+            at(
+                path,
+                f"expected {allowed}{where}, got {_describe(error.instance)}",
+                sub.get("description", ""),
+                "type",
+                document.values.get(path),
+            )
+        ]
 
     if kind == "type":
         value_span = document.values.get(path) or document.where(path)
-        return [at(path, f"expected {_types(error.validator_value)}{where}, got {_describe(error.instance)}", _type_hint(error, value_span, sub), "type", value_span)]
+        return [
+            at(
+                path,
+                f"expected {_types(error.validator_value)}{where}, got {_describe(error.instance)}",
+                _type_hint(error, value_span, sub),
+                "type",
+                value_span,
+            )
+        ]
 
     if kind == "pattern":
         key = error.instance
@@ -125,22 +173,62 @@ def _explain(error, document: Document) -> list[Diagnostic]:
         parent_path = path
         if error.relative_schema_path and "propertyNames" in error.relative_schema_path:
             span = document.keys.get(path + (key,))
-            return [at(path + (key,), f"invalid name {key!r}{where}", sub.get("x-hint", ""), "pattern", span)]
+            return [
+                at(
+                    path + (key,),
+                    f"invalid name {key!r}{where}",
+                    sub.get("x-hint", ""),
+                    "pattern",
+                    span,
+                )
+            ]
         name = format_path(parent_path) or "value"
         shown = repr(error.instance)
         shown = shown if len(shown) <= 120 else shown[:117] + "..."
-        return [at(path, f"invalid {name}: {shown}", sub.get("x-hint", f"must match {error.validator_value}"), "pattern", document.values.get(path))]
+        return [
+            at(
+                path,
+                f"invalid {name}: {shown}",
+                sub.get("x-hint", f"must match {error.validator_value}"),
+                "pattern",
+                document.values.get(path),
+            )
+        ]
 
-    if kind in ("maxItems", "maxProperties", "maxLength") and isinstance(error.instance, (list, dict, str)):
+    if kind in ("maxItems", "maxProperties", "maxLength") and isinstance(
+        error.instance, (list, dict, str)
+    ):
         name = format_path(path) or "the file"
         what = {"maxItems": "items", "maxProperties": "entries", "maxLength": "characters"}[kind]
-        hint = sub.get("x-hint") or ("split them across deployments" if kind != "maxLength" else "shorten it")
-        return [at(path, f"{name} has {len(error.instance):,} {what}; at most {error.validator_value:,} are allowed", hint, kind, document.keys.get(path) or document.values.get(path))]
+        hint = sub.get("x-hint") or (
+            "split them across deployments" if kind != "maxLength" else "shorten it"
+        )
+        return [
+            at(
+                path,
+                f"{name} has {len(error.instance):,} {what}; at most "
+                f"{error.validator_value:,} are allowed",
+                hint,
+                kind,
+                document.keys.get(path) or document.values.get(path),
+            )
+        ]
 
     if kind in ("enum", "const"):
         options = error.validator_value if kind == "enum" else [error.validator_value]
-        hint = did_you_mean(str(error.instance), [str(o) for o in options]) or f"use one of: {', '.join(map(str, options))}"
-        return [at(path, f"{error.instance!r} is not allowed{where}", hint, kind, document.values.get(path))]
+        hint = (
+            did_you_mean(str(error.instance), [str(o) for o in options])
+            or f"use one of: {', '.join(map(str, options))}"
+        )
+        return [
+            at(
+                path,
+                f"{error.instance!r} is not allowed{where}",
+                hint,
+                kind,
+                document.values.get(path),
+            )
+        ]
 
     if kind == "dependentRequired":
         out = []
@@ -148,7 +236,15 @@ def _explain(error, document: Document) -> list[Diagnostic]:
             if isinstance(error.instance, dict) and prop in error.instance:
                 for need in needs:
                     if need not in error.instance:
-                        out.append(at(path + (prop,), f"{prop!r} only applies together with {need!r}{where}", f"add `{need}`, or remove `{prop}`", "depends", document.keys.get(path + (prop,))))
+                        out.append(
+                            at(
+                                path + (prop,),
+                                f"{prop!r} only applies together with {need!r}{where}",
+                                f"add `{need}`, or remove `{prop}`",
+                                "depends",
+                                document.keys.get(path + (prop,)),
+                            )
+                        )
         return out
 
     hint = sub.get("x-hint") or sub.get("description", "")
@@ -173,10 +269,22 @@ def _branch_for_type(error) -> list:
             matching.append(index)
     if len(matching) != 1:
         return []
-    return [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == matching[0]]
+    return [
+        e
+        for e in error.context
+        if e.relative_schema_path and e.relative_schema_path[0] == matching[0]
+    ]
 
 
-_TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false", "object": "a mapping", "array": "a list", "null": "null"}
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
 
 
 def _listify(value: Any) -> list:
@@ -206,7 +314,10 @@ def _type_hint(error, span: Span, sub: dict) -> str:
     expected = error.validator_value
     wants_string = expected == "string" or (isinstance(expected, list) and "string" in expected)
     if wants_string and span.raw is not None and not isinstance(error.instance, str):
-        return f"YAML reads the unquoted {span.raw} as {_describe(error.instance)}; write it in quotes: \"{span.raw}\""
+        return (
+            f"YAML reads the unquoted {span.raw} as {_describe(error.instance)}; write it in "
+            f'quotes: "{span.raw}"'
+        )
     if error.instance is None and span.raw is not None:
         return "the value is empty; write it after the ':' or remove the key"
     return sub.get("x-hint") or sub.get("description", "")

@@ -22,10 +22,10 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .http import credential_safe_opener
 from .diagnostics import printable
-from .patterns import PatternTooSlow, any_match
+from .http import credential_safe_opener
 from .model import Deployment, smoke_defaults
+from .patterns import PatternTooSlow, any_match
 
 UNDECLARED_MODEL = "deployer-smoke-undeclared-model"
 MAX_REPLY_BYTES = 10 * 1024 * 1024
@@ -45,7 +45,14 @@ class SmokeSpec:
     @classmethod
     def for_deployment(cls, deployment: Deployment) -> "SmokeSpec":
         smoke = deployment.smoke
-        return cls(deployment.base_model.served_name, tuple(a.name for a in deployment.adapters), smoke.prompt, smoke.max_tokens, smoke.expect, not deployment.auth.is_public)
+        return cls(
+            deployment.base_model.served_name,
+            tuple(a.name for a in deployment.adapters),
+            smoke.prompt,
+            smoke.max_tokens,
+            smoke.expect,
+            not deployment.auth.is_public,
+        )
 
     @classmethod
     def discover(cls) -> "SmokeSpec":
@@ -76,7 +83,9 @@ class HttpError(Exception):
         self.status = status
 
 
-def credentials(deployment: Deployment, environ, api_key_env: str = "VLLM_API_KEY", local: bool = False) -> tuple[tuple[tuple[str, str], ...], str | None]:
+def credentials(
+    deployment: Deployment, environ, api_key_env: str = "VLLM_API_KEY", local: bool = False
+) -> tuple[tuple[tuple[str, str], ...], str | None]:
     """The headers a deployment's endpoint needs, from the environment: (headers, problem).
     A local server has no Modal Secret or proxy: it needs a key only if one was set for it."""
     headers: list[tuple[str, str]] = []
@@ -84,11 +93,19 @@ def credentials(deployment: Deployment, environ, api_key_env: str = "VLLM_API_KE
         if key := environ.get(api_key_env):
             headers.append(("Authorization", f"Bearer {key}"))
         elif not local:
-            return (), f"{deployment.name} requires an API key: set {api_key_env} to the VLLM_API_KEY in Modal Secret {deployment.auth.api_key_secret!r}"
+            return (
+                (),
+                f"{deployment.name} requires an API key: set {api_key_env} to the "
+                f"VLLM_API_KEY in Modal Secret {deployment.auth.api_key_secret!r}",
+            )
     if deployment.auth.proxy and not local:
         key_id, secret = environ.get("MODAL_PROXY_KEY"), environ.get("MODAL_PROXY_SECRET")
         if not (key_id and secret):
-            return (), f"{deployment.name} uses Modal proxy auth: set MODAL_PROXY_KEY and MODAL_PROXY_SECRET to a proxy auth token"
+            return (
+                (),
+                f"{deployment.name} uses Modal proxy auth: set MODAL_PROXY_KEY and "
+                "MODAL_PROXY_SECRET to a proxy auth token",
+            )
         headers += [("Modal-Key", key_id), ("Modal-Secret", secret)]
     return tuple(headers), None
 
@@ -103,14 +120,18 @@ def redact(url: str) -> str:
     """The URL without any user:password@ it carries, for printing."""
     try:
         parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. "http://[::1": drop anything up to an @ in what looks like the host part
+    except (
+        ValueError
+    ):  # e.g. "http://[::1": drop anything up to an @ in what looks like the host part
         return re.sub(r"^([a-z]+://)[^/]*@", r"\1", url)
     if "@" not in parts.netloc:
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def request(conn: Connection, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> tuple[int, object]:
+def request(
+    conn: Connection, method: str, path: str, body: dict | None = None, timeout: float | None = None
+) -> tuple[int, object]:
     """(status, JSON or text) within `timeout` seconds in all: a socket timeout bounds each read
     only, and a server sending a byte every few seconds would otherwise hold the check (and an
     apply's lock) forever. The request runs in a daemon thread that is abandoned at the deadline."""
@@ -127,23 +148,38 @@ def request(conn: Connection, method: str, path: str, body: dict | None = None, 
     try:
         kind, value = outcome.get(timeout=seconds + 1)
     except queue.Empty:
-        raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: no complete reply within {seconds:.0f} s") from None
+        raise HttpError(
+            None,
+            f"cannot reach {redact(conn.base_url)}{path}: no complete reply within {seconds:.0f} s",
+        ) from None
     if kind == "error":
         raise value
     return value
 
 
-def _request(conn: Connection, method: str, path: str, body: dict | None, timeout: float) -> tuple[int, object]:
+def _request(
+    conn: Connection, method: str, path: str, body: dict | None, timeout: float
+) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     try:
-        req = urllib.request.Request(conn.base_url + path, data=data, method=method, headers={"Content-Type": "application/json", **dict(conn.headers)})
+        req = urllib.request.Request(
+            conn.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **dict(conn.headers)},
+        )
         with credential_safe_opener().open(req, timeout=timeout) as response:
             raw = response.read(MAX_REPLY_BYTES)
             return response.status, _json_or_text(raw)
     except urllib.error.HTTPError as exc:
         return exc.code, _json_or_text(exc.read(MAX_REPLY_BYTES))
     except ValueError as exc:  # http.client refuses a header value, quoting it: never print it
-        what = "a credential (API key or proxy token) contains a newline or another character HTTP headers cannot carry" if "header" in str(exc).lower() else f"{type(exc).__name__}: the URL cannot be used"
+        what = (
+            "a credential (API key or proxy token) contains a newline or another "
+            "character HTTP headers cannot carry"
+            if "header" in str(exc).lower()
+            else f"{type(exc).__name__}: the URL cannot be used"
+        )
         raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: {what}") from None
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
@@ -157,7 +193,13 @@ def _json_or_text(raw: bytes) -> object:
         return raw.decode("utf-8", "replace")[:500]
 
 
-def wait_healthy(conn: Connection, timeout: float, progress: Callable[[str], None] = lambda _: None, alive: Callable[[], bool] = lambda: True, interval: float = 1.0) -> CheckResult:
+def wait_healthy(
+    conn: Connection,
+    timeout: float,
+    progress: Callable[[str], None] = lambda _: None,
+    alive: Callable[[], bool] = lambda: True,
+    interval: float = 1.0,
+) -> CheckResult:
     """Poll GET /health until it answers 200, the deadline passes, or `alive()` says the server died."""
     start = time.monotonic()
     last_report = start
@@ -165,18 +207,31 @@ def wait_healthy(conn: Connection, timeout: float, progress: Callable[[str], Non
     while True:
         elapsed = time.monotonic() - start
         if not alive():
-            return CheckResult("health", False, elapsed, f"server exited while starting ({last_problem})")
+            return CheckResult(
+                "health", False, elapsed, f"server exited while starting ({last_problem})"
+            )
         try:
-            status, _ = request(conn, "GET", "/health", timeout=min(10.0, max(timeout - elapsed, 1.0)))
+            status, _ = request(
+                conn, "GET", "/health", timeout=min(10.0, max(timeout - elapsed, 1.0))
+            )
             if status == 200:
                 return CheckResult("health", True, elapsed, "GET /health → 200")
             last_problem = f"GET /health → {status}"
-        except HttpError as exc:  # its text quotes the server (a status line, a reason): escaped once, here
-            last_problem = "not listening yet" if "refused" in str(exc) else printable(str(exc), 200)
+        except (
+            HttpError
+        ) as exc:  # its text quotes the server (a status line, a reason): escaped once, here
+            last_problem = (
+                "not listening yet" if "refused" in str(exc) else printable(str(exc), 200)
+            )
         if elapsed >= timeout:
-            return CheckResult("health", False, elapsed, f"not healthy after {timeout:.0f} s ({last_problem})")
+            return CheckResult(
+                "health", False, elapsed, f"not healthy after {timeout:.0f} s ({last_problem})"
+            )
         if time.monotonic() - last_report >= 10:
-            progress(f"waiting for {redact(conn.base_url)}/health ({elapsed:.0f} s of {timeout:.0f} s): {last_problem}")
+            progress(
+                f"waiting for {redact(conn.base_url)}/health ({elapsed:.0f} s of "
+                f"{timeout:.0f} s): {last_problem}"
+            )
             last_report = time.monotonic()
         time.sleep(interval)
 
@@ -221,14 +276,33 @@ def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeS
         if status != 200 or not isinstance(body, dict):
             return False, f"GET /v1/models → {status}: {_error_text(body)}", None
         data = body.get("data")
-        listed = {m.get("id"): m.get("parent") for m in (data if isinstance(data, list) else []) if isinstance(m, dict) and isinstance(m.get("id"), str)}
+        listed = {
+            m.get("id"): m.get("parent")
+            for m in (data if isinstance(data, list) else [])
+            if isinstance(m, dict) and isinstance(m.get("id"), str)
+        }
         if spec.base_model is None:
             bases = [m for m, parent in listed.items() if parent is None]
             if len(bases) != 1:
-                return False, f"cannot tell the base model among {_brief(sorted(map(str, listed)))}", None
+                return (
+                    False,
+                    f"cannot tell the base model among {_brief(sorted(map(str, listed)))}",
+                    None,
+                )
             if len(listed) > MAX_LEARNED_MODELS:  # one chat request each, up to 120 s apiece
-                return False, f"the server lists {len(listed):,} models; a smoke run of a bare URL checks at most {MAX_LEARNED_MODELS:,} (name the deployment instead)", None
-            learned = SmokeSpec(bases[0], tuple(m for m, p in listed.items() if p is not None), spec.prompt, spec.max_tokens, spec.expect)
+                return (
+                    False,
+                    f"the server lists {len(listed):,} models; a smoke run of a bare URL "
+                    f"checks at most {MAX_LEARNED_MODELS:,} (name the deployment instead)",
+                    None,
+                )
+            learned = SmokeSpec(
+                bases[0],
+                tuple(m for m, p in listed.items() if p is not None),
+                spec.prompt,
+                spec.max_tokens,
+                spec.expect,
+            )
         problems = []
         if learned.base_model not in listed:
             problems.append(f"base model {learned.base_model!r} is not listed")
@@ -236,7 +310,10 @@ def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeS
             if adapter not in listed:
                 problems.append(f"adapter {adapter!r} is not listed")
             elif listed[adapter] != learned.base_model:
-                problems.append(f"adapter {adapter!r} has parent {listed[adapter]!r}, expected {learned.base_model!r}")
+                problems.append(
+                    f"adapter {adapter!r} has parent {listed[adapter]!r}, expected "
+                    f"{learned.base_model!r}"
+                )
         extra = sorted(str(m) for m in set(listed) - {learned.base_model, *learned.adapters})
         note = f"; also listed: {_brief(', '.join(extra))}" if extra else ""
         if problems:
@@ -251,7 +328,12 @@ def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
     expected = dict(spec.expect).get(model)
 
     def check():
-        body = {"model": model, "messages": [{"role": "user", "content": spec.prompt}], "max_tokens": spec.max_tokens, "temperature": 0}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": spec.prompt}],
+            "max_tokens": spec.max_tokens,
+            "temperature": 0,
+        }
         status, reply = request(conn, "POST", "/v1/chat/completions", body)
         if status != 200:
             return False, f"→ {status}: {_error_text(reply)}", None
@@ -271,14 +353,22 @@ def check_chat(conn: Connection, spec: SmokeSpec, model: str) -> CheckResult:
                 return False, f"matching {expected!r} against the reply {slow}", text
             if not matched:
                 return False, f"reply does not match {expected!r}: {text[:80]!r}", text
-        return True, f"{len(text)} characters" + (f", matches {expected!r}" if expected else ""), text
+        return (
+            True,
+            f"{len(text)} characters" + (f", matches {expected!r}" if expected else ""),
+            text,
+        )
 
     return _timed(f"chat {model}", check)
 
 
 def check_undeclared_model_is_refused(conn: Connection, spec: SmokeSpec) -> CheckResult:
     def check():
-        body = {"model": UNDECLARED_MODEL, "messages": [{"role": "user", "content": spec.prompt}], "max_tokens": 1}
+        body = {
+            "model": UNDECLARED_MODEL,
+            "messages": [{"role": "user", "content": spec.prompt}],
+            "max_tokens": 1,
+        }
         status, reply = request(conn, "POST", "/v1/chat/completions", body)
         if status == 404 or (400 <= status < 500 and "does not exist" in _error_text(reply)):
             return True, f"→ {status}", None
@@ -292,15 +382,31 @@ def check_credentials_required(conn: Connection, spec: SmokeSpec) -> CheckResult
     this is what shows that the app's middleware (or Modal's proxy auth) guards the rest."""
 
     def check():
-        status, reply = request(replace(conn, headers=()), "POST", "/tokenize", {"model": spec.base_model, "prompt": spec.prompt})
+        status, reply = request(
+            replace(conn, headers=()),
+            "POST",
+            "/tokenize",
+            {"model": spec.base_model, "prompt": spec.prompt},
+        )
         if status in (401, 403):
             return True, f"POST /tokenize without credentials → {status}", None
-        return False, f"POST /tokenize without credentials → {status}, not 401: the endpoint answers anyone with its URL ({_error_text(reply)})", None
+        return (
+            False,
+            f"POST /tokenize without credentials → {status}, not 401: the endpoint answers "
+            f"anyone with its URL ({_error_text(reply)})",
+            None,
+        )
 
     return _timed("credentials required", check)
 
 
-def run(conn: Connection, spec: SmokeSpec, health_timeout: float, progress: Callable[[str], None] = lambda _: None, alive: Callable[[], bool] = lambda: True) -> list[CheckResult]:
+def run(
+    conn: Connection,
+    spec: SmokeSpec,
+    health_timeout: float,
+    progress: Callable[[str], None] = lambda _: None,
+    alive: Callable[[], bool] = lambda: True,
+) -> list[CheckResult]:
     results = [wait_healthy(conn, health_timeout, progress, alive)]
     if not results[0].ok:
         return results
@@ -311,6 +417,8 @@ def run(conn: Connection, spec: SmokeSpec, health_timeout: float, progress: Call
     for model in (spec.base_model, *spec.adapters):
         results.append(check_chat(conn, spec, model))
     results.append(check_undeclared_model_is_refused(conn, spec))
-    if spec.guarded and conn.headers:  # without credentials to send (a local keyless server), nothing to compare
+    if (
+        spec.guarded and conn.headers
+    ):  # without credentials to send (a local keyless server), nothing to compare
         results.append(check_credentials_required(conn, spec))
     return results

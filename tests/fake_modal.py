@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,7 +46,16 @@ class FakeModal:
         self.path = self.folder / "state.json"
         self.where = "fake Modal"
         if not self.path.exists():
-            self._save({"apps": {}, "calls": [], "fail_deploy": {}, "behaviour_next": {}, "endpoint": "", "secrets": {}})
+            self._save(
+                {
+                    "apps": {},
+                    "calls": [],
+                    "fail_deploy": {},
+                    "behaviour_next": {},
+                    "endpoint": "",
+                    "secrets": {},
+                }
+            )
 
     # -- state -------------------------------------------------------------------------------
     def _load(self) -> dict:
@@ -89,7 +97,11 @@ class FakeModal:
 
     def deploys(self) -> list[tuple[str, str]]:
         """(app, tag) of every successful deploy, in order (rollbacks are not deploys)."""
-        return [(c["name"], c["tag"]) for c in self.state["calls"] if c["op"] == "deploy" and c.get("ok")]
+        return [
+            (c["name"], c["tag"])
+            for c in self.state["calls"]
+            if c["op"] == "deploy" and c.get("ok")
+        ]
 
     def clear_calls(self) -> None:
         with self._state() as s:
@@ -98,7 +110,11 @@ class FakeModal:
     # -- the Platform interface --------------------------------------------------------------
     def apps(self) -> list[DeployedApp]:
         state = self.state
-        return [DeployedApp(name, _version(app["versions"][-1])) for name, app in sorted(state["apps"].items()) if app["state"] == "deployed"]
+        return [
+            DeployedApp(name, _version(app["versions"][-1]))
+            for name, app in sorted(state["apps"].items())
+            if app["state"] == "deployed"
+        ]
 
     def history(self, name: str) -> list[Version]:
         app = self.state["apps"].get(name)
@@ -110,17 +126,33 @@ class FakeModal:
             models = _declared_models(source)
         except (SyntaxError, ValueError) as exc:
             self._record("deploy", name=name, tag=tag, ok=False)
-            raise PlatformError(f"`modal deploy {app_file}` failed (exit 1): cannot import the app: {exc}") from None
+            raise PlatformError(
+                f"`modal deploy {app_file}` failed (exit 1): cannot import the app: {exc}"
+            ) from None
         commit = _commit_of(Path(app_file).parent)
         with self._state() as s:
-            s["calls"].append({"op": "deploy", "name": name, "tag": tag, "ok": name not in s["fail_deploy"]})
+            s["calls"].append(
+                {"op": "deploy", "name": name, "tag": tag, "ok": name not in s["fail_deploy"]}
+            )
             if name in s["fail_deploy"]:
                 message = s["fail_deploy"].pop(name)
-                raise PlatformError(f"`modal deploy {app_file} --name {name} --tag {tag}` failed (exit 1): {message}")
+                raise PlatformError(
+                    f"`modal deploy {app_file} --name {name} --tag {tag}` failed (exit 1): "
+                    f"{message}"
+                )
             app = s["apps"].setdefault(name, {"state": "deployed", "versions": []})
             app["state"] = "deployed"
             behaviour = s["behaviour_next"].pop(name, "ok")
-            app["versions"].append({"number": len(app["versions"]) + 1, "tag": tag, "commit": commit, "models": models, "behaviour": behaviour, "source": source})
+            app["versions"].append(
+                {
+                    "number": len(app["versions"]) + 1,
+                    "tag": tag,
+                    "commit": commit,
+                    "models": models,
+                    "behaviour": behaviour,
+                    "source": source,
+                }
+            )
             return self._url(s, name)
 
     def fail_next_run(self, message: str = "Function download_weights failed") -> None:
@@ -133,21 +165,36 @@ class FakeModal:
         with self._state() as s:
             s["calls"].append({"op": "run", "name": name, "function": function})
             if f"def {function}(" not in source:
-                raise PlatformError(f"`modal run {app_file}::{function}` failed (exit 1): no function {function!r} in the app")
+                raise PlatformError(
+                    f"`modal run {app_file}::{function}` failed (exit 1): no function "
+                    f"{function!r} in the app"
+                )
             if message := s.pop("fail_run", None):
-                raise PlatformError(f"`modal run {app_file}::{function}` failed (exit 1): {message}")
-            s.setdefault("volume", {}).setdefault("huggingface-cache", []).extend(_declared_models(source))
+                raise PlatformError(
+                    f"`modal run {app_file}::{function}` failed (exit 1): {message}"
+                )
+            s.setdefault("volume", {}).setdefault("huggingface-cache", []).extend(
+                _declared_models(source)
+            )
 
     def rollback(self, name: str, version: int | None = None) -> None:
         with self._state() as s:
             s["calls"].append({"op": "rollback", "name": name, "version": version})
             app = s["apps"].get(name)
             if not app or app["state"] != "deployed":
-                raise PlatformError(f"`modal app rollback {name}` failed (exit 1): App '{name}' is not deployed.")
+                raise PlatformError(
+                    f"`modal app rollback {name}` failed (exit 1): App '{name}' is not deployed."
+                )
             versions = app["versions"]
-            target = versions[-2] if version is None and len(versions) > 1 else next((v for v in versions if v["number"] == version), None)
+            target = (
+                versions[-2]
+                if version is None and len(versions) > 1
+                else next((v for v in versions if v["number"] == version), None)
+            )
             if target is None:
-                raise PlatformError(f"`modal app rollback {name}` failed (exit 1): no version to roll back to")
+                raise PlatformError(
+                    f"`modal app rollback {name}` failed (exit 1): no version to roll back to"
+                )
             versions.append({**target, "number": len(versions) + 1})
 
     def stop(self, name: str) -> None:
@@ -155,7 +202,9 @@ class FakeModal:
             s["calls"].append({"op": "stop", "name": name})
             app = s["apps"].get(name)
             if not app or app["state"] != "deployed":
-                raise PlatformError(f"`modal app stop {name}` failed (exit 1): No App with name '{name}' found.")
+                raise PlatformError(
+                    f"`modal app stop {name}` failed (exit 1): No App with name '{name}' found."
+                )
             app["state"] = "stopped"
 
     def web_url(self, name: str) -> str | None:
@@ -197,7 +246,11 @@ def _declared_models(source: str) -> list[str]:
     tree = _parse(source)
     values = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             if node.targets[0].id in ("SERVED_MODEL_NAME", "ADAPTERS"):
                 values[node.targets[0].id] = ast.literal_eval(node.value)
     if "SERVED_MODEL_NAME" not in values:
@@ -214,6 +267,7 @@ def _app_name(source: str) -> str:
 
 def _commit_of(folder: Path) -> str:
     """What Modal records: the checkout's commit, marked * when it has uncommitted changes."""
+
     def git(*args):
         return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
 
@@ -229,8 +283,13 @@ def _secret_names(source: str) -> list[str]:
     return [
         node.args[0].value
         for node in ast.walk(_parse(source))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_name"
-        and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "Secret" and node.args and isinstance(node.args[0], ast.Constant)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "from_name"
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "Secret"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
     ]
 
 
@@ -241,14 +300,20 @@ def refusal(version: dict, secrets: dict, path: str, headers) -> tuple[int, dict
     deployer_auth_guard.RequireApiKey` in its flags) asks for it on all but /health; an app without
     it (an older deployer's, which handed vLLM the key) has only vLLM's own check, on /v1."""
     source = version["source"]
-    if "requires_proxy_auth=True" in source and not (headers.get("Modal-Key") and headers.get("Modal-Secret")):
+    if "requires_proxy_auth=True" in source and not (
+        headers.get("Modal-Key") and headers.get("Modal-Secret")
+    ):
         return 401, {"error": "modal-http: missing credentials for proxy authorization"}
     environment = {k: v for name in _secret_names(source) for k, v in secrets.get(name, {}).items()}
     key = environment.get("VLLM_API_KEY")
-    guard = '"deployer_auth_guard.RequireApiKey"' in source and version["behaviour"] != "v1-only-auth"
+    guard = (
+        '"deployer_auth_guard.RequireApiKey"' in source and version["behaviour"] != "v1-only-auth"
+    )
     if guard and not key:
         return 503, {"error": "modal-http: the app failed to start (VLLM_API_KEY is not set)"}
-    guarded = path != "/health" if guard else path.startswith(("/v1", "/v2", "/inference", "/cohere"))
+    guarded = (
+        path != "/health" if guard else path.startswith(("/v1", "/v2", "/inference", "/cohere"))
+    )
     if key and guarded and headers.get("Authorization") != f"Bearer {key}":
         return 401, {"error": "Unauthorized"}
     return None
@@ -296,9 +361,22 @@ class EndpointServer:
                 if path == "/health":
                     return self._reply(200, {})
                 if path == "/v1/models":
-                    models = version["models"] if version["behaviour"] != "missing-adapter" else version["models"][:1]
+                    models = (
+                        version["models"]
+                        if version["behaviour"] != "missing-adapter"
+                        else version["models"][:1]
+                    )
                     base = models[0]
-                    return self._reply(200, {"object": "list", "data": [{"id": m, "object": "model", "parent": None if m == base else base} for m in models]})
+                    return self._reply(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [
+                                {"id": m, "object": "model", "parent": None if m == base else base}
+                                for m in models
+                            ],
+                        },
+                    )
                 return self._reply(404, {"error": "not found"})
 
             def do_POST(self):
@@ -314,11 +392,27 @@ class EndpointServer:
                 if path != "/v1/chat/completions":
                     return self._reply(404, {"error": "not found"})
                 if version["behaviour"] == "chat-error":
-                    return self._reply(500, {"error": {"message": "CUDA error: an illegal memory access"}})
+                    return self._reply(
+                        500, {"error": {"message": "CUDA error: an illegal memory access"}}
+                    )
                 model = body.get("model")
                 if model not in version["models"]:
-                    return self._reply(404, {"error": {"message": f"The model `{model}` does not exist."}})
-                return self._reply(200, {"model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": "e2e4"}, "finish_reason": "stop"}]})
+                    return self._reply(
+                        404, {"error": {"message": f"The model `{model}` does not exist."}}
+                    )
+                return self._reply(
+                    200,
+                    {
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": "e2e4"},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                    },
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -337,11 +431,17 @@ class EndpointServer:
 
 # -- the fake `modal` executable -----------------------------------------------------------------
 
+
 def install_executable(bin_dir: Path, state_folder: Path) -> Path:
     """Write `bin_dir/modal`, a fake Modal CLI sharing `state_folder` with a FakeModal."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     exe = bin_dir / "modal"
-    exe.write_text(f"#!{sys.executable}\nimport os, sys\nsys.path.insert(0, {str(HERE)!r})\nos.environ.setdefault({STATE_ENV!r}, {str(state_folder)!r})\nfrom fake_modal import main\nsys.exit(main(sys.argv[1:]))\n")
+    exe.write_text(
+        f"#!{sys.executable}\nimport os, sys\nsys.path.insert(0, "
+        f"{str(HERE)!r})\nos.environ.setdefault({STATE_ENV!r}, "
+        f"{str(state_folder)!r})\nfrom fake_modal import "
+        "main\nsys.exit(main(sys.argv[1:]))\n"
+    )
     exe.chmod(0o755)
     return exe
 
@@ -353,8 +453,14 @@ def main(argv: list[str]) -> int:
         s.setdefault("cwd", []).append(os.getcwd())  # the real CLI imports from there first
     args = list(argv)
     env = None
-    if args[:1] == ["run"] and "--env" in args and any("::" in a for a in args[: args.index("--env")]):
-        print("Error: No such option '--env'.", file=sys.stderr)  # modal 1.6 hands it to the function
+    if (
+        args[:1] == ["run"]
+        and "--env" in args
+        and any("::" in a for a in args[: args.index("--env")])
+    ):
+        print(
+            "Error: No such option '--env'.", file=sys.stderr
+        )  # modal 1.6 hands it to the function
         return 2
     if "--env" in args:
         i = args.index("--env")
@@ -367,21 +473,52 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         if args[:1] == ["deploy"]:
-            app_file, name, tag = args[1], args[args.index("--name") + 1], args[args.index("--tag") + 1]
+            app_file, name, tag = (
+                args[1],
+                args[args.index("--name") + 1],
+                args[args.index("--tag") + 1],
+            )
             url = fake.deploy(Path(app_file), name, tag)
-            print(f"✓ Created objects.\n├── 🔨 Created mount {app_file}\n└── 🔨 Created web function serve =>\n    {url}\n✓ App deployed in 1.234s! 🎉\n\nView Deployment: https://modal.com/apps/fake-workspace/main/deployed/{name}")
+            print(
+                f"✓ Created objects.\n├── 🔨 Created mount {app_file}\n└── 🔨 Created web "
+                f"function serve =>\n    {url}\n✓ App deployed in 1.234s! 🎉\n\nView "
+                f"Deployment: https://modal.com/apps/fake-workspace/main/deployed/{name}"
+            )
         elif args[:1] == ["run"]:
             app_file, function = args[1].split("::")
             fake.run(Path(app_file), function)
-            print(f"✓ App completed. View run at https://modal.com/apps/fake-workspace/main/ap-run")
+            print("✓ App completed. View run at https://modal.com/apps/fake-workspace/main/ap-run")
         elif args[:2] == ["app", "list"]:
-            rows = [{"app_id": f"ap-{n}", "description": n, "state": a["state"], "tasks": "0", "created_at": "2026-11-28T10:00:00+00:00", "stopped_at": None} for n, a in fake.state["apps"].items()]
+            rows = [
+                {
+                    "app_id": f"ap-{n}",
+                    "description": n,
+                    "state": a["state"],
+                    "tasks": "0",
+                    "created_at": "2026-11-28T10:00:00+00:00",
+                    "stopped_at": None,
+                }
+                for n, a in fake.state["apps"].items()
+            ]
             print(json.dumps(rows) if as_json else "\n".join(r["description"] for r in rows))
         elif args[:2] == ["app", "history"]:
             if not fake.history(args[2]):
-                print(f"No App with name '{args[2]}' found in the 'main' environment.", file=sys.stderr)
+                print(
+                    f"No App with name '{args[2]}' found in the 'main' environment.",
+                    file=sys.stderr,
+                )
                 return 1
-            rows = [{"version": f"v{v.number}", "time_deployed": "2026-11-28T10:00:00+00:00", "client": "1.6.4", "deployed_by": "ci", "commit": v.commit or None, **({"tag": v.tag or None})} for v in fake.history(args[2])]
+            rows = [
+                {
+                    "version": f"v{v.number}",
+                    "time_deployed": "2026-11-28T10:00:00+00:00",
+                    "client": "1.6.4",
+                    "deployed_by": "ci",
+                    "commit": v.commit or None,
+                    **({"tag": v.tag or None}),
+                }
+                for v in fake.history(args[2])
+            ]
             print(json.dumps(rows))
         elif args[:2] == ["app", "rollback"]:
             version = int(args[3][1:]) if len(args) > 3 else None

@@ -13,11 +13,20 @@ from .conftest import MINIMAL, REPO
 
 
 def test_benchmark_prints_its_table(tmp_path):
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--sizes", "3", "--runs", "1"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--sizes", "3", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
-    labels = [line.split("  ")[0] for line in out.stdout.splitlines() if line and not line.startswith("#")]
+    labels = [
+        line.split("  ")[0] for line in out.stdout.splitlines() if line and not line.startswith("#")
+    ]
     assert labels[:3] == ["command", "modal --help", "deployer --help"]
-    assert "deployer validate --schema-only" in labels and "deployer render (validates too)" in labels
+    assert (
+        "deployer validate --schema-only" in labels and "deployer render (validates too)" in labels
+    )
     assert re.search(r"deployer --help\s+-\s+\d+\.\d+ s \(", out.stdout)
 
 
@@ -28,9 +37,16 @@ def image_block(source: str) -> str:
 
 def test_deployments_with_the_same_image_settings_render_identical_images(project):
     project.deployment("a", MINIMAL + "adapters: [{name: x, repo: org/x}]\n")
-    project.deployment("b", MINIMAL.replace("gpu: A10G", "gpu: H100") + "adapters: [{name: y, repo: org/y}, {name: z, repo: org/z}]\n")
+    project.deployment(
+        "b",
+        MINIMAL.replace("gpu: A10G", "gpu: H100")
+        + "adapters: [{name: y, repo: org/y}, {name: z, repo: org/z}]\n",
+    )
     project.deployment("c", MINIMAL + "image: {env: {VLLM_LOGGING_LEVEL: DEBUG}}\n")
-    apps = {d.name: render(d, project.root / "build").source for d in check_paths([project.deployments]).deployments}
+    apps = {
+        d.name: render(d, project.root / "build").source
+        for d in check_paths([project.deployments]).deployments
+    }
     assert image_block(apps["a"]) == image_block(apps["b"])  # one image build, cached by Modal
     assert image_block(apps["a"]) != image_block(apps["c"])
     # Nothing deployment-specific is baked in: names, adapters and local folders come later.

@@ -17,7 +17,10 @@ def test_valid_files_exit_zero_with_a_summary(project, cli):
     assert (code, err) == (0, "")
     # Offline, the GPU fit of a Hub model cannot be checked: said as a note, which never fails a run.
     assert "note: GPU fit not checked" in out
-    assert out.splitlines()[-1] == "1 file checked: 0 errors, 0 warnings (1 check skipped, see the notes)"
+    assert (
+        out.splitlines()[-1]
+        == "1 file checked: 0 errors, 0 warnings (1 check skipped, see the notes)"
+    )
     assert cli("validate", "--strict")[0] == 0
 
 
@@ -35,7 +38,9 @@ def test_errors_exit_one_and_show_the_line_with_a_caret(project, cli):
 
 
 def test_warnings_pass_unless_strict(project, cli):
-    project.deployment("a", MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: none"))
+    project.deployment(
+        "a", MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: none")
+    )
     assert cli("validate")[0] == 0
     assert cli("validate", "--strict")[0] == 1
 
@@ -70,7 +75,10 @@ def test_render_writes_every_deployment_then_reports_unchanged(project, cli):
     project.deployment("b", MINIMAL.replace("A10G", "T4"))
     code, out, _ = cli("render")
     assert code == 0
-    assert [line.split()[:2] for line in out.splitlines()] == [["written", "build/a/app.py"], ["written", "build/b/app.py"]]
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["written", "build/a/app.py"],
+        ["written", "build/b/app.py"],
+    ]
     assert cli("render", "b")[1].split()[:2] == ["unchanged", "build/b/app.py"]
 
 
@@ -111,7 +119,9 @@ def test_help_shows_examples(cli):
 
 
 def test_console_script_runs_the_readme_main_job_in_the_repo():
-    result = subprocess.run([sys.executable, "-m", "deployer", "validate"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "deployer", "validate"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 files checked: 0 errors, 5 warnings" in result.stderr
 

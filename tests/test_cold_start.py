@@ -16,19 +16,35 @@ from .conftest import MINIMAL, git_commit
 from .test_modal_app import app_for
 
 PROXY = MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: {proxy: true}")
-SNAPSHOT = PROXY + "cold_start:\n  gpu_snapshot: true\nscaling:\n  min_containers: 1\n  buffer_containers: 2\n  max_concurrent_inputs: 16\n  startup_timeout: 1200\n  timeout: 60\n"
+SNAPSHOT = (
+    PROXY + "cold_start:\n  gpu_snapshot: true\nscaling:\n  min_containers: 1\n  "
+    "buffer_containers: 2\n  max_concurrent_inputs: 16\n  startup_timeout: 1200\n  "
+    "timeout: 60\n"
+)
 
 
 def decorators(source: str, owner: str) -> dict[str, list[str]]:
     """Each method of class `owner` → its decorators, as source text."""
     cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == owner)
-    return {f.name: [ast.unparse(d) for d in f.decorator_list] for f in cls.body if isinstance(f, ast.FunctionDef)}
+    return {
+        f.name: [ast.unparse(d) for d in f.decorator_list]
+        for f in cls.body
+        if isinstance(f, ast.FunctionDef)
+    }
 
 
 def class_keywords(source: str, owner: str) -> dict:
     cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == owner)
-    call = next(d for d in cls.decorator_list if isinstance(d, ast.Call) and ast.unparse(d.func) == "app.cls")
-    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg not in ("image", "volumes", "secrets")}
+    call = next(
+        d
+        for d in cls.decorator_list
+        if isinstance(d, ast.Call) and ast.unparse(d.func) == "app.cls"
+    )
+    return {
+        k.arg: ast.literal_eval(k.value)
+        for k in call.keywords
+        if k.arg not in ("image", "volumes", "secrets")
+    }
 
 
 def test_gpu_snapshot_renders_a_sleeping_server_class(project):
@@ -38,16 +54,27 @@ def test_gpu_snapshot_renders_a_sleeping_server_class(project):
     info = service.info()
     assert info.gpus == [("A10G", 1)] and info.method_names == ["serve"]
     assert info.method_details["serve"].unauthenticated is False  # proxy auth guards /sleep too
-    assert (info.concurrency_info.max_inputs, info.startup_timeout) == (16, 1200)  # not the 60 s request timeout
+    assert (info.concurrency_info.max_inputs, info.startup_timeout) == (
+        16,
+        1200,
+    )  # not the 60 s request timeout
     # Snapshot options travel only in the deploy request: read from the decorator.
     keywords = class_keywords(rendered.source, "Server")
-    assert keywords["enable_memory_snapshot"] is True and keywords["experimental_options"] == {"enable_gpu_snapshot": True}
+    assert keywords["enable_memory_snapshot"] is True and keywords["experimental_options"] == {
+        "enable_gpu_snapshot": True
+    }
     assert (keywords["min_containers"], keywords["buffer_containers"]) == (1, 2)
     hooks = decorators(rendered.source, "Server")
-    assert hooks["start_and_sleep"] == ["modal.enter(snap=True)"] and hooks["wake_up"] == ["modal.enter(snap=False)"]
+    assert hooks["start_and_sleep"] == ["modal.enter(snap=True)"] and hooks["wake_up"] == [
+        "modal.enter(snap=False)"
+    ]
     assert hooks["stop"] == ["modal.exit()"]
     assert "--enable-sleep-mode" in module.vllm_command("m", {})
-    assert '"VLLM_SERVER_DEV_MODE": "1"' in rendered.source and "/sleep?level=1" in rendered.source and '"/wake_up"' in rendered.source
+    assert (
+        '"VLLM_SERVER_DEV_MODE": "1"' in rendered.source
+        and "/sleep?level=1" in rendered.source
+        and '"/wake_up"' in rendered.source
+    )
     assert '"/v1/completions"' in rendered.source  # warm-up that works without a chat template
     assert module.MODEL_IDS == ["Qwen/Qwen3-4B-Instruct-2507"]
 
@@ -61,7 +88,9 @@ def test_snapshot_and_plain_deployments_share_one_image(project):
     def image_block(source: str) -> str:
         return source[source.index("vllm_image = (") : source.index("# ## Model and adapters")]
 
-    assert image_block(snap.source) == image_block(plain.source)  # dev mode is set on the process, not the image
+    assert image_block(snap.source) == image_block(
+        plain.source
+    )  # dev mode is set on the process, not the image
 
 
 def test_default_is_a_plain_function_with_eager_mode_and_a_prefetch_function(project):
@@ -70,8 +99,12 @@ def test_default_is_a_plain_function_with_eager_mode_and_a_prefetch_function(pro
     assert not hasattr(module, "Server") and "--enable-sleep-mode" not in module.VLLM_FLAGS
     prefetch = module.download_weights.info()
     assert prefetch.gpus == [] or prefetch.gpus is None  # a CPU container downloads
-    assert {path: v.name for path, v in prefetch.volumes.items()} == {"/root/.cache/huggingface": "huggingface-cache"}
-    assert prefetch.timeout == 3600 and prefetch.secrets == ["modal.Secret.from_name('test-api-key')"]
+    assert {path: v.name for path, v in prefetch.volumes.items()} == {
+        "/root/.cache/huggingface": "huggingface-cache"
+    }
+    assert prefetch.timeout == 3600 and prefetch.secrets == [
+        "modal.Secret.from_name('test-api-key')"
+    ]
 
 
 def test_the_shipped_defaults_start_vllm_in_eager_mode(tmp_path):
@@ -87,12 +120,20 @@ def test_snapshot_without_proxy_auth_is_an_error_for_its_open_dev_routes(project
     project.deployment("snap", MINIMAL + "cold_start: {gpu_snapshot: true}\n")
     code, out, _ = cli("validate")
     assert code == 1
-    assert "deployments/snap.yaml:8:28: error: GPU snapshots turn on vLLM's dev-mode routes (/sleep, /wake_up, /server_info, /collective_rpc, weight updates)" in out
+    assert (
+        "deployments/snap.yaml:8:28: error: GPU snapshots turn on vLLM's dev-mode "
+        "routes (/sleep, /wake_up, /server_info, /collective_rpc, weight updates)" in out
+    )
     assert "use `auth: {proxy: true}`" in out
 
 
 def test_sleep_mode_is_owned_by_cold_start(project, cli):
-    project.deployment("snap", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {enable-sleep-mode: true}'))
+    project.deployment(
+        "snap",
+        MINIMAL.replace(
+            'version: "0.11.2"', 'version: "0.11.2"\n  args: {enable-sleep-mode: true}'
+        ),
+    )
     code, out, _ = cli("validate")
     assert code == 1 and "cold_start.gpu_snapshot" in out
 
@@ -137,7 +178,11 @@ def test_the_plan_says_when_weights_are_downloaded(project):
 
     project.deployment("alpha", MINIMAL)
     project.deployment("beta", MINIMAL + "cold_start: {prefetch: false}\n")
-    want = desired(check_paths([project.deployments]).deployments, project.root / "build", project_for(project.deployments))
+    want = desired(
+        check_paths([project.deployments]).deployments,
+        project.root / "build",
+        project_for(project.deployments),
+    )
     plan = make_plan(want, {}, {}, project_for(project.deployments), "nowhere")
     effects = {a.name: a.effects for a in plan.actions}
     assert "downloads weights into the cache volume before deploying" in effects["alpha"]

@@ -23,8 +23,13 @@ def qwen_cached(hub_cache):
 
 def chess_without_max_model_len(project):
     """The shipped chess-puzzle deployment and defaults, with no max-model-len."""
-    project.write("deployments/_defaults.yaml", (REPO / "deployments" / "_defaults.yaml").read_text())
-    start, end = CHESS.index("vllm:\n"), CHESS.index("max-model-len: 65536\n") + len("max-model-len: 65536\n")
+    project.write(
+        "deployments/_defaults.yaml", (REPO / "deployments" / "_defaults.yaml").read_text()
+    )
+    start, end = (
+        CHESS.index("vllm:\n"),
+        CHESS.index("max-model-len: 65536\n") + len("max-model-len: 65536\n"),
+    )
     project.deployment("chess-puzzle", CHESS[:start] + CHESS[end:])
     return check_paths([project.deployments])
 
@@ -52,7 +57,9 @@ def test_full_context_on_an_a10g_is_an_error_saying_what_fits(project, qwen_cach
 
 
 def test_shipped_chess_puzzle_uses_a_context_that_fits(project, qwen_cached):
-    project.write("deployments/_defaults.yaml", (REPO / "deployments" / "_defaults.yaml").read_text())
+    project.write(
+        "deployments/_defaults.yaml", (REPO / "deployments" / "_defaults.yaml").read_text()
+    )
     project.deployment("chess-puzzle", CHESS)
     checked = check_paths([project.deployments])
     assert not [d for d in checked.diagnostics if d.rule.startswith("fit.")]
@@ -65,12 +72,21 @@ def test_offline_without_the_model_the_fit_is_skipped_with_a_reason(project, hub
     checked = chess_without_max_model_len(project)
     assert not [d for d in checked.diagnostics if d.rule.startswith("fit.")]
     (skipped,) = checked.notes
-    assert skipped.rule == "fit.skipped" and "Qwen/Qwen3-4B-Instruct-2507 is not in the local Hugging Face cache" in skipped.message
+    assert (
+        skipped.rule == "fit.skipped"
+        and "Qwen/Qwen3-4B-Instruct-2507 is not in the local Hugging Face cache" in skipped.message
+    )
 
 
 def test_max_model_len_beyond_the_model_is_an_error(project, qwen_cached):
-    project.deployment("big", "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507}\ngpu: H100\nvllm: {version: '0.11.2', args: {max-model-len: 300000}}\nauth: none\n")
-    (error,) = [d for d in check_paths([project.deployments]).diagnostics if d.rule.startswith("fit.")]
+    project.deployment(
+        "big",
+        "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507}\ngpu: H100\nvllm: {version: "
+        "'0.11.2', args: {max-model-len: 300000}}\nauth: none\n",
+    )
+    (error,) = [
+        d for d in check_paths([project.deployments]).diagnostics if d.rule.startswith("fit.")
+    ]
     assert error.rule == "fit.beyond-model" and "262,144" in error.message
 
 
@@ -78,10 +94,21 @@ def test_weights_are_counted_exactly_from_local_safetensors(project):
     from .tiny_model import build_base_model
 
     build_base_model(project.root / "models" / "tiny")
-    project.deployment("tiny", "base_model: {path: ../models/tiny, served_name: tiny}\ngpu: T4\nvllm: {version: '0.11.2'}\nauth: none\n")
+    project.deployment(
+        "tiny",
+        "base_model: {path: ../models/tiny, served_name: tiny}\ngpu: T4\nvllm: "
+        "{version: '0.11.2'}\nauth: none\n",
+    )
     (deployment,) = check_paths([project.deployments]).deployments
     shape = model_shape(deployment.base_model.info, {})
-    header_params = sum(v for v in [320 * 128 + 128 + 2 * (2 * 128 + 2 * 64 + 128 * 128 + 2 * 64 * 128 + 128 * 128 + 3 * 256 * 128)])
+    header_params = sum(
+        v
+        for v in [
+            320 * 128
+            + 128
+            + 2 * (2 * 128 + 2 * 64 + 128 * 128 + 2 * 64 * 128 + 128 * 128 + 3 * 256 * 128)
+        ]
+    )
     assert shape.weights_counted == "safetensors headers"
     assert shape.params == header_params
 
@@ -89,7 +116,10 @@ def test_weights_are_counted_exactly_from_local_safetensors(project):
 def test_tensor_parallel_gpus_add_their_memory(project, qwen_cached):
     (deployment,) = chess_without_max_model_len(project).deployments
     shape = model_shape(deployment.base_model.info, {})
-    one, two = compute(deployment, shape, Gpu("H100", 1)), compute(deployment, shape, Gpu("H100", 2))
+    one, two = (
+        compute(deployment, shape, Gpu("H100", 1)),
+        compute(deployment, shape, Gpu("H100", 2)),
+    )
     assert two.total_bytes == 2 * one.total_bytes and two.fits
 
 
@@ -99,16 +129,23 @@ def test_gpu_data_covers_every_schema_gpu_type_with_a_source():
     data = json.loads((REPO / "deployer" / "data" / "gpus.json").read_text())
     assert data["source"] and data["retrieved"]
     assert set(gpu_specs()) == set(schema()["$defs"]["gpu_type"]["enum"])
-    assert round(usd_per_hour(Gpu("A10G")), 2) == 1.10 and round(usd_per_hour(Gpu("H100", 2)), 2) == 7.90
+    assert (
+        round(usd_per_hour(Gpu("A10G")), 2) == 1.10
+        and round(usd_per_hour(Gpu("H100", 2)), 2) == 7.90
+    )
 
 
-@pytest.mark.parametrize(("text", "tokens"), [(4096, 4096), ("4k", 4000), ("4K", 4096), ("32k", 32000), ("auto", None)])
+@pytest.mark.parametrize(
+    ("text", "tokens"), [(4096, 4096), ("4k", 4000), ("4K", 4096), ("32k", 32000), ("auto", None)]
+)
 def test_context_lengths_parse_as_vllm_reads_them(text, tokens):
     assert parse_tokens(text) == tokens
 
 
 def test_fit_command_prints_the_breakdown_and_the_cheaper_gpu(project, qwen_cached, cli):
-    project.write("deployments/_defaults.yaml", (REPO / "deployments" / "_defaults.yaml").read_text())
+    project.write(
+        "deployments/_defaults.yaml", (REPO / "deployments" / "_defaults.yaml").read_text()
+    )
     project.deployment("chess-puzzle", CHESS)
     code, out, _ = cli("fit", "chess-puzzle")
     assert code == 0
@@ -150,7 +187,10 @@ def shipped_copy(project, qwen_cached):
     return project
 
 
-T4_QWEN = "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507}\ngpu: T4\nvllm:\n  version: '0.32.0'\n  args: {max-model-len: 4096%s}\nauth: {proxy: true}\n"
+T4_QWEN = (
+    "base_model: {repo: Qwen/Qwen3-4B-Instruct-2507}\ngpu: T4\nvllm:\n  version: "
+    "'0.32.0'\n  args: {max-model-len: 4096%s}\nauth: {proxy: true}\n"
+)
 
 
 def test_explicit_bfloat16_on_a_gpu_without_it_is_an_error(project, qwen_cached):
@@ -163,10 +203,16 @@ def test_explicit_bfloat16_on_a_gpu_without_it_is_an_error(project, qwen_cached)
 
 def test_a_bfloat16_model_on_a_gpu_without_it_warns_of_the_float16_fallback(project, qwen_cached):
     project.deployment("t4", T4_QWEN % "")
-    (warning,) = [d for d in check_paths([project.deployments]).diagnostics if d.rule == "gpu.dtype-fallback"]
-    assert not warning.is_error and "vLLM will serve this bfloat16 model in float16" in warning.message
+    (warning,) = [
+        d for d in check_paths([project.deployments]).diagnostics if d.rule == "gpu.dtype-fallback"
+    ]
+    assert (
+        not warning.is_error and "vLLM will serve this bfloat16 model in float16" in warning.message
+    )
     project.deployment("t4", T4_QWEN % ", dtype: float16")
-    assert [d for d in check_paths([project.deployments]).diagnostics if d.rule.startswith("gpu.dtype")] == []
+    assert [
+        d for d in check_paths([project.deployments]).diagnostics if d.rule.startswith("gpu.dtype")
+    ] == []
 
 
 def test_gpus_without_bfloat16_are_not_suggested_for_an_explicit_bfloat16(project, qwen_cached):
@@ -176,7 +222,9 @@ def test_gpus_without_bfloat16_are_not_suggested_for_an_explicit_bfloat16(projec
     (deployment,) = check_paths([project.deployments]).deployments
     shape = model_shape(deployment.base_model.info, dict(deployment.vllm.args))
     assert "T4" not in [g.type for g, _ in cheapest_fitting(deployment, shape, 4096, limit=20)]
-    assert gpu_specs()["T4"].compute_capability == (7, 5) and all(s.has_bfloat16 for n, s in gpu_specs().items() if n != "T4")
+    assert gpu_specs()["T4"].compute_capability == (7, 5) and all(
+        s.has_bfloat16 for n, s in gpu_specs().items() if n != "T4"
+    )
 
 
 @pytest.mark.parametrize("text", ["9" * 400, "1" + "0" * 30 + "k"])
@@ -187,9 +235,21 @@ def test_a_context_length_beyond_any_float_is_not_a_number_of_tokens(text):
 def test_absurd_sizes_in_a_local_model_are_not_sized_and_do_not_crash(project, cli):
     model = project.root / "models" / "m"
     model.mkdir(parents=True)
-    config = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10**306, "max_position_embeddings": 1e10, "rope_scaling": {"type": "linear", "factor": 1e308}}
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "vocab_size": 10**306,
+        "max_position_embeddings": 1e10,
+        "rope_scaling": {"type": "linear", "factor": 1e308},
+    }
     (model / "config.json").write_text(json.dumps(config))
-    project.deployment("x", "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment(
+        "x",
+        "base_model: {path: ../models/m, served_name: m}\ngpu: A10G\nvllm: {version: "
+        "'0.11.2'}\nauth: {proxy: true}\n",
+    )
     for command in (("validate",), ("fit", "x"), ("render",)):
         code, out, err = cli(*command)
         assert "internal error" not in err, (command, err)

@@ -28,7 +28,14 @@ auth: {proxy: true}
 
 
 def lora(rank: int) -> str:
-    return json.dumps({"r": rank, "lora_alpha": rank, "target_modules": ["q_proj"], "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507"})
+    return json.dumps(
+        {
+            "r": rank,
+            "lora_alpha": rank,
+            "target_modules": ["q_proj"],
+            "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507",
+        }
+    )
 
 
 @pytest.fixture
@@ -63,7 +70,11 @@ def test_a_repo_without_an_adapter_config_is_an_error(project, online):
     online.add("org/chess-lora", {"README.md": "not an adapter"}, revision="v2")
     project.deployment("d", DEPLOYMENT)
     error = findings(project)[0]["sources.unreadable"]
-    assert error.is_error and error.line == 3 and "org/chess-lora at revision v2 has no adapter_config.json" in error.message
+    assert (
+        error.is_error
+        and error.line == 3
+        and "org/chess-lora at revision v2 has no adapter_config.json" in error.message
+    )
 
 
 def test_an_unknown_revision_is_an_error(project, online):
@@ -79,7 +90,10 @@ def test_a_private_repo_needs_a_token_and_is_read_with_one(project, online, monk
     monkeypatch.setenv("HF_TOKEN", online.token)
     found, checked = findings(project)
     assert found == {} and checked.deployments[0].adapters[0].config.rank == 16
-    assert ("/org/chess-lora/resolve/v2/adapter_config.json", f"Bearer {online.token}") in online.requests
+    assert (
+        "/org/chess-lora/resolve/v2/adapter_config.json",
+        f"Bearer {online.token}",
+    ) in online.requests
 
 
 def test_a_gated_base_model_says_how_to_get_access(project, online):
@@ -88,7 +102,10 @@ def test_a_gated_base_model_says_how_to_get_access(project, online):
     online.add("org/chess-lora", {"adapter_config.json": lora(8)}, revision="v2")
     project.deployment("d", DEPLOYMENT)
     error = findings(project)[0]["sources.unreadable"]
-    assert error.path == ("base_model",) and "is gated: accept its terms on the Hub and set HF_TOKEN" in error.message
+    assert (
+        error.path == ("base_model",)
+        and "is gated: accept its terms on the Hub and set HF_TOKEN" in error.message
+    )
 
 
 def test_an_unreachable_hub_is_tried_once_per_run_and_reported_as_skipped(project, monkeypatch):
@@ -109,20 +126,28 @@ def test_an_unreachable_hub_is_tried_once_per_run_and_reported_as_skipped(projec
 
 
 def _many_adapters(project, count: int) -> None:
-    adapters = "".join(f"  - {{name: a{i}, repo: org/lora-{i}, revision: main}}\n" for i in range(count))
-    project.deployment("d", DEPLOYMENT.replace("  - {name: chess, repo: org/chess-lora, revision: v2}\n", adapters))
+    adapters = "".join(
+        f"  - {{name: a{i}, repo: org/lora-{i}, revision: main}}\n" for i in range(count)
+    )
+    project.deployment(
+        "d", DEPLOYMENT.replace("  - {name: chess, repo: org/chess-lora, revision: v2}\n", adapters)
+    )
 
 
 def test_hub_requests_stop_when_the_runs_budget_is_spent(project, online, monkeypatch):
     # 5,000 adapters of distinct repos, each answered 404 after 50 ms, held validate 4.5 minutes.
     monkeypatch.setattr(hub, "BUDGET_SECONDS", 0.001)  # spent by the first request...
-    online.latency = 0.01  # ...which takes longer (a loopback answer once came in under a millisecond)
+    online.latency = (
+        0.01  # ...which takes longer (a loopback answer once came in under a millisecond)
+    )
     _many_adapters(project, 20)
     checked = check_paths([project.deployments])
     asked = [path for path, _ in online.requests if "/lora-" in path]
     assert len(asked) == 1
     unknown = [d for d in checked.diagnostics if d.rule == "lora.unknown-rank"]
-    assert len(unknown) == 19 and all("this run has spent its 0 s of Hub requests" in d.message for d in unknown)
+    assert len(unknown) == 19 and all(
+        "this run has spent its 0 s of Hub requests" in d.message for d in unknown
+    )
 
 
 def test_a_rate_limiting_hub_is_not_asked_again_in_the_run(project, online):
@@ -130,7 +155,9 @@ def test_a_rate_limiting_hub_is_not_asked_again_in_the_run(project, online):
     _many_adapters(project, 20)
     checked = check_paths([project.deployments])
     assert len(online.requests) == 3  # the third was refused with 429; nothing after it
-    assert "the Hub is rate-limiting this machine (429)" in " ".join(d.message for d in checked.diagnostics)
+    assert "the Hub is rate-limiting this machine (429)" in " ".join(
+        d.message for d in checked.diagnostics
+    )
 
 
 def test_configs_from_the_hub_count_against_the_commands_parse_budget(project, online, monkeypatch):
@@ -141,4 +168,8 @@ def test_configs_from_the_hub_count_against_the_commands_parse_budget(project, o
     monkeypatch.setattr(paths, "MAX_RUN_PARSED", 100)
     project.deployment("d", DEPLOYMENT)
     error = findings(project)[0]["sources.unreadable"]
-    assert error.is_error and "more than 0 MB of memory together" in error.message and "not valid JSON" not in error.message
+    assert (
+        error.is_error
+        and "more than 0 MB of memory together" in error.message
+        and "not valid JSON" not in error.message
+    )

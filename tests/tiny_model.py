@@ -28,7 +28,8 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ "
+    "message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
@@ -53,7 +54,10 @@ def build_base_model(folder: Path, seed: int = 0) -> Path:
     def normal(*shape, std=0.05):
         return rng.normal(0.0, std, size=shape).astype(np.float16)
 
-    tensors = {"model.embed_tokens.weight": normal(VOCAB, HIDDEN, std=0.5), "model.norm.weight": np.ones(HIDDEN, np.float16)}
+    tensors = {
+        "model.embed_tokens.weight": normal(VOCAB, HIDDEN, std=0.5),
+        "model.norm.weight": np.ones(HIDDEN, np.float16),
+    }
     for i in range(LAYERS):
         prefix = f"model.layers.{i}"
         tensors[f"{prefix}.input_layernorm.weight"] = np.ones(HIDDEN, np.float16)
@@ -85,7 +89,9 @@ def build_base_model(folder: Path, seed: int = 0) -> Path:
         "torch_dtype": "float16",
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 258, "bos_token_id": 256}))
+    (folder / "generation_config.json").write_text(
+        json.dumps({"eos_token_id": 258, "bos_token_id": 256})
+    )
     _write_tokenizer(folder)
     return folder
 
@@ -115,7 +121,14 @@ def _write_tokenizer(folder: Path) -> None:
     )
 
 
-def build_lora_adapter(folder: Path, base_model: str, rank: int, seed: int, alpha: int | None = None, targets: list[str] | None = None) -> Path:
+def build_lora_adapter(
+    folder: Path,
+    base_model: str,
+    rank: int,
+    seed: int,
+    alpha: int | None = None,
+    targets: list[str] | None = None,
+) -> Path:
     """A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -126,8 +139,12 @@ def build_lora_adapter(folder: Path, base_model: str, rank: int, seed: int, alph
             if name.split(".")[-1] not in targets:
                 continue
             prefix = f"base_model.model.model.layers.{i}.{name}"
-            tensors[f"{prefix}.lora_A.weight"] = rng.normal(0, 0.3, size=(rank, in_features)).astype(np.float16)
-            tensors[f"{prefix}.lora_B.weight"] = rng.normal(0, 0.3, size=(out_features, rank)).astype(np.float16)
+            tensors[f"{prefix}.lora_A.weight"] = rng.normal(
+                0, 0.3, size=(rank, in_features)
+            ).astype(np.float16)
+            tensors[f"{prefix}.lora_B.weight"] = rng.normal(
+                0, 0.3, size=(out_features, rank)
+            ).astype(np.float16)
     save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = {
         "peft_type": "LORA",

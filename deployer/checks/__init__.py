@@ -7,7 +7,21 @@ from typing import Callable, Iterable, Sequence
 
 from ..diagnostics import Diagnostic
 from ..model import Deployment
-from . import auth, cold_start, compat, fit, flags, image, lora, model_config, names, resources, smoke, sources, tokenizer
+from . import (
+    auth,
+    cold_start,
+    compat,
+    fit,
+    flags,
+    image,
+    lora,
+    model_config,
+    names,
+    resources,
+    smoke,
+    sources,
+    tokenizer,
+)
 
 PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,

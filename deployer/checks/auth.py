@@ -19,7 +19,8 @@ def check_auth(deployment: Deployment) -> Iterable[Diagnostic]:
             deployment,
             ("auth",),
             "auth enables neither an API key nor proxy auth, which would leave the endpoint public",
-            hint="set `api_key: {secret: NAME}` or `proxy: true`, or write `auth: none` if a public endpoint is intended",
+            hint="set `api_key: {secret: NAME}` or `proxy: true`, or write `auth: none` if a "
+            "public endpoint is intended",
             rule="auth.nothing-enabled",
         )
         return
@@ -27,7 +28,8 @@ def check_auth(deployment: Deployment) -> Iterable[Diagnostic]:
         deployment,
         ("auth",),
         "the endpoint is public: anyone with its URL can send requests and run up GPU cost",
-        hint="protect it with `auth: {api_key: {secret: NAME}}` (OpenAI clients pass api_key=) or `auth: {proxy: true}`",
+        hint="protect it with `auth: {api_key: {secret: NAME}}` (OpenAI clients pass "
+        "api_key=) or `auth: {proxy: true}`",
         rule="auth.public",
         severity=Severity.WARNING,
         key=False,
@@ -40,10 +42,49 @@ def _credentials_for_vllm(deployment: Deployment) -> Iterable[Diagnostic]:
     for i, name in enumerate(deployment.vllm.env_from_secrets):
         where = ("vllm", "env_from_secrets", i)
         if name.upper() == "VLLM_API_KEY":
-            yield at(deployment, where, f"vllm.env_from_secrets {name} would hand the API key to vLLM's process, where a file it is tricked into serving (/proc/self/environ) exposes it; the app's middleware checks the key from a digest", hint=f"remove {name} from vllm.env_from_secrets; auth.api_key already guards every route", rule="secrets.api-key-to-vllm", key=False)
+            yield at(
+                deployment,
+                where,
+                f"vllm.env_from_secrets {name} would hand the API key to vLLM's process, "
+                "where a file it is tricked into serving (/proc/self/environ) exposes it; "
+                "the app's middleware checks the key from a digest",
+                hint=f"remove {name} from vllm.env_from_secrets; auth.api_key already guards "
+                "every route",
+                rule="secrets.api-key-to-vllm",
+                key=False,
+            )
         elif name.upper().startswith("MODAL_"):
-            yield at(deployment, where, f"vllm.env_from_secrets {name} would hand one of Modal's own variables to vLLM's process; vLLM reads none of them, and Modal's tokens open the workspace", hint=f"remove {name} from vllm.env_from_secrets", rule="secrets.modal-to-vllm", key=False)
+            yield at(
+                deployment,
+                where,
+                f"vllm.env_from_secrets {name} would hand one of Modal's own variables to "
+                "vLLM's process; vLLM reads none of them, and Modal's tokens open the "
+                "workspace",
+                hint=f"remove {name} from vllm.env_from_secrets",
+                rule="secrets.modal-to-vllm",
+                key=False,
+            )
         elif not CREDENTIAL_NAME.search(name):
-            yield at(deployment, where, f"vllm.env_from_secrets {name} changes nothing: only names that look like credentials are held back from vLLM, and vLLM gets {name} anyway", hint=f"remove {name} from vllm.env_from_secrets", rule="secrets.to-vllm", severity=Severity.WARNING, key=False)
+            yield at(
+                deployment,
+                where,
+                f"vllm.env_from_secrets {name} changes nothing: only names that look like "
+                f"credentials are held back from vLLM, and vLLM gets {name} anyway",
+                hint=f"remove {name} from vllm.env_from_secrets",
+                rule="secrets.to-vllm",
+                severity=Severity.WARNING,
+                key=False,
+            )
         else:
-            yield at(deployment, where, f"vllm.env_from_secrets hands {name} to vLLM's process, where a file vLLM is tricked into reading (a model config naming /proc/self/environ) would expose it", hint="review it: keep only what vLLM itself must read (AWS keys for an S3 load-format, HF_TOKEN for a private repo a flag names)", rule="secrets.to-vllm", severity=Severity.WARNING, key=False)
+            yield at(
+                deployment,
+                where,
+                f"vllm.env_from_secrets hands {name} to vLLM's process, where a file vLLM "
+                "is tricked into reading (a model config naming /proc/self/environ) would "
+                "expose it",
+                hint="review it: keep only what vLLM itself must read (AWS keys for an S3 "
+                "load-format, HF_TOKEN for a private repo a flag names)",
+                rule="secrets.to-vllm",
+                severity=Severity.WARNING,
+                key=False,
+            )

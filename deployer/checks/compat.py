@@ -17,7 +17,11 @@ from ._at import at
 from .sources import outside_repository
 
 SHOWN_MODULES = 40  # a crafted header can name a million modules: a hint lists the first ones
-REQUIRED_FIELDS = ("r", "lora_alpha", "target_modules")  # vLLM's PEFTHelper refuses a config without them
+REQUIRED_FIELDS = (
+    "r",
+    "lora_alpha",
+    "target_modules",
+)  # vLLM's PEFTHelper refuses a config without them
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -29,7 +33,11 @@ def _modules_to_save_allowed(version: str) -> tuple[str, ...]:
 
 
 def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
-    base_info = deployment.base_model.info if isinstance(deployment.base_model.info, BaseModelInfo) else None
+    base_info = (
+        deployment.base_model.info
+        if isinstance(deployment.base_model.info, BaseModelInfo)
+        else None
+    )
     for i, adapter in enumerate(deployment.adapters):
         config = adapter.config
         if not isinstance(config, AdapterConfig):
@@ -37,40 +45,107 @@ def check_adapter_compatibility(deployment: Deployment) -> Iterable[Diagnostic]:
         path = ("adapters", i)
 
         def error(message: str, hint: str, rule: str) -> Diagnostic:
-            return at(deployment, path, f"adapter {adapter.name!r}: {message}", hint=hint, rule=f"compat.{rule}", key=False)
+            return at(
+                deployment,
+                path,
+                f"adapter {adapter.name!r}: {message}",
+                hint=hint,
+                rule=f"compat.{rule}",
+                key=False,
+            )
 
         missing = [f for f in REQUIRED_FIELDS if f not in config.raw]
         if missing:
-            yield error(f"{Path(config.read_from).name} lacks {', '.join(missing)}, which vLLM requires", "re-save the adapter with PEFT (`model.save_pretrained`)", "missing-field")
+            yield error(
+                f"{Path(config.read_from).name} lacks {', '.join(missing)}, which vLLM requires",
+                "re-save the adapter with PEFT (`model.save_pretrained`)",
+                "missing-field",
+            )
         if config.raw.get("use_dora"):
-            yield error("is a DoRA adapter (use_dora: true); vLLM does not serve DoRA", "train a plain LoRA adapter, or merge this one into the base model", "dora")
+            yield error(
+                "is a DoRA adapter (use_dora: true); vLLM does not serve DoRA",
+                "train a plain LoRA adapter, or merge this one into the base model",
+                "dora",
+            )
         if config.raw.get("bias", "none") != "none" or config.raw.get("lora_bias"):
-            yield error(f"trains biases (bias: {config.raw.get('bias')!r}{', lora_bias' if config.raw.get('lora_bias') else ''}); vLLM serves only adapters with bias 'none'", "retrain with bias='none', or merge the adapter into the base model", "bias")
+            yield error(
+                "trains biases (bias: "
+                f"{config.raw.get('bias')!r}{', lora_bias' if config.raw.get('lora_bias') else ''}); "
+                "vLLM serves only adapters with bias 'none'",
+                "retrain with bias='none', or merge the adapter into the base model",
+                "bias",
+            )
         saved = config.raw.get("modules_to_save") or []
         saved = [str(m) for m in saved] if isinstance(saved, list) else [str(saved)]
         extra = [m for m in saved if m not in _modules_to_save_allowed(deployment.vllm.version)]
         if extra:
             allowed = _modules_to_save_allowed(deployment.vllm.version)
             accepts = f"only {', '.join(allowed)}" if allowed else "none"
-            yield error(f"saves full modules ({', '.join(extra)}); vLLM {deployment.vllm.version} accepts {accepts} in modules_to_save", "merge the adapter into the base model, or retrain without modules_to_save", "modules-to-save")
+            yield error(
+                f"saves full modules ({', '.join(extra)}); vLLM {deployment.vllm.version} "
+                f"accepts {accepts} in modules_to_save",
+                "merge the adapter into the base model, or retrain without modules_to_save",
+                "modules-to-save",
+            )
         if adapter.source.is_local and config.weights is None:
-            yield error(f"no adapter_model.safetensors or adapter_model.bin in {adapter.source.written_path}", "copy the adapter's weights file next to its adapter_config.json", "no-weights")
+            yield error(
+                "no adapter_model.safetensors or adapter_model.bin in "
+                f"{adapter.source.written_path}",
+                "copy the adapter's weights file next to its adapter_config.json",
+                "no-weights",
+            )
 
         mismatch = _base_mismatch(deployment, config)
         if mismatch:
-            yield error(mismatch, "serve it on the base it was trained on, or retrain it on this one; vLLM would load it and produce base-model or garbage output", "base-mismatch")
+            yield error(
+                mismatch,
+                "serve it on the base it was trained on, or retrain it on this one; vLLM "
+                "would load it and produce base-model or garbage output",
+                "base-mismatch",
+            )
         if base_info is not None and base_info.tensors:
             try:
                 unknown = _unknown_targets(config.target_modules, base_info)
             except PatternTooSlow as slow:
-                yield at(deployment, path, f"adapter {adapter.name!r}: target_modules pattern {config.target_modules[:80]!r} {slow} against the base model's {len(base_info.module_names())} module names; not checked", hint="PEFT matches it against every module name too: a pattern that backtracks, like (a+)+, makes loading and training slow; list the module names instead", rule="compat.slow-pattern", severity=Severity.WARNING, key=False)
+                yield at(
+                    deployment,
+                    path,
+                    f"adapter {adapter.name!r}: target_modules pattern "
+                    f"{config.target_modules[:80]!r} {slow} against the base model's "
+                    f"{len(base_info.module_names())} module names; not checked",
+                    hint="PEFT matches it against every module name too: a pattern that "
+                    "backtracks, like (a+)+, makes loading and training slow; list the "
+                    "module names instead",
+                    rule="compat.slow-pattern",
+                    severity=Severity.WARNING,
+                    key=False,
+                )
                 continue
             if slow := _slow_pattern_keys(config, base_info):
-                yield at(deployment, path, f"adapter {adapter.name!r}: {slow}", hint="vLLM matches each key against every module name when it loads the adapter, with no deadline: a key that backtracks, like ([\\w.]|[\\w.])*, stalls the engine; write the module names out", rule="compat.slow-pattern", severity=Severity.WARNING, key=False)
+                yield at(
+                    deployment,
+                    path,
+                    f"adapter {adapter.name!r}: {slow}",
+                    hint="vLLM matches each key against every module name when it loads the "
+                    "adapter, with no deadline: a key that backtracks, like "
+                    "([\\w.]|[\\w.])*, stalls the engine; write the module names out",
+                    rule="compat.slow-pattern",
+                    severity=Severity.WARNING,
+                    key=False,
+                )
             if unknown:
                 leaves = sorted({n.rsplit(".", 1)[-1] for n in base_info.module_names()})
-                shown = ", ".join(leaves[:SHOWN_MODULES]) + (f" and {len(leaves) - SHOWN_MODULES} more" if len(leaves) > SHOWN_MODULES else "")
-                yield error(f"targets modules the base model does not have: {', '.join(unknown[:SHOWN_MODULES])}", f"this architecture's modules: {shown}", "unknown-target")
+                shown = ", ".join(leaves[:SHOWN_MODULES]) + (
+                    f" and {len(leaves) - SHOWN_MODULES} more"
+                    if len(leaves) > SHOWN_MODULES
+                    else ""
+                )
+                yield error(
+                    "targets modules the base model does not have: "
+                    f"{', '.join(unknown[:SHOWN_MODULES])}",
+                    f"this architecture's modules: {shown}",
+                    "unknown-target",
+                )
 
 
 def _slow_pattern_keys(config: AdapterConfig, info: BaseModelInfo) -> str | None:
@@ -87,7 +162,10 @@ def _slow_pattern_keys(config: AdapterConfig, info: BaseModelInfo) -> str | None
         try:
             any_match(pattern, info.sorted_module_names, full=True)
         except PatternTooSlow as slow:
-            return f"{field_name} keys {list(keys)[:3]!r} {slow} against the base model's {len(info.module_names())} module names"
+            return (
+                f"{field_name} keys {list(keys)[:3]!r} {slow} against the base model's "
+                f"{len(info.module_names())} module names"
+            )
     return None
 
 
@@ -96,13 +174,22 @@ def _base_mismatch(deployment: Deployment, config: AdapterConfig) -> str | None:
     base = deployment.base_model.source
     if not trained_on:
         return None
-    if base.repo is not None and HUB_ID.match(trained_on) and trained_on.lower() != base.repo.lower():
+    if (
+        base.repo is not None
+        and HUB_ID.match(trained_on)
+        and trained_on.lower() != base.repo.lower()
+    ):
         return f"was trained on {trained_on}, not on the base model {base.repo}"
     if base.path is not None and not HUB_ID.match(trained_on):
         trained_path = Path(trained_on)
         # Only a path inside the repository is looked at: elsewhere the message would tell whether
         # any path on this machine exists. (os.path.exists: a 300-character name is simply not there.)
-        if trained_path.is_absolute() and outside_repository(trained_path, base.path) is None and os.path.exists(trained_path) and real(trained_path) != real(base.path):
+        if (
+            trained_path.is_absolute()
+            and outside_repository(trained_path, base.path) is None
+            and os.path.exists(trained_path)
+            and real(trained_path) != real(base.path)
+        ):
             return f"was trained on {trained_on}, not on the base model at {base.written_path}"
     return None
 

@@ -18,7 +18,13 @@ def check_gpu_fit(deployment: Deployment) -> Iterable[Diagnostic]:
         return  # reported by the sources check
     if isinstance(info, UnknownConfig):
         if info.definite:
-            yield at(deployment, ("base_model",), f"base model: {info.reason}", hint="check the repo id, revision or path; vLLM could not load it either", rule="sources.unreadable")
+            yield at(
+                deployment,
+                ("base_model",),
+                f"base model: {info.reason}",
+                hint="check the repo id, revision or path; vLLM could not load it either",
+                rule="sources.unreadable",
+            )
         else:
             yield _skipped(deployment, info.reason)
         return
@@ -33,17 +39,32 @@ def check_gpu_fit(deployment: Deployment) -> Iterable[Diagnostic]:
     if fit is None:
         return
     explicit = "max-model-len" in args
-    if explicit and shape.max_position_embeddings and fit.max_model_len > shape.max_position_embeddings:
-        yield at(deployment, ("vllm", "args", "max-model-len"), f"max-model-len {fit.max_model_len:,} exceeds the model's max_position_embeddings ({shape.max_position_embeddings:,}); vLLM refuses it", hint=f"use at most {shape.max_position_embeddings:,}", rule="fit.beyond-model", key=False)
+    if (
+        explicit
+        and shape.max_position_embeddings
+        and fit.max_model_len > shape.max_position_embeddings
+    ):
+        yield at(
+            deployment,
+            ("vllm", "args", "max-model-len"),
+            f"max-model-len {fit.max_model_len:,} exceeds the model's "
+            f"max_position_embeddings ({shape.max_position_embeddings:,}); vLLM refuses it",
+            hint=f"use at most {shape.max_position_embeddings:,}",
+            rule="fit.beyond-model",
+            key=False,
+        )
         return
     if fit.fits:
         return
     lora = f", {gib(fit.lora_bytes)} of LoRA buffers" if fit.lora_bytes else ""
     where = f"{deployment.gpu.modal_spec} ({gib(fit.total_bytes)})"
     message = (
-        f"{deployment.base_model.served_name} with {fit.max_model_len:,} tokens of context does not fit on {where}: "
-        f"its KV cache needs {gib(fit.needed_kv_bytes)}, but only {gib(max(fit.kv_budget_bytes, 0))} remain of {gib(fit.budget_bytes)} "
-        f"(gpu-memory-utilization {fit.utilization}) after {gib(fit.weight_bytes)} of weights{lora} and about {gib(fit.overhead_bytes)} of overhead"
+        f"{deployment.base_model.served_name} with {fit.max_model_len:,} tokens of "
+        f"context does not fit on {where}: "
+        f"its KV cache needs {gib(fit.needed_kv_bytes)}, but only "
+        f"{gib(max(fit.kv_budget_bytes, 0))} remain of {gib(fit.budget_bytes)} "
+        f"(gpu-memory-utilization {fit.utilization}) after {gib(fit.weight_bytes)} of "
+        f"weights{lora} and about {gib(fit.overhead_bytes)} of overhead"
     )
     hints = []
     if fit.max_fitting_len > 0:
@@ -53,12 +74,32 @@ def check_gpu_fit(deployment: Deployment) -> Iterable[Diagnostic]:
         listed = ", ".join(f"{g.modal_spec} (${price:.2f}/h)" for g, price in alternatives)
         hints.append(f"or use a GPU that holds {fit.max_model_len:,} tokens: {listed}")
     path = ("vllm", "args", "max-model-len") if explicit else ("gpu",)
-    yield at(deployment, path, message, hint="; ".join(hints) + "  (details: deployer fit " + deployment.name + ")", rule="fit.kv-cache", key=not explicit)
+    yield at(
+        deployment,
+        path,
+        message,
+        hint="; ".join(hints) + "  (details: deployer fit " + deployment.name + ")",
+        rule="fit.kv-cache",
+        key=not explicit,
+    )
 
 
 def _skipped(deployment: Deployment, reason: str) -> Diagnostic:
     if deployment.base_model.source.is_local:
-        hint = "the model folder's config.json needs the usual transformer fields for the fit to be computed"
+        hint = (
+            "the model folder's config.json needs the usual transformer fields for the fit "
+            "to be computed"
+        )
     else:
-        hint = "download its config once (`hf download REPO config.json`) so it is in the local cache, or run where the Hub is reachable"
-    return at(deployment, ("base_model",), f"GPU fit not checked: {reason}", hint=hint, rule="fit.skipped", severity=Severity.NOTE)
+        hint = (
+            "download its config once (`hf download REPO config.json`) so it is in the "
+            "local cache, or run where the Hub is reachable"
+        )
+    return at(
+        deployment,
+        ("base_model",),
+        f"GPU fit not checked: {reason}",
+        hint=hint,
+        rule="fit.skipped",
+        severity=Severity.NOTE,
+    )

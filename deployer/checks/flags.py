@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .. import catalog
-from ..argv import CREDENTIAL_NAME, MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
+from ..argv import MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
 from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
 from ..diagnostics import Diagnostic, Severity
 from ..fit import TOKEN_COUNT, parse_tokens, token_text_problem
 from ..load import did_you_mean
 from ..model import Deployment
 from ._at import at
-
-
 
 # Flags whose value is a credential: it would be written into the rendered app and its log.
 SECRET_FLAGS = {"hf-token": "HF_TOKEN", "api-key": "VLLM_API_KEY"}
@@ -34,12 +32,19 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
         known = flags.lookup(name) if flags else None
         # vLLM's argparse accepts any unique prefix (--api-ke is --api-key): never let one stand in
         # for a flag the deployer owns, a credential flag, or one checked for what it reads or runs.
-        owned = [full for full in (*MANAGED_FLAGS, *SECRET_FLAGS, *SENSITIVE_FLAGS) if full.startswith(name) and full != name]
-        if known is None and owned and not catalog.versions_with(name):  # a real flag in some release is no abbreviation
+        owned = [
+            full
+            for full in (*MANAGED_FLAGS, *SECRET_FLAGS, *SENSITIVE_FLAGS)
+            if full.startswith(name) and full != name
+        ]
+        if (
+            known is None and owned and not catalog.versions_with(name)
+        ):  # a real flag in some release is no abbreviation
             yield at(
                 deployment,
                 ("vllm", "args", name),
-                f"--{name} is an abbreviation vLLM would read as --{owned[0]}" + (f" (or {', '.join('--' + o for o in owned[1:])})" if len(owned) > 1 else ""),
+                f"--{name} is an abbreviation vLLM would read as --{owned[0]}"
+                + (f" (or {', '.join('--' + o for o in owned[1:])})" if len(owned) > 1 else ""),
                 hint="write flags in full; " + _abbreviated_hint(owned[0]),
                 rule="flags.abbreviated",
             )
@@ -51,19 +56,26 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
                 deployment,
                 ("vllm", "args", name),
                 f"--{name} would write a credential into the rendered app and its log",
-                hint=f"remove it; put {SECRET_FLAGS[name]} in a Modal Secret and list the secret under `secrets:`" + (" (or use auth.api_key)" if name == "api-key" else ""),
+                hint=f"remove it; put {SECRET_FLAGS[name]} in a Modal Secret and list the "
+                "secret under `secrets:`" + (" (or use auth.api_key)" if name == "api-key" else ""),
                 rule="secrets.in-args",
             )
             continue
         for item in value if isinstance(value, list) else [value]:
             # vLLM's parser takes any word that starts with '-' and holds a '.' for a dotted
             # option (--compilation-config.level), eating the word after it: -1.5 included.
-            if isinstance(item, str) and item.startswith("-") and (not _is_number(item) or "." in item):
+            if (
+                isinstance(item, str)
+                and item.startswith("-")
+                and (not _is_number(item) or "." in item)
+            ):
                 yield at(
                     deployment,
                     ("vllm", "args", name),
-                    f"a value of --{name} starts with '-' ({item!r}): vLLM would read it as another flag",
-                    hint="values cannot start with '-'; if this was meant as a flag, give it its own key in vllm.args",
+                    f"a value of --{name} starts with '-' ({item!r}): vLLM would read it "
+                    "as another flag",
+                    hint="values cannot start with '-'; if this was meant as a flag, give it "
+                    "its own key in vllm.args",
                     rule="flags.value-looks-like-flag",
                     key=False,
                 )
@@ -83,7 +95,10 @@ def _abbreviated_hint(full: str) -> str:
         return f"--{full} is controlled by {MANAGED_FLAGS[full]}"
     if full in SECRET_FLAGS:
         return f"put {SECRET_FLAGS[full]} in a Modal Secret instead"
-    return f"--{full} is checked for what it reads, runs or exposes, which an abbreviation would slip past"
+    return (
+        f"--{full} is checked for what it reads, runs or exposes, which an abbreviation "
+        "would slip past"
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -109,33 +124,72 @@ CODE_FLAGS = {
     "worker-extension-cls": "imports the class it names into every worker",
     "scheduler-cls": "imports the class it names into the engine",
     "model-class-overrides": "imports the model classes it names",
-    "distributed-executor-backend": "imports the executor class it names into the engine (ray: starts or joins a Ray cluster and opens its ports)",
+    "distributed-executor-backend": "imports the executor class it names into the engine (ray: starts or joins a "
+    "Ray cluster and opens its ports)",
     "io-processor-plugin": "loads the plugin it names",
     "log-config-file": "hands a file to logging.config, which can build any Python object",
-    "logging-config": "hands a file (pylogging_config_file) to logging.config, which can build any Python object",
-    "code-revision": "picks the revision of the model repository's Python code that trust-remote-code runs",
-    "allowed-local-media-path": "lets every request read files under that folder of the container (its Secrets are in /proc/self/environ)",
+    "logging-config": "hands a file (pylogging_config_file) to logging.config, which can build any "
+    "Python object",
+    "code-revision": "picks the revision of the model repository's Python code that "
+    "trust-remote-code runs",
+    "allowed-local-media-path": "lets every request read files under that folder of the container (its Secrets "
+    "are in /proc/self/environ)",
 }
 # Values of the flags above and below that are built-in names, not imports, connections or logs.
 PLAIN_VALUES = {
     "distributed-executor-backend": {"mp", "uni", "external_launcher"},
     "data-parallel-backend": {"mp"},
     "kv-offloading-backend": {"native"},
-    "load-format": {"auto", "pt", "safetensors", "npcache", "dummy", "hf", "fastsafetensors", "instanttensor", "mistral", "gguf", "bitsandbytes", "sharded_state"},
+    "load-format": {
+        "auto",
+        "pt",
+        "safetensors",
+        "npcache",
+        "dummy",
+        "hf",
+        "fastsafetensors",
+        "instanttensor",
+        "mistral",
+        "gguf",
+        "bitsandbytes",
+        "sharded_state",
+    },
     "log-level": {"CRITICAL", "ERROR", "WARNING", "INFO"},
 }
 IMPORTING_VALUES = ("spec-model",)  # a Hub repo, or with a dotted name a class to import
-JSON_KEYS_AS_FLAGS = {"load_format": "load-format"}  # keys inside JSON flags judged as these flags are (a draft model's load_format)
+JSON_KEYS_AS_FLAGS = {
+    "load_format": "load-format"
+}  # keys inside JSON flags judged as these flags are (a draft model's load_format)
 
 
 # Flags whose value may name a file in the container that vLLM reads and, for some, shows to
 # callers (a chat template read from /proc/self/environ comes back from /tokenize, /detokenize and
 # /tokenizer_info, Secrets included).
-FILE_FLAGS = ("chat-template", "tokenizer", "hf-config-path", "generation-config", "ssl-keyfile", "ssl-certfile", "ssl-ca-certs", "mm-encoder-fp8-scale-path", "mm-encoder-fp8-scale-save-path")
-SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc", "/run", "/var/run", "/root/.")  # /root/.: its dot-folders (.ssh, .modal.toml)
+FILE_FLAGS = (
+    "chat-template",
+    "tokenizer",
+    "hf-config-path",
+    "generation-config",
+    "ssl-keyfile",
+    "ssl-certfile",
+    "ssl-ca-certs",
+    "mm-encoder-fp8-scale-path",
+    "mm-encoder-fp8-scale-save-path",
+)
+SYSTEM_FOLDERS = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/etc",
+    "/run",
+    "/var/run",
+    "/root/.",
+)  # /root/.: its dot-folders (.ssh, .modal.toml)
 CONTAINER_CWD = "/root"  # where vLLM runs in the container: relative paths start there
 OURS_UNDER_ROOT = ("/root/sources", "/root/.cache/huggingface")  # what the app mounts there
-HUB_OR_KEYWORD = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|auto|vllm)$")
+HUB_OR_KEYWORD = re.compile(
+    r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|auto|vllm)$"
+)
 INLINE = re.compile(r"[{}\n]")  # what vLLM takes for template text once opening it as a file fails
 EXPOSING_FLAGS = {
     "enable-tokenizer-info-endpoint": "serves the chat template and tokenizer configuration to every caller",
@@ -143,21 +197,25 @@ EXPOSING_FLAGS = {
     "tool-server": "sends requests to the tool servers it names",
     "master-addr": "connects the engine to that host",
     "data-parallel-address": "connects the engine to that host",
-    "profiler-config": "opens /start_profile and /stop_profile to every caller and writes traces into the container",
+    "profiler-config": "opens /start_profile and /stop_profile to every caller and writes traces into "
+    "the container",
     "enable-fault-tolerance": "opens the /fault_tolerance routes to every caller",
     "trust-request-chat-template": "lets every request bring its own chat template",
     "enable-log-requests": "writes every request's prompt into the logs",
     "enable-log-outputs": "writes every reply into the logs",
     "allow-credentials": "lets browsers send credentials from the allowed origins",
     "log-level": "below INFO, writes prompts and replies into the logs",
-    "load-format": "loads the weights from elsewhere than the model folder (object storage, a tensorizer URI, a weight server or a local daemon)",
+    "load-format": "loads the weights from elsewhere than the model folder (object storage, a "
+    "tensorizer URI, a weight server or a local daemon)",
     "kv-offloading-backend": "sends the KV cache, the requests' contents, to an LMCache server",
     "kv-transfer-config": "connects the engine to the KV cache store or peer it names",
     "ec-transfer-config": "connects the engine to the encoder cache store or peer it names",
-    "kv-events-config": "publishes every request's token ids on the socket it names (on all interfaces by default)",
+    "kv-events-config": "publishes every request's token ids on the socket it names (on all interfaces "
+    "by default)",
     "weight-transfer-config": "lets a trainer elsewhere replace the model's weights",
     "data-parallel-backend": "starts or joins a Ray cluster and opens its ports",
-    "data-parallel-multi-port-external-lb": "starts an API server per rank on more ports, and a health server on all interfaces",
+    "data-parallel-multi-port-external-lb": "starts an API server per rank on more ports, and a health server on all "
+    "interfaces",
     "data-parallel-rpc-port": "opens a port for data-parallel coordination",
     "data-parallel-supervisor-port": "opens a health server port on all interfaces",
     "master-port": "spreads the engine over nodes that connect to each other",
@@ -179,8 +237,13 @@ SENSITIVE_FLAGS = (*CODE_FLAGS, *FILE_FLAGS, *EXPOSING_FLAGS)
 # its inductor_compile_config goes to torch as raw settings, some of which reach the C++
 # compiler's command line: `cpp.march: "native -include /root/sources/x.h"` compiles a committed
 # header into a library the server loads.)
-CODE_KEYS = re.compile(r"(module_path|_cls|^cls|class_name|inductor_passes|inductor_compile_config|plugin|logging_config_file|trust_remote_code|auto_map|^cache_dir)$")
-IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\.[A-Za-z_]\w*|:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$")
+CODE_KEYS = re.compile(
+    r"(module_path|_cls|^cls|class_name|inductor_passes|inductor_compile_config|"
+    r"plugin|logging_config_file|trust_remote_code|auto_map|^cache_dir)$"
+)
+IMPORT_PATH = re.compile(
+    r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\.[A-Za-z_]\w*|:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$"
+)
 OWN_CODE = "vllm."
 MAX_JSON_NODES = 100_000
 
@@ -190,12 +253,16 @@ def container_path(value: object) -> str | None:
     a keyword). Template text is a path too: vLLM tries to open every value first."""
     if not isinstance(value, str) or HUB_OR_KEYWORD.match(value):
         return None
-    joined = posixpath.join(CONTAINER_CWD, "/root" + value[1:] if value.startswith("~") else value)  # the container's home
+    joined = posixpath.join(
+        CONTAINER_CWD, "/root" + value[1:] if value.startswith("~") else value
+    )  # the container's home
     return "/" + posixpath.normpath(joined).lstrip("/")  # normpath keeps a leading //
 
 
 def is_system_path(path: str) -> bool:
-    inside = lambda folder: path == folder or path.startswith(folder if folder.endswith(".") else folder + "/")
+    def inside(folder: str) -> bool:
+        return path == folder or path.startswith(folder if folder.endswith(".") else folder + "/")
+
     return any(inside(f) for f in SYSTEM_FOLDERS) and not any(inside(f) for f in OURS_UNDER_ROOT)
 
 
@@ -241,17 +308,29 @@ def _code_named(name: str, value: object, items: list[tuple[object, object]]) ->
     if name in IMPORTING_VALUES and isinstance(value, str):
         return [value] if IMPORT_PATH.match(value) and not value.startswith(OWN_CODE) else []
     keys = [str(k) for k, _ in items if isinstance(k, str) and CODE_KEYS.search(k)]
-    paths = [f"{k}: {v}" for k, v in items if isinstance(v, str) and IMPORT_PATH.match(v) and not v.startswith(OWN_CODE)]
+    paths = [
+        f"{k}: {v}"
+        for k, v in items
+        if isinstance(v, str) and IMPORT_PATH.match(v) and not v.startswith(OWN_CODE)
+    ]
     return list(dict.fromkeys(keys + paths))
 
 
 ADDRESS_KEY = re.compile(r"(_ip|_host|_addr|address|endpoint|_uri|_url|proxies)$")
 PATH_VALUE = re.compile(r"^(/|~|\.\.?/)")
-PATH_KEY = re.compile(r"(^|_)(dir|path|file|folder)$")  # whose values are paths, relative ones (from /root) too
+PATH_KEY = re.compile(
+    r"(^|_)(dir|path|file|folder)$"
+)  # whose values are paths, relative ones (from /root) too
 
 
 def _addresses(items: list[tuple[object, object]]) -> list[str]:
-    return [v for k, v in items if isinstance(v, str) and v and ("://" in v or (isinstance(k, str) and ADDRESS_KEY.search(k)))]
+    return [
+        v
+        for k, v in items
+        if isinstance(v, str)
+        and v
+        and ("://" in v or (isinstance(k, str) and ADDRESS_KEY.search(k)))
+    ]
 
 
 def _paths(items: list[tuple[object, object]]) -> list[str]:
@@ -300,7 +379,13 @@ def reviewed_flags() -> tuple[frozenset[str], tuple[str, ...]]:
 
 def _reviewed(flag: str) -> bool:
     """Known to tune only, or known for what it does (and judged above), or the deployer's own."""
-    return flag in reviewed_flags()[0] or flag in SENSITIVE_FLAGS or flag in MANAGED_FLAGS or flag in SECRET_FLAGS or flag in IMPORTING_VALUES
+    return (
+        flag in reviewed_flags()[0]
+        or flag in SENSITIVE_FLAGS
+        or flag in MANAGED_FLAGS
+        or flag in SECRET_FLAGS
+        or flag in IMPORTING_VALUES
+    )
 
 
 def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
@@ -309,35 +394,107 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     flags = catalog.load(deployment.vllm.version)
     local = [d.source for d in deployment.declared_sources if d.source.is_local]
     if local and "-P" not in vllm_server(deployment.image.python):
-        yield at(deployment, ("image", "python"), f"image.python {deployment.image.python} has no `python -P`: vLLM's working folder, where the local folders are copied, stays importable, so a flag naming a class could import a file from {local[0].written_path}", hint="use Python 3.11 or later", rule="flags.importable-sources", severity=Severity.WARNING, key=False)
+        yield at(
+            deployment,
+            ("image", "python"),
+            f"image.python {deployment.image.python} has no `python -P`: vLLM's working "
+            "folder, where the local folders are copied, stays importable, so a flag "
+            f"naming a class could import a file from {local[0].written_path}",
+            hint="use Python 3.11 or later",
+            rule="flags.importable-sources",
+            severity=Severity.WARNING,
+            key=False,
+        )
     for name, value in deployment.vllm.args:
         items = json_items(value)
         if len(items) >= MAX_JSON_NODES:
-            yield at(deployment, ("vllm", "args", name), f"--{name} holds more than {MAX_JSON_NODES:,} values, more than the deployer judges for code, addresses and paths", hint="give vLLM a smaller configuration", rule="flags.value", key=False)
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} holds more than {MAX_JSON_NODES:,} values, more than the "
+                "deployer judges for code, addresses and paths",
+                hint="give vLLM a smaller configuration",
+                rule="flags.value",
+                key=False,
+            )
             continue
-        if name not in CODE_FLAGS and (named := _code_named(name, value, items)):  # (those are warned about below)
-            yield at(deployment, ("vllm", "args", name), f"--{name} names code vLLM would import or run ({', '.join(named[:5])})", hint="review it as code: it runs in the container with the deployment's Secrets", rule="flags.runs-code", severity=Severity.WARNING, key=False)
+        if name not in CODE_FLAGS and (
+            named := _code_named(name, value, items)
+        ):  # (those are warned about below)
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} names code vLLM would import or run ({', '.join(named[:5])})",
+                hint="review it as code: it runs in the container with the deployment's Secrets",
+                rule="flags.runs-code",
+                severity=Severity.WARNING,
+                key=False,
+            )
         yield from _file_findings(deployment, name, _paths(items))
         for key, flag in JSON_KEYS_AS_FLAGS.items():
-            if any(k == key and isinstance(v, str) and v not in PLAIN_VALUES[flag] for k, v in items):
-                yield at(deployment, ("vllm", "args", name), f"--{name} {key}: {EXPOSING_FLAGS[flag]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING, key=False)
+            if any(
+                k == key and isinstance(v, str) and v not in PLAIN_VALUES[flag] for k, v in items
+            ):
+                yield at(
+                    deployment,
+                    ("vllm", "args", name),
+                    f"--{name} {key}: {EXPOSING_FLAGS[flag]}",
+                    hint="review it: remove it unless callers need it",
+                    rule="flags.exposes",
+                    severity=Severity.WARNING,
+                    key=False,
+                )
         if addresses := _addresses(items):
-            yield at(deployment, ("vllm", "args", name), f"--{name} names an address vLLM connects to ({', '.join(addresses[:3])})", hint="review it: requests or their data would go there", rule="flags.exposes", severity=Severity.WARNING, key=False)
-        for option, values in _passed(flag_tokens(name, value, flags.lookup(name) if flags else None)):
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} names an address vLLM connects to ({', '.join(addresses[:3])})",
+                hint="review it: requests or their data would go there",
+                rule="flags.exposes",
+                severity=Severity.WARNING,
+                key=False,
+            )
+        for option, values in _passed(
+            flag_tokens(name, value, flags.lookup(name) if flags else None)
+        ):
             meant = _meant(option, flags)
             if meant in FILE_FLAGS:
                 yield from _file_findings(deployment, name, values)
             plain = bool(values) and set(values) <= PLAIN_VALUES.get(meant, set())
             if meant in EXPOSING_FLAGS and not plain:
-                yield at(deployment, ("vllm", "args", name), f"--{meant} {EXPOSING_FLAGS[meant]}", hint="review it: remove it unless callers need it", rule="flags.exposes", severity=Severity.WARNING)
-            if meant is not None and flags is not None and flags.lookup(meant) is not None and not _reviewed(meant):
-                yield at(deployment, ("vllm", "args", name), f"--{meant} is not among the flags reviewed for what they make vLLM read, import, open or send (reviewed for vLLM {', '.join(reviewed_flags()[1])})", hint="read what it does in vLLM's source before merging, as you would code; if it only tunes the engine, add it to deployer/data/vllm_flags_reviewed.json", rule="flags.unreviewed", severity=Severity.WARNING)
+                yield at(
+                    deployment,
+                    ("vllm", "args", name),
+                    f"--{meant} {EXPOSING_FLAGS[meant]}",
+                    hint="review it: remove it unless callers need it",
+                    rule="flags.exposes",
+                    severity=Severity.WARNING,
+                )
+            if (
+                meant is not None
+                and flags is not None
+                and flags.lookup(meant) is not None
+                and not _reviewed(meant)
+            ):
+                yield at(
+                    deployment,
+                    ("vllm", "args", name),
+                    f"--{meant} is not among the flags reviewed for what they make vLLM "
+                    "read, import, open or send (reviewed for vLLM "
+                    f"{', '.join(reviewed_flags()[1])})",
+                    hint="read what it does in vLLM's source before merging, as you would "
+                    "code; if it only tunes the engine, add it to "
+                    "deployer/data/vllm_flags_reviewed.json",
+                    rule="flags.unreviewed",
+                    severity=Severity.WARNING,
+                )
             if meant in CODE_FLAGS and not plain:
                 yield at(
                     deployment,
                     ("vllm", "args", name),
                     f"--{meant} {CODE_FLAGS[meant]}",
-                    hint="review it as code: it runs in the container with the deployment's Secrets; remove it unless the model needs it",
+                    hint="review it as code: it runs in the container with the deployment's "
+                    "Secrets; remove it unless the model needs it",
                     rule="flags.runs-code",
                     severity=Severity.WARNING,
                 )
@@ -349,24 +506,51 @@ def _file_findings(deployment: Deployment, name: str, values: list[str]) -> Iter
         if where is None:
             continue
         if is_system_path(where):
-            yield at(deployment, ("vllm", "args", name), f"--{name} {value!r} reads {where} in the container, a system file: the container's Secrets are in /proc/self/environ", hint=f"point --{name} at a file of the model (under the folder you deploy) or a Hub repo", rule="flags.reads-system-file", key=False)
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} {value!r} reads {where} in the container, a system file: the "
+                "container's Secrets are in /proc/self/environ",
+                hint=f"point --{name} at a file of the model (under the folder you deploy) or a "
+                "Hub repo",
+                rule="flags.reads-system-file",
+                key=False,
+            )
             return
         if not INLINE.search(value):
-            yield at(deployment, ("vllm", "args", name), f"--{name} reads the file {where} in the container", hint="review it: vLLM may show what it reads to callers (a chat template comes back from /tokenize)", rule="flags.reads-file", severity=Severity.WARNING, key=False)
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} reads the file {where} in the container",
+                hint="review it: vLLM may show what it reads to callers (a chat template comes "
+                "back from /tokenize)",
+                rule="flags.reads-file",
+                severity=Severity.WARNING,
+                key=False,
+            )
             return
 
 
 def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
     version = deployment.vllm.version
     flags = catalog.load(version)
-    args = [(n, v) for n, v in deployment.vllm.args if n not in MANAGED_FLAGS and n.removeprefix("no-") not in MANAGED_FLAGS and n not in SECRET_FLAGS]
+    args = [
+        (n, v)
+        for n, v in deployment.vllm.args
+        if n not in MANAGED_FLAGS
+        and n.removeprefix("no-") not in MANAGED_FLAGS
+        and n not in SECRET_FLAGS
+    ]
     if flags is None:
         unchecked = ", ".join(f"--{n}" for n, _ in args) or "none given"
         yield at(
             deployment,
             ("vllm", "version"),
-            f"no flag catalog for vLLM {version}: vllm.args were not checked against its flags ({unchecked}), and LoRA limits assume the rank choices of vLLM 0.11-0.32",
-            hint=f"catalogued versions: {', '.join(catalog.available_versions())}; add one with scripts/extract_vllm_flags.py --install {version}",
+            f"no flag catalog for vLLM {version}: vllm.args were not checked against its "
+            f"flags ({unchecked}), and LoRA limits assume the rank choices of vLLM "
+            "0.11-0.32",
+            hint=f"catalogued versions: {', '.join(catalog.available_versions())}; add one with "
+            f"scripts/extract_vllm_flags.py --install {version}",
             rule="flags.no-catalog",
             severity=Severity.WARNING,
             key=False,
@@ -380,15 +564,37 @@ def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
         if flag.name in MANAGED_FLAGS:
             continue  # an alias of a flag the deployer owns: reported by check_managed_flags
         if flag.kind == "boolean_optional" and value is False and not negated_options(name, flag):
-            yield at(deployment, ("vllm", "args", name), f"--{name} has no negative form in vLLM {version}", hint="remove it to keep vLLM's default", rule="flags.value", key=False)
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} has no negative form in vLLM {version}",
+                hint="remove it to keep vLLM's default",
+                rule="flags.value",
+                key=False,
+            )
             continue
         if flag.kind == "boolean_optional" and name == f"no-{flag.name}":
-            yield at(deployment, ("vllm", "args", name), f"write the flag as `{flag.name}: {str(not value).lower() if isinstance(value, bool) else 'false'}` rather than `{name}`", hint=f"true gives --{flag.name}, false gives --no-{flag.name}", rule="flags.negated-name")
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"write the flag as `{flag.name}: "
+                f"{str(not value).lower() if isinstance(value, bool) else 'false'}` rather "
+                f"than `{name}`",
+                hint=f"true gives --{flag.name}, false gives --no-{flag.name}",
+                rule="flags.negated-name",
+            )
             continue
         problem = _value_problem(flag, value)
         if problem:
             message, hint = problem
-            yield at(deployment, ("vllm", "args", name), f"--{name} {message} (vLLM {version})", hint=hint, rule="flags.value", key=False)
+            yield at(
+                deployment,
+                ("vllm", "args", name),
+                f"--{name} {message} (vLLM {version})",
+                hint=hint,
+                rule="flags.value",
+                key=False,
+            )
 
 
 def _unknown(deployment: Deployment, name: str, flags: catalog.Catalog) -> Diagnostic:
@@ -398,33 +604,65 @@ def _unknown(deployment: Deployment, name: str, flags: catalog.Catalog) -> Diagn
         return at(
             deployment,
             path,
-            f"--{name} does not exist in vLLM {flags.version} (the pinned version); it exists in {', '.join(elsewhere)}",
-            hint=f"remove it, or pin a version that has it; {did_you_mean(name, flags.names) or 'see `vllm serve --help` for this version'}",
+            f"--{name} does not exist in vLLM {flags.version} (the pinned version); it "
+            f"exists in {', '.join(elsewhere)}",
+            hint="remove it, or pin a version that has it; "
+            f"{did_you_mean(name, flags.names) or 'see `vllm serve --help` for this version'}",
             rule="flags.not-in-version",
         )
-    return at(deployment, path, f"--{name} is not a flag of vLLM {flags.version}", hint=did_you_mean(name, flags.names) or "see `vllm serve --help` for the pinned version", rule="flags.unknown")
+    return at(
+        deployment,
+        path,
+        f"--{name} is not a flag of vLLM {flags.version}",
+        hint=did_you_mean(name, flags.names) or "see `vllm serve --help` for the pinned version",
+        rule="flags.unknown",
+    )
 
 
 def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
     """(what is wrong, how to fix it), or None."""
     if flag.is_boolean:
         if not isinstance(value, bool):
-            return f"takes true or false, not {value!r}", f"write `{flag.name}: true` to give --{flag.name}"
+            return (
+                f"takes true or false, not {value!r}",
+                f"write `{flag.name}: true` to give --{flag.name}",
+            )
         return None
     if isinstance(value, bool):
-        return f"takes a value, not {str(value).lower()}", "YAML reads unquoted yes/no/true/false as booleans; quote the value if it is text"
-    if flag.base_type in JSON_TYPES and isinstance(value, str) and value.lstrip().startswith(("{", "[")) and _json_text(value) is None:
+        return (
+            f"takes a value, not {str(value).lower()}",
+            "YAML reads unquoted yes/no/true/false as booleans; quote the value if it is text",
+        )
+    if (
+        flag.base_type in JSON_TYPES
+        and isinstance(value, str)
+        and value.lstrip().startswith(("{", "["))
+        and _json_text(value) is None
+    ):
         # vLLM reads more than JSON here (0.32 expands 1k-style numbers first): what json.loads
         # cannot read, the checks for code, addresses and paths inside could not judge.
-        return "takes JSON text that the deployer can read, and this is not JSON", "write it as a YAML mapping (the deployer writes the JSON), or as plain JSON without 1k-style numbers"
+        return (
+            "takes JSON text that the deployer can read, and this is not JSON",
+            "write it as a YAML mapping (the deployer writes the JSON), or as plain JSON "
+            "without 1k-style numbers",
+        )
     if isinstance(value, dict):
         if flag.base_type in JSON_TYPES:
             return None
-        return "does not take a mapping", f"give a single value{' or a list' if flag.takes_list or flag.kind == 'append' else ''}"
+        return (
+            "does not take a mapping",
+            "give a single "
+            f"value{' or a list' if flag.takes_list or flag.kind == 'append' else ''}",
+        )
     items = value if isinstance(value, list) else [value]
     if isinstance(value, list) and not value and flag.base_type not in JSON_TYPES:
-        return "takes at least one value, not an empty list", "remove the flag to keep vLLM's default"
-    if isinstance(value, list) and not (flag.takes_list or flag.kind == "append" or flag.base_type in JSON_TYPES):
+        return (
+            "takes at least one value, not an empty list",
+            "remove the flag to keep vLLM's default",
+        )
+    if isinstance(value, list) and not (
+        flag.takes_list or flag.kind == "append" or flag.base_type in JSON_TYPES
+    ):
         return "takes one value, not a list", "give a single value"
     for item in items:
         if isinstance(item, (dict, list)) and flag.base_type not in JSON_TYPES:
@@ -438,18 +676,41 @@ def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:
 def _item_problem(flag: Flag, item: Any) -> tuple[str, str] | None:
     if flag.base_type in INT_TYPES and not (isinstance(item, int) and not isinstance(item, bool)):
         return f"takes a whole number, not {item!r}", ""
-    if flag.base_type in SIZE_TYPES and not (isinstance(item, int) or (isinstance(item, str) and (TOKEN_COUNT.fullmatch(item) or item == "auto"))):
-        return f"takes a number of tokens such as 4096 or \"4k\", not {item!r}", ""
-    if flag.base_type in SIZE_TYPES and isinstance(item, str) and item != "auto" and (problem := token_text_problem(item)):
-        return f"takes a number of tokens vLLM can read ({problem}), not {item!r}", "write a whole number such as 40960, or 40k (×1000) or 40K (×1024)"
-    if flag.base_type in FLOAT_TYPES and (isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item)):
+    if flag.base_type in SIZE_TYPES and not (
+        isinstance(item, int)
+        or (isinstance(item, str) and (TOKEN_COUNT.fullmatch(item) or item == "auto"))
+    ):
+        return f'takes a number of tokens such as 4096 or "4k", not {item!r}', ""
+    if (
+        flag.base_type in SIZE_TYPES
+        and isinstance(item, str)
+        and item != "auto"
+        and (problem := token_text_problem(item))
+    ):
+        return (
+            f"takes a number of tokens vLLM can read ({problem}), not {item!r}",
+            "write a whole number such as 40960, or 40k (×1000) or 40K (×1024)",
+        )
+    if flag.base_type in FLOAT_TYPES and (
+        isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item)
+    ):
         return f"takes a number, not {item!r}", ""
     number = parse_tokens(item) if isinstance(item, str) and flag.base_type in SIZE_TYPES else item
-    if flag.bounds and isinstance(number, (int, float)) and not isinstance(number, bool) and flag.out_of_bounds(number):
-        return f"must be {flag.bounds_text()}, not {item!r}", f"vLLM's {flag.bounds_source} refuses other values when it starts"
+    if (
+        flag.bounds
+        and isinstance(number, (int, float))
+        and not isinstance(number, bool)
+        and flag.out_of_bounds(number)
+    ):
+        return (
+            f"must be {flag.bounds_text()}, not {item!r}",
+            f"vLLM's {flag.bounds_source} refuses other values when it starts",
+        )
     if flag.choices is not None and not any(item == c or str(item) == str(c) for c in flag.choices):
         choices = ", ".join(map(str, flag.choices))
-        numeric = [c for c in flag.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        numeric = [
+            c for c in flag.choices if isinstance(c, (int, float)) and not isinstance(c, bool)
+        ]
         above = [c for c in numeric if isinstance(item, (int, float)) and c >= item]
         if above:
             hint = f"use {min(above)}, the smallest allowed value above it (allowed: {choices})"

@@ -31,11 +31,15 @@ from ._at import at
 from .flags import IMPORT_PATH, PATH_VALUE, json_items, walk_json
 from .tokenizer import NOT_READ, system_files
 
-SWAPS_MODEL = "speculators_config"  # vllm/transformers_utils/config.py maybe_override_with_speculators
+SWAPS_MODEL = (
+    "speculators_config"  # vllm/transformers_utils/config.py maybe_override_with_speculators
+)
 SWAPS_CONFIG = "configuration_files"  # transformers/configuration_utils.py get_configuration_file
 # Formats whose files the deployer reads: Hugging Face's config.json and tokenizer files.
 CHECKED_FORMATS = {"tokenizer-mode": ("auto", "hf", "slow"), "config-format": ("auto", "hf")}
-LOADS_MODEL = re.compile(r"(^|_)model_id$")  # vllm/transformers_utils/configs/ultravox.py, models/ultravox.py
+LOADS_MODEL = re.compile(
+    r"(^|_)model_id$"
+)  # vllm/transformers_utils/configs/ultravox.py, models/ultravox.py
 NOT_MODELS = ("ngram", "[ngram]", "auto")  # speculative-config `model` values that name no model
 
 
@@ -45,14 +49,26 @@ def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
         return
     where = f"{source.describe()}/config.json"
     if info.config.get(SWAPS_MODEL) is not None:
-        verifier = info.config[SWAPS_MODEL].get("verifier") if isinstance(info.config[SWAPS_MODEL], dict) else None
+        verifier = (
+            info.config[SWAPS_MODEL].get("verifier")
+            if isinstance(info.config[SWAPS_MODEL], dict)
+            else None
+        )
         named = verifier.get("name_or_path") if isinstance(verifier, dict) else None
-        serves = f"the model its verifier names ({named!r})" if isinstance(named, str) else "the model its verifier names"
+        serves = (
+            f"the model its verifier names ({named!r})"
+            if isinstance(named, str)
+            else "the model its verifier names"
+        )
         yield at(
             deployment,
             ("base_model",),
-            f"{where} has {SWAPS_MODEL}: vLLM would serve {serves} in place of this one, with that model's own tokenizer and weights, none of which the deployer has checked",
-            hint="make the verifier the base_model and name this speculator as the draft in vllm.args.speculative-config ({model: ..., method: eagle3}), or remove speculators_config",
+            f"{where} has {SWAPS_MODEL}: vLLM would serve {serves} in place of this one, "
+            "with that model's own tokenizer and weights, none of which the deployer has "
+            "checked",
+            hint="make the verifier the base_model and name this speculator as the draft in "
+            "vllm.args.speculative-config ({model: ..., method: eagle3}), or remove "
+            "speculators_config",
             rule="model.config-swaps-model",
             key=False,
         )
@@ -60,7 +76,8 @@ def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
         yield at(
             deployment,
             ("base_model",),
-            f"{where} has {SWAPS_CONFIG}: transformers reads the config.X.json it names in place of config.json, and that file is not checked",
+            f"{where} has {SWAPS_CONFIG}: transformers reads the config.X.json it names in "
+            "place of config.json, and that file is not checked",
             hint=f"remove {SWAPS_CONFIG} and keep the model's configuration in config.json",
             rule="model.config-swaps-model",
             key=False,
@@ -70,8 +87,11 @@ def check_model_config(deployment: Deployment) -> Iterable[Diagnostic]:
         yield at(
             deployment,
             ("base_model",),
-            f"{where} names {value!r} ({key}), a system file in the container or a path climbing out of the model folder: whatever reads that key would open it, and the container's Secrets are in /proc",
-            hint=f"remove {key}; a model's files belong in its folder, found by their standard names",
+            f"{where} names {value!r} ({key}), a system file in the container or a path "
+            "climbing out of the model folder: whatever reads that key would open it, and "
+            "the container's Secrets are in /proc",
+            hint=f"remove {key}; a model's files belong in its folder, found by their standard "
+            "names",
             rule="model.config-reads-system-file",
             key=False,
         )
@@ -84,17 +104,33 @@ def check_other_models_in_flags(deployment: Deployment) -> Iterable[Diagnostic]:
     whose files go unchecked, whatever the base model (its config may be out of reach here)."""
     args = dict(deployment.vllm.args)
     if "hf-overrides" in args:
-        yield from _other_models(deployment, json_items(args["hf-overrides"]), ("vllm", "args", "hf-overrides"), "hf-overrides")
+        yield from _other_models(
+            deployment,
+            json_items(args["hf-overrides"]),
+            ("vllm", "args", "hf-overrides"),
+            "hf-overrides",
+        )
     draft = _mapping(args.get("speculative-config"))
     named = draft.get("model")
     # (a folder is the flags check's file warning, an import path its code warning)
-    if isinstance(named, str) and named and not PATH_VALUE.match(named) and named not in NOT_MODELS and not ("/" not in named and IMPORT_PATH.match(named)):
+    if (
+        isinstance(named, str)
+        and named
+        and not PATH_VALUE.match(named)
+        and named not in NOT_MODELS
+        and not ("/" not in named and IMPORT_PATH.match(named))
+    ):
         revision = draft.get("revision") if isinstance(draft.get("revision"), str) else None
         yield at(
             deployment,
             ("vllm", "args", "speculative-config"),
-            f"speculative-config names a Hub draft model ({named!r}): vLLM downloads it itself, at {'revision ' + repr(revision) if revision else 'its newest revision'}, and loads its config (and, with use_heterogeneous_vocab, its tokenizer), which the deployer does not check",
-            hint="review the draft model as part of the deployment, and pin it with \"revision\": a commit id",
+            f"speculative-config names a Hub draft model ({named!r}): vLLM downloads it "
+            "itself, at "
+            f"{'revision ' + repr(revision) if revision else 'its newest revision'}, and "
+            "loads its config (and, with use_heterogeneous_vocab, its tokenizer), which "
+            "the deployer does not check",
+            hint="review the draft model as part of the deployment, and pin it with "
+            '"revision": a commit id',
             rule="model.config-loads-model",
             severity=Severity.WARNING,
             key=False,
@@ -103,20 +139,32 @@ def check_other_models_in_flags(deployment: Deployment) -> Iterable[Diagnostic]:
         yield at(
             deployment,
             ("vllm", "args", "load-format"),
-            f"load-format mistral loads {MISTRAL_WEIGHTS}, and with it vLLM takes params.json as the config and tekken.json as the tokenizer: the deployer checks config.json, model.safetensors and the Hugging Face tokenizer files, not those",
-            hint="review the Mistral-format files as unchecked, or leave load-format out to serve the checked ones",
+            f"load-format mistral loads {MISTRAL_WEIGHTS}, and with it vLLM takes "
+            "params.json as the config and tekken.json as the tokenizer: the deployer "
+            "checks config.json, model.safetensors and the Hugging Face tokenizer files, "
+            "not those",
+            hint="review the Mistral-format files as unchecked, or leave load-format out to "
+            "serve the checked ones",
             rule="model.mistral-format",
             severity=Severity.WARNING,
             key=False,
         )
     for flag, checked in CHECKED_FORMATS.items():
         value = args.get(flag)
-        if isinstance(value, str) and value.lower() not in checked:  # (other types are the flags check's errors)
-            what, files = ("tokenizer", "tekken.json, tiktoken.model...") if flag == "tokenizer-mode" else ("configuration", "params.json...")
+        if (
+            isinstance(value, str) and value.lower() not in checked
+        ):  # (other types are the flags check's errors)
+            what, files = (
+                ("tokenizer", "tekken.json, tiktoken.model...")
+                if flag == "tokenizer-mode"
+                else ("configuration", "params.json...")
+            )
             yield at(
                 deployment,
                 ("vllm", "args", flag),
-                f"{flag} {value} makes vLLM read the model's {what} from files the deployer does not check ({files}), in place of the Hugging Face files it does",
+                f"{flag} {value} makes vLLM read the model's {what} from files the "
+                f"deployer does not check ({files}), in place of the Hugging Face files it "
+                "does",
                 hint=f"review those files in the model folder as unchecked, or leave {flag} out",
                 rule="model.unchecked-format",
                 severity=Severity.WARNING,
@@ -135,14 +183,19 @@ def _mapping(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _other_models(deployment: Deployment, items, yaml_path: tuple, where: str) -> Iterable[Diagnostic]:
+def _other_models(
+    deployment: Deployment, items, yaml_path: tuple, where: str
+) -> Iterable[Diagnostic]:
     for key, value in items:
         if isinstance(key, str) and LOADS_MODEL.search(key) and isinstance(value, str) and value:
             yield at(
                 deployment,
                 yaml_path,
-                f"{where} names another model to load ({key}: {value!r}): vLLM reads its config and weights too (a Hub repo at its newest revision, or a folder), which the deployer does not check",
-                hint="review that model as part of this one; only the base model's own files are checked",
+                f"{where} names another model to load ({key}: {value!r}): vLLM reads its "
+                "config and weights too (a Hub repo at its newest revision, or a folder), "
+                "which the deployer does not check",
+                hint="review that model as part of this one; only the base model's own files "
+                "are checked",
                 rule="model.config-loads-model",
                 severity=Severity.WARNING,
                 key=False,
@@ -154,17 +207,20 @@ def _mistral_format(deployment: Deployment, where: str) -> Iterable[Diagnostic]:
     source = deployment.base_model.source
     if source.path is None or mistral_asked(deployment):  # (asked for: a warning of its own)
         return
-    if (found := once(("mistral weights", source.path), lambda: _first_mistral_file(source.path))) is not None:
+    if (
+        found := once(("mistral weights", source.path), lambda: _first_mistral_file(source.path))
+    ) is not None:
         yield at(
             deployment,
             ("base_model",),
-            f"{where} holds {found}: beside Mistral-format weights vLLM loads those, with params.json as the config and tekken.json as the tokenizer when present, in place of the config.json, weights and tokenizer the deployer checked",
-            hint=f"remove the {MISTRAL_WEIGHTS} files (vLLM then serves the Hugging Face-format ones), or set vllm.args load-format: mistral to serve them unchecked",
+            f"{where} holds {found}: beside Mistral-format weights vLLM loads those, with "
+            "params.json as the config and tekken.json as the tokenizer when present, in "
+            "place of the config.json, weights and tokenizer the deployer checked",
+            hint=f"remove the {MISTRAL_WEIGHTS} files (vLLM then serves the Hugging Face-format "
+            "ones), or set vllm.args load-format: mistral to serve them unchecked",
             rule="model.mistral-format",
             key=False,
         )
-
-
 
 
 def _first_mistral_file(folder: Path) -> str | None:

@@ -18,7 +18,8 @@ def check_unique_app_names(deployments: Sequence[Deployment]) -> Iterable[Diagno
         yield at(
             deployment,
             ("name",) if "name" in deployment.document.data else (),
-            f"app name {deployment.name!r} is already used by {other.file}; the second deploy would replace the first app",
+            f"app name {deployment.name!r} is already used by {other.file}; the second "
+            "deploy would replace the first app",
             hint="give one of them a different `name:` (it defaults to the file name)",
             rule="names.duplicate-app",
         )
@@ -32,7 +33,8 @@ def check_adapter_names(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(
                 deployment,
                 ("adapters", i, "name"),
-                f"adapter name {adapter.name!r} is already used by adapters[{seen[adapter.name]}]; clients could reach only one of them",
+                f"adapter name {adapter.name!r} is already used by "
+                f"adapters[{seen[adapter.name]}]; clients could reach only one of them",
                 hint="give each adapter its own name",
                 rule="names.duplicate-adapter",
                 key=False,
@@ -43,7 +45,8 @@ def check_adapter_names(deployment: Deployment) -> Iterable[Diagnostic]:
             yield at(
                 deployment,
                 ("adapters", i, "name"),
-                f"adapter name {adapter.name!r} is also the base model's served name; requests for it would be ambiguous",
+                f"adapter name {adapter.name!r} is also the base model's served name; "
+                "requests for it would be ambiguous",
                 hint="rename the adapter, or set base_model.served_name to something else",
                 rule="names.adapter-shadows-base",
                 key=False,

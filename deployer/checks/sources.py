@@ -18,7 +18,6 @@ from ..model import DeclaredSource, Deployment, Source
 from ..paths import MAX_DEPTH, TooDeep, once, real, repository_root, walk
 from ._at import at
 
-
 ALLOW_ENV = "DEPLOYER_ALLOW_OUTSIDE_REPO"
 
 
@@ -47,7 +46,14 @@ def outside_repository(target: Path, folder: Path) -> Path | None:
     if os.environ.get(ALLOW_ENV) == "1":
         return None
     real_root, real_target = real(root), real(target)
-    if real_target is not None and (real_target in _ALSO_INSIDE.get() or (real_root is not None and real_target.is_relative_to(real_root) and not real_target.is_relative_to(real_root / ".git"))):
+    if real_target is not None and (
+        real_target in _ALSO_INSIDE.get()
+        or (
+            real_root is not None
+            and real_target.is_relative_to(real_root)
+            and not real_target.is_relative_to(real_root / ".git")
+        )
+    ):
         return None
     return real_root or root
 
@@ -56,7 +62,10 @@ def leads_to(target: Path, root: Path, via: str = "") -> str:
     """Where a refused path leads, for messages."""
     where = real(target)
     if where is None:
-        return f"leads{via} through links that cannot be followed (a loop, or a chain too long to resolve)"
+        return (
+            f"leads{via} through links that cannot be followed (a loop, or a chain too long "
+            "to resolve)"
+        )
     if where.is_relative_to(root / ".git"):
         return f"resolves{via} to {where}, inside the repository's .git folder"
     return f"resolves{via} to {where}, outside the repository {root}"
@@ -69,8 +78,12 @@ def _check(deployment: Deployment, declared: DeclaredSource) -> Iterable[Diagnos
     yaml_folder = Path(os.path.abspath(deployment.document.where(declared.yaml_path).file)).parent
     what = "base model" if declared.adapter is None else f"adapter {declared.adapter!r}"
     # Once per folder and run: a thousand adapters naming one folder are one question.
-    for rule, problem, hint in once(("source problems", source, yaml_folder), lambda: _problems(source, yaml_folder)):
-        yield at(deployment, declared.yaml_path, f"{what} {problem}", hint=hint, rule=rule, key=False)
+    for rule, problem, hint in once(
+        ("source problems", source, yaml_folder), lambda: _problems(source, yaml_folder)
+    ):
+        yield at(
+            deployment, declared.yaml_path, f"{what} {problem}", hint=hint, rule=rule, key=False
+        )
 
 
 def _problems(source: Source, yaml_folder: Path) -> list[tuple[str, str, str]]:
@@ -79,11 +92,30 @@ def _problems(source: Source, yaml_folder: Path) -> list[tuple[str, str, str]]:
     written = source.written_path
     if root := outside_repository(source.path, yaml_folder):
         via = " through a symlink" if _has_symlink(yaml_folder, written) else ""
-        return [("sources.outside-repo", f"folder {written!r} {leads_to(source.path, root, via)}", f"keep model and adapter folders inside the repository; to allow this on a trusted machine, set {ALLOW_ENV}=1")]
+        return [
+            (
+                "sources.outside-repo",
+                f"folder {written!r} {leads_to(source.path, root, via)}",
+                "keep model and adapter folders inside the repository; to allow this on a "
+                f"trusted machine, set {ALLOW_ENV}=1",
+            )
+        ]
     if not source.path.exists():
-        return [("sources.missing", f"folder {written!r} does not exist (looked at {source.path})", "paths are relative to the YAML file that writes them")]
+        return [
+            (
+                "sources.missing",
+                f"folder {written!r} does not exist (looked at {source.path})",
+                "paths are relative to the YAML file that writes them",
+            )
+        ]
     if not source.path.is_dir():
-        return [("sources.not-a-folder", f"path {written!r} is not a folder", "point at the folder holding the model's files (config.json, weights)")]
+        return [
+            (
+                "sources.not-a-folder",
+                f"path {written!r} is not a folder",
+                "point at the folder holding the model's files (config.json, weights)",
+            )
+        ]
     return _content_problems(source, yaml_folder)
 
 
@@ -93,23 +125,83 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
     nothing unreadable."""
     # Once per real folder: `../m`, `.././m` and `../m/.` are one folder to walk, however written.
     folder = real(source.path) or source.path
-    linked_out, elsewhere, special, unreadable, git, too_deep, repeated, unwalked = once(("walk", folder, yaml_folder), lambda: _walk(folder, yaml_folder))
+    linked_out, elsewhere, special, unreadable, git, too_deep, repeated, unwalked = once(
+        ("walk", folder, yaml_folder), lambda: _walk(folder, yaml_folder)
+    )
     problems = []
     if unwalked:
-        problems.append(("sources.too-many-files", f"folder {source.written_path!r} was not checked: this run has walked {MAX_RUN_ENTRIES:,} files and folders of local model and adapter folders already", "keep local folders to the model's files; nested folders named as separate sources are each walked whole"))
+        problems.append(
+            (
+                "sources.too-many-files",
+                f"folder {source.written_path!r} was not checked: this run has walked "
+                f"{MAX_RUN_ENTRIES:,} files and folders of local model and adapter folders "
+                "already",
+                "keep local folders to the model's files; nested folders named as "
+                "separate sources are each walked whole",
+            )
+        )
     if repeated:
-        problems.append(("sources.repeated-content", f"folder {source.written_path!r} names the same files many times over (links or hard links): apply would upload {repeated[0]:,} bytes for {repeated[1]:,} bytes of content", "remove the extra links: Modal uploads every name a folder holds"))
+        problems.append(
+            (
+                "sources.repeated-content",
+                f"folder {source.written_path!r} names the same files many times over "
+                f"(links or hard links): apply would upload {repeated[0]:,} bytes for "
+                f"{repeated[1]:,} bytes of content",
+                "remove the extra links: Modal uploads every name a folder holds",
+            )
+        )
     for found, problem, hint, rule in (
-        (too_deep, f"is nested more than {MAX_DEPTH} folders deep", "flatten the folder: no model or adapter nests its files that deep", "sources.too-deep"),
-        (git, "is a git folder (the repository's own, or one inside it)", "point path: at the model or adapter folder itself: apply would upload the repository's history and the credentials in .git/config", "sources.git-folder"),
-        (linked_out, "links out of the repository", f"remove the link or copy the file in; to allow this on a trusted machine, set {ALLOW_ENV}=1", "sources.outside-repo"),
-        (elsewhere, "links out of the folder, elsewhere in the repository: apply uploads what a link points at (a git-ignored .env, say)", f"copy the file into the folder, or point path: at the folder holding it; to allow this on a trusted machine, set {ALLOW_ENV}=1", "sources.link-out-of-folder"),
-        (special, "is not a plain file or folder (a pipe, socket, device or broken link)", "remove it: apply would upload the folder", "sources.special-file"),
-        (unreadable, "cannot be read", "fix its permissions (apply uploads every file)", "sources.unreadable"),
+        (
+            too_deep,
+            f"is nested more than {MAX_DEPTH} folders deep",
+            "flatten the folder: no model or adapter nests its files that deep",
+            "sources.too-deep",
+        ),
+        (
+            git,
+            "is a git folder (the repository's own, or one inside it)",
+            "point path: at the model or adapter folder itself: apply would upload the "
+            "repository's history and the credentials in .git/config",
+            "sources.git-folder",
+        ),
+        (
+            linked_out,
+            "links out of the repository",
+            "remove the link or copy the file in; to allow this on a trusted machine, set "
+            f"{ALLOW_ENV}=1",
+            "sources.outside-repo",
+        ),
+        (
+            elsewhere,
+            "links out of the folder, elsewhere in the repository: apply uploads what a "
+            "link points at (a git-ignored .env, say)",
+            "copy the file into the folder, or point path: at the folder holding it; to "
+            f"allow this on a trusted machine, set {ALLOW_ENV}=1",
+            "sources.link-out-of-folder",
+        ),
+        (
+            special,
+            "is not a plain file or folder (a pipe, socket, device or broken link)",
+            "remove it: apply would upload the folder",
+            "sources.special-file",
+        ),
+        (
+            unreadable,
+            "cannot be read",
+            "fix its permissions (apply uploads every file)",
+            "sources.unreadable",
+        ),
     ):
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-            problems.append((rule, f"folder {source.written_path!r}: {found[0].relative_to(folder)} {problem}{more}", hint))
+            problems.append(
+                (
+                    rule,
+                    f"folder {source.written_path!r}: {found[0].relative_to(folder)} "
+                    f"{problem}{more}",
+                    hint,
+                )
+            )
     return problems
 
 
@@ -137,7 +229,11 @@ def _walk(folder: Path, yaml_folder: Path) -> tuple:
                     git.append(entry)
                 elif entry.is_symlink() and outside_repository(entry, yaml_folder):
                     linked_out.append(entry)
-                elif entry.is_symlink() and os.environ.get(ALLOW_ENV) != "1" and not _leads_into(entry, own):
+                elif (
+                    entry.is_symlink()
+                    and os.environ.get(ALLOW_ENV) != "1"
+                    and not _leads_into(entry, own)
+                ):
                     elsewhere.append(entry)
                 elif not (entry.is_dir() or entry.is_file()):
                     special.append(entry)
@@ -152,14 +248,20 @@ def _walk(folder: Path, yaml_folder: Path) -> tuple:
     except TooDeep as exc:
         too_deep.append(exc.path)
     # A 100 MB file behind 1,000 links is 100 GB to upload: what links may add is bounded.
-    repeated = (uploaded, content) if uploaded - content > REPEATED_BYTES and uploaded > 2 * content else None
+    repeated = (
+        (uploaded, content)
+        if uploaded - content > REPEATED_BYTES and uploaded > 2 * content
+        else None
+    )
     return linked_out, elsewhere, special, unreadable, git, too_deep, repeated, False
 
 
 def _leads_into(link: Path, folder: Path | None) -> bool:
     """Whether `link` leads inside `folder`, or to a file borrowed from the working tree."""
     target = real(link)
-    return target is not None and ((folder is not None and target.is_relative_to(folder)) or target in _ALSO_INSIDE.get())
+    return target is not None and (
+        (folder is not None and target.is_relative_to(folder)) or target in _ALSO_INSIDE.get()
+    )
 
 
 def _has_symlink(folder: Path, written: str) -> bool:
@@ -171,13 +273,25 @@ def _has_symlink(folder: Path, written: str) -> bool:
     return False
 
 
-REFUSED = ("sources.outside-repo", "sources.link-out-of-folder", "sources.special-file", "sources.git-folder", "sources.too-deep", "sources.repeated-content", "sources.too-many-files")
+REFUSED = (
+    "sources.outside-repo",
+    "sources.link-out-of-folder",
+    "sources.special-file",
+    "sources.git-folder",
+    "sources.too-deep",
+    "sources.repeated-content",
+    "sources.too-many-files",
+)
 
 
 def refused_sources(deployment: Deployment) -> frozenset[Source]:
     """Local folders not to be read at all, before any reading: their config files could lead
     out of the repository, and compatibility errors quote the values they hold."""
-    return frozenset(d.source for d in deployment.declared_sources if any(found.rule in REFUSED for found in _check(deployment, d)))
+    return frozenset(
+        d.source
+        for d in deployment.declared_sources
+        if any(found.rule in REFUSED for found in _check(deployment, d))
+    )
 
 
 def check_local_sources(deployment: Deployment) -> Iterable[Diagnostic]:

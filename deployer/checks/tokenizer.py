@@ -18,10 +18,17 @@ from .flags import HUB_OR_KEYWORD, container_path, is_system_path, walk_json
 
 # Constructor arguments that name files: vocab_file, merges_file, tokenizer_file, spm_file, ...
 # (each tokenizer class has its own), and transformers 5's vocab and merges (a path, or the data).
-FILE_KEY = re.compile(r"(^|_)(vocab|merges|files?|path|dir|folder|spm)$")  # spm: Marian's source_spm, target_spm
-NOT_READ = ("name_or_path", "_name_or_path")  # where it was saved from: transformers only records it
+FILE_KEY = re.compile(
+    r"(^|_)(vocab|merges|files?|path|dir|folder|spm)$"
+)  # spm: Marian's source_spm, target_spm
+NOT_READ = (
+    "name_or_path",
+    "_name_or_path",
+)  # where it was saved from: transformers only records it
 PATH_LIKE = re.compile(r"^(/|~|\.\.?(/|$))|/\.\.(/|$)")
-CLIMBS = re.compile(r"(^|/)\.\.(/|$)")  # transformers joins some names to the model folder, wherever that is
+CLIMBS = re.compile(
+    r"(^|/)\.\.(/|$)"
+)  # transformers joins some names to the model folder, wherever that is
 
 
 def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
@@ -30,16 +37,33 @@ def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
     args = dict(deployment.vllm.args)
     named = args.get("tokenizer")
     if isinstance(named, str) and HUB_OR_KEYWORD.match(named) and "/" in named:
-        revision = deployment.base_model.source.revision  # the deployer passes it as --tokenizer-revision too
-        source, where, yaml_path = Source(repo=named, revision=revision), named, ("vllm", "args", "tokenizer")
-    elif deployment.base_model.info is not None:  # (None: not read, a folder the sources check refuses)
+        revision = (
+            deployment.base_model.source.revision
+        )  # the deployer passes it as --tokenizer-revision too
+        source, where, yaml_path = (
+            Source(repo=named, revision=revision),
+            named,
+            ("vllm", "args", "tokenizer"),
+        )
+    elif (
+        deployment.base_model.info is not None
+    ):  # (None: not read, a folder the sources check refuses)
         source, yaml_path = deployment.base_model.source, ("base_model",)
         where = source.describe()
     else:
         return
     for filename, content in tokenizer_files(source).items():
         if isinstance(content, str):
-            yield at(deployment, yaml_path, f"cannot read {where}/{filename} ({content}), which the tokenizer reads, so what it names cannot be judged", hint=f"make {filename} a JSON object of at most a few kilobytes, as transformers writes it", rule="model.tokenizer-unreadable", key=False)
+            yield at(
+                deployment,
+                yaml_path,
+                f"cannot read {where}/{filename} ({content}), which the tokenizer reads, "
+                "so what it names cannot be judged",
+                hint=f"make {filename} a JSON object of at most a few kilobytes, as "
+                "transformers writes it",
+                rule="model.tokenizer-unreadable",
+                key=False,
+            )
         else:
             yield from _findings(deployment, content, f"{where}/{filename}", yaml_path)
 
@@ -53,18 +77,57 @@ def system_files(config: dict, skipped: tuple[str, ...] = ()) -> list[tuple[str,
 def _named(config: dict, skipped: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     # Every value: a flag's JSON is judged up to 100,000 values, but here a nested key past those
     # went unjudged (a 200 KB list before it). The file's size bounds the walk.
-    return [(str(k), v) for k, v in walk_json(config) if isinstance(v, str) and v and k not in skipped and (PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ))]
+    return [
+        (str(k), v)
+        for k, v in walk_json(config)
+        if isinstance(v, str)
+        and v
+        and k not in skipped
+        and (
+            PATH_LIKE.search(v) or (isinstance(k, str) and FILE_KEY.search(k) and k not in NOT_READ)
+        )
+    ]
 
 
 def _system(named: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in named if CLIMBS.search(v) or ((path := container_path(v if PATH_LIKE.search(v) else "./" + v)) and is_system_path(path))]
+    return [
+        (k, v)
+        for k, v in named
+        if CLIMBS.search(v)
+        or (
+            (path := container_path(v if PATH_LIKE.search(v) else "./" + v))
+            and is_system_path(path)
+        )
+    ]
 
 
-def _findings(deployment: Deployment, config: dict, where: str, yaml_path: tuple) -> Iterable[Diagnostic]:
+def _findings(
+    deployment: Deployment, config: dict, where: str, yaml_path: tuple
+) -> Iterable[Diagnostic]:
     named = _named(config)
     if system := _system(named):
         key, value = system[0]
-        yield at(deployment, yaml_path, f"{where} names {value!r} ({key}), a system file in the container or a path climbing out of the model folder: the tokenizer would read it into its vocabulary, and the container's Secrets are in /proc/self/environ", hint=f"remove {key}; the tokenizer's files belong in the model folder, found by their standard names", rule="model.tokenizer-reads-system-file", key=False)
+        yield at(
+            deployment,
+            yaml_path,
+            f"{where} names {value!r} ({key}), a system file in the container or a path "
+            "climbing out of the model folder: the tokenizer would read it into its "
+            "vocabulary, and the container's Secrets are in /proc/self/environ",
+            hint=f"remove {key}; the tokenizer's files belong in the model folder, found by "
+            "their standard names",
+            rule="model.tokenizer-reads-system-file",
+            key=False,
+        )
     elif files := [(k, v) for k, v in named if FILE_KEY.search(k) and k not in NOT_READ]:
         key, value = files[0]
-        yield at(deployment, yaml_path, f"{where} names a file for the tokenizer to open as written ({key}: {value!r}), in place of the model folder's own", hint=f"review it: callers can read a tokenizer's vocabulary back (/detokenize); remove {key} unless the model needs it", rule="model.tokenizer-reads-file", severity=Severity.WARNING, key=False)
+        yield at(
+            deployment,
+            yaml_path,
+            f"{where} names a file for the tokenizer to open as written ({key}: "
+            f"{value!r}), in place of the model folder's own",
+            hint="review it: callers can read a tokenizer's vocabulary back (/detokenize); "
+            f"remove {key} unless the model needs it",
+            rule="model.tokenizer-reads-file",
+            severity=Severity.WARNING,
+            key=False,
+        )

@@ -22,7 +22,9 @@ class Version:
 
     number: int
     tag: str  # "" when deployed without one
-    commit: str  # the git commit Modal recorded ("" if none; a trailing * means uncommitted changes)
+    commit: (
+        str  # the git commit Modal recorded ("" if none; a trailing * means uncommitted changes)
+    )
 
 
 @dataclass(frozen=True)

@@ -49,33 +49,54 @@ class ModalCli:
         self.environment = environment
         self.executable = executable or modal_executable()
         self.url_timeout = URL_TIMEOUT
-        self.where = f"Modal environment {environment!r}" if environment else "Modal (default environment)"
+        self.where = (
+            f"Modal environment {environment!r}" if environment else "Modal (default environment)"
+        )
 
     def _run(self, args: list[str], timeout: float = LIST_TIMEOUT) -> str:
         env_args = ["--env", self.environment] if self.environment else []
         # `modal run REF ARGS` hands what follows REF to the function: options go before it.
-        command = [*self.executable, *args[:1], *env_args, *args[1:]] if args[:1] == ["run"] else [*self.executable, *args, *env_args]
-        shown = "modal " + " ".join(command[len(self.executable):])
+        command = (
+            [*self.executable, *args[:1], *env_args, *args[1:]]
+            if args[:1] == ["run"]
+            else [*self.executable, *args, *env_args]
+        )
+        shown = "modal " + " ".join(command[len(self.executable) :])
         try:
             # In an empty folder: `modal deploy` puts its working folder first on the import path,
             # and a modal.py or shlex.py committed at the repository's root would run there.
             with tempfile.TemporaryDirectory(prefix="deployer-modal-") as elsewhere:
                 done = subprocess.run(
-                    command, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
+                    command,
+                    capture_output=True,
+                    text=True,
+                    errors="replace",
+                    timeout=timeout,
+                    stdin=subprocess.DEVNULL,
                     # No .pyc beside the app: render refuses an app folder holding __pycache__,
                     # since a committed one could run instead of the app.
-                    env={**os.environ, "TERM": "dumb", "NO_COLOR": "1", "COLUMNS": "200", "PYTHONDONTWRITEBYTECODE": "1"},
+                    env={
+                        **os.environ,
+                        "TERM": "dumb",
+                        "NO_COLOR": "1",
+                        "COLUMNS": "200",
+                        "PYTHONDONTWRITEBYTECODE": "1",
+                    },
                     # Its own session: Ctrl-C in the terminal reaches only us, and we let deploys in
                     # flight finish (or roll them back) instead of killing them half-way.
                     start_new_session=True,
                     cwd=elsewhere,
                 )
         except FileNotFoundError:
-            raise PlatformError(f"cannot run `{shown}`: the modal command is not installed (pip install modal)") from None
+            raise PlatformError(
+                f"cannot run `{shown}`: the modal command is not installed (pip install modal)"
+            ) from None
         except subprocess.TimeoutExpired:
             raise PlatformError(f"`{shown}` did not finish within {timeout:.0f} s") from None
         if done.returncode != 0:
-            tail = "\n".join((done.stderr.strip() or done.stdout.strip()).splitlines()[-TAIL_LINES:])
+            tail = "\n".join(
+                (done.stderr.strip() or done.stdout.strip()).splitlines()[-TAIL_LINES:]
+            )
             raise PlatformError(f"`{shown}` failed (exit {done.returncode}): {tail or 'no output'}")
         return done.stdout
 
@@ -84,13 +105,23 @@ class ModalCli:
         try:
             rows = json.loads(out)
         except ValueError:
-            raise PlatformError(f"`modal {' '.join(args)} --json` printed something that is not JSON: {out[:200]!r}") from None
+            raise PlatformError(
+                f"`modal {' '.join(args)} --json` printed something that is not JSON: {out[:200]!r}"
+            ) from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise PlatformError(f"`modal {' '.join(args)} --json` printed JSON of an unexpected shape")
+            raise PlatformError(
+                f"`modal {' '.join(args)} --json` printed JSON of an unexpected shape"
+            )
         return rows
 
     def apps(self) -> list[DeployedApp]:
-        names = sorted({str(r.get("description")) for r in self._json(["app", "list"]) if r.get("state") == "deployed" and r.get("description")})
+        names = sorted(
+            {
+                str(r.get("description"))
+                for r in self._json(["app", "list"])
+                if r.get("state") == "deployed" and r.get("description")
+            }
+        )
         # One `modal app history` per app; they are independent, and each is mostly waiting.
         with ThreadPoolExecutor(max_workers=8) as pool:
             histories = list(pool.map(self.history, names))
@@ -107,7 +138,12 @@ class ModalCli:
         return sorted((v for v in versions if v is not None), key=lambda v: v.number, reverse=True)
 
     def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
-        return web_url_in(self._run(["deploy", os.path.abspath(app_file), "--name", name, "--tag", tag], timeout=DEPLOY_TIMEOUT))
+        return web_url_in(
+            self._run(
+                ["deploy", os.path.abspath(app_file), "--name", name, "--tag", tag],
+                timeout=DEPLOY_TIMEOUT,
+            )
+        )
 
     def run(self, app_file: Path, function: str) -> None:
         self._run(["run", f"{os.path.abspath(app_file)}::{function}"], timeout=DEPLOY_TIMEOUT)
@@ -124,16 +160,29 @@ class ModalCli:
         snippet = (
             "import sys, modal\n"
             "app, fn, env = sys.argv[1], sys.argv[2], sys.argv[3] or None\n"
-            "try:\n    url = modal.Function.from_name(app, fn, environment_name=env).get_web_url()\n"
-            "except modal.exception.NotFoundError:\n    url = modal.Cls.from_name(app, 'Server', environment_name=env)().serve.get_web_url()\n"
+            "try:\n    url = modal.Function.from_name(app, fn, "
+            "environment_name=env).get_web_url()\n"
+            "except modal.exception.NotFoundError:\n    url = modal.Cls.from_name(app, "
+            "'Server', environment_name=env)().serve.get_web_url()\n"
             "print(url or '')"
         )
         try:
             # -P: without it the working folder (the repository) comes first on the import path,
             # and a committed modal.py would run here, with the Modal token in the environment.
-            done = subprocess.run([sys.executable, "-P", "-c", snippet, name, SERVE_FUNCTION, self.environment or ""], capture_output=True, text=True, errors="replace", timeout=self.url_timeout, stdin=subprocess.DEVNULL, start_new_session=True)
+            done = subprocess.run(
+                [sys.executable, "-P", "-c", snippet, name, SERVE_FUNCTION, self.environment or ""],
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=self.url_timeout,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except subprocess.TimeoutExpired:
-            raise PlatformError(f"cannot read the URL of {name!r}: Modal did not answer within {self.url_timeout:.0f} s") from None
+            raise PlatformError(
+                f"cannot read the URL of {name!r}: Modal did not answer within "
+                f"{self.url_timeout:.0f} s"
+            ) from None
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             if "NotFoundError" in last:
@@ -148,9 +197,13 @@ def web_url_in(deploy_output: str) -> str | None:
     are sent to this one."""
     lines = deploy_output.splitlines()
     for i, line in enumerate(lines):
-        if re.search(rf"Created web (function|endpoint) {SERVE_FUNCTION}\b|\b{SERVE_FUNCTION} ->", line):
+        if re.search(
+            rf"Created web (function|endpoint) {SERVE_FUNCTION}\b|\b{SERVE_FUNCTION} ->", line
+        ):
             for candidate in lines[i : i + 3]:
-                if found := _URL.search(candidate.split("->", 1)[-1] if "->" in candidate else candidate):
+                if found := _URL.search(
+                    candidate.split("->", 1)[-1] if "->" in candidate else candidate
+                ):
                     return found.group(0)
     return None
 
