@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.cli import main
-from deployer.local import import_app  # noqa: F401  (re-exported for the tests)
+from deployer.cli.main import main
+from deployer.local.server import import_app  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
 _INSTALLED_VLLM = (
@@ -60,7 +60,7 @@ def hub_offline(monkeypatch):
     files come only from caches the tests build. test_hub.py goes online, to a fake Hub."""
     import huggingface_hub.constants
 
-    from deployer import hub
+    from deployer.sources import hub
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     hub.reset()
@@ -158,7 +158,7 @@ def modal_world(project, tmp_path_factory, monkeypatch):
     git(project.root, "config", "user.name", "CI")
     project.write(".gitignore", "build/\n")
     # The one SDK call (a deployed app's URL) goes over gRPC to Modal's servers: answered by the fake.
-    from deployer.platform.modal_cli import ModalCli
+    from deployer.deploy.platform.modal_cli import ModalCli
 
     monkeypatch.setattr(ModalCli, "web_url", lambda self, name: fake.web_url(name))
     # The Secrets the tests' deployments name, as `modal secret create` would have made them.

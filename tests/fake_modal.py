@@ -6,7 +6,7 @@ commit, rollbacks as new versions, stop) in a JSON file, so that three views sha
 - `FakeModal`, an in-process `Platform` (fast; used by plan/apply tests);
 - `install_executable()`, a fake `modal` command on PATH that records its argv and answers
   `modal deploy/app list/app history/app rollback/app stop` with the same `--json` shapes as the
-  real CLI (modal 1.6), to test `deployer.platform.modal_cli` itself;
+  real CLI (modal 1.6), to test `deployer.deploy.platform.modal_cli` itself;
 - `EndpointServer`, an HTTP server on loopback standing in for each app's web endpoint: it answers
   like vLLM's OpenAI server for the models the deployed app file declares.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from deployer.platform import DeployedApp, PlatformError, Version  # noqa: E402
+from deployer.deploy.platform import DeployedApp, PlatformError, Version  # noqa: E402
 
 STATE_ENV = "FAKE_MODAL_STATE"
 # "v1-only-auth": the key guards /v1 only, as vLLM's own check does in an app without the middleware

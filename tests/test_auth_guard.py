@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from deployer.argv import AUTH_DIGEST_VARIABLE
-from deployer.local import local_command, without_auth_guard
-from deployer.pipeline import check_paths
-from deployer.render import render, write
+from deployer.checks.pipeline import check_paths
+from deployer.local.server import local_command, without_auth_guard
+from deployer.render.app import render, write
+from deployer.vllm.argv import AUTH_DIGEST_VARIABLE
 
 from .conftest import MINIMAL, REPO, import_app
 

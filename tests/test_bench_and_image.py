@@ -6,8 +6,8 @@ import re
 import subprocess
 import sys
 
-from deployer.pipeline import check_paths
-from deployer.render import render
+from deployer.checks.pipeline import check_paths
+from deployer.render.app import render
 
 from .conftest import MINIMAL, REPO
 

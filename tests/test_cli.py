@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from deployer.schema import SCHEMA_PATH
+from deployer.spec.schema import SCHEMA_PATH
 
 from .conftest import MINIMAL, REPO
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 
-from deployer.plan import make_plan
+from deployer.deploy.plan import make_plan
 
 from .conftest import MINIMAL, git_commit
 from .test_modal_app import app_for
@@ -173,8 +173,8 @@ def test_prefetch_command_runs_the_download_function(project, modal_world, cli):
 
 
 def test_the_plan_says_when_weights_are_downloaded(project):
-    from deployer.desired import desired, project_for
-    from deployer.pipeline import check_paths
+    from deployer.checks.pipeline import check_paths
+    from deployer.deploy.desired import desired, project_for
 
     project.deployment("alpha", MINIMAL)
     project.deployment("beta", MINIMAL + "cold_start: {prefetch: false}\n")

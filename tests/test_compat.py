@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from deployer.patterns import MATCH_SECONDS
-from deployer.pipeline import check_paths
+from deployer.checks.pipeline import check_paths
+from deployer.core.patterns import MATCH_SECONDS
 
 from .tiny_model import build_base_model, build_lora_adapter
 
@@ -80,13 +80,13 @@ def test_where_an_adapter_says_it_was_trained_outside_the_repository_is_not_look
 
 def test_configs_beyond_the_runs_json_budget_are_errors_not_memory(tiny, monkeypatch):
     # 16 adapter folders holding one 4 MB config of [{}, {}, ...] (stored once by git) took 110 MB of memory each.
-    from deployer import paths
+    from deployer.core import budget
 
     for name in ("a", "b", "c"):
         config = tiny.adapter(name) / "adapter_config.json"
     raw = config.read_bytes()
     monkeypatch.setattr(
-        paths, "MAX_RUN_PARSED", 2 * paths.parsed_size(raw)
+        budget, "MAX_RUN_PARSED", 2 * budget.parsed_size(raw)
     )  # the adapters' configs are read first
     over = (
         [

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from deployer.fit import GIB, compute, gpu_specs, model_shape, parse_tokens, usd_per_hour
-from deployer.model import Gpu
-from deployer.pipeline import check_paths
+from deployer.checks.pipeline import check_paths
+from deployer.spec.model import Gpu
+from deployer.vllm.fit import GIB, compute, gpu_specs, model_shape, parse_tokens, usd_per_hour
 
 from .conftest import FIXTURES, REPO
 
@@ -124,7 +124,7 @@ def test_tensor_parallel_gpus_add_their_memory(project, qwen_cached):
 
 
 def test_gpu_data_covers_every_schema_gpu_type_with_a_source():
-    from deployer.schema import schema
+    from deployer.spec.schema import schema
 
     data = json.loads((REPO / "deployer" / "data" / "gpus.json").read_text())
     assert data["source"] and data["retrieved"]
@@ -216,7 +216,7 @@ def test_a_bfloat16_model_on_a_gpu_without_it_warns_of_the_float16_fallback(proj
 
 
 def test_gpus_without_bfloat16_are_not_suggested_for_an_explicit_bfloat16(project, qwen_cached):
-    from deployer.fit import cheapest_fitting
+    from deployer.vllm.fit import cheapest_fitting
 
     project.deployment("t4", T4_QWEN.replace("gpu: T4", "gpu: H100") % ", dtype: bfloat16")
     (deployment,) = check_paths([project.deployments]).deployments

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from deployer import catalog
-from deployer.argv import flag_tokens, vllm_flags
-from deployer.pipeline import check_paths
+from deployer.checks.pipeline import check_paths
+from deployer.vllm import catalog
+from deployer.vllm.argv import flag_tokens, vllm_flags
 
 from .conftest import NO_VLLM, REPO, VLLM_PYTHON
 

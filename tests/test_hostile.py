@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from deployer.load import load_bytes
-from deployer.pipeline import check_paths
-from deployer.render import literal, render
+from deployer.checks.pipeline import check_paths
+from deployer.render.app import literal, render
+from deployer.spec.load import load_bytes
 
 from .conftest import MINIMAL, REPO, link_chain
 
@@ -387,7 +387,7 @@ def test_a_planted_state_file_is_not_believed(project, cli, monkeypatch, state):
 def test_a_state_file_whose_pid_is_not_vllm_is_ignored(tmp_path):
     import subprocess
 
-    from deployer.local import read_state, write_state
+    from deployer.local.server import read_state, write_state
 
     other = subprocess.Popen(["sleep", "30"])
     try:
@@ -400,7 +400,7 @@ def test_a_state_file_whose_pid_is_not_vllm_is_ignored(tmp_path):
 def test_a_state_file_naming_someone_elses_vllm_process_is_ignored(tmp_path):
     import subprocess
 
-    from deployer.local import read_state, write_state
+    from deployer.local.server import read_state, write_state
 
     # A process with "vllm" on its command line, as a user's own server would have.
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "vllm"])
@@ -454,9 +454,9 @@ def _shape(source: str) -> str:
 def _render_yaml(data: dict, name: str, folder: Path, loaded: dict | None = None) -> str | None:
     import yaml
 
-    from deployer.load import load_bytes
-    from deployer.model import build_deployment
-    from deployer.schema import validate
+    from deployer.spec.load import load_bytes
+    from deployer.spec.model import build_deployment
+    from deployer.spec.schema import validate
 
     document, problems = load_bytes(
         yaml.safe_dump(data, allow_unicode=True).encode(), f"{name}.yaml"
@@ -697,7 +697,7 @@ def test_the_whole_pipeline_never_raises_and_renders_only_what_it_accepts(tmp_pa
     an exception; whatever is accepted renders to Python that compiles."""
     import yaml
 
-    from deployer.pipeline import check_paths
+    from deployer.checks.pipeline import check_paths
 
     folder = tmp_path / "deployments"
     shutil.rmtree(folder, ignore_errors=True)
@@ -717,7 +717,7 @@ def test_the_whole_pipeline_never_raises_and_renders_only_what_it_accepts(tmp_pa
 @given(one=NASTY, other=NASTY)
 def test_any_change_of_a_value_changes_the_code_hash(one, other):
     """The deploy hash leaves comments out: a `#` inside a value must never be taken for one."""
-    from deployer.render import code_hash
+    from deployer.render.app import code_hash
 
     def app(value):
         return (
@@ -822,7 +822,7 @@ def test_a_project_template_that_fails_or_writes_bad_python_is_an_error(
 def test_a_project_template_that_never_ends_is_stopped_at_its_line(project, cli, monkeypatch):
     import time
 
-    from deployer import render
+    from deployer.render import app as render
 
     monkeypatch.setattr(render, "RENDER_SECONDS", 1)
     project.deployment("a")
@@ -887,7 +887,7 @@ def test_a_real_flag_that_begins_like_an_owned_one_is_not_an_abbreviation(projec
 
 
 def test_a_backtracking_smoke_pattern_cannot_hang_the_smoke_check():
-    from deployer.patterns import PatternTooSlow, any_match
+    from deployer.core.patterns import PatternTooSlow, any_match
 
     # Python's re takes minutes on this (23 s at 41 characters, doubling with each one more).
     pattern, reply = r"^(a|aa)+$", "a" * 60 + "b"
@@ -899,7 +899,7 @@ def test_a_backtracking_smoke_pattern_cannot_hang_the_smoke_check():
 
 
 def test_a_pattern_whose_matching_eats_memory_stops_at_the_matchers_limit():
-    from deployer.patterns import PatternTooSlow, any_match
+    from deployer.core.patterns import PatternTooSlow, any_match
 
     # Each repeat of the group keeps backtracking state: about 1.5 GiB for this 6 MB reply.
     with pytest.raises(PatternTooSlow, match="MemoryError"):
@@ -929,7 +929,7 @@ def test_a_pattern_slow_to_compile_is_a_finding_not_a_wait(project):
     ],
 )
 def test_smoke_patterns_are_pythons_regular_expressions(pattern, reply, matches):
-    from deployer.patterns import any_match
+    from deployer.core.patterns import any_match
 
     assert any_match(pattern, [reply]) is matches
 
@@ -1012,7 +1012,7 @@ def test_a_deployment_file_named_on_the_command_line_is_not_read_through_a_link_
 
 def test_links_above_the_repository_are_the_machines_layout(tmp_path):
     # macOS's /tmp -> /private/tmp: a repository reached through a link above it is still itself.
-    from deployer.checks.sources import outside_repository
+    from deployer.sources.folders import outside_repository
 
     (tmp_path / "real" / "repo" / ".git").mkdir(parents=True)
     (tmp_path / "real" / "repo" / "deployments").mkdir()
@@ -1025,7 +1025,7 @@ def test_links_above_the_repository_are_the_machines_layout(tmp_path):
 
 
 def test_a_link_chain_too_long_for_realpath_is_not_taken_for_a_path_inside(tmp_path):
-    from deployer.paths import real, within
+    from deployer.core.paths import real, within
 
     (tmp_path / "repo").mkdir()
     (tmp_path / "secret.txt").write_text("SENTINEL")
@@ -1037,7 +1037,7 @@ def test_a_link_chain_too_long_for_realpath_is_not_taken_for_a_path_inside(tmp_p
 
 
 def test_a_link_chain_in_a_model_folder_is_refused_and_never_read(project, cli, monkeypatch):
-    from deployer.desired import folder_hash
+    from deployer.deploy.desired import folder_hash
 
     secret = project.root.parent / f"{project.root.name}-id_rsa"
     secret.write_text("SENTINEL")
@@ -1205,7 +1205,7 @@ def test_files_linked_out_of_the_repository_inside_an_adapter_folder_are_refused
 def test_deploy_hashes_never_read_through_a_link_to_proc(tmp_path):
     """A git ref's tree is hashed without being validated: a committed link to /proc/kmsg (a read
     that blocks once the log is drained) or /proc/self/pagemap (EINVAL) is named, not read."""
-    from deployer.desired import folder_hash
+    from deployer.deploy.desired import folder_hash
 
     hashes = set()
     for target in ("/proc/kmsg", "/proc/self/pagemap", "/proc/self/environ"):
@@ -1221,7 +1221,7 @@ def test_a_server_that_drips_its_reply_cannot_hold_a_smoke_request():
     import threading
     import time
 
-    from deployer.smoke import Connection, HttpError, request
+    from deployer.local.smoke import Connection, HttpError, request
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -1257,7 +1257,7 @@ def test_a_server_that_drips_its_reply_cannot_hold_a_smoke_request():
 
 
 def test_the_apply_lock_never_writes_through_a_link(tmp_path):
-    from deployer.apply import LockError, apply_lock
+    from deployer.deploy.apply import LockError, apply_lock
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
@@ -1275,7 +1275,7 @@ def test_the_apply_lock_never_writes_through_a_link(tmp_path):
 
 
 def test_second_review_small_cases_are_findings_not_crashes(project, cli):
-    from deployer.diagnostics import printable as _printable
+    from deployer.core.diagnostics import printable as _printable
 
     assert _printable("safe\u202eevil") == "safe\\u202eevil"
     project.deployment(
@@ -1316,7 +1316,7 @@ def test_the_modal_cli_never_runs_in_the_repository(project, modal_world, cli):
 
 
 def test_the_url_lookup_does_not_import_from_the_working_folder(project, monkeypatch):
-    from deployer.platform.modal_cli import ModalCli
+    from deployer.deploy.platform.modal_cli import ModalCli
 
     project.write(
         "modal.py",
@@ -1353,7 +1353,7 @@ def test_a_tensor_shape_beyond_any_model_leaves_fit_unchecked(project, cli, shap
 
 
 def test_shards_linked_to_one_file_read_its_header_once(project, monkeypatch):
-    import deployer.basemodel as basemodel
+    import deployer.sources.base_model as basemodel
 
     model = local_model(project)
     _safetensors(
@@ -1497,7 +1497,7 @@ def test_sizes_beyond_any_real_deployment_are_refused_by_the_schema(project, cli
 
 
 def test_comments_in_the_rendered_app_carry_no_bidi_overrides(project):
-    from deployer.render import render
+    from deployer.render.app import render
 
     folder = project.root / "models" / "x\u202e\u2066yp.lave"
     folder.mkdir(parents=True)
@@ -1523,7 +1523,7 @@ def test_a_link_anywhere_below_the_working_folder_in_out_is_refused(project, cli
     (project.root / "out").symlink_to(elsewhere)
     code, _, err = cli("render", "--out", "out/apps")
     assert code == 1 and "out is a link to" in err and list(elsewhere.iterdir()) == []
-    from deployer.apply import LockError, apply_lock
+    from deployer.deploy.apply import LockError, apply_lock
 
     with pytest.raises(LockError, match="out is a link to"):
         with apply_lock(Path("out/apps")):
@@ -1597,7 +1597,7 @@ def test_a_committed_bytecode_cache_never_runs_instead_of_the_app(project, cli):
     import importlib.util
     import marshal
 
-    from deployer.local import import_app
+    from deployer.local.server import import_app
 
     project.deployment("a")
     assert cli("render")[0] == 0
@@ -1636,7 +1636,7 @@ def test_patterns_share_one_time_budget_per_check(project):
 def test_a_budget_inside_another_spends_the_outer_one():
     # A plan checks the deployments of several commits; each check opening a fresh budget made
     # the total grow with the number of commits.
-    from deployer import patterns
+    from deployer.core import patterns
 
     with patterns.budget(0), patterns.budget(100):
         with pytest.raises(
@@ -1674,9 +1674,9 @@ def test_one_big_file_under_many_names_stops_at_the_runs_budget(
 ):
     # git stores a file once whatever its names: 30 names for one 880 KB file took 129 s and 2 GB,
     # each loaded, merged and checked again; a large _defaults.yaml did the same through 100 small files.
-    import deployer.pipeline
+    import deployer.checks.pipeline
 
-    monkeypatch.setattr(deployer.pipeline, limit, value)
+    monkeypatch.setattr(deployer.checks.pipeline, limit, value)
     body = (
         MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n' + OVERRIDES)
         if not defaults
@@ -1707,9 +1707,9 @@ def test_one_big_file_under_many_names_stops_at_the_runs_budget(
 
 def test_text_repeated_by_aliases_counts_as_often_as_it_is_rendered(project, monkeypatch):
     # 110 aliases of one 8.8 KB string per file: 32 MB of YAML rendered 3 GB of apps.
-    import deployer.pipeline
+    import deployer.checks.pipeline
 
-    monkeypatch.setattr(deployer.pipeline, "MAX_RUN_CHARS", 250_000)
+    monkeypatch.setattr(deployer.checks.pipeline, "MAX_RUN_CHARS", 250_000)
     aliases = "".join(f"    E{i}: *x\n" for i in range(1, 50))
     for i in range(4):
         project.deployment(
@@ -1729,8 +1729,8 @@ def test_text_repeated_by_aliases_counts_as_often_as_it_is_rendered(project, mon
 def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_once(
     project, monkeypatch
 ):
-    import deployer.checks.sources as sources
-    from deployer import paths
+    import deployer.sources.folders as sources
+    from deployer.core import budget, paths
 
     adapter = project.root / "adapters" / "a"
     adapter.mkdir(parents=True)
@@ -1750,9 +1750,9 @@ def test_one_adapter_folder_named_by_many_adapters_is_read_walked_and_resolved_o
     monkeypatch.setattr(sources, "walk", lambda folder: walks.append(folder) or real_walk(folder))
     resolved, real_real = [], paths._real
     monkeypatch.setattr(paths, "_real", lambda path: resolved.append(path) or real_real(path))
-    opened, real_open = [], paths._read_limited
+    opened, real_open = [], budget._read_limited
     monkeypatch.setattr(
-        paths, "_read_limited", lambda path, limit: opened.append(path) or real_open(path, limit)
+        budget, "_read_limited", lambda path, limit: opened.append(path) or real_open(path, limit)
     )
     check_paths([project.deployments])
     assert len(walks) == 1 and len(opened) == 1
@@ -1860,8 +1860,8 @@ def test_findings_quoting_yaml_keys_and_adapter_configs_stay_on_their_line(proje
 
 
 def test_what_a_template_appends_to_does_not_outlive_its_render(project):
-    from deployer import argv
-    from deployer.render import render
+    from deployer.render.app import render
+    from deployer.vllm import argv
 
     before = list(argv.WEIGHT_FILE_KINDS)
     project.write(
@@ -1870,7 +1870,7 @@ def test_what_a_template_appends_to_does_not_outlive_its_render(project):
     )
     project.deployment("a")
     checked = check_paths([project.deployments])
-    from deployer.render import project_templates
+    from deployer.render.app import project_templates
 
     for _ in range(3):
         assert (
@@ -1884,7 +1884,7 @@ def test_what_a_template_appends_to_does_not_outlive_its_render(project):
 
 def test_a_ref_export_keeps_no_link_leading_out_of_it(project, tmp_path_factory):
     # The tar filter judged `a` before `y` existed; after extraction `a` led to /etc.
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     from .conftest import git, git_commit
 
@@ -1904,7 +1904,7 @@ def test_a_ref_export_keeps_no_link_leading_out_of_it(project, tmp_path_factory)
 
 def test_a_link_that_leads_out_once_another_is_dropped_is_dropped_too(project, tmp_path_factory):
     # l1 leads back in only through l0, which leads out: once l0 is gone, l1 leads out too.
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     from .conftest import git, git_commit
 
@@ -1961,7 +1961,7 @@ def test_links_to_one_large_object_are_never_read_into_memory(project, tmp_path_
     # whole before its size was looked at.
     import tracemalloc
 
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     from .conftest import git
 
@@ -1981,7 +1981,7 @@ def test_a_deep_tree_listed_many_times_costs_little_memory(project, tmp_path_fac
     # folder took 3.3 GB when every prefix of every path was kept.
     import tracemalloc
 
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     from .conftest import git
 
@@ -2009,7 +2009,7 @@ def test_a_deep_tree_listed_many_times_costs_little_memory(project, tmp_path_fac
 
 def test_links_are_followed_no_further_than_the_kernel_would(project, tmp_path_factory):
     # 20,000 chained links took two minutes of realpath; a path is followed through at most 40.
-    from deployer.commit_files import MAX_HOPS, CommitFiles, RefError
+    from deployer.deploy.commit_files import MAX_HOPS, CommitFiles, RefError
 
     from .conftest import git
 
@@ -2041,7 +2041,7 @@ def test_a_tree_naming_one_entry_twice_cannot_place_a_link_leading_out(project, 
     # `x` as a folder (holding a link) and again as a link: placing x/l made a real folder x, so
     # the link x was never placed, but the table judging m still followed it: m -> x/../../../etc
     # looked inside and was placed, leading to /etc.
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     from .conftest import git
 
@@ -2091,8 +2091,8 @@ def test_a_commit_of_many_files_is_listed_as_a_stream_and_within_a_limit(
     # under the folders asked for; past MAX_ENTRIES names the commit is refused.
     import tracemalloc
 
-    import deployer.commit_files as commit_files
-    from deployer.commit_files import CommitFiles, RefError
+    import deployer.deploy.commit_files as commit_files
+    from deployer.deploy.commit_files import CommitFiles, RefError
 
     from .conftest import git
 
@@ -2124,7 +2124,7 @@ def test_a_commit_of_many_files_is_listed_as_a_stream_and_within_a_limit(
 def test_a_commit_cannot_grow_its_files_through_its_own_attributes(project, tmp_path_factory):
     # export-subst in the commit's .gitattributes made `git archive` expand every $Format:%B$ to
     # the commit message: 3 MB of repository became a 2.8 GB file. Files are read as stored.
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     from .conftest import git, git_commit
 
@@ -2140,7 +2140,7 @@ def test_a_commit_cannot_grow_its_files_through_its_own_attributes(project, tmp_
 
 
 def test_files_sharing_one_object_take_its_room_once(project, tmp_path_factory):
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     from .conftest import git, git_commit
 
@@ -2159,7 +2159,7 @@ def test_files_sharing_one_object_take_its_room_once(project, tmp_path_factory):
 
 
 def test_a_planted_fifo_lock_file_is_a_lock_error(tmp_path):
-    from deployer.apply import LockError, apply_lock
+    from deployer.deploy.apply import LockError, apply_lock
 
     (tmp_path / "build").mkdir()
     os.mkfifo(tmp_path / "build" / ".deployer-apply.lock")
@@ -2187,9 +2187,9 @@ def test_a_tensor_name_of_thousands_of_parts_is_no_models(project, cli):
 
 
 def test_what_deployments_share_is_worked_out_once_per_run(project, monkeypatch):
-    import deployer.basemodel as basemodel
-    import deployer.desired as desired_module
-    from deployer.desired import desired, project_for
+    import deployer.deploy.desired as desired_module
+    import deployer.sources.base_model as basemodel
+    from deployer.deploy.desired import desired, project_for
 
     local_model(project)
     for name in "abcde":
@@ -2247,7 +2247,7 @@ def test_a_hostile_servers_status_line_reaches_the_terminal_escaped():
     import socket
     import threading
 
-    from deployer.smoke import Connection, wait_healthy
+    from deployer.local.smoke import Connection, wait_healthy
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -2294,7 +2294,7 @@ def test_plan_shows_long_values_briefly_and_tells_them_apart(project, modal_worl
 
 
 def test_values_cannot_write_links_or_images_into_the_plan_summary():
-    from deployer.plan import md
+    from deployer.deploy.plan import md
 
     assert (
         md("![x](https://e.example/p.png) [click](https://e.example) `code` *b* |")
@@ -2349,8 +2349,8 @@ def test_a_disk_filling_up_during_an_export_is_a_clean_error(
 ):
     import errno
 
-    import deployer.commit_files as commit_files
-    from deployer.commit_files import CommitFiles, RefError
+    import deployer.deploy.commit_files as commit_files
+    from deployer.deploy.commit_files import CommitFiles, RefError
 
     from .conftest import git, git_commit
 
@@ -2384,7 +2384,7 @@ def test_a_commit_whose_files_would_not_fit_on_the_disk_is_refused_before_writin
 ):
     import shutil
 
-    import deployer.commit_files as commit_files
+    import deployer.deploy.commit_files as commit_files
 
     from .conftest import git_commit
 
@@ -2520,7 +2520,7 @@ def test_links_of_a_commit_cannot_make_folders_past_the_limit(project, cli):
 def test_a_file_behind_many_names_is_read_once_for_the_plan(project, modal_world, cli, monkeypatch):
     # A committed 100 MB file of zeros (100 KB in git) and 1,000 links to it in the model folder:
     # plan read it 1,000 times (100 GB); a ref's export hard-links one copy to every name the same.
-    import deployer.desired as desired
+    import deployer.deploy.desired as desired
 
     from .conftest import git_commit
 
@@ -2600,7 +2600,7 @@ def test_a_model_folder_naming_one_file_many_times_is_refused(project, cli):
 
 def test_one_folder_written_many_ways_is_walked_once(project, cli, monkeypatch):
     # `../m`, `.././m`, `../m/./.`...: each spelling walked 10,000 files again (1,000 took 4 minutes).
-    import deployer.checks.sources as sources
+    import deployer.sources.folders as sources
 
     (project.root / "m").mkdir()
     (project.root / "m" / "adapter_config.json").write_text(
@@ -2623,7 +2623,7 @@ def test_one_folder_written_many_ways_is_walked_once(project, cli, monkeypatch):
 def test_walking_local_folders_has_a_budget_per_run(project, cli, monkeypatch):
     # 99 adapters, one per level of a 99-deep chain of folders above 4,101 files: each level walked
     # whole (400,000 entries at depth ~100). Here 20 levels above 50 files, against a budget of 500.
-    import deployer.checks.sources as sources
+    import deployer.sources.folders as sources
 
     monkeypatch.setattr(sources, "MAX_RUN_ENTRIES", 500)
     folder = project.root / "m"
@@ -2649,7 +2649,7 @@ def test_walking_local_folders_has_a_budget_per_run(project, cli, monkeypatch):
 
 def test_safetensors_headers_have_a_tensor_budget_per_model_and_per_run(project, cli, monkeypatch):
     # 2.6 million tiny tensors in 16 MB of header took 820 MB per model; 7 models ran out of memory.
-    import deployer.basemodel as basemodel
+    import deployer.sources.base_model as basemodel
 
     monkeypatch.setattr(basemodel, "MAX_TENSORS", 1000)
     monkeypatch.setattr(basemodel, "MAX_RUN_TENSORS", 1500)
@@ -2675,7 +2675,7 @@ def test_safetensors_headers_have_a_tensor_budget_per_model_and_per_run(project,
 
 
 def test_running_out_of_memory_is_a_message_not_a_traceback(cli, monkeypatch):
-    import deployer.cli as deployer_cli
+    import deployer.cli.main as deployer_cli
 
     def exhausted(args):
         raise MemoryError
@@ -2710,7 +2710,7 @@ def test_the_parse_estimate_is_never_below_what_json_makes_in_memory(item):
     # cache, and 63 adapter configs of such lists reached 3.5 GB under a 256 MB budget.
     import tracemalloc
 
-    from deployer.paths import parsed_size
+    from deployer.core.budget import parsed_size
 
     text = ("[" + ",".join([item] * 200_000) + "]").encode()
     tracemalloc.start()

@@ -10,8 +10,8 @@ import time
 import huggingface_hub.constants
 import pytest
 
-from deployer import hub
-from deployer.pipeline import check_paths
+from deployer.checks.pipeline import check_paths
+from deployer.sources import hub
 
 from .conftest import FIXTURES
 from .fake_hub import FakeHub
@@ -162,10 +162,10 @@ def test_a_rate_limiting_hub_is_not_asked_again_in_the_run(project, online):
 
 def test_configs_from_the_hub_count_against_the_commands_parse_budget(project, online, monkeypatch):
     # The Hub's files (up to 10 MB each) were parsed outside the budget that local configs keep.
-    from deployer import paths
+    from deployer.core import budget
 
     online.add("org/chess-lora", {"adapter_config.json": lora(8)}, revision="v2")
-    monkeypatch.setattr(paths, "MAX_RUN_PARSED", 100)
+    monkeypatch.setattr(budget, "MAX_RUN_PARSED", 100)
     project.deployment("d", DEPLOYMENT)
     error = findings(project)[0]["sources.unreadable"]
     assert (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deployer.load import MAX_NODES, Span, load_bytes, merge_defaults
+from deployer.spec.load import MAX_NODES, Span, load_bytes, merge_defaults
 
 
 def load(text: str, name: str = "d.yaml"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from deployer.argv import vllm_flags
-from deployer.pipeline import check_paths
+from deployer.checks.pipeline import check_paths
+from deployer.vllm.argv import vllm_flags
 
 from .tiny_model import build_lora_adapter
 

@@ -15,8 +15,8 @@ import modal
 import pytest
 from modal._utils.async_utils import synchronizer
 
-from deployer.pipeline import check_paths
-from deployer.render import render, write
+from deployer.checks.pipeline import check_paths
+from deployer.render.app import render, write
 
 from .conftest import MINIMAL, REPO, import_app
 

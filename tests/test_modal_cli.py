@@ -1,4 +1,4 @@
-"""deployer.platform.modal_cli, the real Modal platform, run against a fake `modal` executable.
+"""deployer.deploy.platform.modal_cli, the real Modal platform, run against a fake `modal` executable.
 
 Modal's servers cannot be reached here: these tests check the subprocess code (argv, --env, JSON
 shapes as modal 1.6 prints them, exit codes and error messages) against tests/fake_modal.py's
@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from deployer.platform import PlatformError, Version
-from deployer.platform.modal_cli import ModalCli, has_credentials
+from deployer.deploy.platform import PlatformError, Version
+from deployer.deploy.platform.modal_cli import ModalCli, has_credentials
 
 
 def script(project, body: str):
@@ -121,7 +121,7 @@ def test_modal_run_gets_its_options_before_the_function(project, modal_world, mo
 
 
 def test_only_the_serve_url_is_taken_from_deploy_output():
-    from deployer.platform.modal_cli import web_url_in
+    from deployer.deploy.platform.modal_cli import web_url_in
 
     output = (
         "Looking in indexes: http://pypi-mirror.internal:5555/simple\n✓ Created "

@@ -1,7 +1,7 @@
 """plan / apply / status / rollback / endpoints against the fake Modal (tests/fake_modal.py).
 
 Modal's servers cannot be reached from the test machines, so every test here runs the real CLI
-and the real `deployer.platform.modal_cli` code, which runs a fake `modal` executable; the fake
+and the real `deployer.deploy.platform.modal_cli` code, which runs a fake `modal` executable; the fake
 keeps Modal's state (apps, numbered versions, tags, recorded commits) and serves each app's
 endpoint on loopback like vLLM's OpenAI server would.
 """
@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from deployer.apply import LockError, apply_lock
-from deployer.commit_files import RefError
+from deployer.deploy.apply import LockError, apply_lock
+from deployer.deploy.commit_files import RefError
 
 from .conftest import MINIMAL, git, git_commit
 
@@ -115,7 +115,7 @@ def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(
 ):
     # 200 changed variables in each of 1,850 deployments wrote 321 MB to the job summary (GitHub
     # takes 1 MiB) and 100 MB to the log.
-    import deployer.cli_remote
+    import deployer.cli.remote
 
     env = lambda value: "image:\n  env:\n" + "".join(f"    V{i}: '{value}'\n" for i in range(100))
     for name in ("alpha", "beta"):
@@ -126,7 +126,7 @@ def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(
     git_commit(project.root, "all changed")
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    monkeypatch.setattr(deployer.cli_remote, "MAX_SUMMARY_CHARS", 10_000)
+    monkeypatch.setattr(deployer.cli.remote, "MAX_SUMMARY_CHARS", 10_000)
     code, out, _ = cli("plan", "--against", "HEAD~1", "--format", "github")
     alpha = out.split("update    alpha")[1].split("update    beta")[0]
     assert alpha.count("image env V") == 29 and "and 71 more settings" in alpha
@@ -287,11 +287,11 @@ def test_a_second_apply_on_the_same_checkout_stops_at_once(project, modal_world,
 
 def test_apply_interrupted_during_the_smoke_check_rolls_back(project, modal_world):
     """Ctrl-C while waiting for a new version: it must not stay live unverified."""
-    from deployer.apply import apply
-    from deployer.desired import desired, project_for
-    from deployer.pipeline import check_paths
-    from deployer.plan import make_plan
-    from deployer.state import deployed_from_platform
+    from deployer.checks.pipeline import check_paths
+    from deployer.deploy.apply import apply
+    from deployer.deploy.desired import desired, project_for
+    from deployer.deploy.plan import make_plan
+    from deployer.deploy.state import deployed_from_platform
 
     two(project)
     fake = modal_world.fake
@@ -483,7 +483,7 @@ def test_ignored_weights_and_lfs_pointers_compare_as_unchanged_offline(
 
     import hashlib
 
-    from deployer.desired import folder_hash
+    from deployer.deploy.desired import folder_hash
 
     real, pointer = (
         project.write("lfs/real/w.bin", "weights"),
@@ -514,7 +514,7 @@ def test_a_ref_is_exported_only_as_far_as_its_deployments_read(
     # A commit can hold anything beside the deployments (datasets, a 2.5 GB blob that took 5 GB
     # of memory to export whole): only the deployments, templates and named folders are written,
     # links followed as the commit's own links lead.
-    from deployer.commit_files import CommitFiles
+    from deployer.deploy.commit_files import CommitFiles
 
     project.write(".gitignore", "build/\n")
     project.write("weights/sql/adapter_config.json", ADAPTER_CONFIG)
@@ -588,7 +588,7 @@ def test_a_gitignore_pattern_that_keeps_git_matching_for_minutes_is_a_clear_erro
     # git's wildcard matching slows down steeply with a pattern's `*`s; a committed line like this
     # one, and a long folder name, kept `git ls-files --ignored` busy for 13 s (four stars) to
     # minutes (six), and a timed-out listing was skipped: the plan reported changes that were not.
-    import deployer.commit_files
+    import deployer.deploy.commit_files
 
     with_local_adapter(project)
     project.write("adapters/sql/" + "a" * 240 + "x/f", "data")
@@ -597,7 +597,7 @@ def test_a_gitignore_pattern_that_keeps_git_matching_for_minutes_is_a_clear_erro
     git(
         project.root, "commit", "-qam", "the pattern"
     )  # (`git add -A` would match it too, for minutes)
-    monkeypatch.setattr(deployer.commit_files, "IGNORED_SECONDS", 1)
+    monkeypatch.setattr(deployer.deploy.commit_files, "IGNORED_SECONDS", 1)
     started = time.monotonic()
     code, out, err = cli("plan", "--against", "HEAD")
     assert (
@@ -614,7 +614,7 @@ def test_a_plan_parses_configs_within_one_budget_for_all_the_commits_it_reads(
 ):
     # Each check opened a budget of its own: a plan reading the working tree, a ref and the
     # commits Modal recorded parsed 1.6 GB of configs for each (16 adapters of 4 MB).
-    from deployer import paths
+    from deployer.core import budget
 
     for name in ("a", "b", "c"):  # three contents: the ref's export makes one file of equal ones
         project.write(
@@ -630,7 +630,7 @@ def test_a_plan_parses_configs_within_one_budget_for_all_the_commits_it_reads(
     )
     git_commit(project.root, "three local adapters")
     raw = (project.root / "adapters/a/adapter_config.json").read_bytes()
-    monkeypatch.setattr(paths, "MAX_RUN_PARSED", 4 * paths.parsed_size(raw))
+    monkeypatch.setattr(budget, "MAX_RUN_PARSED", 4 * budget.parsed_size(raw))
     assert cli("validate")[0] == 0  # the working tree's three fit
     code, out, err = cli("plan", "--against", "HEAD")  # and the ref's first: its second is over
     assert (
@@ -645,9 +645,9 @@ def test_the_commits_of_one_plan_share_the_time_for_listing_ignored_files(
 ):
     # Each commit Modal recorded had 30 s of its own, and a RefError for one is skipped: four
     # recorded commits took a plan 121 s.
-    import deployer.commit_files
-    from deployer.desired import project_for
-    from deployer.state import Layout, RefTrees
+    import deployer.deploy.commit_files
+    from deployer.deploy.desired import project_for
+    from deployer.deploy.state import Layout, RefTrees
 
     commits = [with_local_adapter(project)]
     project.write("adapters/sql/" + "a" * 240 + "x/f", "data")
@@ -655,7 +655,7 @@ def test_the_commits_of_one_plan_share_the_time_for_listing_ignored_files(
         project.write("adapters/sql/notes.txt", str(i))
         commits.append(git_commit(project.root, f"commit {i}"))
     project.write(".gitignore", "build/\n*a*a*a*a*a*a*b\n")
-    monkeypatch.setattr(deployer.commit_files, "IGNORED_SECONDS", 2)
+    monkeypatch.setattr(deployer.deploy.commit_files, "IGNORED_SECONDS", 2)
     started = time.monotonic()
     with RefTrees(
         Layout.of(project.deployments, project.root / "build"), project_for(project.deployments)
@@ -675,8 +675,8 @@ def test_each_commits_export_is_removed_once_its_desired_state_is_known(
     # six of 300 MB of zeros (kilobytes in git) took 1.9 GB of TMPDIR at once.
     import tempfile
 
-    from deployer.desired import project_for
-    from deployer.state import Layout, RefTrees
+    from deployer.deploy.desired import project_for
+    from deployer.deploy.state import Layout, RefTrees
 
     first = with_local_adapter(project)
     project.write("adapters/sql/notes.txt", "2")
@@ -808,7 +808,7 @@ def test_projects_outside_git_do_not_share_an_id_and_prune_needs_a_stable_one(
 
 
 def test_the_project_name_from_a_remote_never_carries_its_credentials(project, monkeypatch):
-    from deployer.desired import project_for
+    from deployer.deploy.desired import project_for
 
     monkeypatch.delenv("DEPLOYER_PROJECT", raising=False)
     git(project.root, "init", "-q")
@@ -841,8 +841,8 @@ def test_an_app_of_another_project_is_a_conflict_and_is_left_alone(project, moda
 def test_a_url_that_cannot_be_read_after_a_deploy_rolls_it_back(
     project, modal_world, cli, monkeypatch
 ):
-    from deployer.platform import PlatformError
-    from deployer.platform.modal_cli import ModalCli
+    from deployer.deploy.platform import PlatformError
+    from deployer.deploy.platform.modal_cli import ModalCli
 
     two(project)
     monkeypatch.setattr(
@@ -961,8 +961,8 @@ def test_a_plan_reads_back_only_the_commits_of_what_it_updates_and_at_most_so_ma
 ):
     # Each deployment at its own recorded commit (apply deploys only what changed) made a plan
     # check and render every deployment of every one of them: 320 took 5 minutes and 1.6 GB.
-    import deployer.state
-    from deployer.state import RefTrees
+    import deployer.deploy.state
+    from deployer.deploy.state import RefTrees
 
     names = ["d0", "d1", "d2", "d3", "steady"]
     for name in names:
@@ -984,7 +984,7 @@ def test_a_plan_reads_back_only_the_commits_of_what_it_updates_and_at_most_so_ma
             read.append((ref, names)) or real_desired_at(self, ref, names)
         ),
     )
-    monkeypatch.setattr(deployer.state, "MAX_HISTORY_COMMITS", 2)
+    monkeypatch.setattr(deployer.deploy.state, "MAX_HISTORY_COMMITS", 2)
     code, out, _ = cli("plan")
     assert code == 0
     assert [names for _, names in read] == [
@@ -1005,11 +1005,11 @@ def test_a_plan_reads_back_only_the_commits_of_what_it_updates_and_at_most_so_ma
 def test_what_modal_recorded_is_quoted_on_one_line_and_short(project, modal_world, cli):
     # A recorded commit is Modal's data, quoted in a note when it cannot be read back: a line
     # break in it could start a `::` workflow command in the log, and the note repeated it whole.
-    from deployer.desired import desired, project_for
-    from deployer.pipeline import check_paths
-    from deployer.plan import format_text, make_plan, to_update
-    from deployer.platform import Version
-    from deployer.state import Layout, RefTrees, previous_from_git
+    from deployer.checks.pipeline import check_paths
+    from deployer.deploy.desired import desired, project_for
+    from deployer.deploy.plan import format_text, make_plan, to_update
+    from deployer.deploy.platform import Version
+    from deployer.deploy.state import Layout, RefTrees, previous_from_git
 
     two(project)
     assert cli("apply", "--yes")[0] == 0

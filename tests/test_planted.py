@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from deployer.pipeline import check_paths
+from deployer.checks.pipeline import check_paths
 
 from .conftest import FIXTURES, REPO
 

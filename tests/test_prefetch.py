@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.pipeline import check_paths
-from deployer.render import render, write
+from deployer.checks.pipeline import check_paths
+from deployer.render.app import render, write
 
 from .conftest import import_app
 from .fake_hub import FakeHub

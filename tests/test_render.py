@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.pipeline import check_paths
-from deployer.render import HASH_MARKER, literal, render, write
+from deployer.checks.pipeline import check_paths
+from deployer.render.app import HASH_MARKER, literal, render, write
 
 from .conftest import FIXTURES, MINIMAL, REPO, import_app
 from .tiny_model import build_base_model, build_lora_adapter
@@ -285,7 +285,7 @@ def test_committed_folders_in_the_servers_working_folder_are_not_importable(tmp_
     import subprocess
     import sys
 
-    from deployer.argv import vllm_server
+    from deployer.vllm.argv import vllm_server
 
     (tmp_path / "sources" / "adapters" / "a").mkdir(parents=True)
     (tmp_path / "sources" / "adapters" / "a" / "evil.py").write_text(

@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from deployer.schema import _validator, passes_fast_check, schema
+from deployer.spec.schema import _validator, passes_fast_check, schema
 
 from .test_hostile import _DEPLOYMENT, _NEAR_VALID, _VALID
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from deployer.local import LocalError, version_warning, write_state
+from deployer.local.server import LocalError, version_warning, write_state
 
 from .conftest import MINIMAL
 
@@ -116,7 +116,7 @@ def test_credentials_are_not_forwarded_when_a_redirect_leaves_the_host():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from deployer.smoke import Connection, request
+    from deployer.local.smoke import Connection, request
 
     seen = {}
 
@@ -229,7 +229,7 @@ def test_the_local_server_state_is_never_written_through_a_planted_link(tmp_path
 def test_credentials_follow_a_redirect_only_to_the_same_scheme_and_host(newurl, kept):
     import urllib.request
 
-    from deployer.http import _CredentialSafeRedirects
+    from deployer.core.http import _CredentialSafeRedirects
 
     original = urllib.request.Request(
         "https://models.example/v1/models", headers={"Authorization": "Bearer sentinel"}

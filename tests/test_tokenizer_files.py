@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from deployer.pipeline import check_paths
+from deployer.checks.pipeline import check_paths
 
 from .test_hub import QWEN3_4B, online  # noqa: F401 (the fake Hub fixture)
 from .tiny_model import build_base_model

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from deployer.model import _defaults
-from deployer.pipeline import check_paths
-from deployer.schema import schema
+from deployer.checks.pipeline import check_paths
+from deployer.spec.model import _defaults
+from deployer.spec.schema import schema
 
 from .conftest import FIXTURES, MINIMAL, REPO
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from deployer.cli import _parser
+from deployer.cli.main import _parser
 
 from .conftest import REPO
 

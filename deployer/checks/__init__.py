@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-from ..diagnostics import Diagnostic
-from ..model import Deployment
-from . import (
+from deployer.checks import (
     auth,
     cold_start,
     compat,
@@ -22,6 +20,8 @@ from . import (
     sources,
     tokenizer,
 )
+from deployer.core.diagnostics import Diagnostic
+from deployer.spec.model import Deployment
 
 PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     names.check_adapter_names,

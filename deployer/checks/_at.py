@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..diagnostics import Diagnostic, Severity
-from ..model import Deployment
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.spec.model import Deployment
 
 
 def at(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..argv import CREDENTIAL_NAME
-from ..diagnostics import Diagnostic, Severity
-from ..model import Deployment
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.spec.model import Deployment
+from deployer.vllm.argv import CREDENTIAL_NAME
 
 
 def check_auth(deployment: Deployment) -> Iterable[Diagnostic]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..diagnostics import Diagnostic
-from ..model import Deployment
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic
+from deployer.spec.model import Deployment
 
 WHERE = ("cold_start", "gpu_snapshot")
 

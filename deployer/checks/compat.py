@@ -9,12 +9,12 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from ..diagnostics import Diagnostic, Severity
-from ..model import AdapterConfig, BaseModelInfo, Deployment
-from ..paths import real
-from ..patterns import PatternTooSlow, any_match, compile_error
-from ._at import at
-from .sources import outside_repository
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.core.paths import real
+from deployer.core.patterns import PatternTooSlow, any_match, compile_error
+from deployer.sources.folders import outside_repository
+from deployer.spec.model import AdapterConfig, BaseModelInfo, Deployment
 
 SHOWN_MODULES = 40  # a crafted header can name a million modules: a hint lists the first ones
 REQUIRED_FIELDS = (

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..diagnostics import Diagnostic, Severity
-from ..fit import cheapest_fitting, compute, gib, model_shape
-from ..model import BaseModelInfo, Deployment, UnknownConfig
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.spec.model import BaseModelInfo, Deployment, UnknownConfig
+from deployer.vllm.fit import cheapest_fitting, compute, gib, model_shape
 
 
 def check_gpu_fit(deployment: Deployment) -> Iterable[Diagnostic]:

@@ -12,14 +12,14 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .. import catalog
-from ..argv import MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
-from ..catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
-from ..diagnostics import Diagnostic, Severity
-from ..fit import TOKEN_COUNT, parse_tokens, token_text_problem
-from ..load import did_you_mean
-from ..model import Deployment
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.core.text import did_you_mean
+from deployer.spec.model import Deployment
+from deployer.vllm import catalog
+from deployer.vllm.argv import MANAGED_FLAGS, flag_tokens, negated_options, vllm_server
+from deployer.vllm.catalog import FLOAT_TYPES, INT_TYPES, JSON_TYPES, SIZE_TYPES, Flag
+from deployer.vllm.fit import TOKEN_COUNT, parse_tokens, token_text_problem
 
 # Flags whose value is a credential: it would be written into the rendered app and its log.
 SECRET_FLAGS = {"hf-token": "HF_TOKEN", "api-key": "VLLM_API_KEY"}
@@ -367,7 +367,7 @@ def _meant(option: str, flags: catalog.Catalog | None) -> str | None:
     return None if option != name and option.startswith(("no-", "disable-")) else name
 
 
-REVIEWED_FILE = Path(__file__).parent.parent / "data" / "vllm_flags_reviewed.json"
+REVIEWED_FILE = Path(__file__).parents[1] / "data" / "vllm_flags_reviewed.json"
 
 
 @functools.cache

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ..argv import CREDENTIAL_NAME
-from ..diagnostics import Diagnostic, Severity
-from ..model import Deployment
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.spec.model import Deployment
+from deployer.vllm.argv import CREDENTIAL_NAME
 
 # NVIDIA's CUDA images (Docker Hub's official nvidia/cuda, or NVIDIA's own registry), any tag.
 CUDA_IMAGE = re.compile(

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .. import catalog
-from ..argv import (
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.spec.model import AdapterConfig, Deployment, UnknownConfig
+from deployer.vllm import catalog
+from deployer.vllm.argv import (
     VLLM_DEFAULT_MAX_LORA_RANK,
     derived_lora_flags,
     lora_rank_choices,
     needed_lora_rank,
 )
-from ..diagnostics import Diagnostic, Severity
-from ..model import AdapterConfig, Deployment, UnknownConfig
-from ._at import at
 
 
 def check_lora_limits(deployment: Deployment) -> Iterable[Diagnostic]:

@@ -23,13 +23,14 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Iterable
 
-from ..argv import MISTRAL_WEIGHTS, mistral_asked
-from ..diagnostics import Diagnostic, Severity
-from ..model import BaseModelInfo, Deployment
-from ..paths import TooDeep, once, walk
-from ._at import at
-from .flags import IMPORT_PATH, PATH_VALUE, json_items, walk_json
-from .tokenizer import NOT_READ, system_files
+from deployer.checks._at import at
+from deployer.checks.flags import IMPORT_PATH, PATH_VALUE, json_items, walk_json
+from deployer.checks.tokenizer import NOT_READ, system_files
+from deployer.core.budget import once
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.core.paths import TooDeep, walk
+from deployer.spec.model import BaseModelInfo, Deployment
+from deployer.vllm.argv import MISTRAL_WEIGHTS, mistral_asked
 
 SWAPS_MODEL = (
     "speculators_config"  # vllm/transformers_utils/config.py maybe_override_with_speculators

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..diagnostics import Diagnostic
-from ..model import Deployment
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic
+from deployer.spec.model import Deployment
 
 
 def check_unique_app_names(deployments: Sequence[Deployment]) -> Iterable[Diagnostic]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..diagnostics import Diagnostic, Severity
-from ..fit import gpu_specs
-from ..model import BaseModelInfo, Deployment
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.spec.model import BaseModelInfo, Deployment
+from deployer.vllm.fit import gpu_specs
 
 
 def check_gpu_count(deployment: Deployment) -> Iterable[Diagnostic]:

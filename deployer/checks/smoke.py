@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..diagnostics import Diagnostic
-from ..load import did_you_mean
-from ..model import Deployment
-from ..patterns import PatternTooSlow, compile_error
-from ._at import at
+from deployer.checks._at import at
+from deployer.core.diagnostics import Diagnostic
+from deployer.core.patterns import PatternTooSlow, compile_error
+from deployer.core.text import did_you_mean
+from deployer.spec.model import Deployment
 
 
 def check_smoke_expectations(deployment: Deployment) -> Iterable[Diagnostic]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ..basemodel import tokenizer_files
-from ..diagnostics import Diagnostic, Severity
-from ..model import Deployment, Source
-from ._at import at
-from .flags import HUB_OR_KEYWORD, container_path, is_system_path, walk_json
+from deployer.checks._at import at
+from deployer.checks.flags import HUB_OR_KEYWORD, container_path, is_system_path, walk_json
+from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.sources.base_model import tokenizer_files
+from deployer.spec.model import Deployment, Source
 
 # Constructor arguments that name files: vocab_file, merges_file, tokenizer_file, spm_file, ...
 # (each tokenizer class has its own), and transformers 5's vocab and merges (a path, or the data).

@@ -1,0 +1,1 @@
+"""The `deployer` command: argument parsing, one module per command group, exit codes."""

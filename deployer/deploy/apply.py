@@ -1,0 +1,298 @@
+"""Carry out a plan on a platform: deploy, wait for the endpoint, smoke-test, roll back on failure.
+
+Independent deployments go in parallel up to a bound; one failure does not stop the others.
+Modal switches an app to a new version atomically, so every app ends at its old version or its
+new one: a failed deploy changes nothing; a deploy whose smoke check fails (or is interrupted) is
+rolled back to the version that served before, or stopped if it is the app's first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from deployer.core.paths import linked_part, real
+from deployer.deploy.desired import Desired
+from deployer.deploy.plan import CONFLICT, CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
+from deployer.deploy.platform import Platform, PlatformError
+from deployer.local.smoke import CheckResult
+from deployer.render.app import write
+
+LOCK_FILE = ".deployer-apply.lock"
+PREFETCH_FUNCTION = "download_weights"  # the rendered app's cache-filling function
+DEFAULT_PARALLEL = 4
+
+# Results, as shown in the summary table.
+DEPLOYED, ROLLED_BACK, STOPPED, FAILED, KEPT, SKIPPED, NOTHING = (
+    "deployed",
+    "rolled back",
+    "stopped",
+    "failed",
+    "kept",
+    "skipped",
+    "unchanged",
+)
+
+Smoke = Callable[[Desired, str, threading.Event], list[CheckResult]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    action: str  # the plan's action kind
+    result: str  # one of the results above
+    ok: bool
+    detail: str = ""
+    url: str | None = None
+    version: int | None = None  # the version serving at the end, when known
+    seconds: float = 0.0
+    checks: tuple[CheckResult, ...] = ()
+
+
+class LockError(Exception):
+    pass
+
+
+@contextmanager
+def apply_lock(folder: Path) -> Iterator[None]:
+    """One `apply` at a time per checkout: a second one stops at once instead of interleaving."""
+    if link := linked_part(
+        folder
+    ):  # a committed `build` link would put the lock (and apps) anywhere
+        raise LockError(
+            f"{link} is a link to {real(link) or os.readlink(link)}; pass the real folder "
+            "with --out"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    try:  # O_NOFOLLOW: a lock file planted as a link must not truncate what it points at
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise LockError(
+            f"cannot use the lock file {path}: {exc.strerror} (is it a link? remove it)"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a planted FIFO or device
+        os.close(fd)
+        raise LockError(f"the lock file {path} is not a plain file; remove it")
+    with os.fdopen(fd, "r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise LockError(
+                f"another `deployer apply` is running here (pid {holder}, lock {path}); "
+                "wait for it to finish"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+
+
+def apply(
+    plan: Plan,
+    desired: dict[str, Desired],
+    platform: Platform,
+    smoke: Smoke | None,
+    prune: bool = False,
+    parallel: int = DEFAULT_PARALLEL,
+    progress: Callable[[str], None] = lambda _: None,
+    cancel: threading.Event | None = None,
+) -> list[Outcome]:
+    """Run every action of `plan`; returns one outcome per action, in plan order."""
+    cancel = cancel or threading.Event()
+
+    def run(action: Action) -> Outcome:
+        if cancel.is_set() and action.kind in (CREATE, UPDATE, ORPHAN):
+            return Outcome(
+                action.name, action.kind, SKIPPED, False, "interrupted before it started"
+            )
+        if action.kind == CONFLICT:
+            return Outcome(
+                action.name,
+                action.kind,
+                FAILED,
+                False,
+                action.notes[0] if action.notes else "in conflict with another project",
+                version=action.deployed.number if action.deployed else None,
+            )
+        if action.kind == UNCHANGED:
+            return Outcome(
+                action.name,
+                action.kind,
+                NOTHING,
+                True,
+                version=action.deployed.number if action.deployed else None,
+            )
+        if action.kind == ORPHAN:
+            return (
+                _prune(action, platform, progress)
+                if prune
+                else Outcome(
+                    action.name, action.kind, KEPT, True, "orphan kept: `apply --prune` stops it"
+                )
+            )
+        return _deploy(action, desired[action.name], platform, smoke, progress, cancel)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(run, plan.actions))
+
+
+def _prune(action: Action, platform: Platform, progress) -> Outcome:
+    try:
+        platform.stop(action.name)
+    except PlatformError as exc:
+        return Outcome(action.name, action.kind, FAILED, False, f"could not stop it: {exc}")
+    progress(f"{action.name}: stopped (no deployment file any more)")
+    return Outcome(action.name, action.kind, STOPPED, True, "orphan stopped")
+
+
+def _deploy(
+    action: Action,
+    want: Desired,
+    platform: Platform,
+    smoke: Smoke | None,
+    progress,
+    cancel: threading.Event,
+) -> Outcome:
+    start = time.monotonic()
+    name = action.name
+
+    def done(
+        result: str,
+        ok: bool,
+        detail: str,
+        url: str | None = None,
+        version: int | None = None,
+        checks=(),
+    ) -> Outcome:
+        return Outcome(
+            name,
+            action.kind,
+            result,
+            ok,
+            detail,
+            url,
+            version,
+            time.monotonic() - start,
+            tuple(checks),
+        )
+
+    write(want.app)
+    if want.deployment.cold_start.prefetch and action.new_weights:
+        progress(
+            f"{name}: downloading {', '.join(action.new_weights)} into the cache volume "
+            "before deploying"
+        )
+        try:
+            platform.run(want.app.path, PREFETCH_FUNCTION)
+        except PlatformError as exc:
+            return done(
+                FAILED,
+                False,
+                f"prefetch failed, so nothing was deployed ({_unchanged(action)}): {exc}",
+                version=action.deployed.number if action.deployed else None,
+            )
+    progress(f"{name}: deploying {want.app.path} as {want.tag}")
+    try:
+        url = platform.deploy(want.app.path, name, want.tag)
+    except PlatformError as exc:
+        # Modal switches versions only after a whole deploy succeeds: nothing changed.
+        return done(
+            FAILED,
+            False,
+            f"deploy failed ({_unchanged(action)}): {exc}",
+            version=action.deployed.number if action.deployed else None,
+        )
+    url_problem = "Modal printed no web URL to smoke-test"
+    if not url:
+        try:
+            url = platform.web_url(name)
+        except PlatformError as exc:
+            url_problem = f"deployed, but its URL could not be read to smoke-test it ({exc})"
+    version = _current_version(platform, name)
+    if smoke is None:
+        return done(DEPLOYED, True, "deployed; smoke check skipped (--no-smoke)", url, version)
+    if not url:
+        return _undo(action, platform, progress, done, url_problem, None, ())
+    progress(f"{name}: deployed v{version}; waiting for {url} and smoke-testing")
+    checks = smoke(want, url, cancel)
+    failed = [c for c in checks if not c.ok]
+    if cancel.is_set() and (failed or not checks):
+        return _undo(
+            action,
+            platform,
+            progress,
+            done,
+            "interrupted before its smoke check passed",
+            url,
+            checks,
+        )
+    if failed:
+        return _undo(
+            action,
+            platform,
+            progress,
+            done,
+            "smoke check failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+            url,
+            checks,
+        )
+    progress(f"{name}: smoke check passed ({len(checks)} checks)")
+    return done(DEPLOYED, True, f"{len(checks)} smoke checks passed", url, version, checks)
+
+
+def _unchanged(action: Action) -> str:
+    return f"v{action.deployed.number} still serves" if action.deployed else "nothing was created"
+
+
+def _undo(action: Action, platform: Platform, progress, done, why: str, url, checks) -> Outcome:
+    name = action.name
+    try:
+        if action.deployed is not None and action.deployed.number:
+            progress(f"{name}: {why}; rolling back to v{action.deployed.number}")
+            platform.rollback(name, action.deployed.number)
+            return done(
+                ROLLED_BACK,
+                False,
+                f"{why}; rolled back to v{action.deployed.number}",
+                url,
+                _current_version(platform, name),
+                checks,
+            )
+        progress(f"{name}: {why}; stopping the new app")
+        platform.stop(name)
+        return done(
+            STOPPED, False, f"{why}; first deploy, so the app was stopped", url, None, checks
+        )
+    except PlatformError as exc:
+        return done(
+            FAILED,
+            False,
+            f"{why}; AND UNDOING IT FAILED, the new version may still serve: {exc}",
+            url,
+            None,
+            checks,
+        )
+
+
+def _current_version(platform: Platform, name: str) -> int | None:
+    try:
+        history = platform.history(name)
+    except PlatformError:
+        return None
+    return history[0].number if history else None

