@@ -11,12 +11,12 @@ from typing import Iterable
 
 from deployer.checks._at import at
 from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.core.limits import SHOWN_MODULES
 from deployer.core.paths import real
 from deployer.core.patterns import PatternTooSlow, any_match, compile_error
 from deployer.sources.folders import outside_repository
 from deployer.spec.model import AdapterConfig, BaseModelInfo, Deployment
 
-SHOWN_MODULES = 40  # a crafted header can name a million modules: a hint lists the first ones
 REQUIRED_FIELDS = (
     "r",
     "lora_alpha",

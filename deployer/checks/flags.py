@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from deployer.checks._at import at
 from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.core.limits import MAX_JSON_NODES
 from deployer.core.text import did_you_mean
 from deployer.spec.model import Deployment
 from deployer.vllm import catalog
@@ -245,7 +246,6 @@ IMPORT_PATH = re.compile(
     r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\.[A-Za-z_]\w*|:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)$"
 )
 OWN_CODE = "vllm."
-MAX_JSON_NODES = 100_000
 
 
 def container_path(value: object) -> str | None:
@@ -286,8 +286,9 @@ def json_items(value: object) -> list[tuple[object, object]]:
 
 def walk_json(value: object) -> Iterator[tuple[object, object]]:
     """Every (key, value) pair inside a JSON value (list items under their list's key). A loop
-    over iterators, not recursion (a 500-deep JSON text made the recursive walk an internal
-    error), nor lists of pairs (a 10 MB file of numbers would be millions of tuples at once)."""
+    over iterators, not recursion (a JSON text a few hundred levels deep would exhaust Python's
+    recursion limit), nor lists of pairs (a 10 MB file of numbers would be millions of tuples
+    at once)."""
     stack: list[Iterator[tuple[object, object]]] = [iter(((None, value),))]
     while stack:
         entry = next(stack[-1], None)

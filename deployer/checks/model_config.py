@@ -2,17 +2,18 @@
 files, which the pull request can commit (or a Hub repo it names can hold):
 
 - `speculators_config` in config.json: vLLM serves the model that `verifier.name_or_path` names
-  instead, with that model's own tokenizer and weights (a hunt: a nested folder whose tokenizer
-  read a file outside the repository, given back by /detokenize; or any Hub repo);
+  instead, with that model's own tokenizer and weights (a nested folder whose tokenizer reads a
+  file outside the repository, given back by /detokenize; or any Hub repo);
 - `configuration_files` in config.json: transformers reads another config.X.json in its place
-  (a hunt hid speculators_config there);
+  (where speculators_config can hide);
 - a `*_model_id` key (Ultravox's text_model_id, audio_model_id), in config.json or in
   `hf-overrides`: vLLM loads that model's config and weights too, from the Hub at its newest
   revision or from a folder; so does a Hub draft model in `speculative-config`;
 - `tokenizer-mode` or `config-format` other than Hugging Face's: vLLM reads the tokenizer
   (tiktoken.model, tekken.json) or config (params.json) from files the checks do not read;
 - a consolidated*.safetensors file anywhere in the folder: vLLM's auto formats switch to
-  Mistral's weights, params.json and tekken.json (a hunt: other weights served, validate silent).
+  Mistral's weights, params.json and tekken.json (other weights served, with nothing in
+  config.json to show it).
   Hub models: the app does not download those files (argv.unfetched_files)."""
 
 from __future__ import annotations

@@ -15,6 +15,13 @@ from deployer.checks import run_checks
 from deployer.core import patterns
 from deployer.core.budget import parse_budget, run_scope
 from deployer.core.diagnostics import Diagnostic, Severity
+from deployer.core.limits import (
+    CHECK_SECONDS,
+    MAX_RUN_BYTES,
+    MAX_RUN_CHARS,
+    MAX_RUN_FILES,
+    MAX_RUN_VALUES,
+)
 from deployer.sources.adapters import with_adapter_configs
 from deployer.sources.base_model import with_base_model_info
 from deployer.sources.folders import ALLOW_ENV, leads_to, outside_repository, refused_sources
@@ -26,16 +33,6 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # A deployment that picks a Hub repo or a local path for its base model replaces the defaults' choice.
 SOURCE_ALTERNATIVES = {("base_model",): (frozenset({"repo", "revision"}), frozenset({"path"}))}
 DEFAULT_FOLDER = Path("deployments")
-# What one run reads of deployment files, all together. Each file has caps of its own (load.py),
-# but a pull request can commit one 1 MB file under many names (git stores it once), or a large
-# defaults file that is merged into every deployment beside it, and each copy is loaded, merged
-# and checked again: 30 such files took 129 s and 2 GB.
-MAX_RUN_FILES = 5_000
-MAX_RUN_BYTES = 32 * 1024 * 1024
-MAX_RUN_VALUES = 400_000  # values loaded, and merged in from defaults, over all files
-# Characters of text in the merged deployments, aliases expanded: what the apps are rendered
-# from. 110 aliases of one 8.8 KB string in each of 3,200 files (32 MB of YAML) rendered 3 GB.
-MAX_RUN_CHARS = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,7 @@ def _linked_out(file: Path) -> Diagnostic | None:
 def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
     """Everything found in the deployment files under `paths`. `schema_only` stops after the
     JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks."""
-    with run_scope(), parse_budget(), patterns.budget(patterns.CHECK_SECONDS):
+    with run_scope(), parse_budget(), patterns.budget(CHECK_SECONDS):
         return _check_paths(paths, schema_only)
 
 
@@ -244,7 +241,7 @@ class _RunBudget:
         self, document: Document, merged: Document, defaults_file: Path, display: str
     ) -> Diagnostic | None:
         # What a defaults file holds ends up in each app rendered from it: a 900 KB value in
-        # _defaults.yaml made render write 4.3 GB for 5,000 small deployments.
+        # _defaults.yaml beside 5,000 small deployments is 4.5 GB of rendered apps.
         self.chars += _text_chars(merged.data)
         if self.chars > MAX_RUN_CHARS:
             return self._over(

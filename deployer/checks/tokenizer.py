@@ -1,8 +1,8 @@
 """The base model's tokenizer files (tokenizer_config.json, special_tokens_map.json, ...), which
 the pull request can commit (or a Hub repo it names can hold): transformers passes their keys to
 the tokenizer's constructor, and some are files it opens as written. `"vocab":
-"/proc/self/environ"` (BertTokenizer, transformers 5) or `"vocab_file"` (transformers 4) made the
-container's environment, Secrets included, token 0, which /detokenize gave back to any caller
+"/proc/self/environ"` (BertTokenizer, transformers 5) or `"vocab_file"` (transformers 4) makes the
+container's environment, Secrets included, token 0, which /detokenize gives back to any caller
 with the key."""
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def system_files(config: dict, skipped: tuple[str, ...] = ()) -> list[tuple[str,
 
 
 def _named(config: dict, skipped: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    # Every value: a flag's JSON is judged up to 100,000 values, but here a nested key past those
-    # went unjudged (a 200 KB list before it). The file's size bounds the walk.
+    # Every value, with no MAX_JSON_NODES cut: a cut would leave unjudged a key nested after a
+    # 200 KB list. The file's size (MAX_JSON_BYTES) bounds the walk.
     return [
         (str(k), v)
         for k, v in walk_json(config)

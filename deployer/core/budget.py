@@ -10,14 +10,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, Hashable, Iterator, TypeVar
 
+from deployer.core.limits import MAX_JSON_BYTES, MAX_RUN_PARSED
+
 T = TypeVar("T")
-
-MAX_JSON_BYTES = 4 * 1024 * 1024  # a model's or adapter's config is a few kilobytes
-# About how much memory the JSON one command parses may become (configs, safetensors headers),
-# all together and each file once: 16 adapter folders holding a 4 MB config of `[{}, {}, ...]`
-# (git stores it once) made 110 MB of objects each, and a plan parsed them again for every commit.
-MAX_RUN_PARSED = 256 * 1024 * 1024
-
 
 _RUN: ContextVar[dict | None] = ContextVar("run_cache", default=None)
 _PARSED: ContextVar[dict | None] = ContextVar("parse_budget", default=None)

@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
+from deployer.core.limits import EXCERPT, MAX_TEXT
+
 JsonPath = tuple  # of str (mapping keys) and int (list indices)
 
 
@@ -20,9 +22,6 @@ class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
     NOTE = "note"  # a check that could not run here, and why: reported, never fails a run
-
-
-MAX_TEXT = 1000  # characters of a message or a hint
 
 
 @dataclass(frozen=True, order=True)
@@ -37,8 +36,8 @@ class Diagnostic:
     rule: str = ""  # a short stable id, e.g. "schema.unknown-key", for JSON consumers and tests
 
     def __post_init__(self):
-        # Messages quote values from files anyone can commit (an adapter config's 3 MB
-        # modules_to_save, named by 300 adapters, printed a gigabyte): each is cut, once, here.
+        # Messages quote values from files anyone can commit (MAX_TEXT says how much of each
+        # can reach the output): each is cut, once, here.
         for name in ("message", "hint"):
             text = getattr(self, name)
             if len(text) > MAX_TEXT:
@@ -76,9 +75,6 @@ def printable(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[:limit] + "…"
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
-EXCERPT = 160  # characters of a source line shown around the column
 
 
 def _excerpt(source: str, column: int) -> tuple[str, int]:

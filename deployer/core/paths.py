@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Iterator
 
 from deployer.core.budget import once
+from deployer.core.limits import MAX_FOLDER_DEPTH
 
 
 def real(path: Path | str) -> Path | None:
     """The absolute path with every link followed, or None when that cannot be known (a chain too
     long to follow, a loop, a folder that cannot be searched). A path that does not exist yet
     resolves as far as it exists: nothing is there to read. Once per path within a run_scope (a
-    thousand adapters naming one folder asked for it six thousand times)."""
+    thousand adapters naming one folder ask for it six thousand times)."""
     # Keyed by the path as written: abspath would fold `out/../m` into `m`, which realpath does
     # not when `out` is a link.
     return once(("real", os.getcwd(), os.fspath(path)), lambda: _real(path))
@@ -101,11 +102,8 @@ def repository_root(folder: Path) -> Path:
     return folder.parent
 
 
-MAX_DEPTH = 100  # folders below a model or adapter folder; real ones hold a handful
-
-
 class TooDeep(Exception):
-    """A folder nested more than MAX_DEPTH levels below the top of a walk."""
+    """A folder nested more than MAX_FOLDER_DEPTH levels below the top of a walk."""
 
     def __init__(self, path: Path):
         super().__init__(str(path))
@@ -115,7 +113,7 @@ class TooDeep(Exception):
 def walk(top: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
     """os.walk(top), top-down, never entering a linked folder, as a loop rather than a recursion:
     in Python 3.11 os.walk and Path.rglob recurse once per level, and a committed folder 1,100
-    deep made every command an internal error. Raises TooDeep past MAX_DEPTH levels."""
+    deep exceeds the recursion limit. Raises TooDeep past MAX_FOLDER_DEPTH levels."""
     pending = [(Path(top), 0)]
     while pending:
         folder, depth = pending.pop()
@@ -134,6 +132,6 @@ def walk(top: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
             if is_dir and not linked:
                 enter.append(folder / entry.name)
         yield folder, dirs, files
-        if enter and depth >= MAX_DEPTH:
+        if enter and depth >= MAX_FOLDER_DEPTH:
             raise TooDeep(enter[0])
         pending.extend((path, depth + 1) for path in reversed(enter))

@@ -1,8 +1,8 @@
 """Regular expressions from untrusted text (adapter configs, YAML), read as Python's re reads them
-(PEFT chose an adapter's target_modules with `re.fullmatch`) and matched in a child process with a
+(PEFT chooses an adapter's target_modules with `re.fullmatch`) and matched in a child process with a
 deadline: re cannot be interrupted from inside, and a pattern such as `(a+)+b` backtracks for
 minutes on a 40-character name. RE2 runs in linear time but reads some patterns differently
-(`\\d{,2}`, `[[:alpha:]]`), which turned valid adapters into errors."""
+(`\\d{,2}`, `[[:alpha:]]`), which would turn valid adapters into errors."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator, Sequence
 
-MATCH_SECONDS = 2.0
-CHECK_SECONDS = 10.0  # all patterns of one validate together
-
-MATCH_MEMORY = 1 << 30  # bytes of address space: backtracking state grows while the deadline runs
+from deployer.core.limits import MATCH_MEMORY, MATCH_SECONDS
 
 # Runs in a fresh interpreter (-I -S: no site packages, no user environment): only re and json.
 # Compiling is in there too: some patterns take seconds to compile ((?i) over wide ranges).
@@ -58,8 +55,8 @@ _REMAINING: ContextVar[_Budget | None] = ContextVar("pattern_seconds", default=N
 @contextmanager
 def budget(seconds: float) -> Iterator[None]:
     """All patterns matched within this block share `seconds`, and each distinct question is
-    asked once: a deadline per pattern alone let 1,000 aliases of one slow pattern take an hour.
-    Inside another budget, the outer one holds (a plan checking many commits shares one)."""
+    asked once: a deadline per pattern alone would let 1,000 aliases of one slow pattern take an
+    hour. Inside another budget, the outer one holds (a plan checking many commits shares one)."""
     if _REMAINING.get() is not None:
         yield
         return

@@ -3,12 +3,12 @@ plan's history ("what was this deployed version rendered from?") read of a commi
 
 Only what a plan reads is written: the commit's links (so paths resolve as they did in the
 commit), then the deployments folder and the templates beside it, then the local model and
-adapter folders the deployments name. A commit can hold anything else (datasets, a 2.5 GB blob:
-exporting all of it through memory took 5 GB for one plan).
+adapter folders the deployments name. A commit can hold anything else (datasets, a 2.5 GB blob),
+which a plan has no reason to write out or hold in memory.
 
 Files are written as git stores them, streamed from `git cat-file --batch`, with no filter,
-attribute or line-ending conversion applied: `git archive` applied the commit's own
-.gitattributes, and `export-subst` let a 3 MB commit expand one file to 2.8 GB. Each stored
+attribute or line-ending conversion applied: the commit's own .gitattributes must not apply (with
+`export-subst`, `git archive` lets a 3 MB commit expand one file to 2.8 GB). Each stored
 object is written once (the other paths holding it are hard links), so an export never takes
 more room than a checkout of the same commit.
 """
@@ -26,34 +26,30 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from deployer.core.paths import MAX_DEPTH
+from deployer.core.limits import (
+    FOLDER_BYTES,
+    GIT_SECONDS,
+    IGNORED_SECONDS,
+    KEEP_FREE,
+    MAX_ARGS_CHARS,
+    MAX_COMMIT_PATH_CHARS,
+    MAX_COMMIT_PATH_PARTS,
+    MAX_ENTRIES,
+    MAX_EXPORT_FILES,
+    MAX_EXPORT_FOLDERS,
+    MAX_HOPS,
+    MAX_LINK_BYTES,
+    MAX_LINK_ROUNDS,
+    MAX_LINKS,
+    MAX_LISTED_BYTES,
+    MAX_RECORD_BYTES,
+    MAX_STEPS,
+)
 from deployer.deploy.git import git_command, git_output
 
-GIT_SECONDS = 600
-IGNORED_SECONDS = 30  # for all the listings of git-ignored files of a plan's refs
-MAX_LINK_BYTES = 4096  # PATH_MAX: no longer link can be followed
-MAX_LINKS = 10_000  # a project holds a few; each costs a resolution
-MAX_HOPS = 40  # links followed in one path: the kernel's own limit (ELOOP)
-MAX_STEPS = 1_000  # path components walked resolving one path, links expanded
-MAX_NAME = 3_000  # characters of a path inside the commit (with the temporary folder, PATH_MAX)
-# Parts of a path inside the commit: a source folder's own depth, then the MAX_DEPTH levels
-# validation allows below it (deeper names are never written: rmtree recurses per level too).
-MAX_PARTS = 2 * MAX_DEPTH
-MAX_ENTRIES = 2_000_000  # names listed from one commit (a 240 KB repository can list 5 million)
-MAX_RECORD_BYTES = 65_536  # one listed name with its mode, id and size
-MAX_LISTED_BYTES = 256 << 20  # all names listed from one commit: 2,000,000 names of 130 bytes
-MAX_LINK_ROUNDS = 3
-# What one export may create: a project's deployments, templates and model folders hold far fewer.
-# A commit of a few kilobytes can list a million files sharing one subtree, each in its own
-# 95-deep folder chain: minutes of mkdir and gigabytes of folders that no size counts.
-MAX_EXPORT_FILES = 100_000
-MAX_EXPORT_FOLDERS = 100_000
-FOLDER_BYTES = 4096  # a folder's own block, counted against the disk's free room
-MAX_ARGS_CHARS = 100_000  # pathspecs per git process, well inside the kernel's argument limit
 LINK_MODE = "120000"
 FILE_MODES = ("100644", "100755")
-CHUNK = 1 << 20
-KEEP_FREE = 256 << 20  # bytes an export leaves free on its disk, for the rest of the run and others
+CHUNK = 1 << 20  # bytes of an object held in memory at a time
 
 
 class RefError(Exception):
@@ -464,8 +460,8 @@ def _plain_name(path: str) -> bool:
     # git itself refuses to check such names out: never write them.
     parts = path.split("/")
     return (
-        0 < len(path) <= MAX_NAME
-        and len(parts) <= MAX_PARTS
+        0 < len(path) <= MAX_COMMIT_PATH_CHARS
+        and len(parts) <= MAX_COMMIT_PATH_PARTS
         and all(part not in ("", ".", "..") and part.lower() != ".git" for part in parts)
     )
 
@@ -500,7 +496,7 @@ def ignored_files(root: Path, folders: Iterable[Path], deadline: float | None = 
     """Files under `folders` (relative to the repository `root`) that git ignores: weights often
     are. One git process per hundred kilobytes of names, not one per folder, all within
     IGNORED_SECONDS: git's wildcard matching slows down steeply with the `*`s of a pattern, and a
-    committed `.gitignore` line such as `*a*a*a*a*a*b` kept it busy for minutes per folder."""
+    committed `.gitignore` line such as `*a*a*a*a*a*b` keeps it busy for minutes per folder."""
     command, found = git_command(root), []
     if command is None:
         return []

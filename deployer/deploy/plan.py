@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from deployer.core.diagnostics import printable
+from deployer.core.limits import NOTE_CHARS, SHOWN_CHANGES, SHOWN_CHARS
 from deployer.deploy.desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
 from deployer.deploy.platform import Version
 from deployer.spec.model import Deployment
@@ -206,9 +207,6 @@ def make_plan(
 
 # -- what changed --------------------------------------------------------------------------------
 
-SHOWN_CHARS = 200  # of one value in a plan: a 200,000-character flag printed 400 KB of plan
-NOTE_CHARS = 1000
-
 
 def facts(deployment: Deployment) -> dict[str, str]:
     """Everything a reviewer cares about, flattened to readable one-line strings."""
@@ -256,11 +254,6 @@ def _auth(d: Deployment) -> str:
 
 def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
-
-
-SHOWN_CHANGES = (
-    30  # of one deployment: 200 changed variables in each of 1,850 deployments printed 100 MB
-)
 
 
 def describe_changes(before: Desired, after: Desired) -> list[Change]:

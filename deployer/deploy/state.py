@@ -17,6 +17,7 @@ from typing import Collection
 from deployer.core import patterns
 from deployer.core.budget import parse_budget_spent
 from deployer.core.diagnostics import printable
+from deployer.core.limits import CHECK_SECONDS, HISTORY_SECONDS, MAX_HISTORY_COMMITS
 from deployer.deploy import commit_files
 from deployer.deploy.commit_files import CommitFiles, RefError, ignored_files, make_parents
 from deployer.deploy.desired import Desired, Project, desired, parse_tag
@@ -24,12 +25,6 @@ from deployer.deploy.git import git_root
 from deployer.deploy.platform import Platform, Version
 from deployer.render.app import project_templates
 from deployer.sources.folders import also_inside, refused_sources
-
-# A plan reads back the commit Modal recorded for each deployment it updates, checking the whole
-# commit each time: 320 deployments each at its own commit took 5 minutes and 1.6 GB. Past these,
-# the rest compare by hash only, with a note saying why.
-MAX_HISTORY_COMMITS = 20
-HISTORY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ class RefTrees:
         )
 
     def __enter__(self):
-        self._stack.enter_context(patterns.budget(patterns.CHECK_SECONDS))
+        self._stack.enter_context(patterns.budget(CHECK_SECONDS))
         return self
 
     def __exit__(self, *exc):
@@ -94,7 +89,7 @@ class RefTrees:
         key = (ref, None if names is None else frozenset(names))
         if key not in self._cache:
             # Each export goes as soon as its desired state is known: a plan reads one commit per
-            # version Modal recorded, and six exports of 300 MB (kilobytes in git) were 1.9 GB at once.
+            # version Modal recorded, and kilobytes in git can be 300 MB exported.
             with tempfile.TemporaryDirectory(prefix="deployer-ref-") as exported:
                 self._cache[key] = self._desired_in(ref, Path(exported), key[1])
         return self._cache[key]

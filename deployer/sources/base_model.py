@@ -18,21 +18,21 @@ from pathlib import Path, PurePosixPath
 from typing import Collection
 
 from deployer.core.budget import once, parsed_json, read_json
-from deployer.core.limits import MAX_COUNT
+from deployer.core.limits import (
+    MAX_COUNT,
+    MAX_DIMS,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS_BYTES,
+    MAX_INDEX_BYTES,
+    MAX_RUN_TENSORS,
+    MAX_SHARDS,
+    MAX_TENSOR_NAME_CHARS,
+    MAX_TENSOR_NAME_PARTS,
+    MAX_TENSORS,
+)
 from deployer.core.paths import real, within
 from deployer.sources import hub
 from deployer.spec.model import BaseModelInfo, Deployment, Source, UnknownConfig
-
-# A real shard's header is tens of kilobytes (a tensor's name, dtype, shape and offsets, for a
-# few hundred tensors): past these, parsing them would cost seconds and gigabytes for nothing.
-MAX_HEADER_BYTES = 16 * 1024 * 1024
-MAX_HEADERS_BYTES = 64 * 1024 * 1024  # all shards of one model together
-MAX_INDEX_BYTES = 64 * 1024 * 1024  # the largest models' indexes are about 10 MB
-MAX_NAME_CHARS, MAX_NAME_PARTS = 1024, 32  # real tensor names: ~100 characters, ~8 dotted parts
-MAX_DIMS = 8  # weights have 1 to 5; a shape of thousands of dimensions is an attack on math.prod
-MAX_SHARDS = 10_000  # the largest models have a few hundred weight files
-MAX_TENSORS = 500_000  # per model: the largest mixtures of experts have about 100,000
-MAX_RUN_TENSORS = 1_000_000  # read in one run, by every base model together (each kept in memory)
 
 
 def _locate(source: Source, filename: str) -> Path | None:
@@ -78,7 +78,7 @@ def _tensors(name: str, raw: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
     header = json.loads(raw)
     if not isinstance(header, dict):
         raise ValueError(f"{name}: the header is not a JSON object")
-    # Each tensor kept costs ~300 bytes: 2.6 million tiny ones in 16 MB of header were 820 MB.
+    # Every tensor kept costs memory until the run ends: counted over all headers of the run.
     spent = once(("safetensors tensors read",), lambda: [0])
     spent[0] += len(header)
     if len(header) > MAX_TENSORS:
@@ -94,7 +94,7 @@ def _tensors(name: str, raw: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
     for tensor, meta in header.items():
         if tensor == "__metadata__":
             continue
-        if len(tensor) > MAX_NAME_CHARS or tensor.count(".") >= MAX_NAME_PARTS:
+        if len(tensor) > MAX_TENSOR_NAME_CHARS or tensor.count(".") >= MAX_TENSOR_NAME_PARTS:
             raise ValueError(f"{name}: a tensor name of {len(tensor):,} characters is no model's")
         shape = meta.get("shape") if isinstance(meta, dict) else None
         if (
@@ -149,7 +149,7 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
                     f"{index.name}: weight_map is not a mapping of tensor names to files"
                 )
             shards = sorted(set(weight_map.values()))
-            if len(shards) > MAX_SHARDS:  # each is a path to resolve: a million names took minutes
+            if len(shards) > MAX_SHARDS:  # before resolving any
                 raise ValueError(
                     f"{index.name} names {len(shards):,} weight files; no model has more "
                     f"than {MAX_SHARDS:,}"
@@ -180,7 +180,7 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
 
 # Files whose keys transformers passes to the tokenizer's (or processor's) constructor: with no
 # added_tokens_decoder in tokenizer_config.json, every key of special_tokens_map.json becomes an
-# argument too (`"vocab": "/proc/self/environ"` there went around a check of the first file).
+# argument too (`"vocab": "/proc/self/environ"` there is as dangerous as in the first file).
 # A processor also loads the tokenizer audio_tokenizer_config.json names, from any path or repo.
 TOKENIZER_FILES = (
     "tokenizer_config.json",

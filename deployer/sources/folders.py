@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from deployer.core.budget import once
-from deployer.core.paths import MAX_DEPTH, TooDeep, real, repository_root, walk
+from deployer.core.limits import MAX_FOLDER_DEPTH, MAX_RUN_ENTRIES, REPEATED_BYTES
+from deployer.core.paths import TooDeep, real, repository_root, walk
 from deployer.spec.model import DeclaredSource, Deployment, Source
 
 ALLOW_ENV = "DEPLOYER_ALLOW_OUTSIDE_REPO"
@@ -138,7 +139,7 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
     for found, problem, hint, rule in (
         (
             too_deep,
-            f"is nested more than {MAX_DEPTH} folders deep",
+            f"is nested more than {MAX_FOLDER_DEPTH} folders deep",
             "flatten the folder: no model or adapter nests its files that deep",
             "sources.too-deep",
         ),
@@ -188,12 +189,6 @@ def _content_problems(source: Source, yaml_folder: Path) -> list[tuple[str, str,
                 )
             )
     return problems
-
-
-REPEATED_BYTES = 1 << 30  # uploaded beyond the content, through names of the same files
-# Entries walked in one run, all source folders together: 99 adapters each naming one level of a
-# 99-deep chain of folders above 4,101 files walked 400,000 entries at depth ~100 (31 s).
-MAX_RUN_ENTRIES = 1_000_000
 
 
 def _walk(folder: Path, yaml_folder: Path) -> tuple:

@@ -20,15 +20,10 @@ from pathlib import Path
 
 from deployer.core.budget import ParseBudgetSpent, parsed_once
 from deployer.core.http import credential_safe_opener
+from deployer.core.limits import HUB_REQUEST_SECONDS, HUB_RUN_SECONDS, MAX_HUB_FILE_BYTES
 
-TIMEOUT_SECONDS = 8.0
-# All Hub requests of one run together: 5,000 adapters of distinct repos, each answered 404 after
-# 50 ms (a slow or rate-limiting Hub), held validate for 4.5 minutes. Past it, configs not in the
-# cache are "not checked", as when the Hub is unreachable.
-BUDGET_SECONDS = 60.0
-MAX_FILE_BYTES = 10 * 1024 * 1024  # configs are kilobytes
 _unreachable: str | None = None  # why the Hub could not be reached, once it could not
-_spent = 0.0  # seconds of Hub requests so far, against BUDGET_SECONDS
+_spent = 0.0  # seconds of Hub requests so far, against HUB_RUN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -79,10 +74,10 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
             f"{repo}{at} is not in the local Hugging Face cache, and the Hub is "
             f"unreachable ({_unreachable})"
         )
-    if _spent >= BUDGET_SECONDS:
+    if _spent >= HUB_RUN_SECONDS:
         return Missing(
             f"{repo}{at} is not in the local Hugging Face cache, and this run has spent "
-            f"its {BUDGET_SECONDS:.0f} s of Hub requests (run again once the configs are "
+            f"its {HUB_RUN_SECONDS:.0f} s of Hub requests (run again once the configs are "
             f"cached, e.g. `hf download {repo} {filename}`)"
         )
     url = (
@@ -97,7 +92,7 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
             repo,
             filename,
             at,
-            timeout=max(1.0, min(TIMEOUT_SECONDS, BUDGET_SECONDS - _spent)),
+            timeout=max(1.0, min(HUB_REQUEST_SECONDS, HUB_RUN_SECONDS - _spent)),
         )
     finally:
         _spent += time.monotonic() - started
@@ -109,10 +104,10 @@ def _fetch(
     global _unreachable
     try:
         with credential_safe_opener().open(request, timeout=timeout) as response:
-            body = response.read(MAX_FILE_BYTES + 1)
-        if len(body) > MAX_FILE_BYTES:
+            body = response.read(MAX_HUB_FILE_BYTES + 1)
+        if len(body) > MAX_HUB_FILE_BYTES:
             return Missing(
-                f"{url} is larger than {MAX_FILE_BYTES:,} bytes, too large for a config",
+                f"{url} is larger than {MAX_HUB_FILE_BYTES:,} bytes, too large for a config",
                 definite=True,
             )
         return HubFile(body.decode("utf-8"), url)

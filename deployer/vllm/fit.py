@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer.core.limits import MAX_COUNT
+from deployer.core.limits import INT_MAX_STR_DIGITS, MAX_COUNT
 from deployer.spec.model import BaseModelInfo, Deployment, Gpu
 from deployer.vllm import catalog
 from deployer.vllm.argv import VLLM_DEFAULT_MAX_LORA_RANK, derived_lora_flags
@@ -264,7 +264,6 @@ def parse_tokens(value: Any) -> int | None:
 
 
 DECIMAL_UNITS = ("k", "m", "g", "t")
-INT_MAX_STR_DIGITS = 4300  # Python's default limit for int() of a string (3.11+)
 
 
 def token_text_problem(text: str) -> str | None:

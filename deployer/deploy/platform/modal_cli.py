@@ -17,13 +17,11 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from deployer.core.limits import DEPLOY_TIMEOUT, LIST_TIMEOUT, URL_TIMEOUT
 from deployer.deploy.platform import DeployedApp, PlatformError, Version
 
 SERVE_FUNCTION = "serve"  # the web function's name in the rendered app
-LIST_TIMEOUT = 120.0
-DEPLOY_TIMEOUT = 3600.0  # an image build with CUDA and vLLM can take many minutes
-URL_TIMEOUT = 20.0
-TAIL_LINES = 12
+TAIL_LINES = 12  # of Modal's output, quoted in an error
 _URL = re.compile(r"https?://[^\s'\"<>\[\]()]+")
 
 
