@@ -138,3 +138,53 @@ def test_schema_only_validation_skips_semantic_checks(project, cli):
     assert cli("validate")[0] == 1  # auth.nothing-enabled, a semantic check
     code, out, _ = cli("validate", "--schema-only")
     assert code == 0 and "0 errors" in out
+
+
+def test_help_lists_the_commands_in_their_usual_order(cli):
+    code, out, _ = cli("--help")
+    listed = [
+        line.split()[0] for line in out.splitlines() if line.startswith("    ") and line[4] != " "
+    ]
+    assert listed == [
+        "validate", "render", "serve", "smoke", "fit",
+        "plan", "apply", "status", "rollback", "prefetch", "endpoints", "schema",
+    ]  # fmt: skip
+
+
+def test_building_the_parser_imports_no_heavy_library():
+    # `deployer --help` stays instant only while the commands import these inside themselves.
+    heavy = ("modal", "huggingface_hub", "jinja2", "jsonschema", "fastjsonschema", "yaml")
+    probe = (
+        "import sys\nfrom deployer.cli.main import build_parser\nbuild_parser()\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_usage_error_names_the_command_on_each_complaint(project, cli):
+    project.deployment("chess")
+    code, out, err = cli("render", "ches", "go")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "deployer render: no deployment named 'ches' in deployments/ (did you mean 'chess'?)",
+        "deployer render: no deployment named 'go' in deployments/ (known deployments: chess)",
+    ]
+
+
+def test_a_table_pads_every_column_but_the_last_to_its_widest_cell():
+    from deployer.core.table import table
+
+    text = table([("alpha", "A10G", "https://a"), ("b", "H100:2", "")], ("NAME", "GPU", "URL"))
+    assert text.splitlines() == [
+        "NAME   GPU     URL",
+        "alpha  A10G    https://a",
+        "b      H100:2  ",
+    ]
+
+
+def test_a_table_without_a_header_or_rows():
+    from deployer.core.table import table
+
+    assert table([("a", "bb"), ("ccc", "d")]) == "a    bb\nccc  d"
+    assert table([]) == ""

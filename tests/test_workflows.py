@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from deployer.cli.main import _parser
+from deployer.cli.main import build_parser
 
 from .conftest import REPO
 
@@ -50,7 +50,7 @@ def test_every_deployer_command_in_the_workflow_parses():
     for job in workflow()["jobs"]:
         for argv in commands(job):
             if argv[0] == "deployer":
-                _parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown flag
+                build_parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown flag
 
 
 def test_pull_requests_validate_with_annotations_render_and_plan_into_the_summary():

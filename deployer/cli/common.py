@@ -1,7 +1,9 @@
-"""What every command shares: exit codes, reporting findings, and picking deployments by name."""
+"""What every command shares: exit codes, usage errors, the options several commands take,
+reporting findings, and picking deployments by name."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -16,6 +18,49 @@ from deployer.core.diagnostics import (
 )
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done as asked: `UsageError(complaint,
+    ...)`. `main` prints each complaint as `deployer COMMAND: complaint` on stderr, and exits 2."""
+
+    def __init__(self, *complaints: str):
+        super().__init__(*complaints)
+        self.complaints = complaints
+
+
+def report_options() -> argparse.ArgumentParser:
+    """--format and --strict, for the commands that report findings (a parent parser)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="how to print findings: text (default), json, or github (workflow annotations "
+        "shown inline on pull requests)",
+    )
+    options.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
+    return options
+
+
+def folder_options() -> argparse.ArgumentParser:
+    """--deployments and --out, for the commands that read deployments (a parent parser)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--deployments",
+        type=Path,
+        default=Path("deployments"),
+        metavar="DIR",
+        help="folder of deployment files (default: deployments/)",
+    )
+    options.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build"),
+        metavar="DIR",
+        help="folder of rendered apps, one subfolder per deployment (default: build/)",
+    )
+    return options
 
 
 def report(
@@ -54,8 +99,10 @@ def display_path(path: Path) -> str:
 
 
 def select(args, names: Sequence[str], tolerate: str | None = None):
-    """Validate the deployments folder and pick `names` (all if empty): (deployments, exit code).
-    Findings whose rule starts with `tolerate` do not stop the command (the one explaining them)."""
+    """Validate the deployments folder and pick `names` (all if empty): (checked, deployments,
+    exit code); deployments is None when findings stop the command (exit 1). A name that is not a
+    deployment is a UsageError. Findings whose rule starts with `tolerate` do not stop the command
+    (the one explaining them)."""
     from deployer.checks.pipeline import check_paths
     from deployer.core.text import did_you_mean
 
@@ -63,17 +110,14 @@ def select(args, names: Sequence[str], tolerate: str | None = None):
     by_name = {d.name: d for d in checked.deployments}
     unknown = [n for n in names if n not in by_name]
     if unknown and (checked.ok or tolerate):
-        for name in unknown:
-            hint = (
-                did_you_mean(name, by_name)
-                or f"known deployments: {', '.join(sorted(by_name)) or 'none'}"
+        known = f"known deployments: {', '.join(sorted(by_name)) or 'none'}"
+        raise UsageError(
+            *(
+                f"no deployment named {name!r} in {args.deployments}/ "
+                f"({did_you_mean(name, by_name) or known})"
+                for name in unknown
             )
-            print(
-                f"deployer {args.command}: no deployment named {name!r} in "
-                f"{args.deployments}/ ({hint})",
-                file=sys.stderr,
-            )
-        return checked, None, EXIT_USAGE
+        )
     blocking = [d for d in checked.diagnostics if not (tolerate and d.rule.startswith(tolerate))]
     if failed(blocking, getattr(args, "strict", False)):
         report(checked.diagnostics, len(checked.files), getattr(args, "format", "text"))

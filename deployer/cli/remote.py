@@ -1,5 +1,5 @@
 """The commands that compare with or change what runs on Modal: plan, apply, status, rollback,
-endpoints. `cli` parses the arguments; these functions run the steps and set exit codes.
+prefetch, endpoints.
 """
 
 from __future__ import annotations
@@ -11,13 +11,33 @@ import sys
 import threading
 from pathlib import Path
 
-from deployer.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, select
+from deployer.cli.common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    UsageError,
+    folder_options,
+    select,
+)
+from deployer.core.table import table
 
 EXIT_CHANGES = 2  # plan --detailed-exitcode, as terraform: 0 nothing to do, 1 error, 2 changes
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+OUTCOME_COLUMNS = ("DEPLOYMENT", "ACTION", "RESULT", "VERSION", "TIME", "DETAIL")
+STATUS_COLUMNS = (
+    "DEPLOYMENT",
+    "STATE",
+    "DESIRED",
+    "DEPLOYED",
+    "ADAPTERS",
+    "GPU",
+    "$/WARM H",
+    "URL",
+)
 
 
-def add_commands(commands, folders: argparse.ArgumentParser) -> None:
+def register(commands) -> None:
+    folders = folder_options()
     modal = argparse.ArgumentParser(add_help=False)
     modal.add_argument(
         "--env",
@@ -72,6 +92,7 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
         help="text (default), json, or github (also writes a markdown plan to "
         "$GITHUB_STEP_SUMMARY)",
     )
+    plan.set_defaults(run=cmd_plan)
 
     apply = commands.add_parser(
         "apply",
@@ -130,6 +151,7 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
         default="text",
         help="text (default), json, or github (also writes the results to $GITHUB_STEP_SUMMARY)",
     )
+    apply.set_defaults(run=cmd_apply)
 
     status = commands.add_parser(
         "status",
@@ -145,6 +167,7 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
     status.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
+    status.set_defaults(run=cmd_status)
 
     rollback = commands.add_parser(
         "rollback",
@@ -164,6 +187,7 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
         metavar="VERSION",
         help="version to serve, e.g. v3 (default: the previous one)",
     )
+    rollback.set_defaults(run=cmd_rollback)
 
     prefetch = commands.add_parser(
         "prefetch",
@@ -179,6 +203,7 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
     prefetch.add_argument(
         "names", nargs="*", metavar="NAME", help="deployments to prefetch (default: all)"
     )
+    prefetch.set_defaults(run=cmd_prefetch)
 
     endpoints = commands.add_parser(
         "endpoints",
@@ -194,6 +219,7 @@ def add_commands(commands, folders: argparse.ArgumentParser) -> None:
     endpoints.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
+    endpoints.set_defaults(run=cmd_endpoints)
 
 
 def _positive(text: str) -> int:
@@ -204,14 +230,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
     return value
-
-
-COMMANDS = {}
-
-
-def _command(fn):
-    COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
-    return fn
 
 
 def _say(message: str) -> None:
@@ -236,18 +254,22 @@ def _desired(args, checked):
     )
 
 
-def _unknown(args, names, known, what: str = "deployment or deployed app") -> int | None:
+def _refuse_unknown(names, known, what: str = "deployment or deployed app") -> None:
     from deployer.core.text import did_you_mean
 
-    unknown = [n for n in names if n not in known]
-    for name in unknown:
-        hint = did_you_mean(name, known) or f"known: {', '.join(sorted(known)) or 'none'}"
-        print(f"deployer {args.command}: no {what} named {name!r} ({hint})", file=sys.stderr)
-    return EXIT_USAGE if unknown else None
+    if unknown := [n for n in names if n not in known]:
+        listed = f"known: {', '.join(sorted(known)) or 'none'}"
+        raise UsageError(
+            *(
+                f"no {what} named {name!r} ({did_you_mean(name, known) or listed})"
+                for name in unknown
+            )
+        )
 
 
 def build_plan(args, checked, live_only: bool = False):
-    """(plan, desired, platform or None, exit code or None)."""
+    """(plan, desired, platform or None, exit code or None); a name that is neither a deployment
+    nor a deployed app is a UsageError."""
     from deployer.deploy.commit_files import RefError
     from deployer.deploy.plan import make_plan, to_update
     from deployer.deploy.platform import PlatformError
@@ -305,18 +327,14 @@ def build_plan(args, checked, live_only: bool = False):
             except RefError as exc:
                 print(f"deployer {args.command}: {exc}", file=sys.stderr)
                 return None, want, None, EXIT_PROBLEMS
-    if (code := _unknown(args, args.names, set(want) | set(deployed))) is not None:
-        return None, want, platform, code
+    _refuse_unknown(args.names, set(want) | set(deployed))
     replace = getattr(args, "replace", [])
-    if (code := _unknown(args, replace, set(want), what="deployment")) is not None:
-        return None, want, platform, code
+    _refuse_unknown(replace, set(want), what="deployment")
     if args.names and (outside := [n for n in replace if n not in args.names]):
-        print(
-            f"deployer {args.command}: --replace {outside[0]}: not among the deployments "
-            f"named ({', '.join(args.names)}); name it too",
-            file=sys.stderr,
+        raise UsageError(
+            f"--replace {outside[0]}: not among the deployments named ({', '.join(args.names)}); "
+            "name it too"
         )
-        return None, want, platform, EXIT_USAGE
     return (
         make_plan(want, deployed, previous, project, where, args.names, fallback, replace, unread),
         want,
@@ -344,7 +362,6 @@ def _write_summary(markdown: str) -> None:
             handle.write(markdown + "\n")
 
 
-@_command
 def cmd_plan(args) -> int:
     from deployer.deploy.plan import format_markdown, format_text, to_json
 
@@ -376,7 +393,6 @@ def _confirm(question: str) -> bool:
         return False
 
 
-@_command
 def cmd_apply(args) -> int:
     from deployer.deploy.apply import LockError, apply, apply_lock
     from deployer.deploy.desired import PROJECT_ENV
@@ -384,12 +400,10 @@ def cmd_apply(args) -> int:
     from deployer.local.smoke import Connection, SmokeSpec, credentials, normalise_url, run
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
-        print(
-            f"deployer apply: --out {args.out} is a file; it must be a folder (rendered "
-            "apps go in <out>/<name>/app.py)",
-            file=sys.stderr,
+        raise UsageError(
+            f"--out {args.out} is a file; it must be a folder (rendered "
+            "apps go in <out>/<name>/app.py)"
         )
-        return EXIT_USAGE
     checked, _, code = select(args, [])
     if code:
         return code
@@ -401,22 +415,18 @@ def cmd_apply(args) -> int:
             print(format_text(result), file=sys.stderr if args.format == "json" else sys.stdout)
             orphans = [a for a in result.actions if a.kind == ORPHAN]
             if args.prune and orphans and not result.project.stable:
-                print(
-                    "deployer apply: refusing to prune: this project's id comes from "
+                raise UsageError(
+                    "refusing to prune: this project's id comes from "
                     f"{result.project.source}, which another checkout of it would not "
                     f"share; set {PROJECT_ENV} (e.g. to the repository's URL) and deploy "
-                    "again first",
-                    file=sys.stderr,
+                    "again first"
                 )
-                return EXIT_USAGE
             if args.prune and orphans and not want:
-                print(
-                    f"deployer apply: refusing to prune: {args.deployments} has no "
+                raise UsageError(
+                    f"refusing to prune: {args.deployments} has no "
                     f"deployments, so every app of this project ({len(orphans)}) would be "
-                    "stopped; check --deployments",
-                    file=sys.stderr,
+                    "stopped; check --deployments"
                 )
-                return EXIT_USAGE
             todo = [
                 a
                 for a in result.actions
@@ -454,11 +464,7 @@ def cmd_apply(args) -> int:
                     return EXIT_USAGE
             if not args.yes:
                 if not sys.stdin.isatty():
-                    print(
-                        "deployer apply: pass --yes to apply without a terminal to confirm on",
-                        file=sys.stderr,
-                    )
-                    return EXIT_USAGE
+                    raise UsageError("pass --yes to apply without a terminal to confirm on")
                 if not _confirm(f"Apply these {len(todo)} change(s) to {platform.where}?"):
                     print("Nothing applied.")
                     return EXIT_OK
@@ -572,7 +578,7 @@ def _report_outcomes(args, outcomes, where: str) -> None:
             )
         )
         return
-    rows = [("DEPLOYMENT", "ACTION", "RESULT", "VERSION", "TIME", "DETAIL")] + [
+    rows = [
         (
             o.name,
             o.action,
@@ -583,10 +589,8 @@ def _report_outcomes(args, outcomes, where: str) -> None:
         )
         for o in outcomes
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     print()
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
+    print(table(rows, OUTCOME_COLUMNS))
     failed = [o for o in outcomes if not o.ok]
     print(
         f"\n{len(outcomes) - len(failed)} of {len(outcomes)} succeeded on {where}"
@@ -607,7 +611,6 @@ def _report_outcomes(args, outcomes, where: str) -> None:
         _write_summary("\n".join(lines) + "\n")
 
 
-@_command
 def cmd_status(args) -> int:
     from deployer.deploy.platform import PlatformError
     from deployer.local.smoke import redact
@@ -664,16 +667,14 @@ def cmd_status(args) -> int:
     else:
         from deployer.deploy.plan import short_tag
 
-        table = [
-            ("DEPLOYMENT", "STATE", "DESIRED", "DEPLOYED", "ADAPTERS", "GPU", "$/WARM H", "URL")
-        ]
+        lines = []
         for r in rows:
             deployed = (
                 f"v{r['deployed']['version']} {short_tag(r['deployed']['tag'])}"
                 if r["deployed"]
                 else "-"
             )
-            table.append(
+            lines.append(
                 (
                     r["name"],
                     r["state"],
@@ -685,14 +686,11 @@ def cmd_status(args) -> int:
                     r["url"] or "-",
                 )
             )
-        widths = [max(len(t[i]) for t in table) for i in range(7)]
-        for t in table:
-            print("  ".join(c.ljust(w) for c, w in zip(t, widths)) + "  " + t[7])
+        print(table(lines, STATUS_COLUMNS))
         print(f"\n{platform.where}, project {result.project.name}")
     return EXIT_OK
 
 
-@_command
 def cmd_rollback(args) -> int:
     import re
 
@@ -703,12 +701,10 @@ def cmd_rollback(args) -> int:
     if args.version is not None:
         match = re.fullmatch(r"v?(\d+)", args.version)
         if not match:
-            print(
-                f"deployer rollback: {args.version!r} is not a version; use e.g. v3 (see "
-                f"`modal app history {args.name}`)",
-                file=sys.stderr,
+            raise UsageError(
+                f"{args.version!r} is not a version; use e.g. v3 (see "
+                f"`modal app history {args.name}`)"
             )
-            return EXIT_USAGE
         version = int(match.group(1))
     platform = _platform(args)
     try:
@@ -760,7 +756,6 @@ def cmd_rollback(args) -> int:
     return EXIT_OK
 
 
-@_command
 def cmd_prefetch(args) -> int:
     from deployer.deploy.apply import PREFETCH_FUNCTION
     from deployer.deploy.platform import PlatformError
@@ -788,7 +783,6 @@ def cmd_prefetch(args) -> int:
     return EXIT_PROBLEMS if failed else EXIT_OK
 
 
-@_command
 def cmd_endpoints(args) -> int:
     from deployer.deploy.platform import PlatformError
     from deployer.deploy.platform.modal_cli import has_credentials
