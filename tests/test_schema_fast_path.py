@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from deployer.spec.schema import _validator, passes_fast_check, schema
 
-from .test_hostile import _DEPLOYMENT, _NEAR_VALID, _VALID
+from .hostile.strategies import DEPLOYMENT_SHAPED as _DEPLOYMENT
+from .hostile.strategies import NEAR_VALID as _NEAR_VALID
+from .hostile.strategies import VALID as _VALID
 
 # Values near the schema's edges, in every slot: both verdicts are common, so disagreements show.
 _EDGE = {
