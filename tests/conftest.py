@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -184,3 +185,31 @@ def link_chain(root: Path) -> str:
     last = "l" * min(255, max(1, 4100 - expanded))
     os.symlink("../" * len(steps), last, dir_fd=folder)
     return "/".join(["chain", *steps, last, ".."])
+
+
+# A deployment whose endpoint gives up waiting soon, for plan/apply against the fake Modal.
+FAST = MINIMAL + "scaling:\n  startup_timeout: 3\n"
+
+
+def two(project):
+    project.deployment("alpha", FAST)
+    project.deployment("beta", FAST.replace("gpu: A10G", "gpu: L4"))
+    return git_commit(project.root, "two deployments")
+
+
+ADAPTER_CONFIG = json.dumps(
+    {
+        "r": 8,
+        "lora_alpha": 16,
+        "target_modules": ["q_proj"],
+        "base_model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507",
+    }
+)
+
+
+def with_local_adapter(project, ignore: str = ""):
+    project.write(".gitignore", "build/\n" + ignore)
+    project.write("adapters/sql/adapter_config.json", ADAPTER_CONFIG)
+    project.write("adapters/sql/adapter_model.safetensors", "weights v1")
+    project.deployment("alpha", FAST + "adapters:\n  - name: sql\n    path: ../adapters/sql\n")
+    return git_commit(project.root, "alpha with a local adapter")
