@@ -455,9 +455,11 @@ def test_the_modal_functions_start_vllm_without_credentials(
     StartedVllm.calls = []
     if snapshot:
         requests = []
-        monkeypatch.setattr(app, "wait_until_healthy", lambda process: None)
+        monkeypatch.setattr(app.runtime, "wait_until_healthy", lambda process, port, timeout: None)
         monkeypatch.setattr(
-            app, "local_request", lambda method, path, body=None: requests.append(path)
+            app.runtime,
+            "local_request",
+            lambda port, method, path, body=None: requests.append(path),
         )
         server = app.Server._get_user_cls()
         server.start_and_sleep._get_raw_f()(server.__new__(server))

@@ -13,7 +13,7 @@ import ast
 from deployer.deploy.plan import make_plan
 
 from .conftest import MINIMAL, git_commit
-from .test_modal_app import app_for
+from .test_modal_app import app_for, keyword_value
 
 PROXY = MINIMAL.replace("auth:\n  api_key: {secret: test-api-key}", "auth: {proxy: true}")
 SNAPSHOT = (
@@ -41,7 +41,7 @@ def class_keywords(source: str, owner: str) -> dict:
         if isinstance(d, ast.Call) and ast.unparse(d.func) == "app.cls"
     )
     return {
-        k.arg: ast.literal_eval(k.value)
+        k.arg: keyword_value(k.value)
         for k in call.keywords
         if k.arg not in ("image", "volumes", "secrets")
     }

@@ -34,8 +34,19 @@ def web_server_config(function):
     return config.web_server_port, config.web_server_startup_timeout
 
 
+def keyword_value(node: ast.expr):
+    """A decorator keyword's value: a literal, or a duration written `N * MINUTES`."""
+    if (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Mult)
+        and ast.unparse(node.right) == "MINUTES"
+    ):
+        return ast.literal_eval(node.left) * 60
+    return ast.literal_eval(node)
+
+
 def decorator_keywords(source: str) -> dict:
-    """The keywords of @app.function(...) on `serve`, as literal values (image/volumes skipped)."""
+    """The keywords of @app.function(...) on `serve`, as values (image/volumes skipped)."""
     tree = ast.parse(source)
     serve = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "serve")
     call = next(
@@ -44,7 +55,7 @@ def decorator_keywords(source: str) -> dict:
         if isinstance(d, ast.Call) and ast.unparse(d.func) == "app.function"
     )
     return {
-        k.arg: ast.literal_eval(k.value)
+        k.arg: keyword_value(k.value)
         for k in call.keywords
         if k.arg not in ("image", "volumes", "secrets")
     }

@@ -48,7 +48,9 @@ vllm:
 auth: {proxy: true}
 """
 RUN_PREFETCH = """
-import importlib.util, json, sys
+import importlib.util, json, os, sys
+sys.dont_write_bytecode = True  # render refuses an app folder holding __pycache__
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # as `modal` does: the runtime beside the app
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)
@@ -172,7 +174,9 @@ def test_the_downloads_land_in_the_hugging_face_cache_vllm_reads(project, hub, t
 
 
 COLD_START = """
-import importlib.util, json, sys
+import importlib.util, json, os, sys
+sys.dont_write_bytecode = True  # render refuses an app folder holding __pycache__
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # as `modal` does: the runtime beside the app
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)

@@ -16,6 +16,7 @@ from .conftest import FIXTURES, MINIMAL, REPO, import_app
 from .tiny_model import build_base_model, build_lora_adapter
 
 GOLDEN = FIXTURES / "golden" / "chess-puzzle.app.py"
+RUNTIME = REPO / "templates" / "deployer_runtime.py"
 
 
 def rendered(project, name: str, text: str, out: str = "build"):
@@ -69,13 +70,15 @@ def test_chess_puzzle_app_reproduces_the_reference_app():
     assert '.uv_pip_install("vllm==0.11.2", "huggingface-hub==0.36.0")' in source
     assert 'modal.Volume.from_name("huggingface-cache", create_if_missing=True)' in source
     assert 'modal.Volume.from_name("vllm-cache", create_if_missing=True)' in source
-    assert "@modal.web_server(port=VLLM_PORT, startup_timeout=300)" in source
-    assert "snapshot_download(" in source
+    assert "@modal.web_server(port=VLLM_PORT, startup_timeout=5 * MINUTES)" in source
+    assert "import deployer_runtime as runtime" in source  # which downloads:
+    assert "snapshot_download(" in RUNTIME.read_text(encoding="utf-8")
     constants = {
         n.targets[0].id: n.value
         for n in tree.body
         if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
     }
+    assert ast.literal_eval(constants["MINUTES"]) == 60
     assert ast.literal_eval(constants["ADAPTERS"]) == {
         "chess-puzzle": {"repo": "pilipolio/chess-puzzle-sft-qwen3-4b", "revision": None}
     }
@@ -94,6 +97,48 @@ def test_chess_puzzle_app_reproduces_the_reference_app():
         "--max-model-len",
         "65536",
     ]
+
+
+def test_the_chess_puzzle_app_reads_in_at_most_120_lines():
+    # The story (image, model and adapters, volumes, the server) fits a screenful or two; the
+    # machinery lives in the runtime module beside it.
+    assert len(GOLDEN.read_text(encoding="utf-8").splitlines()) <= 120
+
+
+def test_the_runtime_files_are_written_beside_every_app_unchanged(project):
+    app = rendered(project, "a", MINIMAL)
+    folder = app.path.parent
+    assert (folder / "deployer_runtime.py").read_bytes() == RUNTIME.read_bytes()
+    assert (folder / "deployer_auth_guard.py").read_bytes() == (
+        REPO / "templates" / "vllm_auth_guard.py"
+    ).read_bytes()
+
+
+def test_a_stale_runtime_file_makes_the_app_out_of_date_and_is_rewritten(project, cli):
+    rendered(project, "a", MINIMAL)
+    runtime = project.root / "build" / "a" / "deployer_runtime.py"
+    runtime.write_text("def weights(*args, **kwargs):\n    return 'elsewhere', {}\n")
+    code, out, _ = cli("render", "--check")
+    assert code == 1 and "out of date" in out
+    assert cli("render")[0] == 0 and runtime.read_bytes() == RUNTIME.read_bytes()
+
+
+def test_the_app_imports_the_runtime_beside_it(project):
+    app = import_app(rendered(project, "a", MINIMAL).path)
+    assert Path(app.runtime.__file__) == project.root / "build" / "a" / "deployer_runtime.py"
+
+
+def test_the_code_hash_covers_the_runtime_files_but_not_their_comments(project):
+    import dataclasses
+
+    app = rendered(project, "a", MINIMAL)
+    (name, text), guard = app.runtime_files
+
+    def with_runtime(new_text: str):
+        return dataclasses.replace(app, runtime_files=((name, new_text), guard)).code_hash
+
+    assert with_runtime(text.replace("# ## Weights", "# ## Downloads")) == app.code_hash
+    assert with_runtime(text.replace("time.sleep(2)", "time.sleep(3)")) != app.code_hash
 
 
 def test_render_is_deterministic_and_ignores_comments_and_key_order(project):
@@ -138,7 +183,11 @@ def test_render_writes_build_name_app_py_atomically_and_reports_unchanged(projec
     app = rendered(project, "a", MINIMAL)
     assert app.path == project.root / "build" / "a" / "app.py"
     assert write(app) is False  # same content: untouched
-    assert [p.name for p in app.path.parent.iterdir()] == ["app.py"]  # no temporary files left
+    assert sorted(p.name for p in app.path.parent.iterdir()) == [
+        "app.py",
+        "deployer_auth_guard.py",
+        "deployer_runtime.py",
+    ]  # no temporary files left
 
 
 def test_zero_adapters_means_no_lora_flags(project, hub_cache):

@@ -1,8 +1,9 @@
 """What a checkout would deploy: each deployment's rendered app, its deploy hash and Modal tag.
 
 The deploy hash covers everything that changes what runs: the rendered app's code (so the template,
-the vLLM flags, the image...) and the contents of local folders the app uploads. It leaves out what
-changes nothing that runs: comments (in the YAML or the rendered app) and YAML key order. The tag
+the vLLM flags, the image...), the runtime files written beside it (`RenderedApp.code_hash`), and
+the contents of local folders the app uploads. It leaves out what changes nothing that runs:
+comments (in the YAML, the rendered app or its runtime files) and YAML key order. The tag
 written to Modal carries the hash and the project it belongs to, so the deployed state can be
 read back from Modal with no state file of ours, and apps this repository manages can be told
 from any other app.
@@ -89,7 +90,7 @@ def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:
     """The app's code (where its local folders are on disk left out: only what they hold counts),
     then each local folder's contents under the role it plays. A folder the sources check refuses
     counts by its name only: a git ref's deployments are hashed without being validated, and
-    `path: /etc` there had every file under /etc read into a hash the plan prints."""
+    `path: /etc` there would have every file under /etc read into a hash the plan prints."""
     from deployer.sources.folders import refused_sources
 
     digest = hashlib.sha256(app.code_hash.encode())
@@ -139,7 +140,7 @@ def _files_under(root: Path) -> list[Path]:
         for folder, _, names in walk(root):
             files += [folder / name for name in names if (folder / name).is_file()]
     except TooDeep:
-        pass  # refused by validate; a git ref's tree never holds one (commit_files.MAX_DEPTH)
+        pass  # refused by validate; a git ref's tree never holds one (MAX_COMMIT_PATH_PARTS)
     return sorted(files)
 
 
@@ -147,7 +148,7 @@ PSEUDO_FILES = Path("/proc")  # /sys files are not regular files to Python: alre
 
 
 # A Git LFS pointer, exactly as git-lfs writes it (nothing else in the file: a "pointer" with a
-# Jinja template after its lines hashed as its oid, so a changed template looked unchanged).
+# Jinja template after its lines would hash as its oid, and a changed template look unchanged).
 LFS_POINTER = re.compile(
     rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize "
     rb"(0|[1-9][0-9]{0,19})\n"
@@ -157,8 +158,9 @@ LFS_POINTER = re.compile(
 def _content_hash(path: Path) -> str:
     """The file's hash, read once per file (device, inode, size, change time) and run, not once
     per name: a committed 100 MB file behind 1,000 links (or a ref's export, which hard-links one
-    copy of an object to every name holding it) was read 1,000 times; and not forgotten when
-    many small files pass (a cache of 4,096 was emptied by 4,101 files between big ones)."""
+    copy of an object to every name holding it) would be read 1,000 times; and not forgotten
+    when many small files pass between big ones (a cache bounded at 4,096 entries forgets each
+    after 4,096 others)."""
     info = path.stat()
     return once(
         ("content hash", info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns),

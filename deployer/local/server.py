@@ -1,8 +1,8 @@
 """Run a rendered app's own vLLM command on this machine (a local GPU, or vLLM's CPU build).
 
-The rendered app is imported and asked for its command through the same functions its Modal
-container calls (`weights`, `vllm_command`); only the interpreter, host and port differ. So what
-serves here is what would serve on Modal, not a re-implementation of it.
+The rendered app is imported, with the runtime module beside it, and asked for its command through
+the same functions its Modal container calls (`weights`, `vllm_command`); only the interpreter,
+host and port differ. So what serves here is what would serve on Modal, not a re-implementation.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Callable
 
 from deployer.core.paths import read_plain
-from deployer.render.app import STATE_FILE
+from deployer.render.app import RUNTIME_MODULE, STATE_FILE
 from deployer.vllm.argv import AUTH_GUARD
 
 STATE_BYTES = 64 * 1024  # what serve --local writes is a few hundred bytes
@@ -42,8 +42,18 @@ class _SourceOnly(importlib.machinery.SourceFileLoader):
 
 
 def import_app(path: Path) -> ModuleType:
-    """Import a rendered app file as a fresh module, the way `modal deploy` imports it."""
-    name = f"deployer_rendered_app_{next(_module_ids)}"
+    """Import a rendered app file as a fresh module, the way `modal deploy` imports it: its
+    `import deployer_runtime` finds the runtime module beside it (imported fresh too), never one
+    of another app's folder or elsewhere on the import path."""
+    runtime = Path(path).parent / f"{RUNTIME_MODULE}.py"
+    if runtime.is_file():
+        _import_source(RUNTIME_MODULE, runtime)
+    else:  # an app a project's own template rendered may not use it
+        sys.modules.pop(RUNTIME_MODULE, None)
+    return _import_source(f"deployer_rendered_app_{next(_module_ids)}", path)
+
+
+def _import_source(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path, loader=_SourceOnly(name, str(path)))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

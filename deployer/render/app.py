@@ -1,4 +1,5 @@
-"""Deployment → one self-contained Modal app file, from the Jinja2 template in `templates/`.
+"""Deployment → one Modal app file, from the Jinja2 template in `templates/`, and beside it the
+runtime files it imports (the same for every app, copied from `templates/`).
 
 Decisions are made here and in `argv`; the template only lays them out. Every value enters the
 code through `literal()`, which writes a Python literal (never raw text), so no YAML value can
@@ -40,6 +41,15 @@ TEMPLATE_NAME = "modal_app.py.j2"
 AUTH_GUARD_FILE = "vllm_auth_guard.py"  # always ours, also under a project's own template
 HASH_MARKER = "# deployer-content-hash: "
 APP_FILE = "app.py"
+# What the app imports in its container besides `modal` (its downloads, vLLM's environment), and
+# the API key middleware vLLM imports: written beside every app, unchanged, and added to its image.
+# Always ours, also under a project's own template. Name beside the app → file in templates/.
+RUNTIME_MODULE = "deployer_runtime"
+RUNTIME_FILES = {
+    f"{RUNTIME_MODULE}.py": "deployer_runtime.py",
+    f"{AUTH_GUARD_MODULE}.py": AUTH_GUARD_FILE,
+}
+CONTAINER_APP_FOLDER = "/root"  # where Modal puts the app file, and so where it imports from
 # What `serve --local` keeps beside the app: the running server, and vLLM's log.
 STATE_FILE = "local-server.json"
 LOG_FILE = "vllm.log"
@@ -58,12 +68,28 @@ class RenderedApp:
     hashed_source: str | None = field(
         default=None, repr=False
     )  # what code_hash reads, if not `source`
+    # (name, text) of each file written beside the app: RUNTIME_FILES
+    runtime_files: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @functools.cached_property
     def code_hash(self) -> str:
-        """Of its code without comments, the same wherever it is rendered (for deploy hashes).
-        Computed on demand: only plan and apply need it."""
-        return code_hash(self.hashed_source if self.hashed_source is not None else self.source)
+        """Of its code without comments, and of the runtime files beside it, the same wherever it
+        is rendered (for deploy hashes). Computed on demand: only plan and apply need it."""
+        digest = hashlib.sha256(
+            code_hash(
+                self.hashed_source if self.hashed_source is not None else self.source
+            ).encode()
+        )
+        for name, text in self.runtime_files:
+            digest.update(f"\0{name}\0{code_hash(text)}".encode())
+        return digest.hexdigest()
+
+    def files(self) -> list[tuple[Path, str]]:
+        """Every file render writes for this app: the runtime files, then the app itself."""
+        folder = self.path.parent
+        return [(folder / name, text) for name, text in self.runtime_files] + [
+            (self.path, self.source)
+        ]
 
 
 class TemplateProblem(Exception):
@@ -150,6 +176,8 @@ def _environment(folder: Path):
         auto_reload=True,  # a template edited while we run (a long-lived process, tests) is re-read
     )
     env.filters["py"] = literal
+    env.filters["duration"] = duration
+    env.filters["argv"] = argv_literal
     return env
 
 
@@ -294,6 +322,31 @@ def _flat(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
+def argv_literal(args: list, indent: int = 0) -> str:
+    """Command-line arguments as a Python list, laid out as a command line when it does not fit
+    on one line: a line for each flag, with the values that follow it."""
+    flat = literal(args, indent)
+    if "\n" not in flat:
+        return flat
+    lines: list[list[Any]] = []
+    for arg in args:
+        if not lines or (isinstance(arg, str) and arg.startswith("--")):
+            lines.append([arg])
+        else:
+            lines[-1].append(arg)
+    pad = " " * (indent + 4)
+    items = "".join(f"{pad}{', '.join(_flat(a) for a in line)},\n" for line in lines)
+    return "[\n" + items + " " * indent + "]"
+
+
+def duration(seconds: Any) -> str:
+    """A number of seconds as Python source: `5 * MINUTES` for whole minutes (the app defines
+    `MINUTES = 60`), else its literal."""
+    if type(seconds) is int and seconds > 0 and seconds % 60 == 0:
+        return f"{literal(seconds // 60)} * MINUTES"
+    return literal(seconds)
+
+
 _UNPRINTABLE = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )  # bidi overrides reorder a line; surrogates: undecodable file names
@@ -312,7 +365,7 @@ def _comment(text: str) -> str:
 
 
 def _duration(seconds: int) -> str:
-    """A comment for a number of seconds, e.g. `5 minutes`."""
+    """A comment for a number of seconds, e.g. `5 minutes` (older templates write it out)."""
     if seconds % 3600 == 0:
         n, unit = seconds // 3600, "hour"
     elif seconds % 60 == 0:
@@ -357,20 +410,20 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
     function_options: list[tuple[str, Any, str]] = [("gpu", deployment.gpu.modal_spec, "")]
     # Modal bounds a container's start (model download and load, the snapshot's warm-up) by
     # `startup_timeout`, falling back to `timeout`: set it, or a 5-minute request timeout caps it.
+    # Durations are rendered as `5 * MINUTES`; one that is not whole minutes says its unit.
     function_options.append(
         (
             "startup_timeout",
             scaling.startup_timeout,
-            "longest a container may take to start "
-            f"({_duration(scaling.startup_timeout) or 'seconds'})",
+            "longest a container may take to start: download and load"
+            + _in_seconds(scaling.startup_timeout),
         )
     )
     function_options.append(
         (
             "scaledown_window",
             scaling.scaledown_window,
-            "idle time before a container stops "
-            f"({_duration(scaling.scaledown_window) or 'seconds'})",
+            "idle time before a container stops" + _in_seconds(scaling.scaledown_window),
         )
     )
     if scaling.timeout is not None:
@@ -378,7 +431,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
             (
                 "timeout",
                 scaling.timeout,
-                f"longest a request may take ({_duration(scaling.timeout) or 'seconds'})",
+                "longest a request may take" + _in_seconds(scaling.timeout),
             )
         )
     for key, why in (
@@ -423,13 +476,15 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "not_fetched": unfetched_files(deployment),
         "port": VLLM_PORT,
         "function_options": function_options,
+        "durations": [key for key, _, _ in function_options if key in DURATION_OPTIONS],
         "secrets": secrets,
         "api_key_secret": deployment.auth.api_key_secret,
         "credential_name": CREDENTIAL_NAME.pattern,
         "env_from_secrets": list(deployment.vllm.env_from_secrets),
         "auth_guard": {
             "file": f"{AUTH_GUARD_MODULE}.py",
-            "lines": _auth_guard_lines(),
+            "container_path": f"{CONTAINER_APP_FOLDER}/{AUTH_GUARD_MODULE}.py",
+            "lines": _auth_guard_lines(),  # for templates that write it out themselves
             "digest_variable": AUTH_DIGEST_VARIABLE,
         }
         if deployment.auth.api_key_secret
@@ -441,7 +496,27 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "base_revision": base.source.revision,
         "gpu_snapshot": deployment.cold_start.gpu_snapshot,
         "served_models": model_ids,
+        # Shipped to the container by every app; the API key middleware only with auth_guard.
+        "runtime_files": {
+            f"{RUNTIME_MODULE}.py": f"{CONTAINER_APP_FOLDER}/{RUNTIME_MODULE}.py",
+        },
     }
+
+
+DURATION_OPTIONS = ("startup_timeout", "scaledown_window", "timeout")
+
+
+def _in_seconds(seconds: int) -> str:
+    return "" if duration(seconds).endswith("MINUTES") else ", in seconds"
+
+
+@functools.cache
+def _runtime_files() -> tuple[tuple[str, str], ...]:
+    """(name beside the app, text) of each runtime file, read from our templates/."""
+    return tuple(
+        (name, (templates_dir() / template).read_text(encoding="utf-8"))
+        for name, template in RUNTIME_FILES.items()
+    )
 
 
 @functools.cache
@@ -492,7 +567,9 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
         # working folder); what runs does not. Hash a render with the paths left out.
         values["local_folders"] = {remote: "<local folder>" for remote in values["local_folders"]}
         hashed = _fill(_template(templates), values, templates)
-    return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE, hashed)
+    return RenderedApp(
+        deployment.name, source, digest, app_dir / APP_FILE, hashed, _runtime_files()
+    )
 
 
 def _declared_encoding(source: str) -> str:
@@ -532,10 +609,10 @@ def _without_comment(line: str) -> str:
     return (line[: len(line) - len(line.lstrip())] + line.strip()[:cut]).rstrip()
 
 
-# What an app folder may hold: the app and what `serve --local` writes beside it. Not a
-# __pycache__: Python runs a cached .pyc there instead of app.py (an unchecked hash-based one
-# without even looking at the source), and nothing of ours writes one.
-OWN_ENTRIES = {APP_FILE, LOG_FILE, STATE_FILE}
+# What an app folder may hold: the app, the runtime files render writes beside it, and what
+# `serve --local` writes. Not a __pycache__: Python runs a cached .pyc there instead of app.py (an
+# unchecked hash-based one without even looking at the source), and nothing of ours writes one.
+OWN_ENTRIES = {APP_FILE, *RUNTIME_FILES, LOG_FILE, STATE_FILE}
 
 
 def _foreign_entries(folder: Path) -> list[str]:
@@ -548,15 +625,25 @@ def _foreign_entries(folder: Path) -> list[str]:
     return [name for name in names if name not in OWN_ENTRIES and not name.startswith(".app.")]
 
 
-def current_app(app: RenderedApp) -> str | None:
-    """What is at the app's path now, if it is a plain file no larger than the new app (a
-    committed link there, to /dev/zero or /proc/kmsg, is never read)."""
-    data = read_plain(app.path, len(app.source.encode("utf-8")))
+def _current(path: Path, text: str) -> str | None:
+    """What is at `path` now, if it is a plain file no larger than `text` (a committed link
+    there, to /dev/zero or /proc/kmsg, is never read)."""
+    data = read_plain(path, len(text.encode("utf-8")))
     return data.decode("utf-8", errors="replace") if data is not None else None
 
 
+def current_app(app: RenderedApp) -> str | None:
+    """What is at the app's path now (see `_current`), or None if a runtime file beside it is not
+    the one render writes: the app folder as a whole is then out of date."""
+    folder = app.path.parent
+    if any(_current(folder / name, text) != text for name, text in app.runtime_files):
+        return None
+    return _current(app.path, app.source)
+
+
 def write(app: RenderedApp) -> bool:
-    """Write atomically (a crash leaves the previous file whole). Returns False if unchanged."""
+    """Write the app and its runtime files, each atomically (a crash leaves the previous file
+    whole). Returns False if all were unchanged."""
     folder = app.path.parent
     if link := linked_part(
         folder.parent
@@ -568,7 +655,7 @@ def write(app: RenderedApp) -> bool:
     if (
         folder.is_symlink()
         or (folder.exists() and not folder.is_dir())
-        or (app.path.exists() and not app.path.is_file())
+        or any(path.exists() and not path.is_file() for path, _ in app.files())
     ):
         raise OutputProblem(
             f"{folder} must be a plain folder holding {APP_FILE} (it is a link, or "
@@ -580,19 +667,25 @@ def write(app: RenderedApp) -> bool:
             "`modal deploy` imports the app with its folder first on Python's import "
             "path, where such a file could stand in for a module; remove it"
         )
-    if current_app(app) == app.source:
+    stale = [(path, text) for path, text in app.files() if _current(path, text) != text]
+    if not stale:
         return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputProblem(f"cannot create {folder}: {exc.strerror or exc}") from None
-    fd, tmp = tempfile.mkstemp(dir=app.path.parent, prefix=".app.", suffix=".tmp")
+    for path, text in stale:
+        _write_atomically(path, text)
+    return True
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".app.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(app.source)
+            handle.write(text)
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an app file is not a secret
-        os.replace(tmp, app.path)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return True

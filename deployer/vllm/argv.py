@@ -30,8 +30,9 @@ def vllm_server(python: str) -> list[str]:
 
 VLLM_PORT = 8000
 
-# With an API key, the app writes this middleware (templates/vllm_auth_guard.py) where vLLM can
-# import it: vLLM's own key check leaves /invocations, /tokenize, /metrics... open.
+# With an API key, the app's runtime copies this middleware (templates/vllm_auth_guard.py, written
+# beside the app) where vLLM can import it: vLLM's own key check leaves /invocations, /tokenize,
+# /metrics... open.
 AUTH_GUARD_MODULE = "deployer_auth_guard"
 AUTH_GUARD = f"{AUTH_GUARD_MODULE}.RequireApiKey"
 # The middleware reads a salt and the key's salted SHA-256 from here: vLLM's process never gets the key.

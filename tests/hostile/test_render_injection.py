@@ -113,8 +113,8 @@ def test_whole_floats_become_ints_in_the_rendered_app(project):
     source = render(deployment, Path("build")).source
     assert (
         'gpu="H100:2"' in source
-        and "scaledown_window=300," in source
-        and '"--tensor-parallel-size",\n    "2",' in source
+        and "scaledown_window=5 * MINUTES," in source
+        and '"--tensor-parallel-size", "2",' in source
     )
 
 
