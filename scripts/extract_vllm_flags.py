@@ -256,7 +256,7 @@ def main() -> int:
     path.write_text(text, encoding="utf-8")
     print(f"{path}: {len(catalog['flags'])} flags from {catalog['distribution']}", file=sys.stderr)
     print(
-        "next: `pytest tests/test_flags.py -k has_been_reviewed` lists its flags nobody "
+        "next: `pytest tests/vllm/test_flags.py -k has_been_reviewed` lists its flags nobody "
         "has reviewed yet; read each in vLLM's source and add it to "
         "deployer/data/vllm_flags_reviewed.json (tuning only) or to checks/flags.py",
         file=sys.stderr,

@@ -79,3 +79,13 @@ def test_no_line_in_the_package_is_over_120_characters():
         if len(line) > 120
     ]
     assert not long, long
+
+
+def test_no_test_file_is_over_1000_lines():
+    tests = Path(__file__).resolve().parent
+    long = {
+        str(path.relative_to(tests)): lines
+        for path in tests.rglob("test_*.py")
+        if (lines := len(path.read_text().splitlines())) > 1000
+    }
+    assert not long, long

@@ -1,7 +1,7 @@
 """Every rule id a finding can carry (`Diagnostic.rule`), with what it catches and how to fix it.
 
 This is the documentation of the rules: scripts/generate_rule_docs.py writes docs/rules.md from it,
-and tests/test_rules.py checks that every id the code can report is here, at the severities the
+and tests/core/test_rules.py checks that every id the code can report is here, at the severities the
 code reports it with, and that nothing here is reported nowhere. The registry lives in `core`
 because every stage that reads a deployment (load, schema, sources, checks) emits ids.
 """

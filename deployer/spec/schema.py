@@ -38,7 +38,7 @@ def _fast_check():
     """The same schema compiled to Python by fastjsonschema: a yes/no answer about 10x faster than
     jsonschema, which is then asked only about documents that fail, for its full explanations.
     fastjsonschema speaks draft 7, so `dependentRequired` becomes draft 7's `dependencies`. A test
-    (tests/test_schema_fast_path.py) checks on generated documents that it never passes a
+    (tests/spec/test_schema_fast_path.py) checks on generated documents that it never passes a
     document jsonschema rejects."""
     import fastjsonschema
 

@@ -1,0 +1,137 @@
+"""deployer.deploy.platform.modal_cli, the real Modal platform, run against a fake `modal` executable.
+
+Modal's servers cannot be reached here: these tests check the subprocess code (argv, --env, JSON
+shapes as modal 1.6 prints them, exit codes and error messages) against tests/fake_modal.py's
+executable, and scripted executables for outputs the fake does not produce.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deployer.deploy.platform import PlatformError, Version
+from deployer.deploy.platform.modal_cli import ModalCli, has_credentials
+
+
+def script(project, body: str):
+    exe = project.write("bin/modal", "#!/bin/sh\n" + body)
+    exe.chmod(0o755)
+    return ModalCli(executable=[str(exe)])
+
+
+def test_every_command_passes_the_environment(project, modal_world):
+    app = project.write("build/a/app.py", 'SERVED_MODEL_NAME = "m"\nADAPTERS = {"x": {}}\n')
+    modal = ModalCli("main")
+    url = modal.deploy(app, "a", "deployer-00000000-" + "0" * 30)
+    assert url == f"{modal_world.server.url}/a"  # the web function's URL, not "View Deployment"
+    assert modal.apps()[0].current == Version(1, "deployer-00000000-" + "0" * 30, "")
+    modal.rollback("a", 1)
+    modal.stop("a")
+    assert all(argv[-2:] == ["--env", "main"] for argv in modal_world.argv())
+    assert modal_world.argv()[0][:6] == [
+        "deploy",
+        str(app),
+        "--name",
+        "a",
+        "--tag",
+        "deployer-00000000-" + "0" * 30,
+    ]
+
+
+def test_an_app_never_deployed_has_an_empty_history(project, modal_world):
+    assert ModalCli().history("nothing-here") == []
+
+
+def test_an_unknown_environment_is_an_error_naming_the_command(project, modal_world):
+    with pytest.raises(
+        PlatformError,
+        match=r"`modal app list --json --env staging` failed \(exit 1\): Environment 'staging' "
+        r"not found",
+    ):
+        ModalCli("staging").apps()
+
+
+def test_history_without_tags_reads_as_untagged(project):
+    rows = [
+        {
+            "version": "v2",
+            "time_deployed": "t",
+            "client": "1.6.4",
+            "deployed_by": "me",
+            "commit": None,
+        },
+        {
+            "version": "v1",
+            "time_deployed": "t",
+            "client": "1.6.4",
+            "deployed_by": "me",
+            "commit": "abc1234*",
+        },
+    ]
+    modal = script(project, f"echo '{json.dumps(rows)}'\n")
+    assert modal.history("a") == [Version(2, "", ""), Version(1, "", "abc1234*")]
+
+
+def test_output_that_is_not_json_is_a_clear_error(project):
+    modal = script(project, "echo 'Apps in environment main'\n")
+    with pytest.raises(PlatformError, match="printed something that is not JSON"):
+        modal.apps()
+
+
+def test_a_missing_modal_command_says_how_to_install_it(project):
+    with pytest.raises(PlatformError, match="pip install modal"):
+        ModalCli(executable=[str(project.root / "nowhere" / "modal")]).apps()
+
+
+def test_the_url_lookup_gives_up_within_its_deadline_when_modal_is_unreachable(
+    project, monkeypatch
+):
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-x")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-x")
+    modal = ModalCli()
+    modal.url_timeout = 3
+    with pytest.raises(PlatformError, match="cannot read the URL of 'a'"):
+        modal.web_url("a")
+
+
+def test_credentials_come_from_the_environment_or_the_modal_config(project, monkeypatch):
+    config = project.write("modal.toml", "[default]\ntoken_id = 'ak-1'\ntoken_secret = 'as-1'\n")
+    assert has_credentials(
+        {"MODAL_TOKEN_ID": "a", "MODAL_TOKEN_SECRET": "b", "MODAL_CONFIG_PATH": "/nonexistent"}
+    )
+    assert has_credentials({"MODAL_CONFIG_PATH": str(config)})
+    assert not has_credentials({"MODAL_TOKEN_ID": "a", "MODAL_CONFIG_PATH": "/nonexistent"})
+
+
+def test_modal_run_gets_its_options_before_the_function(project, modal_world, monkeypatch):
+    app = project.write(
+        "build/a/app.py",
+        'APP_NAME = "a"\nSERVED_MODEL_NAME = "m"\n\ndef download_weights():\n    pass\n',
+    )
+    ModalCli("main").run(app, "download_weights")
+    assert modal_world.argv()[-1] == ["run", "--env", "main", f"{app}::download_weights"]
+    from ..fake_modal import STATE_ENV
+    from ..fake_modal import main as fake_modal  # the fake refuses what modal 1.6 refuses
+
+    monkeypatch.setenv(STATE_ENV, str(modal_world.fake.folder))
+
+    assert fake_modal(["run", f"{app}::download_weights", "--env", "main"]) == 2
+
+
+def test_only_the_serve_url_is_taken_from_deploy_output():
+    from deployer.deploy.platform.modal_cli import web_url_in
+
+    output = (
+        "Looking in indexes: http://pypi-mirror.internal:5555/simple\n✓ Created "
+        "objects.\n└── 🔨 Created web function serve =>\n    "
+        "https://ws--alpha-serve.modal.run 🔑\n✓ App deployed\nView Deployment: "
+        "https://modal.com/apps/ws/main/deployed/alpha"
+    )
+    assert web_url_in(output) == "https://ws--alpha-serve.modal.run"
+    assert (
+        web_url_in("│   serve -> https://ws--a-server-serve.modal.run")
+        == "https://ws--a-server-serve.modal.run"
+    )
+    assert web_url_in("Looking in indexes: http://pypi-mirror.internal:5555/simple") is None
