@@ -19,6 +19,7 @@ from deployer.cli.common import (
     folder_options,
     select,
 )
+from deployer.core.limits import MAX_SUMMARY_CHARS
 from deployer.core.table import table
 
 EXIT_CHANGES = 2  # plan --detailed-exitcode, as terraform: 0 nothing to do, 1 error, 2 changes
@@ -341,11 +342,6 @@ def build_plan(args, checked, live_only: bool = False):
         platform,
         None,
     )
-
-
-MAX_SUMMARY_CHARS = (
-    1_000_000  # GitHub shows at most 1 MiB of a step's summary and fails the step beyond
-)
 
 
 def _write_summary(markdown: str) -> None:

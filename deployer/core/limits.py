@@ -132,3 +132,21 @@ SHOWN_MODULES = 40  # module names a hint lists: a crafted header can name a mil
 SHOWN_CHARS = 200  # of one value in a plan: a flag's value can be 200,000 characters
 NOTE_CHARS = 1000  # of one note under a plan's action
 SHOWN_CHANGES = 30  # changed settings listed per deployment; a plan can update thousands
+# GitHub shows at most 1 MiB of a step's summary and fails the step beyond it.
+MAX_SUMMARY_CHARS = 1_000_000
+
+# -- rendering (render/app.py) --------------------------------------------------------------------
+# A project's own template is code from the repository, run in CI: it renders in a sandbox with
+# ranges, repetitions and powers bounded, within a time and a memory budget.
+
+RENDER_SECONDS = 10
+RENDER_MEMORY = 1 << 30  # bytes a render may add to the process
+MAX_APP_CHARS = 1_000_000  # of one rendered app
+MAX_REPEAT = 100_000  # "x" * n, [..] * n
+MAX_EXPONENT = 1_000
+
+# -- endpoints and local servers (local/) ---------------------------------------------------------
+
+MAX_REPLY_BYTES = 10 * 1024 * 1024  # read of one reply: an endpoint can answer without end
+MAX_LEARNED_MODELS = 1001  # a base and as many adapters as a deployment may declare
+STATE_BYTES = 64 * 1024  # what serve --local writes is a few hundred bytes

@@ -24,11 +24,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
+from deployer.core.limits import STATE_BYTES
 from deployer.core.paths import read_plain
 from deployer.render.app import RUNTIME_MODULE, STATE_FILE
 from deployer.vllm.argv import AUTH_GUARD
 
-STATE_BYTES = 64 * 1024  # what serve --local writes is a few hundred bytes
 _module_ids = itertools.count()
 
 

@@ -24,11 +24,11 @@ from typing import Callable
 
 from deployer.core.diagnostics import printable
 from deployer.core.http import credential_safe_opener
+from deployer.core.limits import MAX_LEARNED_MODELS, MAX_REPLY_BYTES
 from deployer.core.patterns import PatternTooSlow, any_match
 from deployer.spec.model import Deployment, smoke_defaults
 
 UNDECLARED_MODEL = "deployer-smoke-undeclared-model"
-MAX_REPLY_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -261,9 +261,6 @@ def _brief(value: object, limit: int = 200) -> str:
     except RecursionError:
         text = "(a reply nested too deeply to show)"
     return printable(text, limit)
-
-
-MAX_LEARNED_MODELS = 1001  # a base and as many adapters as a deployment may declare
 
 
 def check_models(conn: Connection, spec: SmokeSpec) -> tuple[CheckResult, SmokeSpec]:

@@ -23,6 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployer.core.limits import (
+    MAX_APP_CHARS,
+    MAX_EXPONENT,
+    MAX_REPEAT,
+    RENDER_MEMORY,
+    RENDER_SECONDS,
+)
 from deployer.core.paths import linked_part, read_plain, real, within
 from deployer.spec.model import Deployment
 from deployer.vllm.argv import (
@@ -122,11 +129,6 @@ def project_templates(deployments: Path) -> Path | None:
 # A project's own template is code from the repository, run in CI: templates render sandboxed (no
 # reaching into Python internals; ranges, repetitions and powers bounded; ~5% slower than plain
 # Jinja) and within a time budget.
-RENDER_SECONDS = 10
-RENDER_MEMORY = 1 << 30  # bytes a render may add to the process
-MAX_APP_CHARS = 1_000_000
-MAX_REPEAT = 100_000  # "x" * n, [..] * n
-MAX_EXPONENT = 1_000
 
 
 @functools.cache
@@ -245,8 +247,8 @@ class RenderTimeout(Exception):
 
 @contextlib.contextmanager
 def _memory_budget(extra: int):
-    """Let the block grow the process by at most `extra` bytes of address space (a template's
-    ("x" * 100000).replace("x", "y" * 30000) reached 3 GB in 4 s): it gets a MemoryError instead.
+    """Let the block grow the process by at most `extra` bytes of address space: a template's
+    `("x" * 100000).replace("x", "y" * 30000)` asks for 3 GB, and gets a MemoryError instead.
     Linux only (macOS does not enforce RLIMIT_AS); elsewhere the block runs unbounded."""
     try:
         import resource
