@@ -102,7 +102,9 @@ def test_each_merge_deploys_exactly_what_changed(project, modal_world, cli):
         (
             "a template comment reworded",
             lambda: edit(
-                "templates/modal_app.py.j2", "# ## Caches", "# ## Caches that survive restarts"
+                "templates/modal_app.py.j2",
+                "# ## Model and adapters",
+                "# ## The model and its adapters",
             ),
             set(),
         ),
