@@ -11,7 +11,8 @@ Two ways to run it:
 
 It writes <out>/<version>.json: every option string with its action kind (store, boolean with or
 without a `--no-` form, append, count), nargs, type, choices, default, help and the numeric bounds
-vLLM's config dataclasses put on it (pydantic `Field(gt=0, le=1)`), plus where and when it was
+vLLM's config dataclasses put on it (pydantic `Field(gt=0, le=1)`), the release's
+`Requires-Python` (from the installed distribution's metadata), plus where and when it was
 extracted. The deployer checks `vllm.args` against these files; they are data, produced
 here, never typed by hand.
 """
@@ -46,6 +47,12 @@ def _installed_version() -> tuple[str, str]:
         except metadata.PackageNotFoundError:
             continue
     raise SystemExit("no vLLM distribution is installed in this environment")
+
+
+def _requires_python(distribution: str) -> str | None:
+    import importlib.metadata as metadata
+
+    return metadata.metadata(distribution)["Requires-Python"]
 
 
 def _build_parser():
@@ -210,8 +217,10 @@ def extract() -> dict:
     return {
         "vllm_version": version.split("+")[0],
         "distribution": f"{distribution}=={version}",
+        "requires_python": _requires_python(distribution),
         "source": "argparse parser from vllm's make_arg_parser, extracted by "
-        "scripts/extract_vllm_flags.py",
+        f"scripts/extract_vllm_flags.py; requires_python from {distribution}=={version}'s "
+        "metadata",
         "extracted_on": datetime.date.today().isoformat(),
         "flags": dict(sorted(flags.items())),
     }
@@ -255,6 +264,14 @@ def main() -> int:
     path = args.out / f"{catalog['vllm_version']}.json"
     path.write_text(text, encoding="utf-8")
     print(f"{path}: {len(catalog['flags'])} flags from {catalog['distribution']}", file=sys.stderr)
+    if not catalog["distribution"].startswith("vllm=="):
+        # The image installs the CUDA wheel, `vllm`, whose Requires-Python may differ.
+        print(
+            f"requires_python {catalog['requires_python']} is {catalog['distribution']}'s: "
+            f"compare it with the vllm wheel's (`pip install --dry-run --no-deps --report - "
+            f"vllm=={catalog['vllm_version']}`)",
+            file=sys.stderr,
+        )
     print(
         "next: `pytest tests/vllm/test_flags.py -k has_been_reviewed` lists its flags nobody "
         "has reviewed yet; read each in vLLM's source and add it to "

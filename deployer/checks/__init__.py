@@ -30,6 +30,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     flags.check_flags_against_catalog,
     image.check_image_env,
     image.check_image_code,
+    image.check_image_python,
     flags.check_code_flags,
     auth.check_auth,
     smoke.check_smoke_expectations,

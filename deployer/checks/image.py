@@ -1,5 +1,10 @@
-"""The container image: what it starts from (`image.base`), installs (`image.pip`) and sets in
-every process, vLLM's included (`image.env`).
+"""The container image: what it starts from (`image.base`), the Python Modal adds to it
+(`image.python`), what it installs (`image.pip`) and sets in every process, vLLM's included
+(`image.env`).
+
+The Python must be one the pinned vLLM release installs on (its `Requires-Python`, recorded in
+its flag catalog): otherwise `pip install vllm==VERSION` fails while Modal builds the image,
+after the user has waited for it.
 
 A base image and a package are code: a package can hook into vLLM's start-up (a
 `vllm.general_plugins` entry point runs in the API server, where it could read the Secrets or
@@ -20,7 +25,9 @@ from typing import Iterable
 from deployer.checks._at import at
 from deployer.core.diagnostics import Diagnostic, Severity
 from deployer.spec.model import Deployment
+from deployer.vllm import catalog
 from deployer.vllm.argv import CREDENTIAL_NAME
+from deployer.vllm.catalog import PythonRange
 
 # NVIDIA's CUDA images (Docker Hub's official nvidia/cuda, or NVIDIA's own registry), any tag.
 CUDA_IMAGE = re.compile(
@@ -251,3 +258,61 @@ def check_image_code(deployment: Deployment) -> Iterable[Diagnostic]:
                 severity=Severity.WARNING,
                 key=False,
             )
+
+
+# The Python 3 minor versions among which the nearest one vLLM supports is sought.
+PYTHON_MINORS = range(30)
+
+
+def check_image_python(deployment: Deployment) -> Iterable[Diagnostic]:
+    python, version = deployment.image.python, deployment.vllm.version
+    flags = catalog.load(version)
+    if flags is None or not flags.requires_python:
+        why = (
+            f"there is no flag catalog for vLLM {version}"
+            if flags is None
+            else f"the flag catalog of vLLM {version} does not record its Requires-Python"
+        )
+        yield _python_unchecked(deployment, why, version)
+        return
+    try:
+        allowed = PythonRange.parse(flags.requires_python)
+    except ValueError as exc:
+        yield _python_unchecked(deployment, f"{exc} (vLLM {version}'s catalog)", version)
+        return
+    if allowed.admits_series(python):
+        return
+    fitting = [m for m in PYTHON_MINORS if allowed.admits_series(f"3.{m}")]
+    if fitting:
+        minor = int(python.split(".")[1])
+        nearest = min(fitting, key=lambda m: (abs(m - minor), -m))  # of two as near, the newer
+        hint = (
+            f'use image.python "3.{nearest}", the nearest version vLLM {version} supports '
+            f"(Requires-Python {allowed})"
+        )
+    else:
+        hint = f"no Python 3 release meets {allowed}; pin another vLLM version"
+    yield at(
+        deployment,
+        ("image", "python"),
+        f"image.python {python} is outside vLLM {version}'s Requires-Python "
+        f"({allowed}): installing vllm=={version} would fail while Modal builds "
+        "the image",
+        hint=hint,
+        rule="image.python-unsupported",
+        key=False,
+    )
+
+
+def _python_unchecked(deployment: Deployment, why: str, version: str) -> Diagnostic:
+    return at(
+        deployment,
+        ("image", "python"),
+        f"image.python {deployment.image.python} not checked against the Python versions "
+        f"vLLM {version} installs on: {why}",
+        hint=f"extract the catalog with scripts/extract_vllm_flags.py --install {version}, "
+        "which records it",
+        rule="image.python-unchecked",
+        severity=Severity.NOTE,
+        key=False,
+    )

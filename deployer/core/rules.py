@@ -622,9 +622,28 @@ FAMILIES: tuple[Family, ...] = (
         "The container image",
         "`image.base`, `image.pip` and `image.env` decide what runs in the container, beside the "
         "deployment's Secrets: a base image or a package is code, and an environment variable "
-        "can load code, move caches, open routes or send data out. Errors are what would break "
-        "the app or expose it; warnings ask for a review as code.",
+        "can load code, move caches, open routes or send data out. `image.python` must be a "
+        "version the pinned vLLM installs on. Errors are what would break the image build or the "
+        "app, or expose it; warnings ask for a review as code.",
         (
+            Rule(
+                "image.python-unsupported",
+                ERROR,
+                "`image.python` is outside the pinned vLLM release's `Requires-Python` (vLLM "
+                "0.11.2: >=3.10, <3.14), so installing vLLM would fail while Modal builds the "
+                "image.",
+                "Use the version the hint names, the nearest the release supports, or pin "
+                "another vLLM version.",
+            ),
+            Rule(
+                "image.python-unchecked",
+                NOTE,
+                "`image.python` could not be checked against the pinned vLLM release's "
+                "`Requires-Python`: the version has no flag catalog, or its catalog does not "
+                "record it.",
+                "Extract the catalog with `scripts/extract_vllm_flags.py --install VERSION`, "
+                "which records it.",
+            ),
             Rule(
                 "image.env-control",
                 ERROR,

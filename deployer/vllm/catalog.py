@@ -3,13 +3,15 @@
 A catalog tells, for each flag of one vLLM version, how it is given on the command line (its
 action kind and nargs), what type and choices it takes, and its default. The flag check uses it to
 reject what that version would reject at startup; argv uses it to render each value the way that
-flag parses it.
+flag parses it. A catalog also records the release's `Requires-Python`, which the image's Python
+must meet for `pip install vllm==VERSION` to succeed.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ class Catalog:
     version: str
     distribution: str
     flags: dict[str, Flag]  # by every long option, without dashes (aliases included)
+    requires_python: str | None = None  # the release's Requires-Python, e.g. ">=3.10,<3.14"
 
     def lookup(self, name: str) -> Flag | None:
         return self.flags.get(name)
@@ -123,9 +126,78 @@ def load(version: str) -> Catalog | None:
         for option in flag.options:
             if option.startswith("--"):
                 flags.setdefault(option[2:], flag)
-    return Catalog(data["vllm_version"], data["distribution"], flags)
+    return Catalog(data["vllm_version"], data["distribution"], flags, data.get("requires_python"))
 
 
 def versions_with(name: str) -> list[str]:
     """The catalogued versions that know the flag `name`."""
     return [v for v in available_versions() if (c := load(v)) and c.lookup(name)]
+
+
+# One clause of a Requires-Python specifier (PEP 440): the comparison forms metadata uses.
+CLAUSE = re.compile(r"^(~=|==|!=|<=|>=|<|>)\s*(\d+(?:\.\d+)*)(\.\*)?$")
+# Python's patch releases stay far below this; a series is tried at each patch up to it.
+PATCHES = range(100)
+
+
+@dataclass(frozen=True)
+class PythonRange:
+    """A Requires-Python specifier such as ">=3.10,<3.14", read without `packaging` (which the
+    deployer does not depend on)."""
+
+    text: str
+    clauses: tuple[tuple[str, tuple[int, ...], bool], ...]  # (operator, release, ends in .*)
+
+    @classmethod
+    def parse(cls, text: str) -> PythonRange:
+        """Raises ValueError for a form it does not read (=== or a pre-release, for instance)."""
+        clauses = []
+        for part in text.split(","):
+            match = CLAUSE.match(part.strip())
+            if not match:
+                raise ValueError(f"cannot read the Requires-Python clause {part.strip()!r}")
+            operator, release, wildcard = match.groups()
+            if wildcard and operator not in ("==", "!="):
+                raise ValueError(f"{operator} takes no wildcard: {part.strip()!r}")
+            if operator == "~=" and "." not in release:
+                raise ValueError(f"~= needs two or more release numbers: {part.strip()!r}")
+            clauses.append((operator, tuple(int(n) for n in release.split(".")), bool(wildcard)))
+        return cls(text, tuple(clauses))
+
+    def __str__(self) -> str:
+        """The clauses with lower bounds first, as people write them: ">=3.10, <3.14"."""
+        parts = sorted((p.strip() for p in self.text.split(",")), key=lambda p: p[0] != ">")
+        return ", ".join(parts)
+
+    def allows(self, version: tuple[int, ...]) -> bool:
+        return all(_holds(version, *clause) for clause in self.clauses)
+
+    def admits_series(self, series: str) -> bool:
+        """Whether some release of a series ("3.12") is in the range. Modal installs the patch
+        release it chooses, so only a series none of whose releases fits is sure to fail."""
+        major, minor = (int(n) for n in series.split("."))
+        return any(self.allows((major, minor, patch)) for patch in PATCHES)
+
+
+def _holds(
+    version: tuple[int, ...], operator: str, release: tuple[int, ...], wildcard: bool
+) -> bool:
+    if operator == "~=":  # ~=3.10 is >=3.10 and ==3.*
+        return _holds(version, ">=", release, False) and _holds(version, "==", release[:-1], True)
+    if wildcard:  # ==3.10.* matches on the release's leading numbers
+        matches = _padded(version, len(release))[: len(release)] == release
+        return matches if operator == "==" else not matches
+    width = max(len(version), len(release))
+    left, right = _padded(version, width), _padded(release, width)
+    return {
+        "==": left == right,
+        "!=": left != right,
+        "<": left < right,
+        "<=": left <= right,
+        ">": left > right,
+        ">=": left >= right,
+    }[operator]
+
+
+def _padded(release: tuple[int, ...], width: int) -> tuple[int, ...]:
+    return release + (0,) * (width - len(release))
