@@ -80,7 +80,9 @@ MATCH_MEMORY = 1 << 30  # bytes of address space: backtracking state grows while
 
 # -- the network: the Hub (sources/hub.py) and Modal's CLI (deploy/platform/modal_cli.py) --------
 
-HUB_REQUEST_SECONDS = 8.0  # one request for a config
+# One request for a config, in all (connecting, redirects, reading): a Hub that drips a byte every
+# few seconds is cut off here, not once per read.
+HUB_REQUEST_SECONDS = 8.0
 # All Hub requests of one run together: 5,000 adapters of distinct repos, each answered 404 after
 # 50 ms by a slow or rate-limiting Hub, hold validate for minutes. Past it, configs not in the
 # cache are "not checked", as when the Hub is unreachable.
@@ -135,7 +137,7 @@ SHOWN_CHANGES = 30  # changed settings listed per deployment; a plan can update 
 # GitHub shows at most 1 MiB of a step's summary and fails the step beyond it.
 MAX_SUMMARY_CHARS = 1_000_000
 
-# -- rendering (render/app.py) --------------------------------------------------------------------
+# -- rendering (render/templates.py) --------------------------------------------------------------
 # A project's own template is code from the repository, run in CI: it renders in a sandbox with
 # ranges, repetitions and powers bounded, within a time and a memory budget.
 

@@ -5,30 +5,28 @@ every declared adapter, each adapter's parent being the base; every model answer
 (matching its expected pattern when the deployment declares one); an undeclared model is refused
 rather than silently served by the base; with auth, a request without credentials is refused.
 
-Plain `urllib`, no extra dependency. Credentials are sent in headers and never printed.
+Requests go through deployer.core.http (urllib: no extra dependency). Credentials are sent in
+headers and never printed.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import queue
 import re
-import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from deployer.core.diagnostics import printable
-from deployer.core.http import credential_safe_opener
+from deployer.core.http import ReplyTimeout, fetch
 from deployer.core.limits import MAX_LEARNED_MODELS, MAX_REPLY_BYTES
 from deployer.core.patterns import PatternTooSlow, any_match
 from deployer.spec.model import Deployment, smoke_defaults
 
 UNDECLARED_MODEL = "deployer-smoke-undeclared-model"
+TOO_DEEP = "(a reply nested too deeply to show)"
 
 
 @dataclass(frozen=True)
@@ -132,47 +130,24 @@ def redact(url: str) -> str:
 def request(
     conn: Connection, method: str, path: str, body: dict | None = None, timeout: float | None = None
 ) -> tuple[int, object]:
-    """(status, JSON or text) within `timeout` seconds in all: a socket timeout bounds each read
-    only, and a server sending a byte every few seconds would otherwise hold the check (and an
-    apply's lock) forever. The request runs in a daemon thread that is abandoned at the deadline."""
+    """(status, JSON or text) within `timeout` seconds in all: a server sending a byte every few
+    seconds cannot hold the check (and an apply's lock)."""
     seconds = timeout or conn.request_timeout
-    outcome: queue.Queue = queue.Queue(maxsize=1)
-
-    def attempt() -> None:
-        try:
-            outcome.put(("ok", _request(conn, method, path, body, seconds)))
-        except BaseException as exc:  # handed to the caller's thread
-            outcome.put(("error", exc))
-
-    threading.Thread(target=attempt, name=f"smoke {path}", daemon=True).start()
-    try:
-        kind, value = outcome.get(timeout=seconds + 1)
-    except queue.Empty:
-        raise HttpError(
-            None,
-            f"cannot reach {redact(conn.base_url)}{path}: no complete reply within {seconds:.0f} s",
-        ) from None
-    if kind == "error":
-        raise value
-    return value
-
-
-def _request(
-    conn: Connection, method: str, path: str, body: dict | None, timeout: float
-) -> tuple[int, object]:
+    where = f"{redact(conn.base_url)}{path}"
     data = json.dumps(body).encode() if body is not None else None
     try:
-        req = urllib.request.Request(
+        response = fetch(
             conn.base_url + path,
-            data=data,
             method=method,
             headers={"Content-Type": "application/json", **dict(conn.headers)},
+            body=data,
+            timeout=seconds,
+            max_bytes=MAX_REPLY_BYTES,
         )
-        with credential_safe_opener().open(req, timeout=timeout) as response:
-            raw = response.read(MAX_REPLY_BYTES)
-            return response.status, _json_or_text(raw)
-    except urllib.error.HTTPError as exc:
-        return exc.code, _json_or_text(exc.read(MAX_REPLY_BYTES))
+    except ReplyTimeout:
+        raise HttpError(
+            None, f"cannot reach {where}: no complete reply within {seconds:.0f} s"
+        ) from None
     except ValueError as exc:  # http.client refuses a header value, quoting it: never print it
         what = (
             "a credential (API key or proxy token) contains a newline or another "
@@ -180,16 +155,19 @@ def _request(
             if "header" in str(exc).lower()
             else f"{type(exc).__name__}: the URL cannot be used"
         )
-        raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: {what}") from None
-    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        raise HttpError(None, f"cannot reach {where}: {what}") from None
+    except (OSError, http.client.HTTPException) as exc:  # URLError among them
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        raise HttpError(None, f"cannot reach {redact(conn.base_url)}{path}: {reason}") from None
+        raise HttpError(None, f"cannot reach {where}: {reason}") from None
+    return response.status, _json_or_text(response.body)
 
 
 def _json_or_text(raw: bytes) -> object:
     try:
         return json.loads(raw)
-    except (ValueError, RecursionError):
+    except RecursionError:  # whether it is depends on how deep the caller's stack already is
+        return TOO_DEEP
+    except ValueError:
         return raw.decode("utf-8", "replace")[:500]
 
 
@@ -259,7 +237,7 @@ def _brief(value: object, limit: int = 200) -> str:
     try:
         text = value if isinstance(value, str) else str(value)
     except RecursionError:
-        text = "(a reply nested too deeply to show)"
+        text = TOO_DEEP
     return printable(text, limit)
 
 

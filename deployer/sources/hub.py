@@ -12,14 +12,12 @@ import http.client
 import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.core.budget import ParseBudgetSpent, parsed_once
-from deployer.core.http import credential_safe_opener
+from deployer.core.http import Response, fetch
 from deployer.core.limits import HUB_REQUEST_SECONDS, HUB_RUN_SECONDS, MAX_HUB_FILE_BYTES
 
 _unreachable: str | None = None  # why the Hub could not be reached, once it could not
@@ -83,12 +81,12 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
     url = (
         f"{_endpoint()}/{repo}/resolve/{urllib.parse.quote(revision or 'main', safe='')}/{filename}"
     )
-    request = urllib.request.Request(url, headers=_auth_headers())
+    headers = _auth_headers()
     started = time.monotonic()
     try:
         return _fetch(
-            request,
             url,
+            headers,
             repo,
             filename,
             at,
@@ -99,28 +97,28 @@ def read_text(repo: str, filename: str, revision: str | None) -> HubFile | Missi
 
 
 def _fetch(
-    request: urllib.request.Request, url: str, repo: str, filename: str, at: str, timeout: float
+    url: str, headers: dict[str, str], repo: str, filename: str, at: str, timeout: float
 ) -> HubFile | Missing:
     global _unreachable
     try:
-        with credential_safe_opener().open(request, timeout=timeout) as response:
-            body = response.read(MAX_HUB_FILE_BYTES + 1)
-        if len(body) > MAX_HUB_FILE_BYTES:
-            return Missing(
-                f"{url} is larger than {MAX_HUB_FILE_BYTES:,} bytes, too large for a config",
-                definite=True,
-            )
-        return HubFile(body.decode("utf-8"), url)
-    except urllib.error.HTTPError as exc:
-        return _http_missing(exc, repo, filename, at)
-    except UnicodeDecodeError as exc:
-        return Missing(f"{url} is not UTF-8 text: {exc}", definite=True)
-    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        response = fetch(url, headers=headers, timeout=timeout, max_bytes=MAX_HUB_FILE_BYTES)
+    except (OSError, http.client.HTTPException) as exc:  # URLError and ReplyTimeout among them
         _unreachable = str(getattr(exc, "reason", exc))
         return Missing(
             f"{repo}{at} is not in the local Hugging Face cache, and the Hub is "
             f"unreachable ({_unreachable})"
         )
+    if not 200 <= response.status < 300:
+        return _http_missing(response, repo, filename, at)
+    if response.truncated:
+        return Missing(
+            f"{url} is larger than {MAX_HUB_FILE_BYTES:,} bytes, too large for a config",
+            definite=True,
+        )
+    try:
+        return HubFile(response.body.decode("utf-8"), url)
+    except UnicodeDecodeError as exc:
+        return Missing(f"{url} is not UTF-8 text: {exc}", definite=True)
 
 
 def _cache_lookup(repo: str, filename: str, revision: str | None) -> Path | None:
@@ -166,33 +164,33 @@ def _auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _http_missing(exc: urllib.error.HTTPError, repo: str, filename: str, at: str) -> Missing:
+def _http_missing(response: Response, repo: str, filename: str, at: str) -> Missing:
     global _unreachable
     # The Hub says what is missing in X-Error-Code; a missing or private repo both answer 401/404.
-    code = exc.headers.get("X-Error-Code", "")
+    code, status = response.headers.get("X-Error-Code", ""), response.status
     if code == "EntryNotFound":
         return Missing(f"{repo}{at} has no {filename}", definite=True)
     if code == "RevisionNotFound":
         return Missing(
             f"{repo} has no revision {at.removeprefix(' at revision ') or 'main'}", definite=True
         )
-    if code == "GatedRepo" or exc.code == 403:
+    if code == "GatedRepo" or status == 403:
         return Missing(
             f"{repo} is gated: accept its terms on the Hub and set HF_TOKEN", definite=True
         )
-    if exc.code == 429:  # rate limited: the rest of the run would be too
+    if status == 429:  # rate limited: the rest of the run would be too
         _unreachable = "it answered 429 Too Many Requests"
         return Missing(
             f"{repo}{at} is not in the local Hugging Face cache, and the Hub is "
             "rate-limiting this machine (429)"
         )
-    if code == "RepoNotFound" or exc.code in (401, 404):
+    if code == "RepoNotFound" or status in (401, 404):
         return Missing(
             f"{repo} does not exist on the Hub, or is private (set HF_TOKEN to a token "
             "that can read it)",
             definite=True,
         )
-    return Missing(f"the Hub answered {exc.code} for {repo}{at}/{filename}")
+    return Missing(f"the Hub answered {status} for {repo}{at}/{filename}")
 
 
 def reset() -> None:

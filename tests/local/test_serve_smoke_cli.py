@@ -216,29 +216,6 @@ def test_the_local_server_state_is_never_written_through_a_planted_link(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("newurl", "kept"),
-    [
-        (
-            "http://models.example/v1/models",
-            False,
-        ),  # https -> http on the same host: the key would travel in clear text
-        ("https://models.example:8443/v1/models", False),  # another port is another server
-        ("https://models.example/v2/models", True),
-    ],
-)
-def test_credentials_follow_a_redirect_only_to_the_same_scheme_and_host(newurl, kept):
-    import urllib.request
-
-    from deployer.core.http import _CredentialSafeRedirects
-
-    original = urllib.request.Request(
-        "https://models.example/v1/models", headers={"Authorization": "Bearer sentinel"}
-    )
-    new = _CredentialSafeRedirects().redirect_request(original, None, 302, "Found", {}, newurl)
-    assert new.has_header("Authorization") is kept
-
-
-@pytest.mark.parametrize(
     ("body", "shown"),
     [
         (

@@ -177,3 +177,40 @@ def test_configs_from_the_hub_count_against_the_commands_parse_budget(project, o
         and "more than 0 MB of memory together" in error.message
         and "not valid JSON" not in error.message
     )
+
+
+def test_a_hub_that_drips_its_reply_is_cut_off_after_one_request_timeout(project, monkeypatch):
+    # A Hub sending one byte every few seconds kept validate running for minutes: a timeout
+    # bounded each read only.
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def drip():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            until = time.monotonic() + 30
+            while time.monotonic() < until:
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setattr(hub, "HUB_REQUEST_SECONDS", 1.0)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", "/nonexistent/token")
+    try:
+        found = hub.read_text("org/chess-lora", "adapter_config.json", "v2")
+    finally:
+        listener.close()
+    assert isinstance(found, hub.Missing) and not found.definite
+    assert "the Hub is unreachable (no complete reply within 1 s)" in found.reason
