@@ -81,7 +81,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from deployer.render.app import current_app, project_templates, render, write
+    from deployer.render.app import render
+    from deployer.render.output import current_app, write
+    from deployer.render.templates import project_templates
 
     checked, selected, code = select(args, args.names)
     if selected is None:

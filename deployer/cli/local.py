@@ -135,7 +135,9 @@ def cmd_serve(args) -> int:
         write_state,
     )
     from deployer.local.smoke import Connection, wait_healthy
-    from deployer.render.app import LOG_FILE, STATE_FILE, project_templates, render, write
+    from deployer.render.app import render
+    from deployer.render.output import LOG_FILE, STATE_FILE, write
+    from deployer.render.templates import project_templates
 
     if not args.local:
         raise UsageError(

@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return EXIT_PROBLEMS
     except Exception as exc:  # never a traceback for the user; DEPLOYER_DEBUG=1 shows it
-        from deployer.render.app import OutputProblem, TemplateProblem
+        from deployer.render.output import OutputProblem
+        from deployer.render.templates import TemplateProblem
 
         if isinstance(exc, TemplateProblem):
             print(

@@ -247,7 +247,7 @@ def _platform(args):
 
 def _desired(args, checked):
     from deployer.deploy.desired import desired, project_for
-    from deployer.render.app import project_templates
+    from deployer.render.templates import project_templates
 
     project = project_for(args.deployments)
     return project, desired(
@@ -755,7 +755,9 @@ def cmd_rollback(args) -> int:
 def cmd_prefetch(args) -> int:
     from deployer.deploy.apply import PREFETCH_FUNCTION
     from deployer.deploy.platform import PlatformError
-    from deployer.render.app import project_templates, render, write
+    from deployer.render.app import render
+    from deployer.render.output import write
+    from deployer.render.templates import project_templates
 
     _, selected, code = select(args, args.names)
     if selected is None:

@@ -24,7 +24,7 @@ from deployer.deploy.desired import Desired
 from deployer.deploy.plan import CONFLICT, CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
 from deployer.deploy.platform import Platform, PlatformError
 from deployer.local.smoke import CheckResult
-from deployer.render.app import write
+from deployer.render.output import write
 
 LOCK_FILE = ".deployer-apply.lock"
 PREFETCH_FUNCTION = "download_weights"  # the rendered app's cache-filling function

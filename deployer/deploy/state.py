@@ -23,7 +23,7 @@ from deployer.deploy.commit_files import CommitFiles, RefError, ignored_files, m
 from deployer.deploy.desired import Desired, Project, desired, parse_tag
 from deployer.deploy.git import git_root
 from deployer.deploy.platform import Platform, Version
-from deployer.render.app import project_templates
+from deployer.render.templates import project_templates
 from deployer.sources.folders import also_inside, refused_sources
 
 

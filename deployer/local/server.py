@@ -26,7 +26,8 @@ from typing import Callable
 
 from deployer.core.limits import STATE_BYTES
 from deployer.core.paths import read_plain
-from deployer.render.app import RUNTIME_MODULE, STATE_FILE
+from deployer.render.context import RUNTIME_MODULE
+from deployer.render.output import STATE_FILE
 from deployer.vllm.argv import AUTH_GUARD
 
 _module_ids = itertools.count()

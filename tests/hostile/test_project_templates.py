@@ -85,9 +85,9 @@ def test_a_project_template_that_fails_or_writes_bad_python_is_an_error(
 
 
 def test_a_project_template_that_never_ends_is_stopped_at_its_line(project, cli, monkeypatch):
-    from deployer.render import app as render
+    from deployer.render import templates
 
-    monkeypatch.setattr(render, "RENDER_SECONDS", 1)
+    monkeypatch.setattr(templates, "RENDER_SECONDS", 1)
     project.deployment("a")
     project.write(
         "templates/modal_app.py.j2",
@@ -138,7 +138,7 @@ def test_what_a_template_appends_to_does_not_outlive_its_render(project):
     )
     project.deployment("a")
     checked = check_paths([project.deployments])
-    from deployer.render.app import project_templates
+    from deployer.render.templates import project_templates
 
     for _ in range(3):
         assert (

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deployer.checks.pipeline import check_paths
-from deployer.render.app import literal, render
+from deployer.render.app import render
+from deployer.render.literals import literal
 
 from ..conftest import MINIMAL
 from .strategies import NASTY

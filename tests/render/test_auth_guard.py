@@ -21,7 +21,8 @@ import pytest
 
 from deployer.checks.pipeline import check_paths
 from deployer.local.server import local_command, without_auth_guard
-from deployer.render.app import render, write
+from deployer.render.app import render
+from deployer.render.output import write
 from deployer.vllm.argv import AUTH_DIGEST_VARIABLE
 
 from ..conftest import MINIMAL, REPO, import_app

@@ -16,7 +16,8 @@ import pytest
 from modal._utils.async_utils import synchronizer
 
 from deployer.checks.pipeline import check_paths
-from deployer.render.app import render, write
+from deployer.render.app import render
+from deployer.render.output import write
 
 from ..conftest import MINIMAL, REPO, import_app
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from deployer.checks.pipeline import check_paths
-from deployer.render.app import render, write
+from deployer.render.app import render
+from deployer.render.output import write
 
 from ..conftest import import_app
 from ..fake_hub import FakeHub

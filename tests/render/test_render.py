@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from deployer.checks.pipeline import check_paths
-from deployer.render.app import HASH_MARKER, literal, render, write
+from deployer.render.app import HASH_MARKER, render
+from deployer.render.literals import literal
+from deployer.render.output import write
 
 from ..conftest import FIXTURES, MINIMAL, REPO, import_app
 from ..tiny_model import build_base_model, build_lora_adapter

@@ -1,0 +1,212 @@
+"""`context()`: every decision the template lays out, made here as data.
+
+What the container runs (vLLM's command line, from `deployer.vllm.argv`), where it keeps its
+caches and the local folders it is given, the function's options with a comment for each, the
+secrets and the API key middleware: the template only places these values, each as a Python
+literal (`deployer.render.literals`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from deployer.render.literals import comment, duration
+from deployer.render.templates import templates_dir
+from deployer.spec.model import Deployment
+from deployer.vllm.argv import (
+    AUTH_DIGEST_VARIABLE,
+    AUTH_GUARD_MODULE,
+    CREDENTIAL_NAME,
+    VLLM_PORT,
+    WEIGHT_FILE_KINDS,
+    unfetched_files,
+    vllm_flags,
+    vllm_server,
+    weight_files,
+)
+
+# What the app imports in its container besides `modal` (its downloads, vLLM's environment), and
+# the API key middleware vLLM imports: written beside every app, unchanged, and added to its image.
+# Always ours, also under a project's own template. Name beside the app → file in templates/.
+RUNTIME_MODULE = "deployer_runtime"
+AUTH_GUARD_FILE = "vllm_auth_guard.py"
+RUNTIME_FILES = {
+    f"{RUNTIME_MODULE}.py": "deployer_runtime.py",
+    f"{AUTH_GUARD_MODULE}.py": AUTH_GUARD_FILE,
+}
+CONTAINER_APP_FOLDER = "/root"  # where Modal puts the app file, and so where it imports from
+HF_CACHE = "/root/.cache/huggingface"
+VLLM_CACHE = "/root/.cache/vllm"
+CONTAINER_SOURCES = "/root/sources"  # local `path:` folders are copied under here
+DURATION_OPTIONS = ("startup_timeout", "scaledown_window", "timeout")  # seconds, as durations
+
+
+def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
+    """Everything the template lays out, decided here."""
+    local_folders: dict[str, str] = {}  # container path → local path relative to the app file
+
+    def container_path(kind: str, name: str, source) -> str:
+        remote = f"{CONTAINER_SOURCES}/{kind}/{name}"
+        local_folders[remote] = _relative(source.path, app_dir)
+        return remote
+
+    base = deployment.base_model
+    if base.source.is_local:
+        base_model = container_path("models", "base", base.source)
+    else:
+        base_model = base.source.repo
+
+    adapters: dict[str, dict[str, Any]] = {}
+    for adapter in deployment.adapters:
+        if adapter.source.is_local:
+            adapters[adapter.name] = {
+                "folder": container_path("adapters", adapter.name, adapter.source)
+            }
+        else:
+            adapters[adapter.name] = {
+                "repo": adapter.source.repo,
+                "revision": adapter.source.revision,
+            }
+
+    scaling = deployment.scaling
+    function_options: list[tuple[str, Any, str]] = [("gpu", deployment.gpu.modal_spec, "")]
+    # Modal bounds a container's start (model download and load, the snapshot's warm-up) by
+    # `startup_timeout`, falling back to `timeout`: set it, or a 5-minute request timeout caps it.
+    # Durations are rendered as `5 * MINUTES`; one that is not whole minutes says its unit.
+    function_options.append(
+        (
+            "startup_timeout",
+            scaling.startup_timeout,
+            "longest a container may take to start: download and load"
+            + _in_seconds(scaling.startup_timeout),
+        )
+    )
+    function_options.append(
+        (
+            "scaledown_window",
+            scaling.scaledown_window,
+            "idle time before a container stops" + _in_seconds(scaling.scaledown_window),
+        )
+    )
+    if scaling.timeout is not None:
+        function_options.append(
+            (
+                "timeout",
+                scaling.timeout,
+                "longest a request may take" + _in_seconds(scaling.timeout),
+            )
+        )
+    for key, why in (
+        ("min_containers", "kept warm even with no traffic"),
+        ("max_containers", "upper bound on replicas"),
+        ("buffer_containers", "idle replicas kept ready beyond demand"),
+    ):
+        value = getattr(scaling, key)
+        if value is not None and not (key == "min_containers" and value == 0):
+            function_options.append((key, value, why))
+
+    concurrency = {}
+    if scaling.max_concurrent_inputs is not None:
+        concurrency["max_inputs"] = scaling.max_concurrent_inputs
+        if scaling.target_concurrent_inputs is not None:
+            concurrency["target_inputs"] = scaling.target_concurrent_inputs
+
+    secrets = ([deployment.auth.api_key_secret] if deployment.auth.api_key_secret else []) + [
+        s for s in deployment.secrets if s != deployment.auth.api_key_secret
+    ]
+    model_ids = deployment.model_ids
+    return {
+        "name": deployment.name,
+        "sources": [comment(s) for s in deployment.sources],
+        "title": comment(_title(deployment)),
+        "model_ids": [comment(m) for m in model_ids],
+        "image": {
+            "base": deployment.image.base,
+            "python": deployment.image.python,
+            "packages": [f"vllm=={deployment.vllm.version}", *deployment.image.pip],
+            "env": dict(deployment.image.env),
+        },
+        "base_model": base_model,
+        "served_name": base.served_name,
+        "adapters": adapters,
+        "local_folders": local_folders,
+        "volumes": {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
+        "server": vllm_server(deployment.image.python),
+        "flags": vllm_flags(deployment),
+        "weight_files": weight_files(deployment),
+        "weight_file_kinds": WEIGHT_FILE_KINDS,
+        "not_fetched": unfetched_files(deployment),
+        "port": VLLM_PORT,
+        "function_options": function_options,
+        "durations": [key for key, _, _ in function_options if key in DURATION_OPTIONS],
+        "secrets": secrets,
+        "api_key_secret": deployment.auth.api_key_secret,
+        "credential_name": CREDENTIAL_NAME.pattern,
+        "env_from_secrets": list(deployment.vllm.env_from_secrets),
+        "auth_guard": {
+            "file": f"{AUTH_GUARD_MODULE}.py",
+            "container_path": f"{CONTAINER_APP_FOLDER}/{AUTH_GUARD_MODULE}.py",
+            "lines": _auth_guard_lines(),  # for templates that write it out themselves
+            "digest_variable": AUTH_DIGEST_VARIABLE,
+        }
+        if deployment.auth.api_key_secret
+        else None,
+        "concurrency": concurrency,
+        "startup_timeout": scaling.startup_timeout,
+        "startup_timeout_comment": _duration_comment(scaling.startup_timeout),
+        "proxy_auth": deployment.auth.proxy,
+        "base_revision": base.source.revision,
+        "gpu_snapshot": deployment.cold_start.gpu_snapshot,
+        "served_models": model_ids,
+        # Shipped to the container by every app; the API key middleware only with auth_guard.
+        "runtime_files": {
+            f"{RUNTIME_MODULE}.py": f"{CONTAINER_APP_FOLDER}/{RUNTIME_MODULE}.py",
+        },
+    }
+
+
+def _in_seconds(seconds: int) -> str:
+    return "" if duration(seconds).endswith("MINUTES") else ", in seconds"
+
+
+def _duration_comment(seconds: int) -> str:
+    """A comment for a number of seconds, e.g. `5 minutes` (older templates write it out)."""
+    if seconds % 3600 == 0:
+        n, unit = seconds // 3600, "hour"
+    elif seconds % 60 == 0:
+        n, unit = seconds // 60, "minute"
+    else:
+        return ""
+    return f"{n} {unit}{'s' * (n != 1)}"
+
+
+@functools.cache
+def runtime_files() -> tuple[tuple[str, str], ...]:
+    """(name beside the app, text) of each runtime file, read from our templates/."""
+    return tuple(
+        (name, (templates_dir() / template).read_text(encoding="utf-8"))
+        for name, template in RUNTIME_FILES.items()
+    )
+
+
+@functools.cache
+def _auth_guard_lines() -> list[str]:
+    """The API key middleware's source, a line per literal: the app writes it out for vLLM."""
+    return (templates_dir() / AUTH_GUARD_FILE).read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def _title(deployment: Deployment) -> str:
+    n = len(deployment.adapters)
+    adapters = "no LoRA adapters" if n == 0 else f"{n} LoRA adapter{'s' * (n != 1)}"
+    base = deployment.base_model.source.describe()
+    return (
+        f"{deployment.name}: {base} with {adapters}, served by vLLM "
+        f"{deployment.vllm.version} on Modal ({deployment.gpu.modal_spec})"
+    )
+
+
+def _relative(target: Path, start: Path) -> str:
+    return Path(os.path.relpath(target, start)).as_posix()
