@@ -1,2 +1,2 @@
-"""What every stage shares: diagnostics, paths inside the repository, run budgets, limits,
-the HTTP opener that keeps credentials on their host, patterns from untrusted text."""
+"""What every stage shares: diagnostics and the rule registry, paths inside the repository, run
+budgets, limits, one HTTP client, patterns from untrusted text, tables, text helpers."""
