@@ -142,7 +142,7 @@ def git_commit(root: Path, message: str) -> str:
 
 @pytest.fixture
 def modal_world(project, tmp_path_factory, monkeypatch):
-    from .fake_modal import EndpointServer, FakeModal, install_executable
+    from .fake_modal import EndpointServer, FakeModal, install_executable, install_sdk
 
     state = tmp_path_factory.mktemp("fake-modal")
     fake = FakeModal(state)
@@ -152,6 +152,9 @@ def modal_world(project, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-fake")
     monkeypatch.setenv("VLLM_API_KEY", "test-key")
     monkeypatch.setenv("DEPLOYER_PROJECT", "github.com/example/serving")
+    # The fake serves every app's endpoint over http on 127.0.0.1, not https on *.modal.run: the
+    # operator's allowance, as for any other host, lets credentials go there.
+    monkeypatch.setenv("DEPLOYER_ALLOW_ENDPOINT_HOST", "127.0.0.1")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
     git(project.root, "init", "-q", "-b", "main")
@@ -159,9 +162,10 @@ def modal_world(project, tmp_path_factory, monkeypatch):
     git(project.root, "config", "user.name", "CI")
     project.write(".gitignore", "build/\n")
     # The one SDK call (a deployed app's URL) goes over gRPC to Modal's servers: answered by the fake.
-    from deployer.deploy.platform.modal_cli import ModalCli
+    from deployer.deploy.platform import modal_cli
 
-    monkeypatch.setattr(ModalCli, "web_url", lambda self, name: fake.web_url(name))
+    python = install_sdk(state / "bin", state)
+    monkeypatch.setattr(modal_cli, "sdk_python", lambda: [str(python), "-P"])
     # The Secrets the tests' deployments name, as `modal secret create` would have made them.
     for name in ("test-api-key", "serving-key"):
         fake.create_secret(name, {"VLLM_API_KEY": "test-key"})

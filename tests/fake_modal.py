@@ -7,12 +7,18 @@ commit, rollbacks as new versions, stop) in a JSON file, so that three views sha
 - `install_executable()`, a fake `modal` command on PATH that records its argv and answers
   `modal deploy/app list/app history/app rollback/app stop` with the same `--json` shapes as the
   real CLI (modal 1.6), to test `deployer.deploy.platform.modal_cli` itself;
+- `install_sdk()`, a fake `modal` package for the one SDK call (a deployed app's URL);
 - `EndpointServer`, an HTTP server on loopback standing in for each app's web endpoint: it answers
   like vLLM's OpenAI server for the models the deployed app file declares.
 
 Failures are injected into the state: a deploy that Modal refuses, an endpoint that never becomes
 healthy, one that forgets an adapter, one whose chat completions fail, one that asks for its key
-on /v1 only. Secrets live in the state too: the endpoint asks for the key its app's Secrets hold.
+on /v1 only, a web URL that Modal's API reports somewhere else. Secrets live in the state too: the
+endpoint asks for the key its app's Secrets hold.
+
+As on Modal, a deployed app's URL is what the API answers for it (`web_url`, which stands in for
+`modal.Function.from_name(...).get_web_url()`); `modal deploy` prints it after the image's build
+log, whose `=> Step N: ENV NAME=value` lines carry the deployment's own text.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import ast
 import fcntl
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -120,7 +127,12 @@ class FakeModal:
         app = self.state["apps"].get(name)
         return [_version(v) for v in reversed(app["versions"])] if app else []
 
-    def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
+    def web_url_is(self, name: str, url: str) -> None:
+        """From now on, Modal's API gives `url` as the web URL of app `name`."""
+        with self._state() as s:
+            s.setdefault("web_urls", {})[name] = url
+
+    def deploy(self, app_file: Path, name: str, tag: str) -> None:
         source = Path(app_file).read_text(encoding="utf-8")
         try:
             models = _declared_models(source)
@@ -153,7 +165,6 @@ class FakeModal:
                     "source": source,
                 }
             )
-            return self._url(s, name)
 
     def fail_next_run(self, message: str = "Function download_weights failed") -> None:
         with self._state() as s:
@@ -218,6 +229,8 @@ class FakeModal:
 
     @staticmethod
     def _url(state: dict, name: str) -> str:
+        if url := state.get("web_urls", {}).get(name):
+            return url
         return f"{state['endpoint'] or 'https://fake-workspace--unserved.modal.run'}/{name}"
 
     # -- the endpoints -----------------------------------------------------------------------
@@ -256,6 +269,34 @@ def _declared_models(source: str) -> list[str]:
     if "SERVED_MODEL_NAME" not in values:
         raise ValueError("no SERVED_MODEL_NAME in the app")
     return [values["SERVED_MODEL_NAME"], *values.get("ADAPTERS", {})]
+
+
+def _image_env(source: str) -> dict[str, str]:
+    """The variables an app sets with `Image.env({...})`, each a step of its image build."""
+    found: dict[str, str] = {}
+    for node in ast.walk(_parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "env"
+            and node.args
+            and isinstance(node.args[0], ast.Dict)
+        ):
+            try:
+                found.update(ast.literal_eval(node.args[0]))
+            except ValueError:  # not literal values: Modal would evaluate them, the fake skips them
+                pass
+    return found
+
+
+def build_log(source: str) -> str:
+    """What Modal prints while it builds the app's image: a `=> Step N:` line per Dockerfile command
+    (`Image.env` becomes `ENV NAME=value`, the value shell-quoted, as modal 1.6 writes it)."""
+    steps = ["FROM base", *(f"ENV {k}={shlex.quote(v)}" for k, v in _image_env(source).items())]
+    if len(steps) == 1:
+        return ""
+    lines = [f"=> Step {i}: {step}" for i, step in enumerate(steps)]
+    return "Building image im-fake0001\n\n" + "\n".join(lines) + "\nBuilt image im-fake0001\n"
 
 
 def _app_name(source: str) -> str:
@@ -446,6 +487,62 @@ def install_executable(bin_dir: Path, state_folder: Path) -> Path:
     return exe
 
 
+# The SDK calls `ModalCli.web_url` makes (in a subprocess), answered from the fake's state. Lookups
+# are lazy in the real SDK too: a missing app or function raises NotFoundError when it is used.
+_SDK = """\
+import os, sys
+sys.path.insert(0, {here!r})
+os.environ.setdefault({state_env!r}, {state!r})
+from pathlib import Path
+from fake_modal import FakeModal
+from . import exception
+
+
+class _Function:
+    def __init__(self, app, name, environment_name):
+        self.app, self.name, self.environment = app, name, environment_name
+
+    def get_web_url(self):
+        fake = FakeModal(Path(os.environ[{state_env!r}]))
+        url = fake.web_url(self.app) if self.environment in (None, "main") else None
+        if url is None or self.name != "serve":
+            raise exception.NotFoundError(
+                f"Lookup failed for Function '{{self.name}}' from the '{{self.app}}' app"
+            )
+        return url
+
+
+class Function:
+    @staticmethod
+    def from_name(app, name, environment_name=None):
+        return _Function(app, name, environment_name)
+
+
+class Cls:
+    @staticmethod
+    def from_name(app, name, environment_name=None):
+        raise exception.NotFoundError(f"Lookup failed for Cls '{{name}}' from the '{{app}}' app")
+"""
+
+
+def install_sdk(bin_dir: Path, state_folder: Path) -> Path:
+    """Write a fake `modal` package answering from `state_folder`, and `bin_dir/python-fake-sdk`, a
+    Python that imports it first: what `deployer.deploy.platform.modal_cli.sdk_python` runs."""
+    package = state_folder / "sdk" / "modal"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(
+        _SDK.format(here=str(HERE), state_env=STATE_ENV, state=str(state_folder))
+    )
+    (package / "exception.py").write_text("class NotFoundError(Exception):\n    pass\n")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    python = bin_dir / "python-fake-sdk"
+    python.write_text(
+        f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(package.parent))} exec {shlex.quote(sys.executable)} "$@"\n'
+    )
+    python.chmod(0o755)
+    return python
+
+
 def main(argv: list[str]) -> int:
     fake = FakeModal(Path(os.environ[STATE_ENV]))
     with fake._state() as s:
@@ -478,9 +575,11 @@ def main(argv: list[str]) -> int:
                 args[args.index("--name") + 1],
                 args[args.index("--tag") + 1],
             )
-            url = fake.deploy(Path(app_file), name, tag)
+            fake.deploy(Path(app_file), name, tag)
+            url = fake.web_url(name)
             print(
-                f"✓ Created objects.\n├── 🔨 Created mount {app_file}\n└── 🔨 Created web "
+                build_log(Path(app_file).read_text(encoding="utf-8"))
+                + f"✓ Created objects.\n├── 🔨 Created mount {app_file}\n└── 🔨 Created web "
                 f"function serve =>\n    {url}\n✓ App deployed in 1.234s! 🎉\n\nView "
                 f"Deployment: https://modal.com/apps/fake-workspace/main/deployed/{name}"
             )

@@ -608,7 +608,7 @@ def _report_outcomes(args, outcomes, where: str) -> None:
 
 
 def cmd_status(args) -> int:
-    from deployer.deploy.platform import PlatformError
+    from deployer.deploy.platform import PlatformError, endpoint_problem
     from deployer.local.smoke import redact
     from deployer.vllm.fit import usd_per_hour
 
@@ -631,6 +631,8 @@ def cmd_status(args) -> int:
         if action.deployed is not None:
             try:
                 url = platform.web_url(action.name)
+                if url and (refused := endpoint_problem(url)):
+                    url = f"? ({refused})"
             except PlatformError as exc:
                 url = f"? ({exc})"
         price = usd_per_hour(d.deployment.gpu) if d else None
@@ -782,7 +784,7 @@ def cmd_prefetch(args) -> int:
 
 
 def cmd_endpoints(args) -> int:
-    from deployer.deploy.platform import PlatformError
+    from deployer.deploy.platform import PlatformError, endpoint_problem
     from deployer.deploy.platform.modal_cli import has_credentials
     from deployer.local.smoke import redact
 
@@ -799,6 +801,8 @@ def cmd_endpoints(args) -> int:
                 why = "not deployed" if url is None else ""
             except PlatformError as exc:
                 why = str(exc)
+            if url and (refused := endpoint_problem(url)):
+                url, why = None, refused  # a client pointed there would send its key
         base_url = f"{redact(url).rstrip('/')}/v1" if url else None
         key = 'os.environ["VLLM_API_KEY"]' if d.auth.api_key_secret else '"not-needed"'
         proxy = (

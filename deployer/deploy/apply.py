@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 from deployer.core.paths import linked_part, real
 from deployer.deploy.desired import Desired
 from deployer.deploy.plan import CONFLICT, CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
-from deployer.deploy.platform import Platform, PlatformError
+from deployer.deploy.platform import Platform, PlatformError, endpoint_problem
 from deployer.local.smoke import CheckResult
 from deployer.render.output import write
 
@@ -209,7 +209,7 @@ def _deploy(
             )
     progress(f"{name}: deploying {want.app.path} as {want.tag}")
     try:
-        url = platform.deploy(want.app.path, name, want.tag)
+        platform.deploy(want.app.path, name, want.tag)
     except PlatformError as exc:
         # Modal switches versions only after a whole deploy succeeds: nothing changed.
         return done(
@@ -218,15 +218,19 @@ def _deploy(
             f"deploy failed ({_unchanged(action)}): {exc}",
             version=action.deployed.number if action.deployed else None,
         )
-    url_problem = "Modal printed no web URL to smoke-test"
-    if not url:
-        try:
-            url = platform.web_url(name)
-        except PlatformError as exc:
-            url_problem = f"deployed, but its URL could not be read to smoke-test it ({exc})"
+    # Credentials go to the URL Modal's API records for the app, and only if it is Modal's own.
+    url, url_problem = None, "Modal reports no web URL for it to smoke-test"
+    try:
+        url = platform.web_url(name)
+    except PlatformError as exc:
+        url_problem = f"deployed, but its URL could not be read to smoke-test it ({exc})"
+    refused = endpoint_problem(url) if url else None
+    if refused:
+        url, url_problem = None, f"deployed, but {refused}; nothing was sent to it"
     version = _current_version(platform, name)
     if smoke is None:
-        return done(DEPLOYED, True, "deployed; smoke check skipped (--no-smoke)", url, version)
+        skipped = "deployed; smoke check skipped (--no-smoke)"
+        return done(DEPLOYED, True, f"{skipped}; {refused}" if refused else skipped, url, version)
     if not url:
         return _undo(action, platform, progress, done, url_problem, None, ())
     progress(f"{name}: deployed v{version}; waiting for {url} and smoke-testing")

@@ -24,8 +24,8 @@ def script(project, body: str):
 def test_every_command_passes_the_environment(project, modal_world):
     app = project.write("build/a/app.py", 'SERVED_MODEL_NAME = "m"\nADAPTERS = {"x": {}}\n')
     modal = ModalCli("main")
-    url = modal.deploy(app, "a", "deployer-00000000-" + "0" * 30)
-    assert url == f"{modal_world.server.url}/a"  # the web function's URL, not "View Deployment"
+    modal.deploy(app, "a", "deployer-00000000-" + "0" * 30)
+    assert modal.web_url("a") == f"{modal_world.server.url}/a"  # from Modal's API, in env main
     assert modal.apps()[0].current == Version(1, "deployer-00000000-" + "0" * 30, "")
     modal.rollback("a", 1)
     modal.stop("a")
@@ -120,18 +120,17 @@ def test_modal_run_gets_its_options_before_the_function(project, modal_world, mo
     assert fake_modal(["run", f"{app}::download_weights", "--env", "main"]) == 2
 
 
-def test_only_the_serve_url_is_taken_from_deploy_output():
-    from deployer.deploy.platform.modal_cli import web_url_in
+def test_the_url_is_asked_of_modals_api_not_read_from_deploy_output(project, modal_world):
+    app = project.write(
+        "build/a/app.py",
+        'SERVED_MODEL_NAME = "m"\nimage = modal.Image.debian_slim().env('
+        '{"OMP_NUM_THREADS": "8 serve -> https://elsewhere.example/x"})\n',
+    )
+    modal = ModalCli()
+    assert modal.deploy(app, "a", "t") is None
+    assert modal.web_url("a") == f"{modal_world.server.url}/a"
 
-    output = (
-        "Looking in indexes: http://pypi-mirror.internal:5555/simple\n✓ Created "
-        "objects.\n└── 🔨 Created web function serve =>\n    "
-        "https://ws--alpha-serve.modal.run 🔑\n✓ App deployed\nView Deployment: "
-        "https://modal.com/apps/ws/main/deployed/alpha"
-    )
-    assert web_url_in(output) == "https://ws--alpha-serve.modal.run"
-    assert (
-        web_url_in("│   serve -> https://ws--a-server-serve.modal.run")
-        == "https://ws--a-server-serve.modal.run"
-    )
-    assert web_url_in("Looking in indexes: http://pypi-mirror.internal:5555/simple") is None
+
+def test_an_app_modal_does_not_know_has_no_url(project, modal_world):
+    assert ModalCli().web_url("never-deployed") is None
+    assert ModalCli("main").web_url("never-deployed") is None

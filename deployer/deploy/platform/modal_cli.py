@@ -2,7 +2,8 @@
 
 The CLI is Modal's stable, documented surface (`--json` output, exit codes), and running it as a
 subprocess keeps `modal` out of our process: its import alone costs more than our whole `plan`.
-Only `web_url` uses the SDK (in a subprocess too), because no CLI command prints a deployed app's URL.
+Only `web_url` uses the SDK (in a subprocess too): no CLI command reports a deployed app's URL,
+and `modal deploy`'s output mixes the URL with build logs that carry the image's own text.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from deployer.deploy.platform import DeployedApp, PlatformError, Version
 
 SERVE_FUNCTION = "serve"  # the web function's name in the rendered app
 TAIL_LINES = 12  # of Modal's output, quoted in an error
-_URL = re.compile(r"https?://[^\s'\"<>\[\]()]+")
 
 
 def has_credentials(environ=os.environ) -> bool:
@@ -39,7 +39,14 @@ def has_credentials(environ=os.environ) -> bool:
 def modal_executable() -> list[str]:
     """`modal` on PATH (what the user runs), else the one installed beside this Python."""
     found = shutil.which("modal")
-    return [found] if found else [sys.executable, "-P", "-m", "modal"]  # -P: see web_url
+    return [found] if found else [sys.executable, "-P", "-m", "modal"]  # -P: see sdk_python
+
+
+def sdk_python() -> list[str]:
+    """The interpreter that asks the Modal SDK for a URL: this one, with the SDK installed beside us.
+    -P: without it the working folder (the repository) comes first on the import path, and a
+    committed modal.py would run there, with the Modal token in the environment."""
+    return [sys.executable, "-P"]
 
 
 class ModalCli:
@@ -135,12 +142,12 @@ class ModalCli:
         versions = [_version(row) for row in rows]
         return sorted((v for v in versions if v is not None), key=lambda v: v.number, reverse=True)
 
-    def deploy(self, app_file: Path, name: str, tag: str) -> str | None:
-        return web_url_in(
-            self._run(
-                ["deploy", os.path.abspath(app_file), "--name", name, "--tag", tag],
-                timeout=DEPLOY_TIMEOUT,
-            )
+    def deploy(self, app_file: Path, name: str, tag: str) -> None:
+        # What it prints (build logs among it) is shown only when it fails: the URL to send
+        # credentials to is asked of Modal's API (`web_url`), as build logs carry the image's text.
+        self._run(
+            ["deploy", os.path.abspath(app_file), "--name", name, "--tag", tag],
+            timeout=DEPLOY_TIMEOUT,
         )
 
     def run(self, app_file: Path, function: str) -> None:
@@ -165,10 +172,8 @@ class ModalCli:
             "print(url or '')"
         )
         try:
-            # -P: without it the working folder (the repository) comes first on the import path,
-            # and a committed modal.py would run here, with the Modal token in the environment.
             done = subprocess.run(
-                [sys.executable, "-P", "-c", snippet, name, SERVE_FUNCTION, self.environment or ""],
+                [*sdk_python(), "-c", snippet, name, SERVE_FUNCTION, self.environment or ""],
                 capture_output=True,
                 text=True,
                 errors="replace",
@@ -187,23 +192,6 @@ class ModalCli:
                 return None
             raise PlatformError(f"cannot read the URL of {name!r} from Modal: {last}")
         return done.stdout.strip() or None
-
-
-def web_url_in(deploy_output: str) -> str | None:
-    """The URL Modal prints under "Created web function serve" (or a `serve` method): only there,
-    as the rest of the output carries image build logs with URLs of their own, and credentials
-    are sent to this one."""
-    lines = deploy_output.splitlines()
-    for i, line in enumerate(lines):
-        if re.search(
-            rf"Created web (function|endpoint) {SERVE_FUNCTION}\b|\b{SERVE_FUNCTION} ->", line
-        ):
-            for candidate in lines[i : i + 3]:
-                if found := _URL.search(
-                    candidate.split("->", 1)[-1] if "->" in candidate else candidate
-                ):
-                    return found.group(0)
-    return None
 
 
 def _version(row: dict) -> Version | None:
