@@ -49,12 +49,13 @@ def check_gpu_count(deployment: Deployment) -> Iterable[Diagnostic]:
 def check_scaling(deployment: Deployment) -> Iterable[Diagnostic]:
     scaling = deployment.scaling
     if scaling.max_containers is not None and scaling.min_containers > scaling.max_containers:
+        written = ("scaling", "max_containers") in deployment.document.keys  # in some YAML
         yield at(
             deployment,
             ("scaling", "min_containers"),
-            f"min_containers {scaling.min_containers} is above max_containers "
-            f"{scaling.max_containers}",
-            hint="lower min_containers or raise max_containers",
+            f"min_containers {scaling.min_containers} is above "
+            f"{'' if written else 'the default '}max_containers {scaling.max_containers}",
+            hint="lower min_containers or raise max_containers (null: no bound)",
             rule="scaling.bounds",
             key=False,
         )

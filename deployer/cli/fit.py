@@ -100,12 +100,35 @@ def _fit_json(deployment, a) -> dict:
         "needed_kv_bytes": fit.needed_kv_bytes,
         "max_fitting_len": fit.max_fitting_len,
         "usd_per_warm_hour": a.usd_per_hour,
+        **_serving_json(deployment, a),
         "gpus_fitting_max_model_len": [
             {"gpu": g.modal_spec, "usd_per_hour": p} for g, p in a.gpus_for_full_context
         ],
         "cheapest_fitting_gpu": {"gpu": a.cheapest[0].modal_spec, "usd_per_hour": a.cheapest[1]}
         if a.cheapest
         else None,
+    }
+
+
+def _serving_json(deployment, a) -> dict:
+    from deployer.vllm.concurrency import concurrency
+
+    batching = concurrency(deployment)
+    return {
+        "concurrency": {
+            "max_inputs": batching.max_inputs,
+            "target_inputs": batching.target_inputs,
+            "from": batching.source,
+        },
+        "max_containers": deployment.scaling.max_containers,
+        "first_start_seconds": {
+            "download": a.start.download,
+            "load": a.start.load,
+            "engine": a.start.engine,
+            "compile": a.start.compile,
+            "total": a.start.total,
+        },
+        "startup_timeout": deployment.scaling.startup_timeout,
     }
 
 
@@ -156,6 +179,7 @@ def _print_fit(deployment, a) -> None:
         )
     )
     print()
+    _print_serving(deployment, a)
     print(
         "  cost per warm hour: "
         f"{'$%.2f' % a.usd_per_hour if a.usd_per_hour is not None else 'unknown'} "
@@ -171,6 +195,32 @@ def _print_fit(deployment, a) -> None:
             f"  cheaper GPU that fits this deployment: {a.cheapest[0].modal_spec} "
             f"${a.cheapest[1]:.2f}/h"
         )
+
+
+def _print_serving(deployment, a) -> None:
+    """Requests per container, and whether a first start fits its time budget."""
+    from deployer.vllm.concurrency import concurrency
+
+    batching = concurrency(deployment)
+    target = (
+        f", Modal adds a container above {batching.target_inputs}"
+        if batching.target_inputs is not None
+        else ""
+    )
+    containers = deployment.scaling.max_containers
+    print(
+        f"  requests per container: up to {batching.max_inputs} at once{target} "
+        f"({batching.source}); at most {containers or 'unbounded'} containers"
+    )
+    start, budget = a.start, deployment.scaling.startup_timeout
+    steps = f"download {start.download} s + load {start.load} s + vLLM start {start.engine} s"
+    if start.compile:
+        steps += f" + compile {start.compile} s"
+    verdict = "within" if start.total <= budget else "OVER"
+    print(
+        f"  first start on a fresh volume (estimate): {steps} = {start.total} s, "
+        f"{verdict} startup_timeout {budget} s"
+    )
 
 
 def _print_fit_table(results) -> None:

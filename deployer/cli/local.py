@@ -127,6 +127,7 @@ def cmd_serve(args) -> int:
     from deployer.local.server import (
         LocalError,
         LocalServer,
+        NotReady,
         installed_vllm,
         local_command,
         version_warning,
@@ -134,7 +135,6 @@ def cmd_serve(args) -> int:
         without_sleep_mode,
         write_state,
     )
-    from deployer.local.smoke import Connection, wait_healthy
     from deployer.render.app import render
     from deployer.render.output import LOG_FILE, STATE_FILE, write
     from deployer.render.templates import project_templates
@@ -168,7 +168,11 @@ def cmd_serve(args) -> int:
 
     folder = app.path.parent
     server = LocalServer(
-        command, folder / LOG_FILE, stream_logs=args.logs, environment=local.environment_in
+        command,
+        folder / LOG_FILE,
+        local.runtime,
+        stream_logs=args.logs,
+        environment=local.environment_in,
     )
     print(f"starting vLLM: {shlex.join(command)}", file=sys.stderr, flush=True)
     if not args.logs:
@@ -181,13 +185,16 @@ def cmd_serve(args) -> int:
     url = f"http://127.0.0.1:{args.port}"
     try:
         server.start()
+        started = time.monotonic()
         timeout = args.startup_timeout or deployment.scaling.startup_timeout
-        health = wait_healthy(
-            Connection(url), timeout, lambda m: print(m, file=sys.stderr, flush=True), server.alive
-        )
-        if not health.ok:
+        try:
+            # The container's own wait: at once if vLLM exits, else up to the timeout.
+            server.wait_until_healthy(
+                args.port, timeout, lambda m: print(printable(m), file=sys.stderr, flush=True)
+            )
+        except NotReady as exc:
             print(
-                f"deployer serve: vLLM did not become ready: {printable(health.detail)}",
+                f"deployer serve: vLLM did not become ready: {printable(exc.detail)}",
                 file=sys.stderr,
             )
             if tail := server.log_tail():
@@ -195,7 +202,8 @@ def cmd_serve(args) -> int:
             return EXIT_PROBLEMS
         model_ids = deployment.model_ids
         write_state(folder, url, server.process.pid, model_ids)
-        print(f"vLLM is ready at {url}/v1 (after {health.seconds:.0f} s)", flush=True)
+        seconds = time.monotonic() - started
+        print(f"vLLM is ready at {url}/v1 (after {seconds:.0f} s)", flush=True)
         print(f"models: {', '.join(model_ids)}", flush=True)
         print("Ctrl-C stops it.", flush=True)
         while server.alive():

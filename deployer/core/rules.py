@@ -1025,9 +1025,9 @@ FAMILIES: tuple[Family, ...] = (
             Rule(
                 "scaling.bounds",
                 ERROR,
-                "`min_containers` above `max_containers`, or `target_concurrent_inputs` above "
-                "`max_concurrent_inputs`.",
-                "Lower the first or raise the second.",
+                "`min_containers` above `max_containers` (4 unless written), or "
+                "`target_concurrent_inputs` above `max_concurrent_inputs`.",
+                "Lower the first or raise the second (`max_containers: null` for no bound).",
             ),
         ),
     ),

@@ -17,6 +17,7 @@ from deployer.core.limits import NOTE_CHARS, SHOWN_CHANGES, SHOWN_CHARS
 from deployer.deploy.desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
 from deployer.deploy.platform import Version
 from deployer.spec.model import Deployment
+from deployer.vllm.concurrency import concurrency
 
 CREATE, UPDATE, UNCHANGED, ORPHAN, CONFLICT = "create", "update", "unchanged", "orphan", "conflict"
 SYMBOL = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", ORPHAN: "-", CONFLICT: "!"}
@@ -243,7 +244,16 @@ def _facts(deployment: Deployment) -> dict[str, str]:
     for key, value in vars(d.scaling).items():
         if value is not None:
             out[f"scaling {key}"] = str(value)
+    out["requests per container"] = _requests_per_container(d)
     return out
+
+
+def _requests_per_container(d: Deployment) -> str:
+    """What `@modal.concurrent` says, which follows from the scaling, the GPU and vLLM's flags."""
+    batching = concurrency(d)
+    if batching.target_inputs is None:
+        return f"up to {batching.max_inputs}"
+    return f"up to {batching.max_inputs}, more containers above {batching.target_inputs}"
 
 
 def _auth(d: Deployment) -> str:

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from deployer.core.limits import STATE_BYTES
 from deployer.core.paths import read_plain
@@ -91,6 +91,8 @@ class LocalCommand:
     # With an API key, the app's `with_auth_guard(environment, folder)`: it writes the middleware
     # the command names into the folder and adds what imports it from there and the key's digest.
     auth_guard: Callable[[dict, str], dict] | None = None
+    # The runtime module beside the app: it starts vLLM and waits for it, as in the container.
+    runtime: ModuleType | None = None
 
     def environment_in(self, folder: str) -> dict:
         """The environment vLLM runs with, its middleware (if any) written into `folder`."""
@@ -112,7 +114,7 @@ def without_auth_guard(local: LocalCommand, environ) -> tuple[LocalCommand, str 
         "VLLM_API_KEY is not set here, so vLLM serves on this machine without a key (on "
         "Modal, the key from auth.api_key's Secret guards every route)"
     )
-    return LocalCommand(argv, local.environment), note
+    return replace(local, argv=argv, auth_guard=None), note
 
 
 def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1") -> LocalCommand:
@@ -124,10 +126,16 @@ def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1
         raise LocalError(
             f"could not get the weights for {app.APP_NAME}: {type(exc).__name__}: {exc}"
         ) from None
+    runtime = sys.modules.get(RUNTIME_MODULE)  # import_app imported the one beside the app
+    if runtime is None:
+        raise LocalError(f"no {RUNTIME_MODULE}.py beside {app_path}; run `deployer render`")
     command = app.vllm_command(model, adapter_folders, host=host, port=port)
     # In the container `python` is the image's interpreter; here it is the one that has vLLM.
     return LocalCommand(
-        [python, *command[1:]], app.vllm_environment, getattr(app, "with_auth_guard", None)
+        [python, *command[1:]],
+        app.vllm_environment,
+        getattr(app, "with_auth_guard", None),
+        runtime,
     )
 
 
@@ -165,22 +173,36 @@ def version_warning(pinned: str, python: str, found: tuple[str, str] | None = No
     return None
 
 
+class NotReady(Exception):
+    """vLLM exited while starting, or did not answer /health in time; `detail` says which."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
 @dataclass
 class LocalServer:
-    """A vLLM server process group started from a rendered app's command."""
+    """A vLLM server process group started from a rendered app's command, by the app's runtime
+    module (`runtime`): the start, the echo of vLLM's output and the wait for /health are the
+    container's own."""
 
     command: list[str]
     log_path: Path
+    runtime: ModuleType
     stream_logs: bool = False
     environment: Callable[[str], dict] | None = (
         None  # given the server's own (empty) working folder; None: this process's
     )
     process: subprocess.Popen | None = None
     _workdir: tempfile.TemporaryDirectory | None = None
+    _log: BinaryIO | None = None  # the log file vLLM's output is echoed to
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        output = None if self.stream_logs else open(_plain_file_for_writing(self.log_path), "wb")
+        if not self.stream_logs:
+            self._log = open(_plain_file_for_writing(self.log_path), "wb")
+        echo = None if self._log is None else self._write_log  # None: to this process's stdout
         try:
             # A session of its own: Ctrl-C reaches the deployer, which then stops vLLM and the
             # engine processes it spawned, as a group.
@@ -188,26 +210,41 @@ class LocalServer:
             # import path, and a repository holding a vllm/ or csv.py would run instead.
             self._workdir = tempfile.TemporaryDirectory(prefix="deployer-vllm-")
             env = self.environment(self._workdir.name) if self.environment else None
-            self.process = subprocess.Popen(
-                self.command,
-                stdout=output,
-                stderr=subprocess.STDOUT if output else None,
-                start_new_session=True,
-                cwd=self._workdir.name,
-                env=env,
+            self.process = self.runtime.start_vllm(
+                self.command, env, echo, start_new_session=True, cwd=self._workdir.name
             )
         except OSError as exc:
             raise LocalError(f"cannot start {self.command[0]}: {exc.strerror}") from None
-        finally:
-            if output is not None:
-                output.close()
+
+    def _write_log(self, line: bytes) -> None:
+        self._log.write(line)
+        self._log.flush()
+
+    def wait_until_healthy(
+        self, port: int, timeout: float, progress: Callable[[str], None]
+    ) -> None:
+        """Return once vLLM answers /health on 127.0.0.1:`port`; NotReady if it exits first
+        (at once) or takes over `timeout` seconds."""
+        try:
+            self.runtime.wait_until_healthy(self.process, port, timeout, progress)
+        except self.runtime.VllmStartFailed as exc:
+            if exc.returncode is None:
+                raise NotReady(exc.reason) from None
+            raise NotReady(f"server exited while starting (exit code {exc.returncode})") from None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, grace: float = 20.0) -> None:
-        if self.process is None:
-            return
+        if self.process is not None:
+            self._stop_group(grace)
+            self.process.tail(wait=5)  # lets the reader write vLLM's last lines to the log
+        if self._log is not None:
+            self._log.close()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+
+    def _stop_group(self, grace: float) -> None:
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(self.process.pid, sig)
@@ -220,8 +257,6 @@ class LocalServer:
             if not _group_alive(self.process.pid):
                 break
         self.process.wait()
-        if self._workdir is not None:
-            self._workdir.cleanup()
 
     def log_tail(self, lines: int = 25) -> str:
         if self.stream_logs or self.log_path.is_symlink() or not self.log_path.is_file():

@@ -27,6 +27,7 @@ from deployer.vllm.argv import (
     vllm_server,
     weight_files,
 )
+from deployer.vllm.concurrency import concurrency
 
 # What the app imports in its container besides `modal` (its downloads, vLLM's environment), and
 # the API key middleware vLLM imports: written beside every app, unchanged, and added to its image.
@@ -41,6 +42,9 @@ CONTAINER_APP_FOLDER = "/root"  # where Modal puts the app file, and so where it
 HF_CACHE = "/root/.cache/huggingface"
 VLLM_CACHE = "/root/.cache/vllm"
 CONTAINER_SOURCES = "/root/sources"  # local `path:` folders are copied under here
+# hf_xet (huggingface-hub's downloader) opens more connections and uses more memory with this:
+# Modal's vLLM example sets it, for a cold start that downloads gigabytes of weights.
+DOWNLOAD_ENV = {"HF_XET_HIGH_PERFORMANCE": "1"}
 DURATION_OPTIONS = ("startup_timeout", "scaledown_window", "timeout")  # seconds, as durations
 
 
@@ -101,18 +105,12 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         )
     for key, why in (
         ("min_containers", "kept warm even with no traffic"),
-        ("max_containers", "upper bound on replicas"),
+        ("max_containers", "upper bound on replicas, and so on cost"),
         ("buffer_containers", "idle replicas kept ready beyond demand"),
     ):
         value = getattr(scaling, key)
         if value is not None and not (key == "min_containers" and value == 0):
             function_options.append((key, value, why))
-
-    concurrency = {}
-    if scaling.max_concurrent_inputs is not None:
-        concurrency["max_inputs"] = scaling.max_concurrent_inputs
-        if scaling.target_concurrent_inputs is not None:
-            concurrency["target_inputs"] = scaling.target_concurrent_inputs
 
     secrets = ([deployment.auth.api_key_secret] if deployment.auth.api_key_secret else []) + [
         s for s in deployment.secrets if s != deployment.auth.api_key_secret
@@ -128,6 +126,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
             "python": deployment.image.python,
             "packages": [f"vllm=={deployment.vllm.version}", *deployment.image.pip],
             "env": dict(deployment.image.env),
+            "download_env": DOWNLOAD_ENV,
         },
         "base_model": base_model,
         "served_name": base.served_name,
@@ -154,7 +153,8 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         }
         if deployment.auth.api_key_secret
         else None,
-        "concurrency": concurrency,
+        # vLLM batches what it holds: a container takes up to its batch capacity (vllm/concurrency)
+        "concurrency": concurrency(deployment).decorator_arguments,
         "startup_timeout": scaling.startup_timeout,
         "startup_timeout_comment": _duration_comment(scaling.startup_timeout),
         "proxy_auth": deployment.auth.proxy,

@@ -426,6 +426,41 @@ def _default_utilization(version: str) -> float:
     )
 
 
+# A first start on a fresh cache volume, which `startup_timeout` must allow (a deploy without
+# `apply`'s prefetch, or with cold_start.prefetch off, downloads in the start). The rates are
+# conservative: hf_xet from the Hub to a Modal container and reads from a Modal volume are
+# usually several times faster, and a start that runs out of budget is a failed deploy.
+HUB_DOWNLOAD_BYTES_PER_SECOND = 50 * 10**6
+VOLUME_LOAD_BYTES_PER_SECOND = 200 * 10**6
+ENGINE_START_SECONDS = 90  # importing vLLM, CUDA init, memory profiling, KV cache, LoRA slots
+COMPILE_SECONDS = 180  # torch.compile and CUDA graph capture (not with enforce-eager); cached
+
+
+@dataclass(frozen=True)
+class StartBudget:
+    """Seconds, step by step, that a first start on a fresh volume may take."""
+
+    download: int
+    load: int
+    engine: int
+    compile: int
+
+    @property
+    def total(self) -> int:
+        return self.download + self.load + self.engine + self.compile
+
+
+def first_start(deployment: Deployment, weight_bytes: int) -> StartBudget:
+    """A conservative estimate of a first start of `deployment` on a fresh cache volume."""
+    eager = dict(deployment.vllm.args).get("enforce-eager") is True
+    return StartBudget(
+        download=math.ceil(weight_bytes / HUB_DOWNLOAD_BYTES_PER_SECOND),
+        load=math.ceil(weight_bytes / VOLUME_LOAD_BYTES_PER_SECOND),
+        engine=ENGINE_START_SECONDS,
+        compile=0 if eager else COMPILE_SECONDS,
+    )
+
+
 def cheapest_fitting(
     deployment: Deployment, shape: ModelShape, max_model_len: int, limit: int = 3
 ) -> list[tuple[Gpu, float]]:
@@ -473,6 +508,7 @@ class Assessment:
     cheapest: (
         tuple[Gpu, float] | None
     )  # the cheapest GPU that holds what fits here (or max-model-len)
+    start: StartBudget  # a first start on a fresh volume, against scaling.startup_timeout
 
 
 def assess(deployment: Deployment) -> Assessment | str:
@@ -496,4 +532,5 @@ def assess(deployment: Deployment) -> Assessment | str:
         usd_per_hour(deployment.gpu),
         cheapest_fitting(deployment, shape, fit.max_model_len),
         cheapest[0] if cheapest else None,
+        first_start(deployment, shape.weight_bytes),
     )

@@ -102,7 +102,8 @@ def test_schema_defaults_are_the_reference_apps_settings():
         "env": {},
     }
     assert _defaults("scaling")["scaledown_window"] == 300
-    assert _defaults("scaling")["startup_timeout"] == 300
+    assert _defaults("scaling")["startup_timeout"] == 600
+    assert _defaults("scaling")["max_containers"] == 4
 
 
 def test_defaults_file_values_reach_every_deployment(project):

@@ -111,7 +111,9 @@ def test_each_merge_deploys_exactly_what_changed(project, modal_world, cli):
         (
             "a template code change",
             lambda: edit(
-                "templates/modal_app.py.j2", 'print("Starting vLLM:"', 'print("Starting vLLM with:"'
+                "templates/modal_app.py.j2",
+                "    hf_cache_vol.commit()\n",
+                "    hf_cache_vol.commit()\n    print('weights committed')\n",
             ),
             set(NAMES),
         ),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import NO_VLLM, VLLM_PYTHON
+from ..conftest import NO_VLLM, VLLM_PYTHON, import_app
 from ..tiny_model import build_base_model, build_lora_adapter
 
 API_KEY = "e2e-sentinel-key-5f1c"  # the app reads it from VLLM_API_KEY, as from the Modal Secret
@@ -287,6 +287,19 @@ def test_a_failing_expectation_fails_smoke(served):
     assert result.returncode == 1
     assert not checks["chat beta"]["ok"] and "does not match" in checks["chat beta"]["detail"]
     assert checks["chat alpha"]["ok"]
+
+
+def test_the_snapshot_check_tells_every_adapter_from_the_base_on_real_vllm(served, monkeypatch):
+    """What a GPU snapshot records before sleep and asks again after wake-up (the runtime's
+    `answers`, with the app's API key): real vLLM takes the request, each adapter answers other
+    than the base, and the same answers again pass the check. (Sleep itself needs a GPU.)"""
+    monkeypatch.setenv("VLLM_API_KEY", API_KEY)
+    runtime = import_app(served["root"] / "build" / "tiny" / "app.py").runtime
+    before = runtime.answers(served["port"], ["tiny", *RANKS])
+    assert len(set(before.values())) == 4, before
+    runtime.check_answers(served["port"], before)
+    with pytest.raises(RuntimeError, match="'beta' answered 'earlier' before sleep and '"):
+        runtime.check_answers(served["port"], {**before, "beta": "earlier"})
 
 
 def test_ctrl_c_stops_vllm_and_its_engine_processes(served):

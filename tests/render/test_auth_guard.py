@@ -416,29 +416,17 @@ def test_serving_locally_without_a_key_leaves_the_guard_out_and_says_so(
     assert "VLLM_API_KEY is not set here" in note
 
 
-class StartedVllm:
-    """Stands in for subprocess.Popen inside the rendered app: records the command and environment
-    vLLM would be started with (vLLM's GPU build cannot start here; test_local_vllm.py starts the
-    CPU build through the same app functions)."""
-
-    calls: list = []
-
-    def __init__(self, command, env=None, **options):
-        StartedVllm.calls.append((command, env))
-
-    def poll(self):
-        return None
-
-
 @pytest.mark.filterwarnings(
-    "ignore:The serve function is executing locally"
+    "ignore:The .*serve function is executing locally"
 )  # no volumes here: the cache is hub_cache's
 @pytest.mark.parametrize("snapshot", [False, True])
 def test_the_modal_functions_start_vllm_without_credentials(
-    project, monkeypatch, hub_cache, tmp_path, snapshot
+    project, monkeypatch, hub_cache, tmp_path, stand_in_vllm, snapshot
 ):
-    """`serve` and the GPU snapshot's `Server.start_and_sleep` run as on Modal, with the Secrets'
-    variables in the environment; Popen, and for the snapshot its HTTP calls to vLLM, recorded."""
+    """`serve`, and the GPU snapshot's `Server` (its enter methods, then serve), run as on Modal,
+    with the Secrets' variables in the environment; the stand-in vLLM on PATH records the command
+    and environment vLLM would be started with (vLLM's GPU build cannot start here;
+    test_local_vllm.py starts the CPU build through the same app functions)."""
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -452,22 +440,19 @@ def test_the_modal_functions_start_vllm_without_credentials(
         else MINIMAL
     )
     app = rendered_app(project, text)
-    monkeypatch.setattr(app, "subprocess", type("Subprocess", (), {"Popen": StartedVllm}))
-    StartedVllm.calls = []
+    stand_in_vllm.serve(app)
     if snapshot:
-        requests = []
-        monkeypatch.setattr(app.runtime, "wait_until_healthy", lambda process, port, timeout: None)
-        monkeypatch.setattr(
-            app.runtime,
-            "local_request",
-            lambda port, method, path, body=None: requests.append(path),
-        )
-        server = app.Server._get_user_cls()
-        server.start_and_sleep._get_raw_f()(server.__new__(server))
-        assert requests == ["/v1/completions", "/sleep?level=1"]
+        app.Server().serve.local()
+        assert stand_in_vllm.requests() == [
+            "POST /v1/completions",
+            "POST /sleep?level=1",
+            "POST /wake_up",
+            "POST /v1/completions",
+        ]
     else:
         app.serve.local()
-    ((command, environment),) = StartedVllm.calls
+    ((started,),) = [stand_in_vllm.starts()]
+    command, environment = ["python", *started["argv"]], started["env"]
     assert command[command.index("--model") + 1] == str(
         snapshot_folder
     )  # downloaded here, with the token

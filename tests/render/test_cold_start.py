@@ -9,6 +9,7 @@ in each test. Nothing here can restore a real GPU snapshot: that needs Modal's G
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 from deployer.deploy.plan import make_plan
 
@@ -75,7 +76,9 @@ def test_gpu_snapshot_renders_a_sleeping_server_class(project):
         and "/sleep?level=1" in rendered.source
         and '"/wake_up"' in rendered.source
     )
-    assert '"/v1/completions"' in rendered.source  # warm-up that works without a chat template
+    # The warm-up (its answers recorded for after wake-up) works without a chat template.
+    assert "runtime.answers(VLLM_PORT, MODEL_IDS)" in rendered.source
+    assert '"/v1/completions"' in Path(module.runtime.__file__).read_text()
     assert module.MODEL_IDS == ["Qwen/Qwen3-4B-Instruct-2507"]
 
 
@@ -187,3 +190,11 @@ def test_the_plan_says_when_weights_are_downloaded(project):
     effects = {a.name: a.effects for a in plan.actions}
     assert "downloads weights into the cache volume before deploying" in effects["alpha"]
     assert "downloads weights on first start (cold_start.prefetch is off)" in effects["beta"]
+
+
+def test_the_snapshot_class_batches_by_default_too(project):
+    project.deployment("snap", PROXY + "cold_start:\n  gpu_snapshot: true\n")
+    module, _ = app_for(project.deployments, "snap", project.root / "build")
+    info = module.Server._get_class_service_function().info()
+    assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (256, 192)
+    assert info.startup_timeout == 600

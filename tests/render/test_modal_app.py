@@ -73,13 +73,15 @@ def test_chess_puzzle_matches_its_yaml_through_modal(tmp_path):
     }
     assert info.secrets == []
     assert info.timeout == 300  # Modal's default; the YAML sets none
-    assert info.concurrency_info is None
+    # vLLM 0.11.2 runs up to 256 sequences on an A10G: one container batches them.
+    assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (256, 192)
     assert info.web_info.unauthenticated is True  # auth: none
-    assert web_server_config(module.serve) == (8000, 300)
+    assert web_server_config(module.serve) == (8000, 600)
     assert decorator_keywords(rendered.source) == {
         "gpu": "A10G",
-        "startup_timeout": 300,
+        "startup_timeout": 600,
         "scaledown_window": 300,
+        "max_containers": 4,
     }
 
 
@@ -98,7 +100,7 @@ def test_three_adapter_example_matches_its_yaml_through_modal(tmp_path):
     )  # the API key is checked by vLLM, not by Modal's proxy
     assert decorator_keywords(rendered.source) == {
         "gpu": "L40S",
-        "startup_timeout": 300,
+        "startup_timeout": 600,
         "scaledown_window": 300,
         "timeout": 600,
         "max_containers": 2,
@@ -185,3 +187,64 @@ def test_every_schema_gpu_type_is_accepted_by_modal(project, gpu):
     project.deployment("g", MINIMAL.replace("gpu: A10G", f'gpu: "{gpu}:2"'))
     module, _ = app_for(project.deployments, "g", project.root / "build")
     assert module.serve.info().gpus == [(gpu.upper(), 2)]
+
+
+def concurrency_of(project, text: str) -> tuple[int, int | None]:
+    project.deployment("batching", text)
+    module, _ = app_for(project.deployments, "batching", project.root / "build")
+    info = module.serve.info().concurrency_info
+    return info.max_inputs, info.target_inputs
+
+
+def test_without_scaling_a_container_batches_and_modal_scales_out_at_three_quarters(project):
+    max_inputs, target_inputs = concurrency_of(project, MINIMAL)
+    assert max_inputs >= 16
+    assert target_inputs == max_inputs * 3 // 4
+
+
+def test_max_num_seqs_in_vllm_args_sets_a_containers_capacity(project):
+    text = MINIMAL.replace('version: "0.11.2"', 'version: "0.11.2"\n  args:\n    max-num-seqs: 64')
+    assert concurrency_of(project, text) == (64, 48)
+
+
+@pytest.mark.parametrize(
+    "gpu, expected",
+    [
+        ("L40S", (256, 192)),  # 45 GiB: vLLM's default for smaller GPUs
+        ("A100-80GB", (256, 192)),  # vLLM keeps an A100 at 256 whatever its memory
+        ("H100", (1000, 750)),  # vLLM runs 1024; Modal takes at most 1000 at once
+    ],
+)
+def test_the_pinned_vllm_default_follows_the_gpu(project, gpu, expected):
+    assert concurrency_of(project, MINIMAL.replace("gpu: A10G", f"gpu: {gpu}")) == expected
+
+
+def test_an_explicit_max_without_a_target_is_kept_as_written(project):
+    text = MINIMAL + "scaling:\n  max_concurrent_inputs: 8\n"
+    assert concurrency_of(project, text) == (8, None)
+
+
+def test_explicit_concurrency_wins_over_max_num_seqs(project):
+    text = MINIMAL.replace(
+        'version: "0.11.2"', 'version: "0.11.2"\n  args:\n    max-num-seqs: 64'
+    ) + ("scaling:\n  max_concurrent_inputs: 10\n  target_concurrent_inputs: 9\n")
+    assert concurrency_of(project, text) == (10, 9)
+
+
+def test_containers_are_bounded_unless_the_yaml_says_null(project):
+    project.deployment("bounded", MINIMAL)
+    project.deployment("unbounded", MINIMAL + "scaling:\n  max_containers: null\n")
+    for name, expected in (("bounded", 4), ("unbounded", None)):
+        _, rendered = app_for(project.deployments, name, project.root / "build")
+        assert decorator_keywords(rendered.source).get("max_containers") == expected
+
+
+def test_the_image_downloads_from_the_hub_with_hf_xet_high_performance(project):
+    """Image steps are built on Modal, not in info(): read from the image's `.env(...)` calls."""
+    project.deployment("a", MINIMAL + "image:\n  env: {OMP_NUM_THREADS: '8'}\n")
+    _, rendered = app_for(project.deployments, "a", project.root / "build")
+    environment = {}
+    for node in ast.walk(ast.parse(rendered.source)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(".env"):
+            environment.update(ast.literal_eval(node.args[0]))
+    assert environment == {"HF_XET_HIGH_PERFORMANCE": "1", "OMP_NUM_THREADS": "8"}

@@ -7,8 +7,16 @@ import json
 import pytest
 
 from deployer.checks.pipeline import check_paths
-from deployer.spec.model import Gpu
-from deployer.vllm.fit import GIB, compute, gpu_specs, model_shape, parse_tokens, usd_per_hour
+from deployer.spec.model import Gpu, _defaults
+from deployer.vllm.fit import (
+    GIB,
+    compute,
+    first_start,
+    gpu_specs,
+    model_shape,
+    parse_tokens,
+    usd_per_hour,
+)
 
 from ..conftest import FIXTURES, REPO
 
@@ -254,3 +262,59 @@ def test_absurd_sizes_in_a_local_model_are_not_sized_and_do_not_crash(project, c
         code, out, err = cli(*command)
         assert "internal error" not in err, (command, err)
     assert "not a positive whole number" in cli("validate")[1]
+
+
+def shipped_chess_puzzle(project, **replace: str):
+    defaults = (REPO / "deployments" / "_defaults.yaml").read_text()
+    for old, new in replace.items():
+        defaults = defaults.replace(old, new)
+    project.write("deployments/_defaults.yaml", defaults)
+    project.deployment("chess-puzzle", CHESS)
+    (deployment,) = check_paths([project.deployments]).deployments
+    return deployment
+
+
+def test_a_first_start_of_the_shipped_example_fits_the_default_start_budget(project, qwen_cached):
+    deployment = shipped_chess_puzzle(project)
+    shape = model_shape(deployment.base_model.info, dict(deployment.vllm.args))
+    start = first_start(deployment, shape.weight_bytes)
+    # 8 GB from the Hub at 50 MB/s, read back at 200 MB/s, and vLLM's own start.
+    assert (start.download, start.load, start.engine, start.compile) == (161, 41, 90, 0)
+    assert (
+        start.total <= deployment.scaling.startup_timeout == _defaults("scaling")["startup_timeout"]
+    )
+
+
+def test_the_start_budget_holds_the_first_compile_without_enforce_eager(project, qwen_cached):
+    deployment = shipped_chess_puzzle(project, **{"enforce-eager: true": "enforce-eager: false"})
+    shape = model_shape(deployment.base_model.info, dict(deployment.vllm.args))
+    start = first_start(deployment, shape.weight_bytes)
+    assert start.compile > 0 and start.total <= deployment.scaling.startup_timeout
+
+
+def test_fit_shows_requests_per_container_and_the_first_start(project, qwen_cached, cli):
+    shipped_chess_puzzle(project)
+    code, out, _ = cli("fit", "chess-puzzle")
+    assert code == 0
+    assert (
+        "requests per container: up to 256 at once, Modal adds a container above 192 "
+        "(vLLM 0.11.2's max-num-seqs on A10G); at most 4 containers"
+    ) in out
+    assert (
+        "first start on a fresh volume (estimate): download 161 s + load 41 s + vLLM start 90 s "
+        "= 292 s, within startup_timeout 600 s"
+    ) in out
+
+
+def test_fit_json_has_the_concurrency_and_the_start_budget(project, qwen_cached, cli):
+    deployment = shipped_chess_puzzle(project)
+    project.deployment("chess-puzzle", CHESS.replace("max-model-len: 65536", "max-num-seqs: 32"))
+    code, out, _ = cli("fit", "chess-puzzle", "--format", "json")
+    (report,) = json.loads(out)
+    assert report["concurrency"] == {
+        "max_inputs": 32,
+        "target_inputs": 24,
+        "from": "vllm.args.max-num-seqs",
+    }
+    assert report["first_start_seconds"]["total"] <= report["startup_timeout"] == 600
+    assert report["max_containers"] == deployment.scaling.max_containers == 4
