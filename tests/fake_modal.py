@@ -6,15 +6,17 @@ commit, rollbacks as new versions, stop) in a JSON file, so that three views sha
 - `FakeModal`, an in-process `Platform` (fast; used by plan/apply tests);
 - `install_executable()`, a fake `modal` command on PATH that records its argv and answers
   `modal deploy/app list/app history/app rollback/app stop` with the same `--json` shapes as the
-  real CLI (modal 1.6), to test `deployer.deploy.platform.modal_cli` itself;
+  real CLI (modal 1.6), and `modal app logs NAME --tail N` as it prints them (each entry's text as
+  the container wrote it), to test `deployer.deploy.platform.modal_cli` itself;
 - `install_sdk()`, a fake `modal` package for the one SDK call (a deployed app's URL);
 - `EndpointServer`, an HTTP server on loopback standing in for each app's web endpoint: it answers
   like vLLM's OpenAI server for the models the deployed app file declares.
 
 Failures are injected into the state: a deploy that Modal refuses, an endpoint that never becomes
-healthy, one that forgets an adapter, one whose chat completions fail, one that asks for its key
-on /v1 only, a web URL that Modal's API reports somewhere else. Secrets live in the state too: the
-endpoint asks for the key its app's Secrets hold.
+healthy, a container whose vLLM exits while starting, one that forgets an adapter, one whose chat
+completions fail, one that asks for its key on /v1 only, a web URL that Modal's API reports
+somewhere else, logs that cannot be read. Secrets live in the state too: the endpoint asks for the
+key its app's Secrets hold. Each app keeps the logs its containers wrote while starting.
 
 As on Modal, a deployed app's URL is what the API answers for it (`web_url`, which stands in for
 `modal.Function.from_name(...).get_web_url()`); `modal deploy` prints it after the image's build
@@ -43,7 +45,13 @@ from deployer.deploy.platform import DeployedApp, PlatformError, Version  # noqa
 STATE_ENV = "FAKE_MODAL_STATE"
 # "v1-only-auth": the key guards /v1 only, as vLLM's own check does in an app without the middleware
 # (one rendered by an older deployer, or by a project template that left it out).
-BEHAVIOURS = ("ok", "unhealthy", "missing-adapter", "chat-error", "v1-only-auth")
+# "start-fails": vLLM exits while the container starts, so the runtime raises VllmStartFailed
+# quoting its last lines (START_FAILURE among them), and the endpoint never answers.
+BEHAVIOURS = ("ok", "unhealthy", "start-fails", "missing-adapter", "chat-error", "v1-only-auth")
+START_FAILURE = (
+    "ValueError: LoRA rank 64 is greater than max_lora_rank 16. Please launch the server with a "
+    "higher max_lora_rank."
+)
 
 
 class FakeModal:
@@ -102,6 +110,11 @@ class FakeModal:
         with self._state() as s:
             s["behaviour_next"][name] = behaviour
 
+    def fail_next_logs(self, message: str = "Deadline exceeded") -> None:
+        """The next read of an app's logs fails, as when Modal cannot be reached."""
+        with self._state() as s:
+            s["fail_logs"] = message
+
     def deploys(self) -> list[tuple[str, str]]:
         """(app, tag) of every successful deploy, in order (rollbacks are not deploys)."""
         return [
@@ -155,6 +168,7 @@ class FakeModal:
             app = s["apps"].setdefault(name, {"state": "deployed", "versions": []})
             app["state"] = "deployed"
             behaviour = s["behaviour_next"].pop(name, "ok")
+            app.setdefault("logs", []).extend(start_logs(behaviour, models))
             app["versions"].append(
                 {
                     "number": len(app["versions"]) + 1,
@@ -218,6 +232,25 @@ class FakeModal:
                 )
             app["state"] = "stopped"
 
+    def recent_logs(self, name: str, lines: int) -> list[str]:
+        from deployer.deploy.platform.modal_cli import log_lines
+
+        return log_lines(self.logs_printed(name, lines))[-lines:]
+
+    def logs_printed(self, name: str, entries: int) -> str:
+        """What `modal app logs NAME --tail ENTRIES` prints: the last entries' text, as written."""
+        with self._state() as s:
+            s["calls"].append({"op": "logs", "name": name})
+            if message := s.pop("fail_logs", None):
+                raise PlatformError(f"`modal app logs {name}` failed (exit 1): {message}")
+            app = s["apps"].get(name)
+            if not app:
+                raise PlatformError(
+                    f"`modal app logs {name}` failed (exit 1): Could not find a deployed app "
+                    f"named '{name}'"
+                )
+            return "".join(app.get("logs", [])[-entries:])
+
     def web_url(self, name: str) -> str | None:
         state = self.state
         app = state["apps"].get(name)
@@ -241,6 +274,40 @@ class FakeModal:
 
 def _version(v: dict) -> Version:
     return Version(v["number"], v["tag"], v["commit"])
+
+
+def start_logs(behaviour: str, models: list[str]) -> list[str]:
+    """The log entries a new version's container writes while it starts: the runtime's line,
+    vLLM's own (a progress bar redrawn with carriage returns among them), and for "start-fails"
+    vLLM's error, then the runtime's VllmStartFailed quoting vLLM's last lines, as Modal records
+    an exception that fails a container's start."""
+    started = [
+        "Starting vLLM: python -m vllm.entrypoints.openai.api_server --model "
+        f"{models[0]} --port 8000\n",
+        "INFO 11-28 10:00:01 [api_server.py:1885] vLLM API server version 0.11.2\n",
+        "Loading safetensors checkpoint shards:   0% Completed | 0/1\r"
+        "Loading safetensors checkpoint shards: 100% Completed | 1/1\r",
+        "\n",
+    ]
+    if behaviour == "unhealthy":
+        return [*started, "waiting for vLLM's /health (10 s of 600 s): GET /health answered 503\n"]
+    if behaviour != "start-fails":
+        return [*started, "INFO:     Application startup complete.\n"]
+    vllm_tail = [
+        "Traceback (most recent call last):",
+        '  File "/usr/local/lib/python3.12/site-packages/vllm/lora/models.py", line 412, in '
+        "_create_lora_modules",
+        START_FAILURE,
+    ]
+    return [
+        *started,
+        "\n".join(vllm_tail) + "\n",
+        "Traceback (most recent call last):\n"
+        '  File "/root/app.py", line 149, in serve\n'
+        "    runtime.wait_until_healthy(process, VLLM_PORT, timeout=600)\n"
+        "deployer_runtime.VllmStartFailed: vLLM exited with code 1 while starting; vLLM's last "
+        "lines:\n" + "\n".join(vllm_tail) + "\n",
+    ]
 
 
 # CPython 3.11 builds AST objects with interpreter-wide recursion bookkeeping that two threads can
@@ -395,6 +462,8 @@ class EndpointServer:
                 version, path = self._route()
                 if version is None:
                     return self._reply(404, {"error": "modal-http: app not found"})
+                if version["behaviour"] == "start-fails":
+                    return self._reply(503, {"error": "modal-http: the app failed to start"})
                 if self._refused(version, path):
                     return
                 if version["behaviour"] == "unhealthy":
@@ -426,6 +495,8 @@ class EndpointServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if version is None:
                     return self._reply(404, {"error": "modal-http: app not found"})
+                if version["behaviour"] == "start-fails":
+                    return self._reply(503, {"error": "modal-http: the app failed to start"})
                 if self._refused(version, path):
                     return
                 if path == "/tokenize" and body.get("model") in version["models"]:
@@ -619,6 +690,9 @@ def main(argv: list[str]) -> int:
                 for v in fake.history(args[2])
             ]
             print(json.dumps(rows))
+        elif args[:2] == ["app", "logs"]:
+            tail = next((args[i + 1] for i, a in enumerate(args) if a in ("-n", "--tail")), "100")
+            sys.stdout.write(fake.logs_printed(args[2], int(tail)))
         elif args[:2] == ["app", "rollback"]:
             version = int(args[3][1:]) if len(args) > 3 else None
             fake.rollback(args[2], version)

@@ -543,6 +543,7 @@ def _capture(work):
 
 def _report_outcomes(args, outcomes, where: str) -> None:
     from deployer.core.diagnostics import printable
+    from deployer.deploy.apply import LOGS_SECTION
     from deployer.deploy.plan import md
     from deployer.local.smoke import redact
 
@@ -574,6 +575,8 @@ def _report_outcomes(args, outcomes, where: str) -> None:
             )
         )
         return
+    # A failed deploy's detail can end with the app's last log lines: they go under the table.
+    details = [o.detail.partition(LOGS_SECTION) for o in outcomes]
     rows = [
         (
             o.name,
@@ -581,12 +584,16 @@ def _report_outcomes(args, outcomes, where: str) -> None:
             o.result.upper() if not o.ok else o.result,
             f"v{o.version}" if o.version else "",
             f"{o.seconds:.0f} s" if o.seconds else "",
-            printable(o.detail, 400),
+            printable(summary, 400),
         )
-        for o in outcomes
+        for o, (summary, _, _) in zip(outcomes, details)
     ]
     print()
     print(table(rows, OUTCOME_COLUMNS))
+    for o, (_, section, logs) in zip(outcomes, details):
+        if section:
+            lines = (section.strip() + logs).split("\n")
+            print(f"\n{o.name}: " + "\n".join(printable(line) for line in lines))
     failed = [o for o in outcomes if not o.ok]
     print(
         f"\n{len(outcomes) - len(failed)} of {len(outcomes)} succeeded on {where}"

@@ -90,6 +90,7 @@ HUB_RUN_SECONDS = 60.0
 LIST_TIMEOUT = 120.0  # one `modal app list`, `history`, `rollback` or `stop`
 DEPLOY_TIMEOUT = 3600.0  # an image build with CUDA and vLLM can take many minutes
 URL_TIMEOUT = 20.0  # reading an app's web URL: the SDK retries an unreachable server for a minute
+LOGS_TIMEOUT = 30.0  # `modal app logs --tail`, read before a failed version is rolled back
 
 # -- git commits a plan reads (deploy/commit_files.py, deploy/state.py) --------------------------
 
@@ -134,6 +135,10 @@ SHOWN_MODULES = 40  # module names a hint lists: a crafted header can name a mil
 SHOWN_CHARS = 200  # of one value in a plan: a flag's value can be 200,000 characters
 NOTE_CHARS = 1000  # of one note under a plan's action
 SHOWN_CHANGES = 30  # changed settings listed per deployment; a plan can update thousands
+# A failed deploy quotes the end of its app's logs: enough for vLLM's error and the traceback
+# line above it; a line can be a whole JSON request or a progress bar's thousand redraws.
+APP_LOG_LINES = 20
+APP_LOG_LINE_CHARS = 300
 # GitHub shows at most 1 MiB of a step's summary and fails the step beyond it.
 MAX_SUMMARY_CHARS = 1_000_000
 

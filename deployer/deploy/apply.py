@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from deployer.core.diagnostics import printable
+from deployer.core.limits import APP_LOG_LINE_CHARS, APP_LOG_LINES
 from deployer.core.paths import linked_part, real
 from deployer.deploy.desired import Desired
 from deployer.deploy.plan import CONFLICT, CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
@@ -29,6 +31,9 @@ from deployer.render.output import write
 LOCK_FILE = ".deployer-apply.lock"
 PREFETCH_FUNCTION = "download_weights"  # the rendered app's cache-filling function
 DEFAULT_PARALLEL = 4
+# Begins the part of a failed deploy's detail that quotes the end of its app's logs (or says why
+# it cannot): a report can show it apart from the one-line summary before it.
+LOGS_SECTION = "\nthe app's logs"
 
 # Results, as shown in the summary table.
 DEPLOYED, ROLLED_BACK, STOPPED, FAILED, KEPT, SKIPPED, NOTHING = (
@@ -255,6 +260,8 @@ def _deploy(
             "smoke check failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
             url,
             checks,
+            # Read before the rollback: then the failed version's own lines are the last ones.
+            logs=_logs_section(platform, name, progress),
         )
     progress(f"{name}: smoke check passed ({len(checks)} checks)")
     return done(DEPLOYED, True, f"{len(checks)} smoke checks passed", url, version, checks)
@@ -264,7 +271,11 @@ def _unchanged(action: Action) -> str:
     return f"v{action.deployed.number} still serves" if action.deployed else "nothing was created"
 
 
-def _undo(action: Action, platform: Platform, progress, done, why: str, url, checks) -> Outcome:
+def _undo(
+    action: Action, platform: Platform, progress, done, why: str, url, checks, logs: str = ""
+) -> Outcome:
+    """Roll back (or stop) a new version that must not serve; `logs` (a LOGS_SECTION, or "")
+    ends the outcome's detail."""
     name = action.name
     try:
         if action.deployed is not None and action.deployed.number:
@@ -273,7 +284,7 @@ def _undo(action: Action, platform: Platform, progress, done, why: str, url, che
             return done(
                 ROLLED_BACK,
                 False,
-                f"{why}; rolled back to v{action.deployed.number}",
+                f"{why}; rolled back to v{action.deployed.number}{logs}",
                 url,
                 _current_version(platform, name),
                 checks,
@@ -281,17 +292,34 @@ def _undo(action: Action, platform: Platform, progress, done, why: str, url, che
         progress(f"{name}: {why}; stopping the new app")
         platform.stop(name)
         return done(
-            STOPPED, False, f"{why}; first deploy, so the app was stopped", url, None, checks
+            STOPPED, False, f"{why}; first deploy, so the app was stopped{logs}", url, None, checks
         )
     except PlatformError as exc:
         return done(
             FAILED,
             False,
-            f"{why}; AND UNDOING IT FAILED, the new version may still serve: {exc}",
+            f"{why}; AND UNDOING IT FAILED, the new version may still serve: {exc}{logs}",
             url,
             None,
             checks,
         )
+
+
+def _logs_section(platform: Platform, name: str, progress) -> str:
+    """The end of the app's logs, quoted on lines of their own: why a version failed (vLLM's
+    error when it could not start) is there, and not in what the smoke check saw."""
+    progress(f"{name}: reading the end of its logs")
+    try:
+        lines = platform.recent_logs(name, APP_LOG_LINES)
+    except Exception as exc:  # the logs only explain the failure: reading them never stops the undo
+        reason = str(exc) if isinstance(exc, PlatformError) else f"{type(exc).__name__}: {exc}"
+        return f"{LOGS_SECTION} could not be read: {printable(reason, APP_LOG_LINE_CHARS)}"
+    if not lines:
+        return f"{LOGS_SECTION} have no lines yet"
+    quoted = "".join(
+        f"\n  {printable(line, APP_LOG_LINE_CHARS)}" for line in lines[-APP_LOG_LINES:]
+    )
+    return f"{LOGS_SECTION}, last lines:{quoted}"
 
 
 def _current_version(platform: Platform, name: str) -> int | None:

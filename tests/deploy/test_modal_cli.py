@@ -134,3 +134,79 @@ def test_the_url_is_asked_of_modals_api_not_read_from_deploy_output(project, mod
 def test_an_app_modal_does_not_know_has_no_url(project, modal_world):
     assert ModalCli().web_url("never-deployed") is None
     assert ModalCli("main").web_url("never-deployed") is None
+
+
+def test_recent_logs_asks_modal_for_the_apps_last_entries(project, modal_world):
+    from ..fake_modal import START_FAILURE
+
+    app = project.write("build/a/app.py", 'SERVED_MODEL_NAME = "m"\n')
+    modal_world.fake.next_deploy_behaves("a", "start-fails")
+    modal = ModalCli("main")
+    modal.deploy(app, "a", "t")
+    lines = modal.recent_logs("a", 5)
+    assert len(lines) == 5 and lines[-1] == START_FAILURE
+    assert modal_world.argv()[-1] == ["app", "logs", "a", "--tail", "5", "--env", "main"]
+
+
+# What modal 1.6 prints for `modal app logs` is each entry's text as the container wrote it, passed
+# through its output manager: run here with the real one, fed entries a failed start writes.
+REAL_PRINTER = """\
+import asyncio, os, sys
+if sys.argv[1:2] == ["colour"]:  # as if the user's environment forced colours on
+    os.environ.pop("NO_COLOR", None)
+    os.environ.update(FORCE_COLOR="1", TERM="xterm-256color")
+from modal._output.manager import OutputManager
+from modal.cli.utils import _drain_batches
+from modal.output import enable_output
+from modal_proto import api_pb2
+
+STDOUT, STDERR, INFO = (
+    api_pb2.FILE_DESCRIPTOR_STDOUT, api_pb2.FILE_DESCRIPTOR_STDERR, api_pb2.FILE_DESCRIPTOR_INFO
+)
+ENTRIES = [
+    (STDOUT, "Starting vLLM: python -m vllm.entrypoints.openai.api_server --port 8000\\n"),
+    (STDERR, "Loading shards:   0% | 0/2\\rLoading shards: 100% | 2/2\\r"),
+    (STDERR, "\\nTraceback (most recent call last):\\n\\n  File \\"models.py\\", line 4\\n"),
+    (STDERR, "ValueError: LoRA rank 64 is greater than max_lora_rank 16\\n"),
+    (INFO, "Runner failed with exception: VllmStartFailed"),
+]
+
+
+async def batches():
+    entries = [api_pb2.TaskLogs(data=data, file_descriptor=fd) for fd, data in ENTRIES]
+    yield api_pb2.TaskLogsBatch(items=entries)
+
+
+with enable_output():
+    asyncio.run(_drain_batches(OutputManager.get(), batches(), []))
+"""
+
+
+@pytest.mark.parametrize("colour", ["plain", "colour"])
+def test_recent_logs_reads_what_modals_own_printer_writes(project, colour):
+    import sys
+
+    printer = project.write("bin/modal", f"#!{sys.executable}\n{REAL_PRINTER}")
+    printer.chmod(0o755)
+    modal = ModalCli(executable=[str(printer), colour])
+    assert (
+        modal.recent_logs("a", 4)
+        == [
+            "Loading shards: 100% | 2/2",
+            "Traceback (most recent call last):",
+            '  File "models.py", line 4',
+            "ValueError: LoRA rank 64 is greater than max_lora_rank 16",
+            "Runner failed with exception: VllmStartFailed",
+        ][-4:]
+    )
+    assert modal.recent_logs("a", 20)[0].startswith("Starting vLLM: python -m vllm")
+
+
+def test_logs_modal_cannot_give_are_an_error_within_the_deadline(project):
+    modal = script(project, "echo 'Could not find a deployed app named a' >&2; exit 1\n")
+    with pytest.raises(PlatformError, match=r"`modal app logs a --tail 20` failed \(exit 1\)"):
+        modal.recent_logs("a", 20)
+    modal = script(project, "exec sleep 30\n")
+    modal.logs_timeout = 1
+    with pytest.raises(PlatformError, match=r"did not finish within 1 s"):
+        modal.recent_logs("a", 20)

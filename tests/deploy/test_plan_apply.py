@@ -14,6 +14,7 @@ import re
 import threading
 
 from deployer.deploy.apply import LockError, apply_lock
+from deployer.local.smoke import CheckResult
 
 from ..conftest import FAST, MINIMAL, git_commit, two, with_local_adapter
 
@@ -191,6 +192,84 @@ def test_a_first_deploy_whose_endpoint_never_becomes_healthy_is_stopped(project,
     assert modal_world.fake.state["apps"]["beta"]["state"] == "stopped"
     assert modal_world.fake.state["apps"]["alpha"]["state"] == "deployed"
     assert "waiting for" in err or "beta: deployed v1" in err  # progress went to stderr
+
+
+def test_a_version_whose_vllm_cannot_start_is_rolled_back_quoting_vllms_error(
+    project, modal_world, cli
+):
+    from ..fake_modal import START_FAILURE
+
+    two(project)
+    assert cli("apply", "--yes")[0] == 0
+    project.deployment("alpha", FAST.replace("gpu: A10G", "gpu: L40S"))
+    git_commit(project.root, "alpha on L40S")
+    modal_world.fake.next_deploy_behaves("alpha", "start-fails")
+
+    code, out, err = cli("apply", "--yes")
+    assert code == 1
+    (row,) = [line for line in out.splitlines() if line.startswith("alpha ")]
+    assert "ROLLED BACK" in row and "not healthy after 3 s" in row and "rolled back to v1" in row
+    quoted = out.split("alpha: the app's logs, last lines:\n", 1)[1].split("\n\n", 1)[0]
+    assert f"  {START_FAILURE}" in quoted.splitlines()  # vLLM's own words, under the table
+    assert "  Loading safetensors checkpoint shards: 100% Completed | 1/1" in quoted.splitlines()
+    ops = [c["op"] for c in modal_world.fake.state["calls"]]
+    assert ops.index("logs") < ops.index("rollback")  # read while the failed version was current
+    history = modal_world.fake.history("alpha")
+    assert [v.number for v in history] == [3, 2, 1] and history[0].tag == history[2].tag
+
+
+def test_the_logs_of_a_failed_start_are_in_the_json_detail(project, modal_world, cli):
+    from ..fake_modal import START_FAILURE
+
+    two(project)
+    modal_world.fake.next_deploy_behaves("beta", "start-fails")
+    code, out, _ = cli("apply", "--yes", "--format", "json")
+    (beta,) = [r for r in json.loads(out)["results"] if r["name"] == "beta"]
+    assert code == 1 and beta["result"] == "stopped"
+    assert beta["detail"].splitlines()[1:2] == ["the app's logs, last lines:"]
+    assert beta["detail"].endswith(f"\n  {START_FAILURE}")
+
+
+def test_logs_that_cannot_be_read_do_not_hold_up_the_rollback(project, modal_world, cli):
+    two(project)
+    modal_world.fake.next_deploy_behaves("alpha", "start-fails")
+    modal_world.fake.fail_next_logs("Deadline exceeded")
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1 and "first deploy, so the app was stopped" in out
+    assert (
+        "alpha: the app's logs could not be read: `modal app logs alpha --tail 20` failed "
+        "(exit 1): Deadline exceeded" in out
+    )
+    assert modal_world.fake.state["apps"]["alpha"]["state"] == "stopped"
+    assert modal_world.fake.state["apps"]["beta"]["state"] == "deployed"
+
+
+def test_a_log_reader_that_breaks_does_not_hold_up_the_rollback(project, modal_world):
+    from deployer.checks.pipeline import check_paths
+    from deployer.deploy.apply import apply
+    from deployer.deploy.desired import desired, project_for
+    from deployer.deploy.plan import make_plan
+    from deployer.deploy.state import deployed_from_platform
+
+    two(project)
+    fake = modal_world.fake
+    fake.next_deploy_behaves("alpha", "start-fails")
+    checked = check_paths([project.deployments])
+    want = desired(checked.deployments, project.root / "build", project_for(project.deployments))
+    plan = make_plan(
+        want, deployed_from_platform(fake), {}, project_for(project.deployments), "fake"
+    )
+
+    def broken(name, lines):
+        raise ConnectionResetError("reset by peer\n::error::x")
+
+    fake.recent_logs = broken
+    failing = lambda d, url, cancel: [CheckResult("health", False, 3.0, "not healthy after 3 s")]
+    outcomes = apply(plan, want, fake, failing, parallel=1)
+    assert outcomes[0].result == "stopped" and fake.state["apps"]["alpha"]["state"] == "stopped"
+    assert outcomes[0].detail.endswith(
+        "\nthe app's logs could not be read: ConnectionResetError: reset by peer\\n::error::x"
+    )
 
 
 def test_a_missing_adapter_fails_the_smoke_check(project, modal_world, cli):

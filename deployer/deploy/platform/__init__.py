@@ -71,6 +71,11 @@ class Platform(Protocol):
     def stop(self, name: str) -> None:
         """Stop the app and its containers."""
 
+    def recent_logs(self, name: str, lines: int) -> list[str]:
+        """The app's last `lines` lines of logs (its containers' output and Modal's own messages),
+        oldest first, as text without colours; [] if it has none. PlatformError if they cannot
+        be read."""
+
     def web_url(self, name: str) -> str | None:
         """The URL of the app's web endpoint, as Modal's API records it for the app's `serve`
         function; None if it has none or is not deployed. Check it with `endpoint_problem`

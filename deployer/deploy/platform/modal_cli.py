@@ -18,11 +18,14 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from deployer.core.limits import DEPLOY_TIMEOUT, LIST_TIMEOUT, URL_TIMEOUT
+from deployer.core.limits import DEPLOY_TIMEOUT, LIST_TIMEOUT, LOGS_TIMEOUT, URL_TIMEOUT
 from deployer.deploy.platform import DeployedApp, PlatformError, Version
 
 SERVE_FUNCTION = "serve"  # the web function's name in the rendered app
 TAIL_LINES = 12  # of Modal's output, quoted in an error
+# What `modal app logs` adds to the text containers wrote: colour codes (for a terminal, or when
+# FORCE_COLOR asks) and a cursor-up before the line after one a carriage return ended.
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 def has_credentials(environ=os.environ) -> bool:
@@ -54,6 +57,7 @@ class ModalCli:
         self.environment = environment
         self.executable = executable or modal_executable()
         self.url_timeout = URL_TIMEOUT
+        self.logs_timeout = LOGS_TIMEOUT
         self.where = (
             f"Modal environment {environment!r}" if environment else "Modal (default environment)"
         )
@@ -159,6 +163,14 @@ class ModalCli:
     def stop(self, name: str) -> None:
         self._run(["app", "stop", name, "--yes"])
 
+    def recent_logs(self, name: str, lines: int) -> list[str]:
+        # Without --follow it fetches and exits. --tail counts log entries, and one entry (a
+        # traceback written at once) can hold many lines: the last `lines` of them are kept.
+        if lines <= 0:  # modal refuses --tail 0
+            return []
+        out = self._run(["app", "logs", name, "--tail", str(lines)], timeout=self.logs_timeout)
+        return log_lines(out)[-lines:]
+
     def web_url(self, name: str) -> str | None:
         # In a subprocess with a deadline: the SDK retries an unreachable server for about a minute.
         # A plain app serves from function `serve`; a GPU-snapshot app from method `serve` of class `Server`.
@@ -192,6 +204,18 @@ class ModalCli:
                 return None
             raise PlatformError(f"cannot read the URL of {name!r} from Modal: {last}")
         return done.stdout.strip() or None
+
+
+def log_lines(printed: str) -> list[str]:
+    """The lines `modal app logs` printed (each entry's text as the container wrote it), as a
+    terminal shows them: colour codes dropped, a line redrawn after carriage returns (a progress
+    bar) as its last drawing, blank lines left out."""
+    shown = []
+    for line in _ESCAPE.sub("", printed).split("\n"):
+        drawn = next((part for part in reversed(line.split("\r")) if part.strip()), "")
+        if drawn:
+            shown.append(drawn.rstrip())
+    return shown
 
 
 def _version(row: dict) -> Version | None:
