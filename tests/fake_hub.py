@@ -8,6 +8,9 @@ It also answers what huggingface_hub's own `snapshot_download` and `list_repo_fi
 `/api/models/{repo}/revision/{revision}` (the commit a branch points to) and
 `/api/models/{repo}/tree/{revision}` (the files), and `HEAD` on resolve URLs with the commit,
 ETag and size headers. Each revision has a commit hash that resolves like the branch.
+
+Branches move: `push` makes a new commit on a branch (the old commit stays downloadable by its
+hash), while a tag added with `add(..., revision="v1")` stays where it is.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Repo:
-    revisions: dict[str, dict[str, bytes]] = field(
-        default_factory=dict
-    )  # revision → path → content
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit → path → content
+    refs: dict[str, str] = field(default_factory=dict)  # branch or tag → commit
     private: bool = False
     gated: bool = False
 
@@ -54,7 +56,22 @@ class FakeHub:
         gated: bool = False,
     ) -> None:
         entry = self.repos.setdefault(repo, Repo(private=private, gated=gated))
-        entry.revisions.setdefault(revision, {}).update({k: v.encode() for k, v in files.items()})
+        commit = entry.refs.setdefault(revision, self.commit(repo, revision))
+        entry.commits.setdefault(commit, {}).update({k: v.encode() for k, v in files.items()})
+
+    def push(self, repo: str, files: dict[str, str], revision: str = "main") -> str:
+        """A new commit on branch `revision`, its files those of the branch's last commit with
+        `files` changed: the branch moves to it. Returns the new commit."""
+        entry = self.repos[repo]
+        before = entry.commits[entry.refs[revision]]
+        commit = hashlib.sha1(f"{repo}@{revision}#{len(entry.commits)}".encode()).hexdigest()
+        entry.commits[commit] = {**before, **{k: v.encode() for k, v in files.items()}}
+        entry.refs[revision] = commit
+        return commit
+
+    def head(self, repo: str, revision: str = "main") -> str:
+        """The commit branch or tag `revision` points to now."""
+        return self.repos[repo].refs[revision]
 
     def __enter__(self) -> "FakeHub":
         self._thread.start()
@@ -96,12 +113,10 @@ class FakeHub:
                 {"X-Error-Code": "GatedRepo"},
                 b'{"error": "Access to this repo is restricted"}',
             )
-        revision = next(
-            (r for r in repo.revisions if revision in (r, self.commit(repo_id, r))), None
-        )
-        if revision is None:
+        commit = repo.refs.get(revision) or (revision if revision in repo.commits else None)
+        if commit is None:
             return 404, {"X-Error-Code": "RevisionNotFound"}, b'{"error": "Invalid rev id"}'
-        files, commit = repo.revisions[revision], self.commit(repo_id, revision)
+        files = repo.commits[commit]
         if api and parts[2] == "revision":
             info = {
                 "id": repo_id,

@@ -12,6 +12,7 @@ from deployer.checks import (
     fit,
     flags,
     image,
+    lock,
     lora,
     model_config,
     names,
@@ -44,6 +45,7 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
     resources.check_bfloat16_support,
     resources.check_scaling,
     cold_start.check_gpu_snapshot,
+    lock.check_lock,
 )
 
 

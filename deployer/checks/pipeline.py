@@ -25,6 +25,7 @@ from deployer.core.limits import (
 from deployer.sources.adapters import with_adapter_configs
 from deployer.sources.base_model import with_base_model_info
 from deployer.sources.folders import ALLOW_ENV, leads_to, outside_repository, refused_sources
+from deployer.sources.lock import with_lock
 from deployer.spec.load import DEFAULTS_FILE, Document, load_file, merge_defaults
 from deployer.spec.model import Deployment, build_deployment, name_from_file
 from deployer.spec.schema import schema, validate
@@ -205,7 +206,8 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
         base_dirs = {display_path(f): f.parent for f in (file, file.parent / DEFAULTS_FILE)}
         deployment = build_deployment(merged, base_dirs)
         refused = refused_sources(deployment)
-        deployments.append(with_base_model_info(with_adapter_configs(deployment, refused), refused))
+        deployment = with_base_model_info(with_adapter_configs(deployment, refused), refused)
+        deployments.append(with_lock(deployment, file.parent))
 
     if not schema_only:
         diagnostics += run_checks(deployments)

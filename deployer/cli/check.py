@@ -15,9 +15,11 @@ from deployer.cli.common import (
     folder_options,
     report,
     report_options,
+    required_lock,
     select,
 )
-from deployer.core.diagnostics import render_json
+from deployer.cli.lock import LOCKED_HELP
+from deployer.core.diagnostics import render_github, render_json, render_text
 
 
 def register(commands) -> None:
@@ -43,6 +45,7 @@ def register(commands) -> None:
         action="store_true",
         help="check YAML and the JSON Schema only: no model or adapter reading, no semantic checks",
     )
+    validate.add_argument("--locked", action="store_true", help=LOCKED_HELP)
     validate.set_defaults(run=cmd_validate)
 
     render = commands.add_parser(
@@ -63,6 +66,7 @@ def register(commands) -> None:
         action="store_true",
         help="write nothing; exit 1 if any rendered file would change",
     )
+    render.add_argument("--locked", action="store_true", help=LOCKED_HELP)
     render.set_defaults(run=cmd_render)
 
 
@@ -70,6 +74,8 @@ def cmd_validate(args) -> int:
     from deployer.checks.pipeline import check_paths
 
     checked = check_paths(args.paths, schema_only=args.schema_only)
+    if args.locked:
+        checked = required_lock(checked)
     report(
         checked.diagnostics,
         len(checked.files),
@@ -81,6 +87,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from deployer.checks.lock import floating_warning
     from deployer.render.app import render
     from deployer.render.output import current_app, write
     from deployer.render.templates import project_templates
@@ -88,6 +95,8 @@ def cmd_render(args) -> int:
     checked, selected, code = select(args, args.names)
     if selected is None:
         return code
+    # Unlocked: rendered as before, saying what floats (on stderr: stdout lists the apps).
+    floating = [w for d in selected if (w := floating_warning(d)) is not None]
     results = []
     for deployment in selected:
         app = render(deployment, args.out, project_templates(args.deployments))
@@ -106,10 +115,15 @@ def cmd_render(args) -> int:
         )
 
     if args.format == "json":
-        print(render_json(checked.diagnostics, files=len(checked.files), rendered=results))
+        found = [*checked.diagnostics, *floating]
+        print(render_json(found, files=len(checked.files), rendered=results))
     else:
         if checked.diagnostics:
             report(checked.diagnostics, len(checked.files), args.format)
+        if floating and args.format == "github":
+            print(render_github(floating))
+        elif floating:
+            print(render_text(floating, color=False), file=sys.stderr)
         for r in results:
             print(f"{r['status']:>11}  {r['path']}  ({r['name']}, {r['content_hash'][:12]})")
     stale = [r for r in results if r["status"] in ("missing", "out of date")]

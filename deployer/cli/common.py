@@ -98,6 +98,17 @@ def display_path(path: Path) -> str:
     return shown(path)
 
 
+def required_lock(checked):
+    """`--locked`: what the lock lacks is an error, a missing lock too (checks/lock.py)."""
+    import dataclasses
+
+    from deployer.checks.lock import require_lock
+
+    return dataclasses.replace(
+        checked, diagnostics=require_lock(checked.diagnostics, checked.deployments)
+    )
+
+
 def select(args, names: Sequence[str], tolerate: str | None = None):
     """Validate the deployments folder and pick `names` (all if empty): (checked, deployments,
     exit code); deployments is None when findings stop the command (exit 1). A name that is not a
@@ -107,6 +118,8 @@ def select(args, names: Sequence[str], tolerate: str | None = None):
     from deployer.core.text import did_you_mean
 
     checked = check_paths([args.deployments])
+    if getattr(args, "locked", False):
+        checked = required_lock(checked)
     by_name = {d.name: d for d in checked.deployments}
     unknown = [n for n in names if n not in by_name]
     if unknown and (checked.ok or tolerate):

@@ -19,6 +19,7 @@ from deployer.cli.common import (
     folder_options,
     select,
 )
+from deployer.cli.lock import LOCKED_HELP
 from deployer.core.limits import MAX_SUMMARY_CHARS
 from deployer.core.table import table
 
@@ -93,6 +94,7 @@ def register(commands) -> None:
         help="text (default), json, or github (also writes a markdown plan to "
         "$GITHUB_STEP_SUMMARY)",
     )
+    plan.add_argument("--locked", action="store_true", help=LOCKED_HELP)
     plan.set_defaults(run=cmd_plan)
 
     apply = commands.add_parser(
@@ -152,6 +154,7 @@ def register(commands) -> None:
         default="text",
         help="text (default), json, or github (also writes the results to $GITHUB_STEP_SUMMARY)",
     )
+    apply.add_argument("--locked", action="store_true", help=LOCKED_HELP)
     apply.set_defaults(run=cmd_apply)
 
     status = commands.add_parser(

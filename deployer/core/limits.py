@@ -92,6 +92,14 @@ DEPLOY_TIMEOUT = 3600.0  # an image build with CUDA and vLLM can take many minut
 URL_TIMEOUT = 20.0  # reading an app's web URL: the SDK retries an unreachable server for a minute
 LOGS_TIMEOUT = 30.0  # `modal app logs --tail`, read before a failed version is rolled back
 
+# -- the lock (sources/lock.py, sources/packages.py) ---------------------------------------------
+
+# lock/sources.yaml: a few lines per Hub source; read as a YAML file like a deployment's
+# (MAX_YAML_BYTES). One locked package set: vLLM's 170 packages with their hashes are ~400 KB.
+MAX_LOCK_IMAGE_BYTES = 8 * 1024 * 1024
+# One `uv pip compile`: vLLM's set resolves in ~10 s from a warm registry, a cold cache takes longer.
+PACKAGE_RESOLVE_SECONDS = 300
+
 # -- git commits a plan reads (deploy/commit_files.py, deploy/state.py) --------------------------
 
 GIT_SECONDS = 600  # one git process of an export (listing the commit, streaming its files)

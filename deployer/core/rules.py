@@ -1018,6 +1018,39 @@ FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
+        "lock",
+        "The lock",
+        "`lock/` beside `deployments/` pins each deployment's Hub sources to commits and its "
+        "image to a package set (see [The lock](lock.md)). These findings appear when the project "
+        "keeps a lock; `--locked` (validate, render, plan, apply) makes each an error, and a "
+        "deployment without a lock one too.",
+        (
+            Rule(
+                "lock.missing",
+                ERROR_OR_WARNING,
+                "The lock has no commit for a Hub source or no package set for the image, or "
+                "locks them for another repo, revision, vLLM version, Python version or pip "
+                "list than the YAML now says; render leaves what it lacks floating.",
+                "Run `deployer lock` and commit `lock/`.",
+            ),
+            Rule(
+                "lock.unresolved",
+                ERROR_OR_WARNING,
+                "The lock records a Hub source as unresolved (`deployer lock --allow-unresolved` "
+                "could not reach the Hub): it downloads whatever its revision points to.",
+                "Run `deployer lock` where the Hub is reachable (with `HF_TOKEN` for private "
+                "repos) and commit `lock/`.",
+            ),
+            Rule(
+                "lock.unreadable",
+                ERROR,
+                "`lock/sources.yaml` is not a lock: not YAML, a link, too large, or a value "
+                "of the wrong kind.",
+                "Fix the file, or remove it and run `deployer lock` to write it again.",
+            ),
+        ),
+    ),
+    Family(
         "scaling",
         "Scaling",
         "Scaling numbers that each pass the schema but contradict each other.",

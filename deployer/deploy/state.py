@@ -99,7 +99,7 @@ class RefTrees:
     ) -> tuple[str, dict[str, Desired]]:
         files = CommitFiles(self.layout.root, ref, tree)
         folder = tree / self.layout.deployments
-        files.add([folder, folder.parent / "templates"])
+        files.add([folder, folder.parent / "templates", folder.parent / "lock"])
         if not folder.is_dir():
             return files.commit, {}
         chosen = self._checked(folder, files.commit, names)

@@ -17,7 +17,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployer.render.context import context, runtime_files
+from deployer.render.context import context, locked_files, runtime_files
 from deployer.render.templates import TEMPLATE_NAME, TemplateProblem, fill
 from deployer.spec.model import Deployment
 
@@ -90,7 +90,8 @@ def render(deployment: Deployment, out_dir: Path, templates: Path | None = None)
         # working folder); what runs does not. Hash a render with the paths left out.
         values["local_folders"] = {remote: "<local folder>" for remote in values["local_folders"]}
         hashed = fill(values, templates)
-    return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE, hashed, runtime_files())
+    beside = runtime_files() + locked_files(deployment)
+    return RenderedApp(deployment.name, source, digest, app_dir / APP_FILE, hashed, beside)
 
 
 def _declared_encoding(source: str) -> str:

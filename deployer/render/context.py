@@ -46,6 +46,8 @@ CONTAINER_SOURCES = "/root/sources"  # local `path:` folders are copied under he
 # Modal's vLLM example sets it, for a cold start that downloads gigabytes of weights.
 DOWNLOAD_ENV = {"HF_XET_HIGH_PERFORMANCE": "1"}
 DURATION_OPTIONS = ("startup_timeout", "scaledown_window", "timeout")  # seconds, as durations
+# The image's locked package set (lock/images/<key>.txt), written beside the app when it is locked.
+REQUIREMENTS_FILE = "requirements.txt"
 
 
 def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
@@ -58,6 +60,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         return remote
 
     base = deployment.base_model
+    locked = deployment.lock
     if base.source.is_local:
         base_model = container_path("models", "base", base.source)
     else:
@@ -72,7 +75,8 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         else:
             adapters[adapter.name] = {
                 "repo": adapter.source.repo,
-                "revision": adapter.source.revision,
+                "revision": (locked and locked.adapter_commit(adapter.name))
+                or adapter.source.revision,
             }
 
     scaling = deployment.scaling
@@ -125,6 +129,12 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
             "base": deployment.image.base,
             "python": deployment.image.python,
             "packages": [f"vllm=={deployment.vllm.version}", *deployment.image.pip],
+            # Every package pinned, with hashes: the lock's set, shipped beside the app.
+            "requirements": REQUIREMENTS_FILE if locked_files(deployment) else None,
+            "locked_comment": comment(
+                f"{', '.join([f'vllm=={deployment.vllm.version}', *deployment.image.pip])} and "
+                "every package they need, pinned with hashes by the lock"
+            ),
             "env": dict(deployment.image.env),
             "download_env": DOWNLOAD_ENV,
         },
@@ -158,7 +168,8 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         "startup_timeout": scaling.startup_timeout,
         "startup_timeout_comment": _duration_comment(scaling.startup_timeout),
         "proxy_auth": deployment.auth.proxy,
-        "base_revision": base.source.revision,
+        "base_revision": (locked and locked.base_commit) or base.source.revision,
+        "base_revision_comment": comment(_revision_comment(deployment)),
         "gpu_snapshot": deployment.cold_start.gpu_snapshot,
         "served_models": model_ids,
         # Shipped to the container by every app; the API key middleware only with auth_guard.
@@ -166,6 +177,21 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
             f"{RUNTIME_MODULE}.py": f"{CONTAINER_APP_FOLDER}/{RUNTIME_MODULE}.py",
         },
     }
+
+
+def locked_files(deployment: Deployment) -> tuple[tuple[str, str], ...]:
+    """(name beside the app, text) of the lock's files the app installs from."""
+    locked = deployment.lock
+    if locked is None or locked.requirements is None:
+        return ()
+    return ((REQUIREMENTS_FILE, locked.requirements),)
+
+
+def _revision_comment(deployment: Deployment) -> str:
+    source, locked = deployment.base_model.source, deployment.lock
+    if locked is not None and locked.base_commit:
+        return f"{source.revision or 'main'} when locked (lock/sources.yaml)"
+    return "None: the repo's main branch" if source.revision is None else "as the YAML names it"
 
 
 def _in_seconds(seconds: int) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deployer.core.paths import linked_part, read_plain, real
 from deployer.render.app import APP_FILE, RenderedApp
-from deployer.render.context import RUNTIME_FILES
+from deployer.render.context import REQUIREMENTS_FILE, RUNTIME_FILES
 
 # What `serve --local` keeps beside the app: the running server, and vLLM's log.
 STATE_FILE = "local-server.json"
@@ -27,7 +27,7 @@ class OutputProblem(Exception):
 # What an app folder may hold: the app, the runtime files render writes beside it, and what
 # `serve --local` writes. Not a __pycache__: Python runs a cached .pyc there instead of app.py (an
 # unchecked hash-based one without even looking at the source), and nothing of ours writes one.
-OWN_ENTRIES = {APP_FILE, *RUNTIME_FILES, LOG_FILE, STATE_FILE}
+OWN_ENTRIES = {APP_FILE, *RUNTIME_FILES, REQUIREMENTS_FILE, LOG_FILE, STATE_FILE}
 
 
 def _foreign_entries(folder: Path) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -155,6 +156,52 @@ def read_json(
     except (ValueError, RecursionError) as exc:
         return None, Missing(f"{found.where} is not valid JSON: {exc}", definite=True, present=True)
     return (data if isinstance(data, dict) else None), found
+
+
+FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def resolve_revision(repo: str, revision: str | None) -> str | Missing:
+    """The commit a branch or tag of `repo` points to now, from the Hub's API (never the local
+    cache: a cached ref is as old as the last download). A full commit hash is its own answer."""
+    global _spent
+    revision = revision or "main"
+    if FULL_COMMIT.fullmatch(revision):
+        return revision
+    if _offline():
+        return Missing("HF_HUB_OFFLINE is set")
+    if _unreachable:
+        return Missing(f"the Hub is unreachable ({_unreachable})")
+    if _spent >= HUB_RUN_SECONDS:
+        return Missing(f"this run has spent its {HUB_RUN_SECONDS:.0f} s of Hub requests")
+    url = f"{_endpoint()}/api/models/{repo}/revision/{urllib.parse.quote(revision, safe='')}"
+    started = time.monotonic()
+    try:
+        response = fetch(
+            url,
+            headers=_auth_headers(),
+            timeout=max(1.0, min(HUB_REQUEST_SECONDS, HUB_RUN_SECONDS - _spent)),
+            max_bytes=MAX_HUB_FILE_BYTES,
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        _note_unreachable(exc)
+        return Missing(f"the Hub is unreachable ({_unreachable})")
+    finally:
+        _spent += time.monotonic() - started
+    if not 200 <= response.status < 300:
+        return _http_missing(response, repo, "", f" at revision {revision}")
+    try:
+        commit = json.loads(response.body).get("sha") if not response.truncated else None
+    except (ValueError, AttributeError):
+        commit = None
+    if not isinstance(commit, str) or not FULL_COMMIT.fullmatch(commit):
+        return Missing(f"the Hub's answer at {url} names no commit")
+    return commit
+
+
+def _note_unreachable(exc: BaseException) -> None:
+    global _unreachable
+    _unreachable = str(getattr(exc, "reason", exc))
 
 
 def _auth_headers() -> dict[str, str]:

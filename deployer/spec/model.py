@@ -14,6 +14,7 @@ from typing import Any
 
 from deployer.core.paths import real
 from deployer.spec.load import Document
+from deployer.spec.locked import Locked
 from deployer.spec.schema import schema
 
 
@@ -192,6 +193,7 @@ class Deployment:
     secrets: tuple[str, ...]
     smoke: Smoke
     document: Document = field(compare=False, repr=False)  # for positions in later diagnostics
+    lock: Locked | None = None  # what the lock pins for it (sources/lock.py); None: not looked up
 
     @property
     def model_ids(self) -> list[str]:

@@ -54,12 +54,19 @@ def test_schema_is_valid_draft_2020_12_and_closed_at_every_level():
 def test_shipped_deployments_validate_with_warnings_for_what_cannot_be_checked_offline():
     checked = check_paths([REPO / "deployments"])
     assert sorted(d.name for d in checked.deployments) == ["chess-puzzle", "qwen3-4b-multi"]
+    # The lock pins their packages; their Hub commits cannot be resolved from here (unresolved).
     assert [(Path(d.file).name, d.rule) for d in checked.diagnostics] == [
+        ("chess-puzzle.yaml", "lock.unresolved"),  # the base model
         ("chess-puzzle.yaml", "lora.unknown-rank"),  # the Hub is not reachable from CI
+        ("chess-puzzle.yaml", "lock.unresolved"),  # the adapter
         ("chess-puzzle.yaml", "auth.public"),  # like the hand-written app it reproduces
+        ("qwen3-4b-multi.yaml", "lock.unresolved"),
         ("qwen3-4b-multi.yaml", "lora.unknown-rank"),
+        ("qwen3-4b-multi.yaml", "lock.unresolved"),
         ("qwen3-4b-multi.yaml", "lora.unknown-rank"),
+        ("qwen3-4b-multi.yaml", "lock.unresolved"),
         ("qwen3-4b-multi.yaml", "lora.unknown-rank"),
+        ("qwen3-4b-multi.yaml", "lock.unresolved"),
     ]
 
 

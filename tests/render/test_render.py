@@ -69,7 +69,11 @@ def test_chess_puzzle_app_reproduces_the_reference_app():
         in source
     )
     assert ".entrypoint([])" in source
-    assert '.uv_pip_install("vllm==0.11.2", "huggingface-hub==0.36.0")' in source
+    # What the YAML asks for, and everything it needs, as the lock pins it (with hashes).
+    assert '.uv_pip_install(requirements=[str(HERE / "requirements.txt")])' in source
+    (locked,) = (REPO / "lock" / "images").glob("*.txt")
+    pins = locked.read_text(encoding="utf-8")
+    assert "\nvllm==0.11.2 \\\n" in pins and "\nhuggingface-hub==0.36.0 \\\n" in pins
     assert 'modal.Volume.from_name("huggingface-cache", create_if_missing=True)' in source
     assert 'modal.Volume.from_name("vllm-cache", create_if_missing=True)' in source
     assert "@modal.web_server(port=VLLM_PORT, startup_timeout=10 * MINUTES)" in source
