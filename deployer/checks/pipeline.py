@@ -206,8 +206,10 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
         base_dirs = {display_path(f): f.parent for f in (file, file.parent / DEFAULTS_FILE)}
         deployment = build_deployment(merged, base_dirs)
         refused = refused_sources(deployment)
+        # The lock first: configs are read at the commits it pins, which the app downloads.
+        deployment = with_lock(deployment, file.parent)
         deployment = with_base_model_info(with_adapter_configs(deployment, refused), refused)
-        deployments.append(with_lock(deployment, file.parent))
+        deployments.append(deployment)
 
     if not schema_only:
         diagnostics += run_checks(deployments)

@@ -14,7 +14,9 @@ from deployer.checks._at import at
 from deployer.checks.flags import HUB_OR_KEYWORD, container_path, is_system_path, walk_json
 from deployer.core.diagnostics import Diagnostic, Severity
 from deployer.sources.base_model import tokenizer_files
+from deployer.sources.lock import as_downloaded
 from deployer.spec.model import Deployment, Source
+from deployer.vllm.argv import tokenizer_revision
 
 # Constructor arguments that name files: vocab_file, merges_file, tokenizer_file, spm_file, ...
 # (each tokenizer class has its own), and transformers 5's vocab and merges (a path, or the data).
@@ -37,11 +39,8 @@ def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
     args = dict(deployment.vllm.args)
     named = args.get("tokenizer")
     if isinstance(named, str) and HUB_OR_KEYWORD.match(named) and "/" in named:
-        revision = (
-            deployment.base_model.source.revision
-        )  # the deployer passes it as --tokenizer-revision too
         source, where, yaml_path = (
-            Source(repo=named, revision=revision),
+            Source(repo=named, revision=tokenizer_revision(deployment)),
             named,
             ("vllm", "args", "tokenizer"),
         )
@@ -50,6 +49,7 @@ def check_tokenizer_files(deployment: Deployment) -> Iterable[Diagnostic]:
     ):  # (None: not read, a folder the sources check refuses)
         source, yaml_path = deployment.base_model.source, ("base_model",)
         where = source.describe()
+        source = as_downloaded(source, deployment.lock)  # what the app downloads
     else:
         return
     for filename, content in tokenizer_files(source).items():

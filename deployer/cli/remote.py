@@ -361,6 +361,26 @@ def _write_summary(markdown: str) -> None:
             handle.write(markdown + "\n")
 
 
+def _noting_upstream(plan, checked, names):
+    """`plan` with each locked branch or tag that has moved on the Hub noted: one request per
+    repo@revision, within the Hub budget of hub.py (none offline, none once it is unreachable)."""
+    from deployer.deploy.plan import with_upstream
+    from deployer.sources import hub
+    from deployer.sources.lock import in_force, upstream_moves
+
+    pinned = in_force(d for d in checked.deployments if not names or d.name in names)
+    unchecked: dict[str, str] = {}
+
+    def resolve(repo: str, revision: str) -> tuple[str | None, str]:
+        found = hub.resolve_revision(repo, revision)
+        if isinstance(found, hub.Missing):
+            unchecked[f"{repo}@{revision}"] = found.reason
+            return None, found.reason
+        return found, ""
+
+    return with_upstream(plan, list(upstream_moves(pinned, resolve)), unchecked)
+
+
 def cmd_plan(args) -> int:
     from deployer.deploy.plan import format_markdown, format_text, to_json
 
@@ -370,6 +390,7 @@ def cmd_plan(args) -> int:
     result, _, _, code = build_plan(args, checked)
     if result is None:
         return code
+    result = _noting_upstream(result, checked, args.names)
     if args.format == "json":
         print(json.dumps(to_json(result), indent=2, ensure_ascii=False))
     else:

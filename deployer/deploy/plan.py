@@ -6,16 +6,18 @@ Pure: the caller reads Modal or git and passes plain values in.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from deployer.core.diagnostics import printable
 from deployer.core.limits import NOTE_CHARS, SHOWN_CHANGES, SHOWN_CHARS
 from deployer.deploy.desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
 from deployer.deploy.platform import Version
+from deployer.sources.lock import Move
 from deployer.spec.model import Deployment
 from deployer.vllm.concurrency import concurrency
 
@@ -63,6 +65,8 @@ class Plan:
     project: Project
     against: str  # what "deployed" was read from
     fallback: str | None = None  # why it is not Modal itself, when it is not
+    upstream: tuple[Move, ...] = ()  # locked branches and tags that have moved on the Hub
+    notes: tuple[str, ...] = ()  # about the plan as a whole (upstream could not be checked)
 
     @property
     def has_changes(self) -> bool:
@@ -204,6 +208,38 @@ def make_plan(
             )
         )
     return Plan(tuple(actions), project, against, fallback)
+
+
+def with_upstream(plan: Plan, moves: Sequence[Move], unchecked: Mapping[str, str]) -> Plan:
+    """`plan` noting, on each deployment's action, each locked branch or tag that has moved on
+    the Hub since it was locked (`moves`), and in one line the sources whose upstream could not
+    be checked (`unchecked`: repo@revision → why). The lock, not the plan, moves them: a note."""
+    by_name: dict[str, list[str]] = {}
+    for move in moves:
+        by_name.setdefault(move.deployment, []).append(upstream_note(move))
+    actions = tuple(
+        dataclasses.replace(a, notes=a.notes + tuple(by_name[a.name])) if a.name in by_name else a
+        for a in plan.actions
+    )
+    notes = plan.notes
+    if unchecked:
+        reasons = "; ".join(dict.fromkeys(unchecked.values()))
+        notes += (
+            f"upstream not checked for {len(unchecked)} locked branch(es) or tag(s) "
+            f"({', '.join(unchecked)}): {reasons}",
+        )
+    return dataclasses.replace(plan, actions=actions, upstream=tuple(moves), notes=notes)
+
+
+def upstream_note(move: Move) -> str:
+    return (
+        f"{move.what}: {move.revision} is now {_short(move.new)}, locked {_short(move.old)}: "
+        f"run `deployer lock --upgrade {move.deployment}`"
+    )
+
+
+def _short(commit: str | None) -> str:
+    return commit[:7] if commit else "unresolved"
 
 
 # -- what changed --------------------------------------------------------------------------------
@@ -371,6 +407,7 @@ def format_text(plan: Plan) -> str:
     lines = []
     if plan.fallback:
         lines.append(f"note: {plan.fallback}")
+    lines += [f"note: {printable(note, NOTE_CHARS)}" for note in plan.notes]
     for a in plan.actions:
         detail = {
             CREATE: f"new app, tag {short_tag(a.tag)}",
@@ -397,6 +434,8 @@ def format_markdown(plan: Plan) -> str:
     lines = ["## Deployment plan", "", headline(plan), ""]
     if plan.fallback:
         lines += [f"> {md(plan.fallback)}", ""]
+    for note in plan.notes:
+        lines += [f"> {md(printable(note, NOTE_CHARS))}", ""]
     lines += [
         "| | deployment | action | deployed | what changes | means |",
         "|---|---|---|---|---|---|",
@@ -446,4 +485,15 @@ def to_json(plan: Plan) -> dict:
             }
             for a in plan.actions
         ],
+        "upstream": [
+            {
+                "deployment": m.deployment,
+                "source": m.what,
+                "revision": m.revision,
+                "locked": m.old,
+                "upstream": m.new,
+            }
+            for m in plan.upstream
+        ],
+        "notes": list(plan.notes),
     }

@@ -1,7 +1,8 @@
 """Read each LoRA adapter's `adapter_config.json`, so LoRA limits are derived rather than guessed.
 
-Local adapters are read from their folder; Hub adapters at their pinned revision from the local
-Hugging Face cache, else from the Hub unless offline (`hub.py`). What could not be read is
+Local adapters are read from their folder; Hub adapters at the commit the lock pins (else at the
+revision the YAML names) from the local Hugging Face cache, else from the Hub unless offline
+(`hub.py`). What could not be read is
 recorded with the reason, and reported by the LoRA check, never silently skipped.
 """
 
@@ -13,6 +14,7 @@ from typing import Collection
 
 from deployer.core.budget import once, read_json
 from deployer.sources import hub
+from deployer.sources.lock import as_downloaded
 from deployer.spec.model import Adapter, AdapterConfig, Deployment, Source, UnknownConfig
 
 CONFIG_FILE = "adapter_config.json"
@@ -93,9 +95,15 @@ def _read_config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
 
 
 def with_adapter_configs(deployment: Deployment, unread: Collection[Source] = ()) -> Deployment:
-    """The deployment with each adapter's config (or the reason it is unknown) attached; adapters
-    from `unread` sources (refused by the sources check) are left unlooked-up."""
+    """The deployment with each adapter's config (or the reason it is unknown) attached, read at
+    its locked commit when `deployment.lock` pins one; adapters from `unread` sources (refused by
+    the sources check) are left unlooked-up."""
+
+    def config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
+        source = as_downloaded(adapter.source, deployment.lock, adapter.name)
+        return read_config(replace(adapter, source=source))
+
     adapters = tuple(
-        a if a.source in unread else replace(a, config=read_config(a)) for a in deployment.adapters
+        a if a.source in unread else replace(a, config=config(a)) for a in deployment.adapters
     )
     return replace(deployment, adapters=adapters)

@@ -1,8 +1,9 @@
 """Read the base model's `config.json` and its weights' tensor index (names, dtypes, shapes) from
 safetensors headers, without loading any weights.
 
-Local models are read from their folder; a Hub model's config.json at its revision from the local
-Hugging Face cache, else from the Hub unless offline; safetensors headers only from the cache
+Local models are read from their folder; a Hub model's config.json at the commit the lock pins
+(else at the revision the YAML names) from the local Hugging Face cache, else from the Hub unless
+offline; safetensors headers only from the cache
 (weights are never downloaded here). The LoRA compatibility check uses the tensor names to know
 which modules the architecture has; the GPU fit check, the sizes.
 """
@@ -32,6 +33,7 @@ from deployer.core.limits import (
 )
 from deployer.core.paths import real, within
 from deployer.sources import hub
+from deployer.sources.lock import as_downloaded
 from deployer.spec.model import BaseModelInfo, Deployment, Source, UnknownConfig
 
 
@@ -220,12 +222,14 @@ def tokenizer_files(source: Source) -> dict[str, dict | str]:
 
 
 def with_base_model_info(deployment: Deployment, unread: Collection[Source] = ()) -> Deployment:
-    """The deployment with its base model's config and tensor index attached (left unlooked-up
-    when its source is in `unread`, refused by the sources check)."""
+    """The deployment with its base model's config and tensor index attached, read at its locked
+    commit when `deployment.lock` pins one (left unlooked-up when its source is in `unread`,
+    refused by the sources check)."""
     base = deployment.base_model
     if base.source in unread:
         return deployment
+    source = as_downloaded(base.source, deployment.lock)
     info = once(
-        ("base model", base.source), lambda: read_base_model(base.source)
+        ("base model", source), lambda: read_base_model(source)
     )  # shared by every deployment on it
     return replace(deployment, base_model=replace(base, info=info))

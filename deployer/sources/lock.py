@@ -110,6 +110,7 @@ class Move:
     what: str
     old: str | None
     new: str | None
+    revision: str = ""  # the branch or tag that moved, as the YAML writes it
 
     def describe(self) -> str:
         old, new = (c[:12] if c else UNRESOLVED for c in (self.old, self.new))
@@ -144,6 +145,21 @@ def hub_sources(deployment: Deployment) -> list[tuple[str | None, Source, tuple,
 
 def _written(source: Source) -> str:
     return f"{source.repo}@{source.revision or 'main'}"
+
+
+def locked_commit(locked: Locked | None, adapter: str | None) -> str | None:
+    """The commit the lock pins the base model (None) or an adapter to, if it pins one."""
+    if locked is None:
+        return None
+    return locked.base_commit if adapter is None else locked.adapter_commit(adapter)
+
+
+def as_downloaded(source: Source, locked: Locked | None, adapter: str | None = None) -> Source:
+    """`source` at the commit its app downloads: the locked one, when the lock pins it, so that
+    what validate reads (configs, tokenizer files, cached weights) is what will be served; as
+    the YAML writes it otherwise."""
+    commit = locked_commit(locked, adapter) if source.repo is not None else None
+    return dataclasses.replace(source, revision=commit) if commit else source
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -440,7 +456,24 @@ def upstream_moves(
             commit, _ = resolved[key]
             if commit and commit != pin.commit:
                 what = "base model" if adapter is None else f"adapter {adapter!r}"
-                yield Move(name, f"{what} ({pin.describe()})", pin.commit, commit)
+                yield Move(name, f"{what} ({pin.describe()})", pin.commit, commit, pin.revision)
+
+
+def in_force(deployments: Iterable[Deployment]) -> Lock:
+    """The pins the lock holds for `deployments` that still match their YAML (what their apps
+    download at), as a lock of their own: what `plan` asks the Hub about."""
+    entries = {}
+    for deployment in deployments:
+        pinned = [
+            (adapter, Pin(source.repo, source.revision or "main", commit))
+            for adapter, source, _, _ in hub_sources(deployment)
+            if (commit := locked_commit(deployment.lock, adapter))
+        ]
+        base = dict(pinned).get(None)
+        adapters = tuple((a, pin) for a, pin in pinned if a is not None)
+        if base or adapters:
+            entries[deployment.name] = Entry(inputs_for(deployment).key, base, adapters)
+    return Lock(entries, {}, {})
 
 
 # -- writing ---------------------------------------------------------------------------------------

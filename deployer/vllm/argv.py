@@ -204,12 +204,38 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def base_revision(deployment: Deployment) -> str | None:
+    """What the command passes as `--revision`, when the YAML names a revision: the commit the
+    lock pins it to, else the revision as written."""
+    written = deployment.base_model.source.revision
+    if not written:
+        return None
+    return (deployment.lock and deployment.lock.base_commit) or written
+
+
+def _separate_tokenizer(deployment: Deployment) -> bool:
+    """Whether `vllm.args.tokenizer` names a repo (or folder) other than the base model's."""
+    named = dict(deployment.vllm.args).get("tokenizer")
+    return isinstance(named, str) and named != deployment.base_model.source.repo
+
+
+def tokenizer_revision(deployment: Deployment) -> str | None:
+    """The revision vLLM reads a tokenizer that `vllm.args.tokenizer` names at: vLLM takes
+    `--revision` for it unless given `--tokenizer-revision`, which the command passes when
+    `--revision` is a locked commit of another repo (a commit is no revision of the tokenizer's)."""
+    if _separate_tokenizer(deployment):
+        return deployment.base_model.source.revision
+    return base_revision(deployment)
+
+
 def vllm_flags(deployment: Deployment) -> list[str]:
     """Every flag after `--model`, except host, port and the per-container `--lora-modules` paths."""
     base = deployment.base_model
     flags: list[str] = []
-    if base.source.revision:
-        flags += ["--revision", base.source.revision]
+    if revision := base_revision(deployment):
+        flags += ["--revision", revision]
+        if revision != base.source.revision and _separate_tokenizer(deployment):
+            flags += ["--tokenizer-revision", str(base.source.revision)]
     flags += ["--served-model-name", base.served_name]
     if deployment.gpu.count > 1:
         # More than one GPU per container only helps if vLLM splits the model across them.

@@ -13,7 +13,7 @@ import pytest
 
 from deployer.sources import hub, packages
 
-from ..conftest import FIXTURES
+from ..conftest import FIXTURES, git_commit
 from ..fake_hub import FakeHub
 
 QWEN3_4B = (FIXTURES / "configs" / "Qwen--Qwen3-4B-Instruct-2507.json").read_text()
@@ -296,3 +296,162 @@ def test_upgrade_of_an_unknown_deployment_is_a_usage_error(project, online, reso
     project.deployment("d", DEPLOYMENT)
     code, _, err = cli("lock", "--upgrade", "nope")
     assert code == 2 and "no deployment named 'nope'" in err
+
+
+def flag_value(flags: list[str], option: str) -> str | None:
+    return flags[flags.index(option) + 1] if option in flags else None
+
+
+def test_validate_judges_the_adapter_config_at_the_locked_commit_until_upgraded(
+    project, online, resolver, cli
+):
+    project.deployment("d", DEPLOYMENT)
+    assert cli("lock")[0] == 0
+    locked = online.head("org/chess-lora")
+    online.push("org/chess-lora", {"adapter_config.json": lora(64)})  # retrained at rank 64
+    online.requests.clear()
+    assert cli("render")[0] == 0
+    flags = constants(project.root / "build" / "d" / "app.py")["VLLM_FLAGS"]
+    assert flag_value(flags, "--max-lora-rank") == "8"  # the rank of what the app downloads
+    assert (f"/org/chess-lora/resolve/{locked}/adapter_config.json", None) in online.requests
+    assert not [
+        path for path, _ in online.requests if path.startswith("/org/chess-lora/resolve/main")
+    ]
+    assert cli("lock", "--upgrade")[0] == 0
+    assert cli("render")[0] == 0
+    flags = constants(project.root / "build" / "d" / "app.py")["VLLM_FLAGS"]
+    assert flag_value(flags, "--max-lora-rank") == "64"
+
+
+def test_the_base_models_config_is_read_at_its_locked_commit(project, online, resolver, cli):
+    project.deployment("d", DEPLOYMENT)
+    assert cli("lock")[0] == 0
+    locked = online.head(BASE)
+    online.push(BASE, {"config.json": "not JSON"})
+    code, found, _ = rules(cli)
+    assert code == 0 and not [r for r in found if r.startswith(("model.", "sources."))]
+    assert (f"/{BASE}/resolve/{locked}/config.json", None) in online.requests
+
+
+def test_without_a_lock_entry_configs_are_read_at_the_revision_as_written(
+    project, online, resolver, cli
+):
+    project.deployment("d", DEPLOYMENT)
+    assert cli("lock")[0] == 0
+    project.deployment(
+        "d",
+        DEPLOYMENT.replace(
+            "{name: chess, repo: org/chess-lora}",
+            "{name: chess, repo: org/chess-lora, revision: v2}",
+        ),
+    )
+    online.add("org/chess-lora", {"adapter_config.json": lora(16)}, revision="v2")
+    online.requests.clear()
+    assert cli("render")[0] == 0
+    flags = constants(project.root / "build" / "d" / "app.py")["VLLM_FLAGS"]
+    assert flag_value(flags, "--max-lora-rank") == "16"
+    assert ("/org/chess-lora/resolve/v2/adapter_config.json", None) in online.requests
+
+
+WITH_REVISION = DEPLOYMENT.replace(
+    "{repo: Qwen/Qwen3-4B-Instruct-2507}", "{repo: Qwen/Qwen3-4B-Instruct-2507, revision: main}"
+)
+
+
+def test_vllms_revision_carries_the_locked_commit(project, online, resolver, cli):
+    project.deployment("d", WITH_REVISION)
+    assert cli("render")[0] == 0  # unlocked: as written
+    flags = constants(project.root / "build" / "d" / "app.py")["VLLM_FLAGS"]
+    assert flag_value(flags, "--revision") == "main"
+    assert cli("lock")[0] == 0 and cli("render")[0] == 0
+    flags = constants(project.root / "build" / "d" / "app.py")["VLLM_FLAGS"]
+    assert flag_value(flags, "--revision") == online.head(BASE)
+    assert "--tokenizer-revision" not in flags  # the tokenizer is the model's folder
+
+
+def test_a_tokenizer_of_another_repo_keeps_the_revision_as_written(project, online, resolver, cli):
+    # vLLM reads the tokenizer at --revision unless told otherwise: the base model's commit is no
+    # revision of another repo.
+    online.add("org/tok", {"tokenizer_config.json": "{}"})
+    project.deployment(
+        "d",
+        WITH_REVISION.replace(
+            "{max-model-len: 32768}", "{max-model-len: 32768, tokenizer: org/tok}"
+        ),
+    )
+    assert cli("lock")[0] == 0 and cli("render")[0] == 0
+    flags = constants(project.root / "build" / "d" / "app.py")["VLLM_FLAGS"]
+    assert flag_value(flags, "--revision") == online.head(BASE)
+    assert flag_value(flags, "--tokenizer-revision") == "main"
+    assert ("/org/tok/resolve/main/tokenizer_config.json", None) in online.requests
+
+
+def test_plan_notes_each_locked_branch_that_moved_upstream(
+    project, online, resolver, modal_world, cli, tmp_path, monkeypatch
+):
+    project.deployment("a", DEPLOYMENT)
+    project.deployment("b", DEPLOYMENT.replace("H100", "A100-80GB"))
+    assert cli("lock")[0] == 0
+    git_commit(project.root, "locked")
+    old = online.head("org/chess-lora")
+    new = online.push("org/chess-lora", {"adapter_model.safetensors": "retrained"})
+    online.push("org/sql-lora", {"adapter_model.safetensors": "retrained"})  # main, not v1
+    online.requests.clear()
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, err = cli("plan", "--format", "github")
+    assert code == 0, err
+    for name in ("a", "b"):
+        assert (
+            f"note: adapter 'chess' (org/chess-lora@main): main is now {new[:7]}, locked "
+            f"{old[:7]}: run `deployer lock --upgrade {name}`"
+        ) in out
+    assert out.count("is now") == 2  # the tag and the base model stayed
+    assert "not checked" not in out
+    # One request per repo@revision, however many deployments share it.
+    asked = [path for path, _ in online.requests if path.startswith("/api/models/")]
+    assert sorted(asked) == sorted(
+        {
+            f"/api/models/{BASE}/revision/main",
+            "/api/models/org/chess-lora/revision/main",
+            "/api/models/org/sql-lora/revision/v1",
+        }
+    )
+    assert f"main is now {new[:7]}, locked {old[:7]}: run \\`deployer lock --upgrade a\\`" in (
+        summary.read_text()
+    )
+    plan = json.loads(cli("plan", "--format", "json")[1])
+    assert [
+        (m["deployment"], m["revision"], m["locked"], m["upstream"]) for m in plan["upstream"]
+    ] == [
+        ("a", "main", old, new),
+        ("b", "main", old, new),
+    ]
+    (action,) = [a for a in plan["actions"] if a["name"] == "a"]
+    assert any("run `deployer lock --upgrade a`" in note for note in action["notes"])
+    assert plan["notes"] == []
+
+
+def test_plan_with_the_hub_unreachable_says_upstream_was_not_checked(
+    project, online, resolver, modal_world, cli, monkeypatch
+):
+    project.deployment("d", DEPLOYMENT)
+    assert cli("lock")[0] == 0
+    git_commit(project.root, "locked")
+    go_offline(online, monkeypatch)
+    code, out, err = cli("plan")
+    assert code == 0, err
+    (note,) = [line for line in out.splitlines() if "upstream not checked" in line]
+    assert note.startswith("note: upstream not checked for 3 locked branch(es) or tag(s)")
+    assert "the Hub is unreachable" in note and "is now" not in out
+    plan = json.loads(cli("plan", "--format", "json")[1])
+    assert plan["upstream"] == [] and len(plan["notes"]) == 1
+
+
+def test_plan_of_a_project_without_a_lock_asks_the_hub_nothing(project, online, modal_world, cli):
+    project.deployment("d", DEPLOYMENT)
+    git_commit(project.root, "unlocked")
+    online.requests.clear()
+    code, out, _ = cli("plan")
+    assert code == 0 and "upstream" not in out
+    assert not [path for path, _ in online.requests if path.startswith("/api/models/")]
