@@ -39,13 +39,15 @@ Each finding has a severity:
 - **error**: the deployment would fail, or must not be deployed as written. The run exits 1, and
   nothing is rendered or deployed.
 - **warning**: something a reviewer should read, as code. The run passes, unless `--strict` makes
-  warnings fail it too.
+  warnings fail it too. A deployment can accept a warning by its rule id, with the reason
+  (`accept: {auth.public: internal evaluation only}`): it is then shown as accepted and does not
+  fail `--strict` (see the `accept` family below).
 - **note**: a check that could not run here (offline, say), and why. Notes never fail a run, not
   even with `--strict`.
 
 `deployer validate --format json` reports each finding with its `rule`, `severity`, `message`,
-`hint`, `file`, `line`, `column` and `location` (the key path), and notes under `"notes"`, so a tool
-can filter or count findings by id.
+`hint`, `file`, `line`, `column`, `location` (the key path) and `accepted` (the reason, or null),
+and notes under `"notes"`, so a tool can filter or count findings by id.
 """
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 from deployer.checks import (
+    accept,
     auth,
     cold_start,
     compat,
@@ -52,6 +53,6 @@ PER_DEPLOYMENT: tuple[Callable[[Deployment], Iterable[Diagnostic]], ...] = (
 def run_checks(deployments: Sequence[Deployment]) -> list[Diagnostic]:
     found: list[Diagnostic] = list(names.check_unique_app_names(deployments))
     for deployment in deployments:
-        for check in PER_DEPLOYMENT:
-            found.extend(check(deployment))
+        own = [d for check in PER_DEPLOYMENT for d in check(deployment)]
+        found.extend(accept.apply_acceptances(deployment, own))
     return found

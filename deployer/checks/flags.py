@@ -608,16 +608,25 @@ def _unknown(deployment: Deployment, name: str, flags: catalog.Catalog) -> Diagn
             f"--{name} does not exist in vLLM {flags.version} (the pinned version); it "
             f"exists in {', '.join(elsewhere)}",
             hint="remove it, or pin a version that has it; "
-            f"{did_you_mean(name, flags.names) or 'see `vllm serve --help` for this version'}",
+            f"{_suggest(name, flags) or 'see `vllm serve --help` for this version'}",
             rule="flags.not-in-version",
         )
     return at(
         deployment,
         path,
         f"--{name} is not a flag of vLLM {flags.version}",
-        hint=did_you_mean(name, flags.names) or "see `vllm serve --help` for the pinned version",
+        hint=_suggest(name, flags) or "see `vllm serve --help` for the pinned version",
         rule="flags.unknown",
     )
+
+
+def _suggest(name: str, flags: catalog.Catalog) -> str:
+    """`did you mean ...?` for an unknown flag name: its dashed form first, since vLLM's Python
+    names (enable_prefix_caching) are what a config or a notebook shows."""
+    dashed = name.replace("_", "-").lower()
+    if dashed != name and (known := flags.lookup(dashed)) is not None:
+        return f"did you mean {known.name!r}? vLLM's flag names are written with dashes"
+    return did_you_mean(name, flags.names)
 
 
 def _value_problem(flag: Flag, value: Any) -> tuple[str, str] | None:

@@ -9,9 +9,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from deployer.checks import run_checks
+from deployer.checks.accept import settle
 from deployer.core import patterns
 from deployer.core.budget import parse_budget, run_scope
 from deployer.core.diagnostics import Diagnostic, Severity
@@ -26,7 +27,7 @@ from deployer.sources.adapters import with_adapter_configs
 from deployer.sources.base_model import with_base_model_info
 from deployer.sources.folders import ALLOW_ENV, leads_to, outside_repository, refused_sources
 from deployer.sources.lock import with_lock
-from deployer.spec.load import DEFAULTS_FILE, Document, load_file, merge_defaults
+from deployer.spec.load import DEFAULTS_FILE, Document, load_bytes, load_file, merge_defaults
 from deployer.spec.model import Deployment, build_deployment, name_from_file
 from deployer.spec.schema import schema, validate
 
@@ -57,11 +58,26 @@ def display_path(path: Path) -> str:
         return absolute.as_posix()
 
 
+def find_deployments() -> Path:
+    """The project's deployments/ folder, looked for as git looks for `.git`: in the working folder,
+    then each folder above it, up to the repository's root (the first folder with a
+    `.git`). Relative to the working folder (`deployments`, `../deployments`), so what is printed
+    from the project's root reads as it always has; DEFAULT_FOLDER when there is none."""
+    here = Path.cwd()
+    for levels, folder in enumerate([here, *here.parents]):
+        if (folder / DEFAULT_FOLDER).is_dir():
+            return Path(*[os.pardir] * levels, DEFAULT_FOLDER)
+        if (folder / ".git").exists():
+            break
+    return DEFAULT_FOLDER
+
+
 def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
-    """Deployment files named by `paths` (files, or folders searched one level deep)."""
+    """Deployment files named by `paths` (files, or folders searched one level deep); without
+    paths, the project's deployments/ (find_deployments)."""
     files: list[Path] = []
     problems: list[Diagnostic] = []
-    for path in paths or [DEFAULT_FOLDER]:
+    for path in paths or [find_deployments()]:
         if path.is_dir():
             try:
                 entries = sorted(path.iterdir())
@@ -96,7 +112,8 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
             files.append(path)
         else:
             hint = (
-                "run from the folder that holds deployments/, or name the files to check"
+                "run inside the project that holds deployments/ (looked for here and in the "
+                "folders above), or name the files to check"
                 if path == DEFAULT_FOLDER
                 else "check the path"
             )
@@ -143,14 +160,20 @@ def _linked_out(file: Path) -> Diagnostic | None:
     return None
 
 
-def check_paths(paths: Sequence[Path], schema_only: bool = False) -> Checked:
+def check_paths(
+    paths: Sequence[Path], schema_only: bool = False, replaced: Mapping[Path, bytes] | None = None
+) -> Checked:
     """Everything found in the deployment files under `paths`. `schema_only` stops after the
-    JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks."""
+    JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks.
+    `replaced` maps a file's absolute path to the text checked in place of its own (an edit,
+    checked before it is written)."""
     with run_scope(), parse_budget(), patterns.budget(CHECK_SECONDS):
-        return _check_paths(paths, schema_only)
+        return _check_paths(paths, schema_only, replaced or {})
 
 
-def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
+def _check_paths(
+    paths: Sequence[Path], schema_only: bool, replaced: Mapping[Path, bytes]
+) -> Checked:
     files, diagnostics = discover(paths)
     defaults_by_folder: dict[Path, tuple[Document | None, bool]] = {}
     deployments: list[Deployment] = []
@@ -171,7 +194,8 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
             diagnostics.append(over)
             break
         checked.append(display)
-        document, problems = load_file(file, display)
+        raw = replaced.get(file)
+        document, problems = load_file(file, display) if raw is None else load_bytes(raw, display)
         diagnostics += problems
         if over := budget.loaded(document, display):
             diagnostics.append(over)
@@ -213,7 +237,7 @@ def _check_paths(paths: Sequence[Path], schema_only: bool) -> Checked:
 
     if not schema_only:
         diagnostics += run_checks(deployments)
-    unique = sorted(set(diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))
+    unique = sorted(set(settle(diagnostics)), key=lambda d: (d.file, d.line, d.column, d.message))
     notes = tuple(d for d in unique if d.severity is Severity.NOTE)
     findings = tuple(d for d in unique if d.severity is not Severity.NOTE)
     return Checked(tuple(deployments), findings, tuple(dict.fromkeys(checked)), notes)

@@ -19,26 +19,27 @@ from deployer.cli.common import (
     select,
 )
 from deployer.cli.lock import LOCKED_HELP
-from deployer.core.diagnostics import render_github, render_json, render_text
+from deployer.core.diagnostics import Diagnostic, render_github, render_json, render_text
 
 
 def register(commands) -> None:
     validate = commands.add_parser(
         "validate",
-        parents=[report_options()],
+        parents=[report_options(), folder_options(out=False)],
         help="check deployment files against the schema and beyond",
         description="Check deployment files: YAML syntax, the schema, and semantic checks. Reports "
-        "every problem in every file at once.",
-        epilog="examples:\n  deployer validate\n  deployer validate deployments/ "
-        "other/one.yaml --format json",
+        "every problem in every file at once. A NAME that is not a file or folder is the "
+        "deployment deployments/NAME.yaml.",
+        epilog="examples:\n  deployer validate\n  deployer validate chess-puzzle\n  deployer "
+        "validate deployments/ other/one.yaml --format json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     validate.add_argument(
         "paths",
         nargs="*",
         type=Path,
-        metavar="PATH",
-        help="files or folders (default: deployments/)",
+        metavar="PATH|NAME",
+        help="files, folders or deployment names (default: every file in deployments/)",
     )
     validate.add_argument(
         "--schema-only",
@@ -71,9 +72,17 @@ def register(commands) -> None:
 
 
 def cmd_validate(args) -> int:
-    from deployer.checks.pipeline import check_paths
+    import dataclasses
 
-    checked = check_paths(args.paths, schema_only=args.schema_only)
+    from deployer.checks.pipeline import Checked, check_paths
+
+    paths, unknown = _named_files(args.paths, args.deployments)
+    if paths or not args.paths:
+        checked = check_paths(paths or [args.deployments], schema_only=args.schema_only)
+    else:
+        checked = Checked((), (), ())  # only names of no deployment: nothing to read
+    if unknown:
+        checked = dataclasses.replace(checked, diagnostics=(*unknown, *checked.diagnostics))
     if args.locked:
         checked = required_lock(checked)
     report(
@@ -84,6 +93,43 @@ def cmd_validate(args) -> int:
         checked.notes,
     )
     return EXIT_PROBLEMS if failed(checked.diagnostics, args.strict) else EXIT_OK
+
+
+def _named_files(given: list[Path], folder: Path) -> tuple[list[Path], list[Diagnostic]]:
+    """The files and folders `given`, a deployment's name (not a path that exists, no folder or
+    YAML suffix in it) standing for its file in `folder`; a name with no file there is an error
+    with a did-you-mean among the deployments in `folder`."""
+    from deployer.checks.pipeline import YAML_SUFFIXES
+    from deployer.core.text import did_you_mean
+
+    paths: list[Path] = []
+    unknown: list[Diagnostic] = []
+    for path in given:
+        if path.exists() or len(path.parts) != 1 or path.suffix in YAML_SUFFIXES:
+            paths.append(path)  # discover says what is wrong with a path that is missing
+            continue
+        found = [folder / f"{path.name}{suffix}" for suffix in YAML_SUFFIXES]
+        if named := next((file for file in found if file.is_file()), None):
+            paths.append(named)
+            continue
+        known = sorted(
+            file.stem
+            for suffix in YAML_SUFFIXES
+            for file in (folder.glob(f"*{suffix}") if folder.is_dir() else ())
+            if not file.name.startswith("_")
+        )
+        listed = f"deployments in {display_path(folder)}/: {', '.join(known) or 'none'}"
+        unknown.append(
+            Diagnostic(
+                str(path),
+                0,
+                0,
+                f"no such file, folder or deployment (no {display_path(found[0])})",
+                hint=did_you_mean(path.name, known) or listed,
+                rule="files.missing",
+            )
+        )
+    return paths, unknown
 
 
 def cmd_render(args) -> int:

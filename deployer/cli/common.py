@@ -43,24 +43,43 @@ def report_options() -> argparse.ArgumentParser:
     return options
 
 
-def folder_options() -> argparse.ArgumentParser:
-    """--deployments and --out, for the commands that read deployments (a parent parser)."""
+def folder_options(out: bool = True) -> argparse.ArgumentParser:
+    """--deployments and --out, for the commands that read deployments (a parent parser). Left
+    None when not given: `settle_folders` finds them once the command line is parsed."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
         "--deployments",
         type=Path,
-        default=Path("deployments"),
+        default=None,
         metavar="DIR",
-        help="folder of deployment files (default: deployments/)",
+        help="folder of deployment files (default: deployments/, in this folder or the nearest "
+        "one above it)",
     )
-    options.add_argument(
-        "--out",
-        type=Path,
-        default=Path("build"),
-        metavar="DIR",
-        help="folder of rendered apps, one subfolder per deployment (default: build/)",
-    )
+    if out:
+        options.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="folder of rendered apps, one subfolder per deployment (default: build/ beside "
+            "deployments/)",
+        )
     return options
+
+
+def settle_folders(args) -> None:
+    """Fill in --deployments and --out where not given: deployments/ as git finds `.git` (in the
+    working folder or the nearest folder above it, within the repository), build/ beside it. Run
+    from the project's root, they are `deployments` and `build`, as they always were. Paths the
+    user gave stay relative to where the command was run, which is never changed."""
+    if getattr(args, "deployments", False) is None:
+        from deployer.checks.pipeline import find_deployments
+
+        args.deployments = find_deployments()
+        if getattr(args, "out", False) is None:
+            args.out = args.deployments.parent / "build"
+    if getattr(args, "out", False) is None:
+        args.out = Path("build")
 
 
 def report(
@@ -89,7 +108,7 @@ def report(
 
 
 def failed(diagnostics: Sequence[Diagnostic], strict: bool) -> bool:
-    return any(d.is_error or strict for d in diagnostics)
+    return any(d.is_error or (strict and not d.is_accepted) for d in diagnostics)
 
 
 def display_path(path: Path) -> str:

@@ -60,6 +60,7 @@ def cmd_fit(args) -> int:
         deployment, assessment = results[0]
         if isinstance(assessment, str):
             print(f"deployer fit: cannot size {deployment.name}: {assessment}", file=sys.stderr)
+            print(f"  cost per warm hour: {_dollars(deployment.gpu)} ({deployment.gpu.modal_spec})")
         else:
             _print_fit(deployment, assessment)
     else:
@@ -69,13 +70,26 @@ def cmd_fit(args) -> int:
     )
 
 
+def _dollars(gpu) -> str:
+    """`$1.10`, or `unknown` for a GPU without a price."""
+    from deployer.vllm.fit import cents_per_hour
+
+    cents = cents_per_hour(gpu)
+    return "unknown" if cents is None else f"${cents // 100}.{cents % 100:02d}"
+
+
 def _fit_json(deployment, a) -> dict:
+    # Money in JSON is whole cents per hour (an int, null when unpriced): exact, unlike dollars
+    # in a binary float.
+    from deployer.vllm.fit import cents_per_hour
+
     if isinstance(a, str):
         return {
             "deployment": deployment.name,
             "gpu": deployment.gpu.modal_spec,
             "fits": None,
             "not_checked": a,
+            "cents_per_warm_hour": cents_per_hour(deployment.gpu),
         }
     fit, shape = a.fit, a.shape
     return {
@@ -99,12 +113,16 @@ def _fit_json(deployment, a) -> dict:
         "max_model_len_from": fit.max_model_len_source,
         "needed_kv_bytes": fit.needed_kv_bytes,
         "max_fitting_len": fit.max_fitting_len,
-        "usd_per_warm_hour": a.usd_per_hour,
+        "cents_per_warm_hour": cents_per_hour(deployment.gpu),
         **_serving_json(deployment, a),
         "gpus_fitting_max_model_len": [
-            {"gpu": g.modal_spec, "usd_per_hour": p} for g, p in a.gpus_for_full_context
+            {"gpu": g.modal_spec, "cents_per_hour": cents_per_hour(g)}
+            for g, _ in a.gpus_for_full_context
         ],
-        "cheapest_fitting_gpu": {"gpu": a.cheapest[0].modal_spec, "usd_per_hour": a.cheapest[1]}
+        "cheapest_fitting_gpu": {
+            "gpu": a.cheapest[0].modal_spec,
+            "cents_per_hour": cents_per_hour(a.cheapest[0]),
+        }
         if a.cheapest
         else None,
     }
@@ -180,20 +198,16 @@ def _print_fit(deployment, a) -> None:
     )
     print()
     _print_serving(deployment, a)
-    print(
-        "  cost per warm hour: "
-        f"{'$%.2f' % a.usd_per_hour if a.usd_per_hour is not None else 'unknown'} "
-        f"({deployment.gpu.modal_spec})"
-    )
+    print(f"  cost per warm hour: {_dollars(deployment.gpu)} ({deployment.gpu.modal_spec})")
     if a.gpus_for_full_context:
         print(
             f"  GPUs that hold {fit.max_model_len:,} tokens: "
-            + ", ".join(f"{g.modal_spec} ${p:.2f}/h" for g, p in a.gpus_for_full_context)
+            + ", ".join(f"{g.modal_spec} {_dollars(g)}/h" for g, _ in a.gpus_for_full_context)
         )
     if a.cheapest and fit.fits and a.usd_per_hour is not None and a.cheapest[1] < a.usd_per_hour:
         print(
             f"  cheaper GPU that fits this deployment: {a.cheapest[0].modal_spec} "
-            f"${a.cheapest[1]:.2f}/h"
+            f"{_dollars(a.cheapest[0])}/h"
         )
 
 
@@ -226,13 +240,25 @@ def _print_serving(deployment, a) -> None:
 def _print_fit_table(results) -> None:
     rows = []
     for deployment, a in results:
+        # The price depends on the GPU alone: it shows even when the model could not be read.
+        price = _dollars(deployment.gpu).removeprefix("$").replace("unknown", "?")
         if isinstance(a, str):
             rows.append(
-                (deployment.name, deployment.gpu.modal_spec, "?", "", "", "", f"not checked: {a}")
+                (
+                    deployment.name,
+                    deployment.gpu.modal_spec,
+                    "?",
+                    "",
+                    "",
+                    price,
+                    f"not checked: {a}",
+                )
             )
             continue
-        price = f"{a.usd_per_hour:.2f}" if a.usd_per_hour is not None else "?"
-        cheapest = f"{a.cheapest[0].modal_spec} (${a.cheapest[1]:.2f}/h)" if a.cheapest else "none"
+        # The cheapest that holds the context the deployment asks for, as the breakdown lists.
+        cheapest = (
+            f"{a.cheapest[0].modal_spec} ({_dollars(a.cheapest[0])}/h)" if a.cheapest else "none"
+        )
         rows.append(
             (
                 deployment.name,

@@ -15,12 +15,12 @@ import sys
 import threading
 from typing import Sequence
 
-from deployer.cli import check, fit, local, lock, remote, schema
-from deployer.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError
+from deployer.cli import adapter, check, fit, local, lock, remote, schema
+from deployer.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError, settle_folders
 from deployer.core.budget import parse_budget
 
 # In the order `deployer --help` lists their commands.
-GROUPS = (check, lock, local, fit, remote, schema)
+GROUPS = (check, adapter, lock, local, fit, remote, schema)
 
 DESCRIPTION = """\
 Declarative, checked serving of LoRA adapters with vLLM on Modal.
@@ -36,6 +36,7 @@ examples:
   deployer render                           write build/<name>/app.py for every deployment
   deployer render chess-puzzle --out /tmp/apps
   deployer render --check                   fail if build/ is not what render would write
+  deployer adapter add chess-puzzle v2 --repo org/chess-lora@v2   add an adapter, comments kept
   deployer lock                             pin Hub sources to commits, image packages to versions
   deployer serve chess-puzzle --local       run its exact vLLM command on this machine
   deployer smoke chess-puzzle               health, models and one chat per model
@@ -82,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else None
     )
     try:
+        settle_folders(args)
         with parse_budget():  # one for the whole command: a plan reads several commits
             return args.run(args)
     except UsageError as exc:

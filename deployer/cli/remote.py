@@ -23,6 +23,9 @@ from deployer.cli.lock import LOCKED_HELP
 from deployer.core.limits import MAX_SUMMARY_CHARS
 from deployer.core.table import table
 
+NO_CREDENTIALS = (
+    "no Modal credentials (MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, or `modal token new`)"
+)
 EXIT_CHANGES = 2  # plan --detailed-exitcode, as terraform: 0 nothing to do, 1 error, 2 changes
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 OUTCOME_COLUMNS = ("DEPLOYMENT", "ACTION", "RESULT", "VERSION", "TIME", "DETAIL")
@@ -248,6 +251,17 @@ def _platform(args):
     return ModalCli(args.env)
 
 
+def _without_credentials(args) -> bool:
+    """Whether Modal would refuse for want of a token; if so, says so as plan and apply do, rather
+    than passing on Modal's own "Token missing" after the command has started its work."""
+    from deployer.deploy.platform.modal_cli import has_credentials
+
+    if has_credentials():
+        return False
+    print(f"deployer {args.command}: {NO_CREDENTIALS}", file=sys.stderr)
+    return True
+
+
 def _desired(args, checked):
     from deployer.deploy.desired import desired, project_for
     from deployer.render.templates import project_templates
@@ -292,9 +306,7 @@ def build_plan(args, checked, live_only: bool = False):
     platform = None
     if against is None:
         if not has_credentials():
-            fallback = (
-                "no Modal credentials (MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, or `modal token new`)"
-            )
+            fallback = NO_CREDENTIALS
         else:
             platform = _platform(args)
             try:
@@ -735,6 +747,8 @@ def cmd_rollback(args) -> int:
                 f"`modal app history {args.name}`)"
             )
         version = int(match.group(1))
+    if _without_credentials(args):
+        return EXIT_PROBLEMS
     platform = _platform(args)
     try:
         history = platform.history(args.name)
@@ -795,6 +809,8 @@ def cmd_prefetch(args) -> int:
     _, selected, code = select(args, args.names)
     if selected is None:
         return code
+    if _without_credentials(args):
+        return EXIT_PROBLEMS
     platform = _platform(args)
     failed = 0
     for d in selected:

@@ -34,11 +34,12 @@ class Diagnostic:
     path: JsonPath = ()
     hint: str = ""
     rule: str = ""  # a short stable id, e.g. "schema.unknown-key", for JSON consumers and tests
+    accepted: str = ""  # the deployment's reason for accepting this warning (its `accept:` entry)
 
     def __post_init__(self):
         # Messages quote values from files anyone can commit (MAX_TEXT says how much of each
         # can reach the output): each is cut, once, here.
-        for name in ("message", "hint"):
+        for name in ("message", "hint", "accepted"):
             text = getattr(self, name)
             if len(text) > MAX_TEXT:
                 object.__setattr__(
@@ -48,6 +49,12 @@ class Diagnostic:
     @property
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
+
+    @property
+    def is_accepted(self) -> bool:
+        """A warning the deployment accepts with a reason: shown, but `--strict` passes it. An
+        error is never accepted, even one raised from an accepted warning (`--locked`)."""
+        return bool(self.accepted) and self.severity is Severity.WARNING
 
 
 def format_path(path: Sequence) -> str:
@@ -120,6 +127,8 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
             Severity.ERROR: f"{red}error{reset}",
             Severity.WARNING: f"{yellow}warning{reset}",
         }.get(d.severity, f"{dim}note{reset}")
+        if d.is_accepted:
+            sev = f"{dim}warning (accepted){reset}"
         at = f" {dim}[{printable(format_path(d.path))}]{reset}" if d.path else ""
         lines = [f"{bold}{where}{reset}: {sev}: {printable(d.message)}{at}"]
         source = _source_line(d.file, d.line, cache)
@@ -129,7 +138,9 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
             shown, caret = _excerpt(source, d.column)
             lines.append(f"  {d.line:>4} | {shown}")
             lines.append(f"       | {' ' * caret}^")
-        if d.hint:
+        if d.is_accepted:
+            lines.append(f"  accepted: {printable(d.accepted)}")
+        elif d.hint:
             lines.extend(
                 f"  hint: {printable(h)}" if i == 0 else f"        {printable(h)}"
                 for i, h in enumerate(d.hint.split("\n"))
@@ -140,12 +151,14 @@ def render_text(diagnostics: Sequence[Diagnostic], *, color: bool = False) -> st
 
 def summary_line(diagnostics: Sequence[Diagnostic], files: int, notes: int = 0) -> str:
     errors = sum(d.is_error for d in diagnostics)
-    warnings = len(diagnostics) - errors
+    accepted = sum(d.is_accepted for d in diagnostics)
+    warnings = len(diagnostics) - errors - accepted
     noun = "file" if files == 1 else "files"
+    also = f", {accepted} accepted" if accepted else ""
     skipped = f" ({notes} check{'s' * (notes != 1)} skipped, see the notes)" if notes else ""
     return (
         f"{files} {noun} checked: {errors} error{'s' * (errors != 1)}, {warnings} "
-        f"warning{'s' * (warnings != 1)}{skipped}"
+        f"warning{'s' * (warnings != 1)}{also}{skipped}"
     )
 
 
@@ -154,6 +167,8 @@ def _as_dict(d: Diagnostic) -> dict:
     item["severity"] = d.severity.value
     item["path"] = list(d.path)
     item["location"] = format_path(d.path)
+    # The reason, on a warning the deployment accepts; null on every other finding.
+    item["accepted"] = d.accepted if d.is_accepted else None
     return item
 
 
@@ -162,10 +177,12 @@ def render_json(
 ) -> str:
     items = [_as_dict(d) for d in diagnostics]
     errors = sum(d.is_error for d in diagnostics)
+    accepted = sum(d.is_accepted for d in diagnostics)
     doc = {
         "diagnostics": items,
         "errors": errors,
-        "warnings": len(items) - errors,
+        "warnings": len(items) - errors - accepted,
+        "accepted": accepted,
         "notes": [_as_dict(n) for n in notes],
         **extra,
     }
@@ -185,15 +202,22 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
     out = []
     for d in diagnostics:
         kind = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(d.severity, "notice")
+        # An accepted warning was reviewed already: a notice, not a new warning on the pull request.
+        kind = "notice" if d.is_accepted else kind
         props = [f"file={_escape_property(printable(d.file))}"]
         if d.line:
             props += [f"line={d.line}", f"col={d.column}"]
         title = f"deployer: {format_path(d.path)}" if d.path else "deployer"
+        title += " (accepted)" if d.is_accepted else ""
         props.append(f"title={_escape_property(printable(title))}")
-        message = printable(d.message) + "".join(
-            f"\n{'hint: ' if i == 0 else ''}{printable(h)}"
-            for i, h in enumerate(d.hint.split("\n"))
-            if d.hint
+        message = printable(d.message) + (
+            f"\naccepted: {printable(d.accepted)}"
+            if d.is_accepted
+            else "".join(
+                f"\n{'hint: ' if i == 0 else ''}{printable(h)}"
+                for i, h in enumerate(d.hint.split("\n"))
+                if d.hint
+            )
         )
         out.append(f"::{kind} {','.join(props)}::{_escape_data(message)}")
     return "\n".join(out)

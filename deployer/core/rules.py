@@ -47,10 +47,10 @@ FAMILIES: tuple[Family, ...] = (
             Rule(
                 "files.missing",
                 ERROR,
-                "A path named on the command line, or `deployments/` when none is named, does not "
-                "exist.",
-                "Run from the folder that holds `deployments/`, or name files and folders that "
-                "exist.",
+                "A path or deployment name given on the command line, or `deployments/` (looked "
+                "for in the working folder and the folders above it) when none is, does not exist.",
+                "Run inside the project that holds `deployments/`, or name files, folders and "
+                "deployments that exist (a mistyped name gets the closest one).",
             ),
             Rule(
                 "files.unreadable",
@@ -241,14 +241,10 @@ FAMILIES: tuple[Family, ...] = (
                 ERROR,
                 "A string not in its expected form: an app or adapter name, a repo id, a "
                 "revision, the vLLM version, a GPU, the image, a Python version, a pip "
-                "requirement, an environment variable or flag name, a Secret name, a local path.",
-                "Write it in the form the hint gives.",
-            ),
-            Rule(
-                "schema.enum",
-                ERROR,
-                "The `type` of a `gpu` mapping is not a Modal GPU type.",
-                "Use one of the GPU types the hint lists (the closest is suggested).",
+                "requirement, an environment variable or flag name, a Secret name, a local path, "
+                "a rule id in `accept`.",
+                "Write it in the form the hint gives (for a GPU type, the closest one is "
+                "suggested).",
             ),
             Rule(
                 "schema.const",
@@ -275,14 +271,14 @@ FAMILIES: tuple[Family, ...] = (
                 "schema.minLength",
                 ERROR,
                 "An empty string where text is needed: a local `path`, `smoke.prompt`, a "
-                "`smoke.expect` pattern.",
+                "`smoke.expect` pattern, the reason of an `accept:` entry.",
                 "Write the value, or remove the key.",
             ),
             Rule(
                 "schema.maxLength",
                 ERROR,
                 "A string longer than allowed: a local `path`, a `vllm.env_from_secrets` name, "
-                "`smoke.prompt`.",
+                "`smoke.prompt`, the reason of an `accept:` entry.",
                 "Shorten it.",
             ),
             Rule(
@@ -295,7 +291,7 @@ FAMILIES: tuple[Family, ...] = (
                 "schema.maxProperties",
                 ERROR,
                 "A mapping with more entries than allowed: `vllm.args`, `image.env`, "
-                "`smoke.expect`.",
+                "`smoke.expect`, `accept`.",
                 "Split them across deployments, or keep to the settings the deployment needs.",
             ),
             Rule(
@@ -1061,6 +1057,39 @@ FAMILIES: tuple[Family, ...] = (
                 "`min_containers` above `max_containers` (4 unless written), or "
                 "`target_concurrent_inputs` above `max_concurrent_inputs`.",
                 "Lower the first or raise the second (`max_containers: null` for no bound).",
+            ),
+        ),
+    ),
+    Family(
+        "accept",
+        "Accepted warnings",
+        "`accept:` maps the rule id of a warning to the reason the team accepts it (`accept: "
+        "{auth.public: internal evaluation only}`). An accepted warning is still reported, "
+        "marked accepted with its reason (in JSON, its `accepted` field), and does not fail "
+        "`--strict`. Only warnings can be accepted; these findings are about the entries "
+        "themselves, and cannot be accepted.",
+        (
+            Rule(
+                "accept.unknown-rule",
+                ERROR,
+                "An `accept:` entry names a rule id that does not exist.",
+                "Use the id the warning carries (the closest is suggested); every id is listed on "
+                "this page.",
+            ),
+            Rule(
+                "accept.not-a-warning",
+                ERROR,
+                "An `accept:` entry names a rule that reports errors or notes: an error means the "
+                "deployment would fail or must not be deployed as written, and a note never "
+                "fails a run.",
+                "Remove the entry and fix what the rule reports.",
+            ),
+            Rule(
+                "accept.unused",
+                WARNING,
+                "An `accept:` entry accepts a warning that this deployment no longer has, so the "
+                "file would go on excusing something that is gone.",
+                "Remove the entry.",
             ),
         ),
     ),

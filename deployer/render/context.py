@@ -122,7 +122,7 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
     model_ids = deployment.model_ids
     return {
         "name": deployment.name,
-        "sources": [comment(s) for s in deployment.sources],
+        "sources": [comment(_from_repository_root(s)) for s in deployment.sources],
         "title": comment(_title(deployment)),
         "model_ids": [comment(m) for m in model_ids],
         "image": {
@@ -222,6 +222,15 @@ def runtime_files() -> tuple[tuple[str, str], ...]:
 def _auth_guard_lines() -> list[str]:
     """The API key middleware's source, a line per literal: the app writes it out for vLLM."""
     return (templates_dir() / AUTH_GUARD_FILE).read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def _from_repository_root(shown: str) -> str:
+    """A deployment file as the app's header names it: from the root of the git repository that
+    holds it, so the app reads the same whichever folder of the repository render ran in (as
+    shown in messages, relative to the working folder, outside a repository)."""
+    absolute = Path(os.path.abspath(shown))
+    root = next((folder for folder in absolute.parents if (folder / ".git").exists()), None)
+    return absolute.relative_to(root).as_posix() if root else shown
 
 
 def _title(deployment: Deployment) -> str:

@@ -118,6 +118,13 @@ class Gpu:
         return self.type if self.count == 1 else f"{self.type}:{self.count}"
 
 
+def modal_gpu_name(written: str) -> str:
+    """Modal's spelling of a GPU type the schema accepted in any case (`a10g` is A10G): the app
+    and every GPU table use one spelling, so `a10g` and `A10G` render the same app."""
+    names = schema()["$defs"]["gpu_type"]["examples"]
+    return next((name for name in names if name.upper() == written.upper()), written)
+
+
 @dataclass(frozen=True)
 class VllmSpec:
     version: str
@@ -194,6 +201,7 @@ class Deployment:
     smoke: Smoke
     document: Document = field(compare=False, repr=False)  # for positions in later diagnostics
     lock: Locked | None = None  # what the lock pins for it (sources/lock.py); None: not looked up
+    accept: tuple[tuple[str, str], ...] = ()  # (rule id, reason): warnings the team accepts
 
     @property
     def model_ids(self) -> list[str]:
@@ -256,10 +264,10 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
     gpu_spec = data["gpu"]
     if isinstance(gpu_spec, str):
         gpu_type, _, count = gpu_spec.partition(":")
-        gpu = Gpu(gpu_type, int(count or 1))
+        gpu = Gpu(modal_gpu_name(gpu_type), int(count or 1))
     else:
         gpu = Gpu(
-            gpu_spec["type"], int(gpu_spec.get("count", 1))
+            modal_gpu_name(gpu_spec["type"]), int(gpu_spec.get("count", 1))
         )  # JSON Schema counts 2.0 as an integer
 
     image = {**_defaults("image"), **data.get("image", {})}
@@ -292,4 +300,5 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
             smoke["prompt"], _whole(smoke["max_tokens"]), tuple(smoke.get("expect", {}).items())
         ),
         document=document,
+        accept=tuple(data.get("accept", {}).items()),
     )

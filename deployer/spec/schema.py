@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from deployer.core.diagnostics import Diagnostic, format_path
 from deployer.core.text import did_you_mean
@@ -174,11 +175,14 @@ def _explain(error, document: Document) -> list[Diagnostic]:
         parent_path = path
         if error.relative_schema_path and "propertyNames" in error.relative_schema_path:
             span = document.keys.get(path + (key,))
+            # vLLM's Python names (enable_prefix_caching) for its flags (enable-prefix-caching).
+            dashed = str(key).replace("_", "-").lower().lstrip("-")
+            meant = dashed != key and re.search(error.validator_value, dashed)
             return [
                 at(
                     path + (key,),
                     f"invalid name {key!r}{where}",
-                    sub.get("x-hint", ""),
+                    f"did you mean {dashed!r}? " * bool(meant) + sub.get("x-hint", ""),
                     "pattern",
                     span,
                 )
@@ -190,7 +194,8 @@ def _explain(error, document: Document) -> list[Diagnostic]:
             at(
                 path,
                 f"invalid {name}: {shown}",
-                sub.get("x-hint", f"must match {error.validator_value}"),
+                _closest_example(error.instance, sub.get("examples", ()))
+                + sub.get("x-hint", f"must match {error.validator_value}"),
                 "pattern",
                 document.values.get(path),
             )
@@ -250,6 +255,22 @@ def _explain(error, document: Document) -> list[Diagnostic]:
 
     hint = sub.get("x-hint") or sub.get("description", "")
     return [at(path, f"{error.message}{where}", hint, kind, document.values.get(path))]
+
+
+def _closest_example(value: Any, examples: Sequence[str]) -> str:
+    """`did you mean 'L40S:2'? ` for a value that fails a pattern whose accepted names are its
+    `examples` (GPU types), the part after a ':' kept; '' when none is close, or when the name
+    is one of them and the rest is what is wrong."""
+    import difflib
+
+    if not isinstance(value, str) or not examples:
+        return ""
+    head, colon, rest = value.partition(":")
+    by_upper = {example.upper(): example for example in examples}
+    if head.upper() in by_upper:
+        return ""
+    close = difflib.get_close_matches(head.upper(), list(by_upper), n=1, cutoff=0.6)
+    return f"did you mean {by_upper[close[0]] + colon + rest!r}? " if close else ""
 
 
 def _branch_for_type(error) -> list:

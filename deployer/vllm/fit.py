@@ -17,6 +17,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,21 @@ def _capability(text: str | None) -> tuple[int, int] | None:
     return tuple(int(part) for part in text.split(".")) if text else None  # type: ignore[return-value]
 
 
-def usd_per_hour(gpu: Gpu) -> float | None:
+def cents_per_hour(gpu: Gpu) -> int | None:
+    """What an hour of `gpu` costs, in whole cents (half a cent rounds up); None when unpriced.
+    Every format prints money from this, so text, tables and JSON agree to the cent."""
     spec = gpu_specs().get(gpu.type)
-    return (
-        None
-        if spec is None or spec.usd_per_second is None
-        else spec.usd_per_second * 3600 * gpu.count
-    )
+    if spec is None or spec.usd_per_second is None:
+        return None
+    # The per-second price as written in gpus.json, not its nearest binary float.
+    cents = Decimal(str(spec.usd_per_second)) * 3600 * gpu.count * 100
+    return int(cents.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def usd_per_hour(gpu: Gpu) -> float | None:
+    """cents_per_hour in dollars: 1.1, never 1.1016000000000001."""
+    cents = cents_per_hour(gpu)
+    return None if cents is None else cents / 100
 
 
 @dataclass(frozen=True)
@@ -464,14 +473,15 @@ def first_start(deployment: Deployment, weight_bytes: int) -> StartBudget:
 def cheapest_fitting(
     deployment: Deployment, shape: ModelShape, max_model_len: int, limit: int = 3
 ) -> list[tuple[Gpu, float]]:
-    """The cheapest GPU configurations (type and count) that hold `max_model_len` tokens."""
+    """The cheapest GPU configurations (type and count) that hold `max_model_len` tokens. A model
+    served in bfloat16 (asked for, or its checkpoint's dtype under `dtype: auto`) is not offered a
+    GPU without bfloat16: vLLM would refuse it, or serve it in float16 with different outputs."""
     options = []
-    explicit_bfloat16 = dict(deployment.vllm.args).get("dtype") == "bfloat16"
     for name, spec in gpu_specs().items():
         if (
             spec.same_as
             or spec.usd_per_second is None
-            or (explicit_bfloat16 and not spec.has_bfloat16)
+            or (shape.dtype == "bfloat16" and not spec.has_bfloat16)
         ):
             continue
         for count in (1, 2, 4, 8):
@@ -504,11 +514,15 @@ class Assessment:
     shape: ModelShape
     fit: Fit
     usd_per_hour: float | None
-    gpus_for_full_context: list[tuple[Gpu, float]]  # cheapest GPUs holding max-model-len
-    cheapest: (
-        tuple[Gpu, float] | None
-    )  # the cheapest GPU that holds what fits here (or max-model-len)
+    # The cheapest GPUs holding max-model-len: the context the deployment asks for, or the
+    # model's full context when it asks for none (fit.max_model_len, as the breakdown shows).
+    gpus_for_full_context: list[tuple[Gpu, float]]
     start: StartBudget  # a first start on a fresh volume, against scaling.startup_timeout
+
+    @property
+    def cheapest(self) -> tuple[Gpu, float] | None:
+        """The cheapest GPU that holds the context the deployment asks for."""
+        return self.gpus_for_full_context[0] if self.gpus_for_full_context else None
 
 
 def assess(deployment: Deployment) -> Assessment | str:
@@ -522,15 +536,10 @@ def assess(deployment: Deployment) -> Assessment | str:
     fit = compute(deployment, shape)
     if fit is None:
         return f"no memory data for GPU {deployment.gpu.type}"
-    target = (
-        min(fit.max_model_len, fit.max_fitting_len) if fit.max_fitting_len else fit.max_model_len
-    )
-    cheapest = cheapest_fitting(deployment, shape, target, limit=1)
     return Assessment(
         shape,
         fit,
         usd_per_hour(deployment.gpu),
         cheapest_fitting(deployment, shape, fit.max_model_len),
-        cheapest[0] if cheapest else None,
         first_start(deployment, shape.weight_bytes),
     )

@@ -202,4 +202,5 @@ def test_json_report_lists_every_field(project, cli):
         "hint": "did you mean 'gpu'?",
         "rule": "schema.unknown-key",
         "location": "gpux",
+        "accepted": None,
     }

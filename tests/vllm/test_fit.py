@@ -136,7 +136,7 @@ def test_gpu_data_covers_every_schema_gpu_type_with_a_source():
 
     data = json.loads((REPO / "deployer" / "data" / "gpus.json").read_text())
     assert data["source"] and data["retrieved"]
-    assert set(gpu_specs()) == set(schema()["$defs"]["gpu_type"]["enum"])
+    assert set(gpu_specs()) == set(schema()["$defs"]["gpu_type"]["examples"])
     assert (
         round(usd_per_hour(Gpu("A10G")), 2) == 1.10
         and round(usd_per_hour(Gpu("H100", 2)), 2) == 7.90
@@ -318,3 +318,50 @@ def test_fit_json_has_the_concurrency_and_the_start_budget(project, qwen_cached,
     }
     assert report["first_start_seconds"]["total"] <= report["startup_timeout"] == 600
     assert report["max_containers"] == deployment.scaling.max_containers == 4
+
+
+def test_money_is_whole_cents_in_every_format():
+    from deployer.vllm.fit import cents_per_hour
+
+    assert cents_per_hour(Gpu("A10G")) == 110 and usd_per_hour(Gpu("A10G")) == 1.1
+    assert cents_per_hour(Gpu("H100", 2)) == 790
+    assert cents_per_hour(Gpu("RTX-PRO-6000")) is None
+
+
+def test_fit_shows_the_price_offline_in_the_table_and_in_cents_in_json(project, cli):
+    chess_without_max_model_len(project)  # no model config in the cache: nothing can be sized
+    code, out, _ = cli("fit", "chess-puzzle", "--format", "json")
+    (report,) = json.loads(out)
+    assert code == 1 and report["fits"] is None and report["cents_per_warm_hour"] == 110
+    code, out, _ = cli("fit")
+    assert out.splitlines()[1].split()[:4] == ["chess-puzzle", "A10G", "?", "1.10"]
+
+
+def test_the_tables_cheapest_gpu_holds_the_context_the_breakdown_asks_for(
+    project, qwen_cached, cli
+):
+    chess_without_max_model_len(project)  # the model's full 262,144 tokens: not on one A10G
+    _, out, _ = cli("fit", "chess-puzzle", "--format", "json")
+    (report,) = json.loads(out)
+    cheapest = report["gpus_fitting_max_model_len"][0]
+    assert report["cheapest_fitting_gpu"] == cheapest
+    assert isinstance(cheapest["cents_per_hour"], int)
+    _, out, _ = cli("fit")
+    dollars = f"{cheapest['cents_per_hour'] // 100}.{cheapest['cents_per_hour'] % 100:02d}"
+    assert out.splitlines()[1].endswith(f"{cheapest['gpu']} (${dollars}/h)")
+    _, out, _ = cli("fit", "chess-puzzle")
+    assert f"GPUs that hold 262,144 tokens: {cheapest['gpu']} ${dollars}/h" in out
+
+
+def test_a_bfloat16_checkpoint_is_not_offered_a_gpu_without_bfloat16(project, qwen_cached):
+    from deployer.vllm.fit import cheapest_fitting
+
+    project.deployment("t4", T4_QWEN.replace("gpu: T4", "gpu: H100") % "")  # dtype: auto
+    (deployment,) = check_paths([project.deployments]).deployments
+    shape = model_shape(deployment.base_model.info, dict(deployment.vllm.args))
+    assert shape.dtype == "bfloat16"
+    assert "T4" not in [g.type for g, _ in cheapest_fitting(deployment, shape, 4096, limit=20)]
+    project.deployment("t4", T4_QWEN.replace("gpu: T4", "gpu: H100") % ", dtype: float16")
+    (deployment,) = check_paths([project.deployments]).deployments
+    shape = model_shape(deployment.base_model.info, dict(deployment.vllm.args))
+    assert "T4" in [g.type for g, _ in cheapest_fitting(deployment, shape, 4096, limit=20)]
