@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from deployer.checks import run_checks
 from deployer.checks.accept import settle
@@ -72,9 +72,12 @@ def find_deployments() -> Path:
     return DEFAULT_FOLDER
 
 
-def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
+def discover(
+    paths: Sequence[Path], new: Collection[Path] = ()
+) -> tuple[list[Path], list[Diagnostic]]:
     """Deployment files named by `paths` (files, or folders searched one level deep); without
-    paths, the project's deployments/ (find_deployments)."""
+    paths, the project's deployments/ (find_deployments). A file not yet on disk is taken when
+    its absolute path is in `new` (its text is checked before it is written)."""
     files: list[Path] = []
     problems: list[Diagnostic] = []
     for path in paths or [find_deployments()]:
@@ -108,7 +111,7 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
                     files.append(entry)
         elif path.is_file() and (problem := _linked_out(path)):
             problems.append(problem)
-        elif path.is_file():
+        elif path.is_file() or Path(os.path.abspath(path)) in new:
             files.append(path)
         else:
             hint = (
@@ -174,7 +177,7 @@ def check_paths(
 def _check_paths(
     paths: Sequence[Path], schema_only: bool, replaced: Mapping[Path, bytes]
 ) -> Checked:
-    files, diagnostics = discover(paths)
+    files, diagnostics = discover(paths, new=replaced.keys())
     defaults_by_folder: dict[Path, tuple[Document | None, bool]] = {}
     deployments: list[Deployment] = []
     checked: list[str] = []

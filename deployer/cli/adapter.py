@@ -198,7 +198,7 @@ def _check_and_write(args, file: Path, edited: str, done: str) -> int:
     return EXIT_OK
 
 
-def _lock_update(deployments: Path, deployment):
+def _lock_update(deployments: Path, deployment, command: str = "adapter"):
     """The lock with this deployment's entry brought up to date (None: there is no lock; False:
     it cannot be updated, and the user was told why)."""
     from deployer.cli.lock import _compile, _resolve_commit
@@ -210,7 +210,7 @@ def _lock_update(deployments: Path, deployment):
         old = read_lock(folder)
     except LockUnreadable as exc:
         print(
-            f"deployer adapter: {exc}; nothing written (run `deployer lock` to rewrite it)",
+            f"deployer {command}: {exc}; nothing written (run `deployer lock` to rewrite it)",
             file=sys.stderr,
         )
         return False
@@ -220,14 +220,14 @@ def _lock_update(deployments: Path, deployment):
         result = update(old, [deployment], _resolve_commit, _compile)
     except PackageProblem as exc:
         print(
-            f"deployer adapter: cannot resolve the image's packages for the lock: {exc}; "
+            f"deployer {command}: cannot resolve the image's packages for the lock: {exc}; "
             "nothing written",
             file=sys.stderr,
         )
         return False
     for line in result.unresolved:
         print(
-            f"deployer adapter: could not resolve {line}; recorded in the lock as unresolved "
+            f"deployer {command}: could not resolve {line}; recorded in the lock as unresolved "
             "until `deployer lock` runs where the Hub is reachable",
             file=sys.stderr,
         )
@@ -238,7 +238,7 @@ def _lock_update(deployments: Path, deployment):
     )
 
 
-def _write_lock(deployments: Path, lock) -> int:
+def _write_lock(deployments: Path, lock, command: str = "adapter") -> int:
     from deployer.sources.lock import LockUnreadable, folder_for, write_lock
 
     folder = folder_for(deployments)
@@ -246,7 +246,7 @@ def _write_lock(deployments: Path, lock) -> int:
         changed = write_lock(folder, lock)
     except (LockUnreadable, OSError) as exc:
         print(
-            f"deployer adapter: the deployment was written, but not the lock: {exc} (run "
+            f"deployer {command}: the deployment was written, but not the lock: {exc} (run "
             "`deployer lock`)",
             file=sys.stderr,
         )

@@ -15,12 +15,12 @@ import sys
 import threading
 from typing import Sequence
 
-from deployer.cli import adapter, check, fit, local, lock, remote, schema
+from deployer.cli import adapter, check, fit, local, lock, new, remote, schema
 from deployer.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError, settle_folders
 from deployer.core.budget import parse_budget
 
 # In the order `deployer --help` lists their commands.
-GROUPS = (check, adapter, lock, local, fit, remote, schema)
+GROUPS = (check, adapter, new, lock, local, fit, remote, schema)
 
 DESCRIPTION = """\
 Declarative, checked serving of LoRA adapters with vLLM on Modal.

@@ -148,7 +148,7 @@ def test_help_lists_the_commands_in_their_usual_order(cli):
         line.split()[0] for line in out.splitlines() if line.startswith("    ") and line[4] != " "
     ]
     assert listed == [
-        "validate", "render", "adapter", "lock", "serve", "smoke", "fit",
+        "validate", "render", "adapter", "new", "lock", "serve", "smoke", "fit",
         "plan", "apply", "status", "rollback", "prefetch", "endpoints", "schema",
     ]  # fmt: skip
 
