@@ -62,13 +62,18 @@ def check_managed_flags(deployment: Deployment) -> Iterable[Diagnostic]:
                 rule="secrets.in-args",
             )
             continue
+        tokens = flag_tokens(name, value, known)[1:]
         for item in value if isinstance(value, list) else [value]:
             # vLLM's parser takes any word that starts with '-' and holds a '.' for a dotted
-            # option (--compilation-config.level), eating the word after it: -1.5 included.
+            # option (--compilation-config.level), eating the word after it: -1.5 included,
+            # whether written as text or as a YAML number (numbers inside JSON text are not
+            # words of their own).
+            word = item if isinstance(item, str) else _number_word(item)
             if (
-                isinstance(item, str)
-                and item.startswith("-")
-                and (not _is_number(item) or "." in item)
+                word is not None
+                and (isinstance(item, str) or word in tokens)
+                and word.startswith("-")
+                and (not _is_number(word) or "." in word)
             ):
                 yield at(
                     deployment,
@@ -100,6 +105,13 @@ def _abbreviated_hint(full: str) -> str:
         f"--{full} is checked for what it reads, runs or exposes, which an abbreviation "
         "would slip past"
     )
+
+
+def _number_word(item: object) -> str | None:
+    """How a YAML number is written on vLLM's command line; None for anything else."""
+    if isinstance(item, (int, float)) and not isinstance(item, bool):
+        return str(item)
+    return None
 
 
 def _is_number(text: str) -> bool:
@@ -556,6 +568,8 @@ def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
             severity=Severity.WARNING,
             key=False,
         )
+        for name, value in args:
+            yield from _changed_by_yaml(deployment, name, value, None)
         return
     for name, value in args:
         flag = flags.lookup(name)
@@ -596,6 +610,84 @@ def check_flags_against_catalog(deployment: Deployment) -> Iterable[Diagnostic]:
                 rule="flags.value",
                 key=False,
             )
+        else:  # a value vLLM takes, but perhaps not the one written
+            yield from _changed_by_yaml(deployment, name, value, flag)
+
+
+# Unquoted words that YAML 1.1 (PyYAML, which reads the deployments) turns into numbers, with
+# what it takes them for: YAML 1.2 and most readers of the same file would keep them as written.
+YAML11_NUMBERS = (
+    (re.compile(r"[-+]?0b[01_]+"), "a binary number"),
+    (re.compile(r"[-+]?0x[0-9a-fA-F_]+"), "a hexadecimal number"),
+    (re.compile(r"[-+]?0[0-7_]+"), "an octal number"),
+    (re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"), "a base-60 number"),
+    (re.compile(r"[-+]?\.(?:inf|Inf|INF)"), "infinity"),
+    (re.compile(r"\.(?:nan|NaN|NAN)"), "not a number"),
+)
+
+
+def _changed_by_yaml(
+    deployment: Deployment, name: str, value: Any, flag: Flag | None
+) -> Iterator[Diagnostic]:
+    """Each unquoted scalar of a `vllm.args` entry that YAML 1.1 built into something other than
+    what was written (`0123` → 83, `1:30` → 90, `on` → true), when vLLM would be given the
+    built value. A number is as written when it is the number the text says (`0.90` for a float
+    flag, and anything inside a mapping, which goes as JSON); for a flag that takes text (or a
+    flag the pinned version does not have), only when the text is unchanged. A boolean is as
+    written for a boolean flag, or spelled true or false."""
+    numeric = flag is None or flag.base_type in INT_TYPES | FLOAT_TYPES | SIZE_TYPES
+    boolean = flag is None or flag.is_boolean
+    values = deployment.document.values
+    pending: list[tuple[tuple, Any, bool]] = [(("vllm", "args", name), value, False)]
+    for _ in range(MAX_JSON_NODES):  # a larger value is refused in check_code_flags
+        if not pending:
+            return
+        path, item, in_json = pending.pop()
+        if isinstance(item, dict):
+            pending.extend((path + (k,), v, True) for k, v in reversed(item.items()))
+            continue
+        if isinstance(item, list):
+            pending.extend((path + (i,), v, in_json) for i, v in reversed(list(enumerate(item))))
+            continue
+        span = values.get(path)
+        raw = span.raw if span else None
+        if raw is None or isinstance(item, str) or item is None:
+            continue  # quoted, or text kept as written; null goes as JSON null
+        if isinstance(item, bool):
+            if raw.lower() in ("true", "false") or (boolean and not in_json):
+                continue
+            reading, given = "a YAML 1.1 boolean", str(item).lower()
+            hint = f'quote it to pass it as written ("{raw}"), or write {given}'
+        else:
+            if _same_number(raw, item) if numeric or in_json else str(item) == raw:
+                continue
+            reading = next((r for pattern, r in YAML11_NUMBERS if pattern.fullmatch(raw)), "")
+            if not reading and "_" in raw:
+                reading = "YAML 1.1 drops the underscores"
+            given = str(item)
+            hint = f'quote it to pass it as written ("{raw}")' + (
+                ", or write the number you mean" if numeric or in_json else ""
+            )
+        inside = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path[3:])
+        where = f"--{name}" + (f" at {inside.lstrip('.')}" if inside else "")
+        yield at(
+            deployment,
+            path,
+            f"YAML reads the unquoted {raw} in {where} as {given}"
+            + (f" ({reading})" if reading else "")
+            + ", which vLLM would be given instead",
+            hint=hint,
+            rule="flags.changed-by-yaml",
+            key=False,
+        )
+
+
+def _same_number(raw: str, number: int | float) -> bool:
+    """Whether `raw` read as Python (and vLLM) reads a number is `number`."""
+    try:
+        return (int(raw) if isinstance(number, int) else float(raw)) == number
+    except ValueError:
+        return False
 
 
 def _unknown(deployment: Deployment, name: str, flags: catalog.Catalog) -> Diagnostic:

@@ -431,9 +431,11 @@ FAMILIES: tuple[Family, ...] = (
                 ERROR,
                 "A file in a local folder cannot be read; or the base model's config.json or an "
                 "adapter's adapter_config.json is missing or invalid at the repo, revision or "
-                "path given (vLLM could not load it either).",
+                "path given; or a safetensors weights file of the model or an adapter (in a local "
+                "folder, or in the local Hugging Face cache) is shorter or longer than its header "
+                "says (vLLM could not load it either).",
                 "Fix the file's permissions (apply uploads every file); check the repo id, "
-                "revision or path.",
+                "revision or path; copy or download a cut-short weights file again.",
             ),
         ),
     ),
@@ -481,9 +483,21 @@ FAMILIES: tuple[Family, ...] = (
                 "flags.value-looks-like-flag",
                 ERROR,
                 "A value starts with '-' (other than a negative number without a decimal "
-                "point), so vLLM would read it as another flag.",
+                "point), written as text or as a YAML number (`-1.5`), so vLLM would read it as "
+                "another flag.",
                 "Values cannot start with '-'; if it was meant as a flag, give it its own key in "
                 "`vllm.args`.",
+            ),
+            Rule(
+                "flags.changed-by-yaml",
+                ERROR,
+                "An unquoted value that YAML 1.1 reads as something other than what was written, "
+                "and vLLM would be given that instead: an octal `0123` (83), a base-60 `1:30` "
+                "(90), a hexadecimal `0x1F`, `.inf`, a `yes`/`no`/`on`/`off` boolean where the "
+                "flag is not boolean, or a number such as `1.10` or `1_000` where the flag takes "
+                "text. Numbers that are the number they say (`0.90` for a float flag) are as "
+                "written.",
+                "Quote the value to pass it as written, or write the value you mean.",
             ),
             Rule(
                 "flags.negated-name",

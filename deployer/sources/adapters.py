@@ -2,8 +2,9 @@
 
 Local adapters are read from their folder; Hub adapters at the commit the lock pins (else at the
 revision the YAML names) from the local Hugging Face cache, else from the Hub unless offline
-(`hub.py`). What could not be read is
-recorded with the reason, and reported by the LoRA check, never silently skipped.
+(`hub.py`). What could not be read is recorded with the reason, and reported by the LoRA check,
+never silently skipped; so is a weights file on disk (weights are never downloaded here) that is
+shorter or longer than its safetensors header says, which vLLM would fail to load.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Collection
 
 from deployer.core.budget import once, read_json
 from deployer.sources import hub
+from deployer.sources.base_model import WrongSize, check_safetensors_size
 from deployer.sources.lock import as_downloaded
 from deployer.spec.model import Adapter, AdapterConfig, Deployment, Source, UnknownConfig
 
@@ -81,6 +83,13 @@ def _read_config(adapter: Adapter) -> AdapterConfig | UnknownConfig:
             ),
             None,
         )
+    if weights is not None and weights.name.endswith(".safetensors"):
+        try:
+            check_safetensors_size(weights)
+        except WrongSize as exc:  # the adapter vLLM would fail to load after a cold start
+            return UnknownConfig(str(exc), definite=True)
+        except OSError:
+            pass  # an unreadable file is the sources check's finding
     return AdapterConfig(
         rank=max(ranks),
         alpha=data.get("lora_alpha"),

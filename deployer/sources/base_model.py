@@ -5,7 +5,8 @@ Local models are read from their folder; a Hub model's config.json at the commit
 (else at the revision the YAML names) from the local Hugging Face cache, else from the Hub unless
 offline; safetensors headers only from the cache
 (weights are never downloaded here). The LoRA compatibility check uses the tensor names to know
-which modules the architecture has; the GPU fit check, the sizes.
+which modules the architecture has; the GPU fit check, the sizes. A weights file shorter or longer
+than its header says makes the model unreadable: vLLM would fail to load it.
 """
 
 from __future__ import annotations
@@ -60,10 +61,90 @@ def _header_length(path: Path) -> int:
     return struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
 
 
+class WrongSize(ValueError):
+    """A safetensors file shorter or longer than its header says: vLLM cannot load it."""
+
+
 def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Tensor name → (dtype, shape), from the JSON header of a .safetensors file (read once per
-    file version: deployments sharing a base, and shards linked to one file, cost one read)."""
-    return parsed_json(path, lambda: _header_bytes(path), lambda raw: _tensors(path.name, raw))
+    file version: deployments sharing a base, and shards linked to one file, cost one read).
+    Raises WrongSize when the file does not hold the data its header describes."""
+    _check_header_fits(path)
+    tensors, data_end = parsed_json(
+        path, lambda: _header_bytes(path), lambda raw: _parse(path.name, raw)
+    )
+    _check_data_fits(path, data_end)
+    return tensors
+
+
+def check_safetensors_size(path: Path) -> None:
+    """Raises WrongSize when the safetensors file at `path` is shorter or longer than its header
+    says (safetensors, and so vLLM, refuses such a file: a copy or download cut short). A file
+    that is no safetensors file at all is left to what reads it."""
+    if os.stat(path).st_size < 8 or _header_length(path) > MAX_HEADER_BYTES:
+        return
+    _check_header_fits(path)
+    # Only an integer is kept per file version, so the header is not charged to the run's budget
+    # for parsed configs and headers (which bounds what stays in memory).
+    data_end = once(
+        ("safetensors data end", *_version(path)), lambda: _data_end(_json(_header_bytes(path)))
+    )
+    _check_data_fits(path, data_end)
+
+
+def _version(path: Path) -> tuple[int, int, int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _check_header_fits(path: Path) -> None:
+    size, length = os.stat(path).st_size, _header_length(path)
+    if size >= 8 and length <= MAX_HEADER_BYTES and 8 + length > size:
+        raise WrongSize(
+            f"{path.name} is cut short: its header alone should take {length:,} bytes, and "
+            f"the file holds {size - 8:,} after its 8-byte length (copy or download it again)"
+        )
+
+
+def _check_data_fits(path: Path, data_end: int | None) -> None:
+    if data_end is None:
+        return
+    size = os.stat(path).st_size
+    held = size - 8 - _header_length(path)
+    if held != data_end:
+        state = "cut short" if held < data_end else "longer than its header says"
+        raise WrongSize(
+            f"{path.name} is {state}: its header describes {data_end:,} bytes of tensors, and "
+            f"the file holds {held:,} after the header"
+            + (" (copy or download it again)" if held < data_end else "")
+        )
+
+
+def _json(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _data_end(header: object) -> int | None:
+    """Where the tensors' data ends, after the header, by the header's `data_offsets`; None when
+    the header is no JSON object or a tensor has no offsets (the size cannot be judged)."""
+    if not isinstance(header, dict):
+        return None
+    end = 0
+    for tensor, meta in header.items():
+        if tensor == "__metadata__":
+            continue
+        offsets = meta.get("data_offsets") if isinstance(meta, dict) else None
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in offsets)
+        ):
+            return None
+        end = max(end, offsets[1])
+    return end
 
 
 def _header_bytes(path: Path) -> bytes:
@@ -76,8 +157,13 @@ def _header_bytes(path: Path) -> bytes:
         return handle.read(length)
 
 
-def _tensors(name: str, raw: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
+def _parse(name: str, raw: bytes) -> tuple[dict[str, tuple[str, tuple[int, ...]]], int | None]:
+    """(the tensors, where their data ends), from one reading of the header."""
     header = json.loads(raw)
+    return _tensors(name, header), _data_end(header)
+
+
+def _tensors(name: str, header: object) -> dict[str, tuple[str, tuple[int, ...]]]:
     if not isinstance(header, dict):
         raise ValueError(f"{name}: the header is not a JSON object")
     # Every tensor kept costs memory until the run ends: counted over all headers of the run.
@@ -175,6 +261,8 @@ def read_base_model(source: Source) -> BaseModelInfo | UnknownConfig:
                 )
             for shard_path in files.values():
                 tensors.update(safetensors_header(shard_path))
+    except WrongSize as exc:
+        return UnknownConfig(str(exc), definite=True)
     except (OSError, ValueError, KeyError, TypeError, RecursionError, struct.error) as exc:
         return UnknownConfig(f"cannot read the safetensors headers of {where}: {exc}")
     return BaseModelInfo(config=config, tensors=tensors, read_from=read_from)
