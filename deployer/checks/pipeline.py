@@ -5,6 +5,7 @@ This is what `validate` runs, and what every later command runs first.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from deployer.sources.folders import ALLOW_ENV, leads_to, outside_repository, re
 from deployer.sources.lock import with_lock
 from deployer.spec.load import DEFAULTS_FILE, Document, load_bytes, load_file, merge_defaults
 from deployer.spec.model import Deployment, build_deployment, name_from_file
-from deployer.spec.schema import schema, validate
+from deployer.spec.schema import failed_parts, schema, validate
 
 YAML_SUFFIXES = (".yaml", ".yml")
 # A deployment that picks a Hub repo or a local path for its base model replaces the defaults' choice.
@@ -179,7 +180,9 @@ def _check_paths(
 ) -> Checked:
     files, diagnostics = discover(paths, new=replaced.keys())
     defaults_by_folder: dict[Path, tuple[Document | None, bool]] = {}
-    deployments: list[Deployment] = []
+    deployments: list[Deployment] = []  # from files without errors: what later commands use
+    checked_too: list[Deployment] = []  # and those built from the parts that passed
+    partly: dict[str, frozenset[str]] = {}  # file → the top-level keys that failed the schema
     checked: list[str] = []
 
     budget = _RunBudget()
@@ -226,24 +229,64 @@ def _check_paths(
         if over := budget.merged(document, merged, file.parent / DEFAULTS_FILE, display):
             diagnostics.append(over)
             break
-        problems = validate(merged) + _file_name_problems(merged)
-        diagnostics += problems
-        if problems or schema_only:
+        schema_problems = validate(merged)
+        name_problems = _file_name_problems(merged)
+        diagnostics += schema_problems + name_problems
+        if schema_only:
             continue
         base_dirs = {display_path(f): f.parent for f in (file, file.parent / DEFAULTS_FILE)}
-        deployment = build_deployment(merged, base_dirs)
-        refused = refused_sources(deployment)
-        # The lock first: configs are read at the commits it pins, which the app downloads.
-        deployment = with_lock(deployment, file.parent)
-        deployment = with_base_model_info(with_adapter_configs(deployment, refused), refused)
+        if schema_problems or name_problems:
+            failed = (failed_parts(merged.data) if schema_problems else frozenset()) | {
+                "name" for _ in name_problems
+            }
+            if (partial := _partial(merged, failed)) is not None:
+                partly[partial.file] = failed
+                checked_too.append(
+                    _enriched(build_deployment(partial, base_dirs), file.parent, failed)
+                )
+            continue
+        deployment = _enriched(build_deployment(merged, base_dirs), file.parent, frozenset())
         deployments.append(deployment)
+        checked_too.append(deployment)
 
     if not schema_only:
-        diagnostics += run_checks(deployments)
+        diagnostics += run_checks(checked_too, partly)
     unique = sorted(set(settle(diagnostics)), key=lambda d: (d.file, d.line, d.column, d.message))
     notes = tuple(d for d in unique if d.severity is Severity.NOTE)
     findings = tuple(d for d in unique if d.severity is not Severity.NOTE)
     return Checked(tuple(deployments), findings, tuple(dict.fromkeys(checked)), notes)
+
+
+# What stands in for a required part that failed the schema, so the rest of the file can be built
+# and checked; no check that reads the part runs (checks/__init__.py, READS).
+PLACEHOLDERS = {
+    "base_model": {"repo": "placeholder/failed-the-schema"},
+    "gpu": "T4",
+    "vllm": {"version": "0.0.0"},
+    "auth": "none",
+}
+
+
+def _partial(document: Document, failed: frozenset[str]) -> Document | None:
+    """`document` with each top-level part in `failed` dropped (its schema default applies) or, when
+    required, replaced by a placeholder; None when that still does not pass the schema. The parts
+    are whole top-level keys: an error in one adapter fails `adapters`, since the checks place
+    findings by each adapter's index."""
+    data = {key: value for key, value in document.data.items() if key not in failed}
+    data.update({key: value for key, value in PLACEHOLDERS.items() if key in failed})
+    if failed_parts(data):
+        return None
+    return dataclasses.replace(document, data=data)
+
+
+def _enriched(deployment: Deployment, folder: Path, failed: frozenset[str]) -> Deployment:
+    """What the checks read beyond the file: the lock, adapter configs, the base model's config
+    (not for a placeholder base model)."""
+    refused = refused_sources(deployment)
+    # The lock first: configs are read at the commits it pins, which the app downloads.
+    deployment = with_lock(deployment, folder)
+    deployment = with_adapter_configs(deployment, refused)
+    return deployment if "base_model" in failed else with_base_model_info(deployment, refused)
 
 
 class _RunBudget:

@@ -138,7 +138,7 @@ def cmd_render(args) -> int:
     from deployer.render.output import current_app, write
     from deployer.render.templates import project_templates
 
-    checked, selected, code = select(args, args.names)
+    checked, selected, code = select(args, args.names, alone=True)
     if selected is None:
         return code
     # Unlocked: rendered as before, saying what floats (on stderr: stdout lists the apps).

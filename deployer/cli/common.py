@@ -128,11 +128,16 @@ def required_lock(checked):
     )
 
 
-def select(args, names: Sequence[str], tolerate: str | None = None):
+def select(args, names: Sequence[str], tolerate: str | None = None, alone: bool = False):
     """Validate the deployments folder and pick `names` (all if empty): (checked, deployments,
     exit code); deployments is None when findings stop the command (exit 1). A name that is not a
     deployment is a UsageError. Findings whose rule starts with `tolerate` do not stop the command
-    (the one explaining them)."""
+    (the one explaining them). `alone`: the named deployments go ahead when only other files have
+    findings (render, fit and serve of one deployment while another is half written); a line on
+    stderr names those files, and `checked` keeps only the named deployments' findings. Without
+    names, or without `alone`, any finding stops it."""
+    import dataclasses
+
     from deployer.checks.pipeline import check_paths
     from deployer.core.text import did_you_mean
 
@@ -151,7 +156,22 @@ def select(args, names: Sequence[str], tolerate: str | None = None):
             )
         )
     blocking = [d for d in checked.diagnostics if not (tolerate and d.rule.startswith(tolerate))]
-    if failed(blocking, getattr(args, "strict", False)):
+    strict = getattr(args, "strict", False)
+    if alone and names and not unknown:
+        own = {file for n in names for file in by_name[n].sources}
+        others = sorted({d.file for d in blocking if d.file not in own and failed([d], strict)})
+        blocking = [d for d in blocking if d.file in own]
+        checked = dataclasses.replace(
+            checked, diagnostics=tuple(d for d in checked.diagnostics if d.file in own)
+        )
+        if others:
+            print(
+                f"deployer {args.command}: going ahead with {', '.join(names)}; not with "
+                f"{', '.join(others)}, which {'has' if len(others) == 1 else 'have'} errors "
+                "(`deployer validate` shows them)",
+                file=sys.stderr,
+            )
+    if failed(blocking, strict):
         report(checked.diagnostics, len(checked.files), getattr(args, "format", "text"))
         print(
             f"nothing {'rendered' if args.command == 'render' else 'done'}: fix the errors "

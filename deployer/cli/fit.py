@@ -48,7 +48,7 @@ def register(commands) -> None:
 def cmd_fit(args) -> int:
     from deployer.vllm.fit import assess
 
-    _, selected, code = select(args, args.names, tolerate="fit.")
+    _, selected, code = select(args, args.names, tolerate="fit.", alone=True)
     if selected is None:
         return code
     results = [(d, assess(d)) for d in selected]

@@ -152,7 +152,7 @@ def cmd_serve(args) -> int:
             "only --local is supported here; to serve on Modal, run "
             "`modal deploy build/NAME/app.py`"
         )
-    _, selected, code = select(args, [args.name])
+    _, selected, code = select(args, [args.name], alone=True)
     if selected is None:
         return code
     (deployment,) = selected

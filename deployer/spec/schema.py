@@ -75,6 +75,31 @@ def validate(document: Document) -> list[Diagnostic]:
     return list(found.values())
 
 
+def failed_parts(data: Any) -> frozenset[str]:
+    """The top-level keys of `data` (a mapping) whose value the schema refuses, or that are
+    missing though required, or are not allowed at all: the parts the semantic checks must not
+    read. Empty when the document passes."""
+    if passes_fast_check(data):
+        return frozenset()
+    parts: set[str] = set()
+    for error in _validator().iter_errors(data):
+        path = tuple(error.absolute_path)
+        if path:
+            parts.add(str(path[0]))
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = schema()["properties"]
+            parts.update(str(key) for key in error.instance if key not in allowed)
+        elif error.validator == "required":
+            parts.update(
+                prop
+                for prop in error.validator_value
+                if error.message == f"{prop!r} is a required property"
+            )
+        else:  # the document as a whole (not a mapping): nothing can be read from it
+            parts.update(schema()["properties"])
+    return frozenset(parts)
+
+
 def _explain(error, document: Document) -> list[Diagnostic]:
     path = tuple(error.absolute_path)
     kind = error.validator
