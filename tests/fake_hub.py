@@ -47,6 +47,17 @@ class FakeHub:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def serve_to(self, monkeypatch) -> "FakeHub":
+        """Point huggingface_hub and the deployer at this fake, online and with no token of the
+        machine's own (a test that wants one sets HF_TOKEN itself)."""
+        import huggingface_hub
+
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", self.url)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", "/nonexistent/token")
+        return self
+
     def add(
         self,
         repo: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import json
 
-import huggingface_hub.constants
 import pytest
 
 from deployer.sources import hub, packages
@@ -57,10 +56,7 @@ def lora(rank: int) -> str:
 @pytest.fixture
 def online(monkeypatch):
     with FakeHub() as fake:
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", "/nonexistent/token")
+        fake.serve_to(monkeypatch)
         fake.add(BASE, {"config.json": QWEN3_4B})
         fake.add("org/chess-lora", {"adapter_config.json": lora(8)})
         fake.add("org/sql-lora", {"adapter_config.json": lora(8)}, revision="main")

@@ -40,10 +40,7 @@ def lora(rank: int) -> str:
 @pytest.fixture
 def online(monkeypatch):
     with FakeHub() as fake:
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", "/nonexistent/token")
+        fake.serve_to(monkeypatch)
         fake.add("Qwen/Qwen3-4B-Instruct-2507", {"config.json": QWEN3_4B})
         yield fake
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import huggingface_hub.constants
 import pytest
 
 from deployer.checks.pipeline import check_paths
@@ -27,10 +26,7 @@ ADAPTERS = MINIMAL + "adapters:\n  - {name: chess, repo: org/chess-lora}\n"
 @pytest.fixture
 def online(monkeypatch):
     with FakeHub() as fake:
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", "/nonexistent/token")
+        fake.serve_to(monkeypatch)
         yield fake
 
 
