@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .test_lock import DEPLOYMENT, go_offline, lora, online, resolver  # noqa: F401  (fixtures)
+from .hub_stand_ins import DEPLOYMENT, go_offline, lora
 
 COMMENTED = """\
 # yaml-language-server: $schema=../deployer/deployment.schema.json

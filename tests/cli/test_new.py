@@ -9,7 +9,7 @@ import yaml
 
 from deployer.vllm.scaffold import clean_length
 
-from .test_lock import BASE, DEPLOYMENT, go_offline, lora, online, resolver  # noqa: F401
+from .hub_stand_ins import BASE, DEPLOYMENT, go_offline, lora
 
 
 def comments(text: str) -> str:
