@@ -14,6 +14,7 @@ from typing import Collection, Mapping, Sequence
 
 from deployer.checks import run_checks
 from deployer.checks.accept import settle
+from deployer.checks.engine import check_engine
 from deployer.core import patterns
 from deployer.core.budget import parse_budget, run_scope
 from deployer.core.diagnostics import Diagnostic, Severity
@@ -165,18 +166,28 @@ def _linked_out(file: Path) -> Diagnostic | None:
 
 
 def check_paths(
-    paths: Sequence[Path], schema_only: bool = False, replaced: Mapping[Path, bytes] | None = None
+    paths: Sequence[Path],
+    schema_only: bool = False,
+    replaced: Mapping[Path, bytes] | None = None,
+    engine: bool = False,
+    vllm_python: str | None = None,
 ) -> Checked:
     """Everything found in the deployment files under `paths`. `schema_only` stops after the
     JSON Schema (no adapter or model reading, no semantic checks): for editors and benchmarks.
     `replaced` maps a file's absolute path to the text checked in place of its own (an edit,
-    checked before it is written)."""
+    checked before it is written). `engine` also hands each deployment's command line to the
+    vLLM of `vllm_python` (checks/engine.py; a note when it is None): `validate` only, since
+    importing vLLM costs seconds."""
     with run_scope(), parse_budget(), patterns.budget(CHECK_SECONDS):
-        return _check_paths(paths, schema_only, replaced or {})
+        return _check_paths(paths, schema_only, replaced or {}, engine, vllm_python)
 
 
 def _check_paths(
-    paths: Sequence[Path], schema_only: bool, replaced: Mapping[Path, bytes]
+    paths: Sequence[Path],
+    schema_only: bool,
+    replaced: Mapping[Path, bytes],
+    engine: bool = False,
+    vllm_python: str | None = None,
 ) -> Checked:
     files, diagnostics = discover(paths, new=replaced.keys())
     defaults_by_folder: dict[Path, tuple[Document | None, bool]] = {}
@@ -251,6 +262,9 @@ def _check_paths(
 
     if not schema_only:
         diagnostics += run_checks(checked_too, partly)
+        if engine:
+            whole_vllm = [d for d in checked_too if "vllm" not in partly.get(d.file, ())]
+            diagnostics += check_engine(whole_vllm, diagnostics, vllm_python)
     unique = sorted(set(settle(diagnostics)), key=lambda d: (d.file, d.line, d.column, d.message))
     notes = tuple(d for d in unique if d.severity is Severity.NOTE)
     findings = tuple(d for d in unique if d.severity is not Severity.NOTE)

@@ -29,7 +29,9 @@ def register(commands) -> None:
         help="check deployment files against the schema and beyond",
         description="Check deployment files: YAML syntax, the schema, and semantic checks. Reports "
         "every problem in every file at once. A NAME that is not a file or folder is the "
-        "deployment deployments/NAME.yaml.",
+        "deployment deployments/NAME.yaml. With DEPLOYER_VLLM_PYTHON naming a Python with the "
+        "pinned vLLM (its CPU build is enough), that vLLM also judges each command line: its "
+        "argument parser, serve-argument and engine configuration checks.",
         epilog="examples:\n  deployer validate\n  deployer validate chess-puzzle\n  deployer "
         "validate deployments/ other/one.yaml --format json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -75,10 +77,16 @@ def cmd_validate(args) -> int:
     import dataclasses
 
     from deployer.checks.pipeline import Checked, check_paths
+    from deployer.vllm.engine import VLLM_PYTHON_ENV
 
     paths, unknown = _named_files(args.paths, args.deployments)
     if paths or not args.paths:
-        checked = check_paths(paths or [args.deployments], schema_only=args.schema_only)
+        checked = check_paths(
+            paths or [args.deployments],
+            schema_only=args.schema_only,
+            engine=True,
+            vllm_python=os.environ.get(VLLM_PYTHON_ENV),
+        )
     else:
         checked = Checked((), (), ())  # only names of no deployment: nothing to read
     if unknown:

@@ -92,6 +92,21 @@ DEPLOY_TIMEOUT = 3600.0  # an image build with CUDA and vLLM can take many minut
 URL_TIMEOUT = 20.0  # reading an app's web URL: the SDK retries an unreachable server for a minute
 LOGS_TIMEOUT = 30.0  # `modal app logs --tail`, read before a failed version is rolled back
 
+# -- the engine check (vllm/engine.py): the pinned vLLM judging each command line -------------------
+# One process for the whole run: importing vLLM takes 10-20 s on two shared cores (a minute on a
+# cold, slow runner), then each deployment a fraction of a second per try. Past the deadline the
+# process group is killed and the deployments without a result get a note.
+
+ENGINE_SECONDS = 300.0
+ENGINE_VERSION_SECONDS = 30.0  # asking the interpreter which vLLM it has (no vLLM import)
+# Tries per deployment: after each refusal that names a flag, that flag is left out and the rest
+# tried again, so one run reports what vLLM would refuse one start at a time.
+ENGINE_ROUNDS = 4
+ENGINE_MESSAGE_CHARS = 4000  # of one vLLM message kept by the driver; diagnostics cut to MAX_TEXT
+# What is read of the driver's results: a few hundred bytes per deployment, MAX_RUN_FILES of them.
+MAX_ENGINE_OUTPUT_BYTES = 16 * 1024 * 1024
+ENGINE_LOG_TAIL_BYTES = 4096  # of vLLM's log, read for the last line when the driver fails
+
 # -- the lock (sources/lock.py, sources/packages.py) ---------------------------------------------
 
 # lock/sources.yaml: a few lines per Hub source; read as a YAML file like a deployment's

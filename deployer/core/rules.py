@@ -578,6 +578,41 @@ FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
+        "engine",
+        "The pinned vLLM's own checks (`validate` with DEPLOYER_VLLM_PYTHON)",
+        "Where `DEPLOYER_VLLM_PYTHON` names a Python with the deployment's pinned vLLM (its CPU "
+        "build is enough), `validate` hands each deployment's exact command line to that vLLM's "
+        "argument parser, its serve-argument validation and its engine configuration, in one "
+        "child process, offline, without credentials and within a deadline. Flags that import "
+        "code, read files or connect somewhere are left out, and a deployment with errors from "
+        "the other checks is not handed over. A Hub model is given to vLLM as a folder holding "
+        "the config.json the deployer read.",
+        (
+            Rule(
+                "engine.refused",
+                ERROR,
+                "The pinned vLLM refuses the command line at start-up: a combination of flags "
+                "(`enable-auto-tool-choice` without `tool-call-parser`), a value its config "
+                "classes reject (an unknown key in `compilation-config`, text that is not JSON), "
+                "or a value that does not suit the model (`max-num-batched-tokens` below "
+                "`max-model-len` with chunked prefill off). The finding sits at the flag vLLM's "
+                "message names, and quotes it.",
+                "Change the flag as the message says; the hint says what vLLM wants when its "
+                "message names it.",
+            ),
+            Rule(
+                "engine.not-run",
+                NOTE,
+                "The engine check did not run, or not all of it: `DEPLOYER_VLLM_PYTHON` is not "
+                "set or has another vLLM version than the deployment pins, the deployment has "
+                "errors, flags were left out, the child process failed or ran past its deadline, "
+                "or vLLM refused something only because the check runs on the CPU or offline.",
+                "Set `DEPLOYER_VLLM_PYTHON` to a Python with the pinned vLLM; what the note says "
+                "was left out is judged when the app starts.",
+            ),
+        ),
+    ),
+    Family(
         "secrets",
         "Credentials",
         "Secrets are referenced by name only (`secrets:`, `auth.api_key.secret`): a value written "

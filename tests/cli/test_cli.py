@@ -15,11 +15,13 @@ def test_valid_files_exit_zero_with_a_summary(project, cli):
     project.deployment("a")
     code, out, err = cli("validate")
     assert (code, err) == (0, "")
-    # Offline, the GPU fit of a Hub model cannot be checked: said as a note, which never fails a run.
+    # Offline, the GPU fit of a Hub model cannot be checked, and without DEPLOYER_VLLM_PYTHON
+    # vLLM does not judge the command line: said as notes, which never fail a run.
     assert "note: GPU fit not checked" in out
+    assert "note: the engine check did not run: DEPLOYER_VLLM_PYTHON is not set" in out
     assert (
         out.splitlines()[-1]
-        == "1 file checked: 0 errors, 0 warnings (1 check skipped, see the notes)"
+        == "1 file checked: 0 errors, 0 warnings (2 checks skipped, see the notes)"
     )
     assert cli("validate", "--strict")[0] == 0
 
