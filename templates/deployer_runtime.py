@@ -1,6 +1,7 @@
 """What a rendered app does besides laying out its Modal functions: fetch the weights, keep
 credentials out of vLLM's process, guard every route with the API key, start vLLM and wait for it
-to be up (failing at once with its own words if it cannot start), and check it after a snapshot.
+to be up (failing at once with its own words if it cannot start), check it after a snapshot, and
+stage adapters for a deployment that loads them dynamically.
 
 The deployer writes this file unchanged beside every app.py it renders, and the app adds it to
 its image, so `import deployer_runtime` finds it both where `modal deploy` runs and in the
@@ -19,6 +20,8 @@ import os
 import re
 import secrets
 import shlex
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -259,10 +262,12 @@ def wait_until_healthy(process: VllmProcess, port: int, timeout: float, progress
 # ## Talking to the vLLM server this container started (for GPU snapshots)
 
 
-def local_request(port: int, method: str, path: str, body: dict | None = None):
-    """Send a request to vLLM on this container, with the API key if there is one; its JSON
-    answer (None if empty)."""
-    headers = {"Content-Type": "application/json"}
+def local_request(
+    port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None
+):
+    """Send a request to vLLM on this container, with the API key if there is one (and any other
+    `headers`); its JSON answer (None if empty, or not JSON)."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if os.environ.get("VLLM_API_KEY"):
         headers["Authorization"] = "Bearer " + os.environ["VLLM_API_KEY"]
     data = json.dumps(body).encode() if body is not None else None
@@ -271,7 +276,10 @@ def local_request(port: int, method: str, path: str, body: dict | None = None):
     )
     with _loopback.open(request, timeout=120) as response:
         answer = response.read()
-    return json.loads(answer) if answer.strip() else None
+    try:
+        return json.loads(answer) if answer.strip() else None
+    except ValueError:  # vLLM answers some routes (unloading an adapter) in plain text
+        return None
 
 
 # ## Snapshots keep adapters honest
@@ -318,3 +326,340 @@ def check_answers(port: int, before: dict) -> None:
             "vLLM changed its answers after waking from sleep (see vLLM issue #53888): "
             + "; ".join(problems)
         )
+
+
+# ## Adapters added while vLLM runs (adapter_loading: dynamic)
+
+# vLLM's own resolver plugin joins a requested name onto its folder as it is (`../x` escapes it),
+# so the app gives vLLM ours, written beside this file by the deployer, and nothing else: vLLM
+# finds plugins through their distribution's entry points, so a dist-info naming `register`
+# goes beside it. VLLM_PLUGINS names it alone.
+RESOLVER_MODULE = "deployer_lora_resolver"
+RESOLVER_DIST_INFO = {
+    "METADATA": "Metadata-Version: 2.1\nName: deployer-lora-resolver\nVersion: 0\n",
+    "entry_points.txt": f"[vllm.general_plugins]\n{RESOLVER_MODULE} = {RESOLVER_MODULE}:register\n",
+}
+# Where the resolver finds staged adapters, and the digest with which the adapter routes
+# middleware lets this process (and only it) unload an adapter whose staged copy changed.
+ADAPTER_FOLDER_VARIABLE = "DEPLOYER_ADAPTER_FOLDER"
+UNLOAD_DIGEST_VARIABLE = "DEPLOYER_UNLOAD_DIGEST"
+UNLOAD_TOKEN_HEADER = "X-Deployer-Unload-Token"
+# The adapter folder holds one folder per adapter, named as the adapter, and this manifest of
+# them, written last: the resolver serves only the names it lists.
+MANIFEST_FILE = "deployer-adapters.json"
+ADAPTER_FOLDER_FILES = (MANIFEST_FILE, "deployer-state.json")
+STAGED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+ADAPTER_CONFIG = "adapter_config.json"
+# Folders and files being written, or set aside to be removed: hidden, so never a served name.
+STAGING_PREFIX = ".staging-"
+REPLACED_PREFIX = ".replaced-"
+MANIFEST_TEMP_PREFIX = ".manifest-"
+
+
+def with_dynamic_adapters(environment: dict, folder: str, adapter_folder: str) -> tuple:
+    """(`environment` for vLLM to load staged adapters on first use, the unload token).
+
+    Writes the resolver plugin and the adapter routes middleware into `folder`, put first on vLLM's
+    import path; turns on runtime LoRA updating with our resolver alone. vLLM gets only the salted
+    digest of the token: the token stays in this process, for `unload_adapter`."""
+    here = Path(__file__).parent
+    for name in (AUTH_GUARD_FILE, f"{RESOLVER_MODULE}.py"):
+        Path(folder, name).write_bytes((here / name).read_bytes())
+    dist_info = Path(folder, f"{RESOLVER_MODULE}-0.dist-info")
+    dist_info.mkdir(exist_ok=True)
+    for name, text in RESOLVER_DIST_INFO.items():
+        (dist_info / name).write_text(text)
+    token = secrets.token_hex(32)
+    salt = secrets.token_bytes(16)
+    digest = salt.hex() + ":" + hashlib.sha256(salt + token.encode()).hexdigest()
+    path = [entry for entry in environment.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return {
+        **environment,
+        "PYTHONPATH": os.pathsep.join([folder, *(entry for entry in path if entry != folder)]),
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "true",
+        "VLLM_PLUGINS": RESOLVER_MODULE,
+        ADAPTER_FOLDER_VARIABLE: adapter_folder,
+        UNLOAD_DIGEST_VARIABLE: digest,
+    }, token
+
+
+def linked_model(model: str, link: str) -> str:
+    """`link`, made (atomically) a symbolic link to the model folder `model`: vLLM's `--model` is
+    what a staged adapter's base_model_name_or_path must equal, so it must not depend on where
+    the weights were downloaded."""
+    temporary = f"{link}.{secrets.token_hex(4)}"
+    os.symlink(model, temporary)
+    os.replace(temporary, link)
+    return link
+
+
+def adapter_sources(adapters: dict, local_folders: dict, *, here: Path | None = None) -> dict:
+    """Each adapter's folder, downloaded first, and a label that changes with what it holds:
+    name → (folder, "repo@commit" or "path:<folder>@sha256:<digest of its files>")."""
+    from huggingface_hub import snapshot_download
+
+    sources = {}
+    for name, source in adapters.items():
+        if "repo" in source:
+            folder = snapshot_download(source["repo"], revision=source["revision"])
+        elif here is not None:
+            folder = str((here / local_folders[source["folder"]]).resolve())
+        else:
+            folder = source["folder"]
+        sources[name] = (folder, adapter_label(source, folder))
+    return sources
+
+
+def adapter_label(source: dict, folder: str) -> str:
+    """What the manifest records of where an adapter came from: it changes when its files do. A
+    Hub snapshot's folder is named after its commit."""
+    if "repo" in source:
+        return f"{source['repo']}@{Path(folder).name}"
+    return f"path:{source['folder']}@sha256:{_files_digest(folder)}"
+
+
+def adapter_labels(adapters: dict, adapter_folders: dict) -> dict:
+    """The label of each adapter vLLM loaded at start (`weights()`'s folders): compared with the
+    staged copies, an adapter updated since the deploy is unloaded, to load its staged copy."""
+    return {name: adapter_label(adapters[name], folder) for name, folder in adapter_folders.items()}
+
+
+def _files_digest(folder: str) -> str:
+    digest = hashlib.sha256()
+    for path, relative in _adapter_files(Path(folder)):
+        digest.update(f"{relative}\0".encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def read_manifest(folder: str) -> dict:
+    """The staged adapters: name → {"source", "base", "staged_at"} ({} if none or unreadable)."""
+    try:
+        manifest = json.loads(Path(folder, MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    adapters = manifest.get("adapters") if isinstance(manifest, dict) else None
+    return dict(adapters) if isinstance(adapters, dict) else {}
+
+
+def _write_manifest(folder: Path, adapters: dict) -> None:
+    """Atomically: the resolver reads either the old manifest or the new one, never a part."""
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=MANIFEST_TEMP_PREFIX, suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"adapters": adapters}, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, folder / MANIFEST_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not STAGED_NAME.fullmatch(name) or name in ADAPTER_FOLDER_FILES:
+        raise ValueError(f"{name!r} cannot be a staged adapter's name (a folder of its own)")
+
+
+def _link_boundary(source: Path) -> Path:
+    """What links in `source` may lead into: the folder itself, or for a Hub snapshot (whose files
+    are links into its repo's blobs/ folder) the repo's folder in the cache."""
+    real = Path(os.path.realpath(source))
+    if real.parent.name == "snapshots" and (real.parent.parent / "blobs").is_dir():
+        return real.parent.parent
+    return real
+
+
+def _adapter_files(source: Path) -> list:
+    """(file to read, path relative to `source`) of every file of an adapter folder, hidden ones
+    (.git, .cache) left out. A link is followed only into `_link_boundary(source)`: an adapter
+    staged from a folder cannot carry a file from elsewhere on the machine."""
+    boundary = _link_boundary(source)
+    found = []
+    for folder, folders, files in os.walk(source):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in folders:
+            if os.path.islink(os.path.join(folder, name)):
+                raise ValueError(f"{os.path.join(folder, name)} is a link to a folder")
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            real = Path(os.path.realpath(path))
+            if real != boundary and boundary not in real.parents:
+                raise ValueError(f"{path} is a link out of {source}")
+            if not stat.S_ISREG(os.stat(real).st_mode):
+                raise ValueError(f"{path} is not a plain file")
+            found.append((real, os.path.relpath(path, source)))
+    return found
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stage_adapter(
+    folder: str, name: str, source_folder: str, base_model: str, source_label: str
+) -> None:
+    """Copy the adapter in `source_folder` into `<folder>/<name>`, its base_model_name_or_path
+    rewritten to `base_model` (vLLM's `--model`, which its resolver compares it with), then list it
+    in the manifest. Copied into a hidden folder first and renamed into place, an old copy renamed
+    aside first: the resolver never sees a part of an adapter."""
+    _check_name(name)
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    source = Path(source_folder)
+    if not (source / ADAPTER_CONFIG).is_file():
+        raise ValueError(f"{source} holds no {ADAPTER_CONFIG}")
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=root))
+    try:
+        for path, relative in _adapter_files(source):
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / relative)
+        config = json.loads((staging / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"{source / ADAPTER_CONFIG} is not a JSON object")
+        config["base_model_name_or_path"] = base_model
+        (staging / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 would keep another user's vLLM out
+        target = root / name
+        aside = None
+        if target.exists() or target.is_symlink():
+            aside = root / f"{REPLACED_PREFIX}{name}-{secrets.token_hex(4)}"
+            os.rename(target, aside)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if aside is not None:
+        _remove(aside)
+    adapters = read_manifest(folder)
+    adapters[name] = {
+        "source": source_label,
+        "base": base_model,
+        "staged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_manifest(root, adapters)
+
+
+def unstage_adapter(folder: str, name: str) -> None:
+    """Take adapter `name` out of the manifest (the resolver stops serving it), then its folder."""
+    _check_name(name)
+    root = Path(folder)
+    adapters = read_manifest(folder)
+    if adapters.pop(name, None) is not None:
+        _write_manifest(root, adapters)
+    target = root / name
+    if target.exists() or target.is_symlink():
+        aside = root / f"{REPLACED_PREFIX}{name}-{secrets.token_hex(4)}"
+        os.rename(target, aside)
+        _remove(aside)
+
+
+def sync_adapters(folder: str, wanted: dict, base_model: str) -> dict:
+    """Make the staged adapters those of `wanted` (name → (source folder, label)): stage what is
+    missing, or whose label or base changed; unstage what is not wanted. Doing it again changes
+    nothing. Returns {"staged": [names], "unstaged": [names]}."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in root.iterdir():  # left by a run that stopped half-way
+        if entry.name.startswith((STAGING_PREFIX, REPLACED_PREFIX, MANIFEST_TEMP_PREFIX)):
+            _remove(entry)
+    current = read_manifest(folder)
+    staged, unstaged = [], []
+    for name, (source_folder, label) in sorted(wanted.items()):
+        entry = current.get(name)
+        if (
+            isinstance(entry, dict)
+            and entry.get("source") == label
+            and entry.get("base") == base_model
+            and (root / name / ADAPTER_CONFIG).is_file()
+        ):
+            continue
+        stage_adapter(folder, name, source_folder, base_model, label)
+        staged.append(name)
+    for name in sorted(current):
+        if name not in wanted:
+            unstage_adapter(folder, name)
+            unstaged.append(name)
+    return {"staged": staged, "unstaged": unstaged}
+
+
+def unload_adapter(port: int, name: str, token: str) -> None:
+    """Have vLLM forget adapter `name`, so that its next request loads the staged copy again (or
+    none): through the adapter routes middleware, which lets only this token by."""
+    try:
+        local_request(
+            port,
+            "POST",
+            "/v1/unload_lora_adapter",
+            {"lora_name": name},
+            headers={UNLOAD_TOKEN_HEADER: token},
+        )
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:  # 404: vLLM had not loaded it, which is as good
+            raise
+
+
+def changed_adapters(before: dict, after: dict) -> list:
+    """Names of `before` (name → label) whose staged copy in manifest `after` has another label,
+    or is gone."""
+    return sorted(
+        name
+        for name, label in before.items()
+        if not isinstance(after.get(name), dict) or after[name].get("source") != label
+    )
+
+
+def watch_staged_adapters(
+    folder: str, reload, port: int, token: str, interval: float, loaded: dict
+) -> threading.Thread:
+    """A daemon thread: at once, then every `interval` s after `reload()` (a Modal volume's, to see
+    new commits), unload from vLLM each adapter whose staged copy changed or was removed since it
+    was loaded, so its next request loads the staged copy (or none). `loaded`: the labels of the
+    adapters vLLM loaded at start (`adapter_labels`). New adapters need nothing: vLLM asks the
+    resolver on their first request. A failed reload (Modal refuses while files of the volume are
+    open) or unload is tried again next round, and said once."""
+
+    def watch() -> None:
+        staged = read_manifest(folder)
+        known = {
+            name: entry.get("source") for name, entry in staged.items() if isinstance(entry, dict)
+        }
+        known.update(loaded)
+        said = set()
+        first = True
+        while True:
+            if not first:
+                time.sleep(interval)
+                try:
+                    reload()
+                except Exception as exc:
+                    if "reload" not in said:
+                        print(f"adapter folder not reloaded, trying again: {exc}", flush=True)
+                        said.add("reload")
+                    continue
+            first = False
+            current = read_manifest(folder)
+            for name in changed_adapters(known, current):
+                try:
+                    unload_adapter(port, name, token)
+                except (OSError, http.client.HTTPException) as exc:
+                    if name not in said:
+                        print(f"adapter {name} not unloaded, trying again: {exc}", flush=True)
+                        said.add(name)
+                    current[name] = {"source": known[name]}  # still differs next round
+                    continue
+                print(f"adapter {name} changed: vLLM loads the new copy on use", flush=True)
+            known = {n: e.get("source") for n, e in current.items() if isinstance(e, dict)}
+
+    thread = threading.Thread(target=watch, name="staged-adapters", daemon=True)
+    thread.start()
+    return thread

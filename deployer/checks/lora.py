@@ -18,7 +18,7 @@ from deployer.vllm.argv import (
 
 
 def check_lora_limits(deployment: Deployment) -> Iterable[Diagnostic]:
-    if not deployment.adapters:
+    if not deployment.adapters and not deployment.loads_adapters_dynamically:
         return
     explicit = dict(deployment.vllm.args)
     for i, adapter in enumerate(deployment.adapters):

@@ -1,4 +1,5 @@
-"""Names that must be unique: app names across files, model ids within a deployment."""
+"""Names that must be unique: app names across files, model ids within a deployment; and the
+names a dynamic deployment's adapters take as folders in its adapter folder."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Iterable, Sequence
 from deployer.checks._at import at
 from deployer.core.diagnostics import Diagnostic
 from deployer.spec.model import Deployment
+from deployer.vllm.argv import ADAPTER_FOLDER_FILES, STAGED_ADAPTER_NAME
 
 
 def check_unique_app_names(deployments: Sequence[Deployment]) -> Iterable[Diagnostic]:
@@ -26,6 +28,7 @@ def check_unique_app_names(deployments: Sequence[Deployment]) -> Iterable[Diagno
 
 
 def check_adapter_names(deployment: Deployment) -> Iterable[Diagnostic]:
+    yield from _check_staged_names(deployment)
     seen: dict[str, int] = {}
     served = deployment.base_model.served_name
     for i, adapter in enumerate(deployment.adapters):
@@ -51,3 +54,27 @@ def check_adapter_names(deployment: Deployment) -> Iterable[Diagnostic]:
                 rule="names.adapter-shadows-base",
                 key=False,
             )
+
+
+def _check_staged_names(deployment: Deployment) -> Iterable[Diagnostic]:
+    """A dynamic deployment stages each adapter as `<adapter folder>/<name>`, and its resolver
+    serves only names that can be such a folder: any other name would never answer."""
+    if not deployment.loads_adapters_dynamically:
+        return
+    for i, adapter in enumerate(deployment.adapters):
+        if adapter.name in ADAPTER_FOLDER_FILES:
+            problem = "is the name of a file the adapter folder holds"
+        elif not STAGED_ADAPTER_NAME.fullmatch(adapter.name):
+            problem = "cannot name a folder the resolver serves"
+        else:
+            continue
+        yield at(
+            deployment,
+            ("adapters", i, "name"),
+            f"adapter name {adapter.name!r} {problem} (adapter_loading: dynamic stages each "
+            "adapter as a folder of that name)",
+            hint="use 1-128 letters, digits, '.', '_' and '-', starting with a letter or digit, "
+            f"and not {' or '.join(ADAPTER_FOLDER_FILES)}",
+            rule="names.staged-adapter",
+            key=False,
+        )

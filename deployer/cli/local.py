@@ -138,6 +138,7 @@ def cmd_serve(args) -> int:
         NotReady,
         installed_vllm,
         local_command,
+        prepare_dynamic_adapters,
         version_warning,
         without_auth_guard,
         without_sleep_mode,
@@ -175,16 +176,30 @@ def cmd_serve(args) -> int:
         _warn(note)
 
     folder = app.path.parent
+    dynamic = None
+    if local.with_dynamic_adapters is not None:
+        try:
+            dynamic = prepare_dynamic_adapters(local, folder, args.port)
+        except LocalError as exc:
+            print(f"deployer serve: {exc}", file=sys.stderr)
+            return EXIT_PROBLEMS
     server = LocalServer(
         command,
         folder / LOG_FILE,
         local.runtime,
         stream_logs=args.logs,
-        environment=local.environment_in,
+        environment=dynamic.environment_in if dynamic else local.environment_in,
     )
     print(f"starting vLLM: {shlex.join(command)}", file=sys.stderr, flush=True)
     if not args.logs:
         print(f"vLLM log: {display_path(folder / LOG_FILE)}", file=sys.stderr, flush=True)
+    if dynamic:
+        print(
+            f"adapter folder: {display_path(dynamic.folder)} (adapters staged there are "
+            "loaded on their first request)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -209,7 +224,7 @@ def cmd_serve(args) -> int:
                 print(f"last lines of {display_path(server.log_path)}:\n{tail}", file=sys.stderr)
             return EXIT_PROBLEMS
         model_ids = deployment.model_ids
-        write_state(folder, url, server.process.pid, model_ids)
+        write_state(folder, url, server.process.pid, model_ids, dynamic and dynamic.model)
         seconds = time.monotonic() - started
         print(f"vLLM is ready at {url}/v1 (after {seconds:.0f} s)", flush=True)
         print(f"models: {', '.join(model_ids)}", flush=True)

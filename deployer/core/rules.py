@@ -254,6 +254,13 @@ FAMILIES: tuple[Family, ...] = (
                 "NAME}` and/or `proxy: true`.",
             ),
             Rule(
+                "schema.enum",
+                ERROR,
+                "A key that takes one of a few words has another (`adapter_loading` other "
+                "than `static` or `dynamic`).",
+                "Use one of the words the message lists.",
+            ),
+            Rule(
                 "schema.minimum",
                 ERROR,
                 "A number below the smallest allowed: a scaling setting, a `gpu` count, "
@@ -349,6 +356,15 @@ FAMILIES: tuple[Family, ...] = (
                 ERROR,
                 "An adapter's name is also the base model's served name.",
                 "Rename the adapter, or set `base_model.served_name` to something else.",
+            ),
+            Rule(
+                "names.staged-adapter",
+                ERROR,
+                "With `adapter_loading: dynamic`, an adapter's name cannot be a folder of the "
+                "adapter folder: it is a file that folder holds (`deployer-adapters.json`, "
+                "`deployer-state.json`), or a name the resolver never serves.",
+                "Rename the adapter: 1-128 letters, digits, '.', '_' and '-', starting with a "
+                "letter or digit.",
             ),
         ),
     ),

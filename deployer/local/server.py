@@ -3,6 +3,10 @@
 The rendered app is imported, with the runtime module beside it, and asked for its command through
 the same functions its Modal container calls (`weights`, `vllm_command`); only the interpreter,
 host and port differ. So what serves here is what would serve on Modal, not a re-implementation.
+
+A dynamic deployment's adapter folder is `build/NAME/dynamic-adapters/`, staged by the runtime's
+own `sync_adapters` (as the Modal app's stage_adapters does into its volume): `stage_new_adapters`
+adds adapters there while vLLM runs.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import BinaryIO, Callable
 from deployer.core.limits import STATE_BYTES
 from deployer.core.paths import read_plain
 from deployer.render.context import RUNTIME_MODULE
-from deployer.render.output import STATE_FILE
+from deployer.render.output import LOCAL_ADAPTER_FOLDER, STATE_FILE
 from deployer.vllm.argv import AUTH_GUARD
 
 _module_ids = itertools.count()
@@ -93,6 +97,12 @@ class LocalCommand:
     auth_guard: Callable[[dict, str], dict] | None = None
     # The runtime module beside the app: it starts vLLM and waits for it, as in the container.
     runtime: ModuleType | None = None
+    # The `--model` value: a dynamic deployment's staged adapters name it as their base.
+    model: str = ""
+    # A dynamic deployment's app: its `with_dynamic_adapters(environment, folder, adapter_folder)`
+    # and `adapter_sources(local)` (None for a static one).
+    with_dynamic_adapters: Callable[[dict, str, str], tuple] | None = None
+    adapter_sources: Callable[..., dict] | None = None
 
     def environment_in(self, folder: str) -> dict:
         """The environment vLLM runs with, its middleware (if any) written into `folder`."""
@@ -136,7 +146,91 @@ def local_command(app_path: Path, python: str, port: int, host: str = "127.0.0.1
         app.vllm_environment,
         getattr(app, "with_auth_guard", None),
         runtime,
+        model,
+        getattr(app, "with_dynamic_adapters", None),
+        getattr(app, "adapter_sources", None),
     )
+
+
+@dataclass
+class DynamicAdapters:
+    """A dynamic deployment served here: its adapter folder, the `--model` value its staged
+    adapters name as their base, and (in the process that started vLLM) the token with which the
+    runtime unloads an adapter whose staged copy changed."""
+
+    folder: Path
+    model: str
+    runtime: ModuleType
+    port: int
+    token: str | None = None
+    local: LocalCommand | None = None
+
+    def environment_in(self, folder: str) -> dict:
+        """The environment vLLM runs with: the app's, plus the resolver of staged adapters."""
+        environment = self.local.environment_in(folder)
+        environment, self.token = self.local.with_dynamic_adapters(
+            environment, folder, str(self.folder)
+        )
+        return environment
+
+    @classmethod
+    def of_running(cls, app_folder: Path) -> DynamicAdapters:
+        """The dynamic deployment `serve --local` runs from `app_folder`, for another process
+        (which holds no unload token: it can add adapters, not replace loaded ones)."""
+        state = read_state(app_folder)
+        if state is None or not isinstance(state.get("model"), str):
+            raise LocalError(f"no dynamic deployment is served from {app_folder} here")
+        runtime = _import_source(RUNTIME_MODULE, app_folder / f"{RUNTIME_MODULE}.py")
+        port = int(state["url"].rsplit(":", 1)[1])
+        return cls(app_folder / LOCAL_ADAPTER_FOLDER, state["model"], runtime, port)
+
+
+def prepare_dynamic_adapters(local: LocalCommand, app_folder: Path, port: int) -> DynamicAdapters:
+    """The adapter folder of a dynamic deployment about to be served here: created, and holding
+    exactly its declared adapters (vLLM also loads them at start; staged, an update of one can be
+    loaded again without a restart). Whatever an earlier run staged is removed."""
+    folder = app_folder / LOCAL_ADAPTER_FOLDER
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise LocalError(f"{folder} must be a plain folder (serve --local stages adapters there)")
+    try:
+        sources = local.adapter_sources(local=True)
+        local.runtime.sync_adapters(str(folder), sources, local.model)
+    except (OSError, ValueError) as exc:
+        raise LocalError(f"cannot stage the adapters into {folder}: {exc}") from None
+    return DynamicAdapters(folder, local.model, local.runtime, port, local=local)
+
+
+def stage_new_adapters(dynamic: DynamicAdapters, sources: dict[str, tuple[str, str]]) -> list[str]:
+    """Stage `sources` (adapter name → (its folder, a label that changes with its files), as the
+    app's `adapter_sources(local=True)` gives them) into the running server's adapter folder,
+    keeping what is staged there; vLLM loads each on its first request. An adapter already staged
+    from another label is replaced and unloaded from vLLM, so it loads the new copy. Returns the
+    names staged (those already staged alike are left as they are)."""
+    runtime = dynamic.runtime
+    staged = runtime.read_manifest(str(dynamic.folder))
+    replaced = [
+        name
+        for name, (_, label) in sources.items()
+        if isinstance(staged.get(name), dict) and staged[name].get("source") != label
+    ]
+    if replaced and dynamic.token is None:
+        raise LocalError(
+            f"adapter {replaced[0]} is served already: only the process that started vLLM "
+            "can replace it (restart `deployer serve --local`)"
+        )
+    wanted = {
+        name: (str(dynamic.folder / name), entry.get("source"))
+        for name, entry in staged.items()
+        if isinstance(entry, dict)
+    }
+    wanted.update(sources)
+    try:
+        done = runtime.sync_adapters(str(dynamic.folder), wanted, dynamic.model)
+    except (OSError, ValueError) as exc:
+        raise LocalError(f"cannot stage the adapters into {dynamic.folder}: {exc}") from None
+    for name in replaced:
+        runtime.unload_adapter(dynamic.port, name, dynamic.token)
+    return done["staged"]
 
 
 def installed_vllm(python: str) -> tuple[str, str] | None:
@@ -274,14 +368,16 @@ def _group_alive(pgid: int) -> bool:
     return True  # some member remains (the leader counts until `poll()` reaps it)
 
 
-def write_state(folder: Path, url: str, pid: int, model_ids: list[str]) -> Path:
+def write_state(
+    folder: Path, url: str, pid: int, model_ids: list[str], model: str | None = None
+) -> Path:
+    """`model`: a dynamic deployment's `--model` value, which adapters staged later name."""
     path = folder / STATE_FILE
-    with open(_plain_file_for_writing(path), "w") as state:
-        state.write(
-            json.dumps(
-                {"url": url, "pid": pid, "started": _start_time(pid), "models": model_ids}, indent=2
-            )
-        )
+    state = {"url": url, "pid": pid, "started": _start_time(pid), "models": model_ids}
+    if model is not None:
+        state["model"] = model
+    with open(_plain_file_for_writing(path), "w") as handle:
+        handle.write(json.dumps(state, indent=2))
     return path
 
 

@@ -20,6 +20,7 @@ from deployer.vllm.argv import (
     AUTH_DIGEST_VARIABLE,
     AUTH_GUARD_MODULE,
     CREDENTIAL_NAME,
+    LORA_RESOLVER_MODULE,
     VLLM_PORT,
     WEIGHT_FILE_KINDS,
     unfetched_files,
@@ -29,14 +30,17 @@ from deployer.vllm.argv import (
 )
 from deployer.vllm.concurrency import concurrency
 
-# What the app imports in its container besides `modal` (its downloads, vLLM's environment), and
-# the API key middleware vLLM imports: written beside every app, unchanged, and added to its image.
+# What the app imports in its container besides `modal` (its downloads, vLLM's environment), the
+# middleware vLLM imports (API key, closed adapter routes) and the LoRA resolver plugin vLLM loads
+# for dynamic adapters: written beside every app, unchanged; the image gets those the app uses.
 # Always ours, also under a project's own template. Name beside the app → file in templates/.
 RUNTIME_MODULE = "deployer_runtime"
 AUTH_GUARD_FILE = "vllm_auth_guard.py"
+LORA_RESOLVER_FILE = "deployer_lora_resolver.py"
 RUNTIME_FILES = {
     f"{RUNTIME_MODULE}.py": "deployer_runtime.py",
     f"{AUTH_GUARD_MODULE}.py": AUTH_GUARD_FILE,
+    f"{LORA_RESOLVER_MODULE}.py": LORA_RESOLVER_FILE,
 }
 CONTAINER_APP_FOLDER = "/root"  # where Modal puts the app file, and so where it imports from
 HF_CACHE = "/root/.cache/huggingface"
@@ -48,6 +52,16 @@ DOWNLOAD_ENV = {"HF_XET_HIGH_PERFORMANCE": "1"}
 DURATION_OPTIONS = ("startup_timeout", "scaledown_window", "timeout")  # seconds, as durations
 # The image's locked package set (lock/images/<key>.txt), written beside the app when it is locked.
 REQUIREMENTS_FILE = "requirements.txt"
+# A dynamic deployment's adapters volume is mounted here: one folder per staged adapter and their
+# manifest (templates/deployer_runtime.py stages them; the resolver reads them).
+ADAPTER_FOLDER = "/root/adapters"
+ADAPTER_VOLUME_SUFFIX = "-adapters"  # the volume is "<app name>-adapters", one per deployment
+# vLLM's `--model` in a dynamic deployment's container: a link to wherever the weights were
+# downloaded, so a staged adapter's base_model_name_or_path (which vLLM's resolver compares with
+# `--model`) is known to the CPU function that stages it without downloading the model.
+BASE_MODEL_LINK = "/root/base-model"
+# How often a container reloads the adapters volume, to unload adapters whose copy changed.
+ADAPTER_RELOAD_SECONDS = 10
 
 
 def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
@@ -175,6 +189,32 @@ def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:
         # Shipped to the container by every app; the API key middleware only with auth_guard.
         "runtime_files": {
             f"{RUNTIME_MODULE}.py": f"{CONTAINER_APP_FOLDER}/{RUNTIME_MODULE}.py",
+        },
+        "dynamic": _dynamic(deployment),
+    }
+
+
+def dynamic_adapters_volume(name: str) -> str:
+    """The Modal Volume a dynamic deployment's adapters are staged into."""
+    return f"{name}{ADAPTER_VOLUME_SUFFIX}"
+
+
+def _dynamic(deployment: Deployment) -> dict[str, Any] | None:
+    """What a deployment that loads adapters dynamically adds: its adapters volume, the files
+    vLLM imports for it (the resolver; the middleware, which an API key deployment ships anyway),
+    and the stable `--model` path."""
+    if not deployment.loads_adapters_dynamically:
+        return None
+    shipped = [LORA_RESOLVER_MODULE] + (
+        [] if deployment.auth.api_key_secret else [AUTH_GUARD_MODULE]
+    )
+    return {
+        "volume": dynamic_adapters_volume(deployment.name),
+        "folder": ADAPTER_FOLDER,
+        "base_model_link": BASE_MODEL_LINK,
+        "reload_seconds": ADAPTER_RELOAD_SECONDS,
+        "image_files": {
+            f"{module}.py": f"{CONTAINER_APP_FOLDER}/{module}.py" for module in shipped
         },
     }
 

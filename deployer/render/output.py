@@ -15,9 +15,11 @@ from deployer.core.paths import linked_part, read_plain, real
 from deployer.render.app import APP_FILE, RenderedApp
 from deployer.render.context import REQUIREMENTS_FILE, RUNTIME_FILES
 
-# What `serve --local` keeps beside the app: the running server, and vLLM's log.
+# What `serve --local` keeps beside the app: the running server, vLLM's log, and a dynamic
+# deployment's adapter folder (a name no `import` can reach: the app's folder is on the path).
 STATE_FILE = "local-server.json"
 LOG_FILE = "vllm.log"
+LOCAL_ADAPTER_FOLDER = "dynamic-adapters"
 
 
 class OutputProblem(Exception):
@@ -27,7 +29,14 @@ class OutputProblem(Exception):
 # What an app folder may hold: the app, the runtime files render writes beside it, and what
 # `serve --local` writes. Not a __pycache__: Python runs a cached .pyc there instead of app.py (an
 # unchecked hash-based one without even looking at the source), and nothing of ours writes one.
-OWN_ENTRIES = {APP_FILE, *RUNTIME_FILES, REQUIREMENTS_FILE, LOG_FILE, STATE_FILE}
+OWN_ENTRIES = {
+    APP_FILE,
+    *RUNTIME_FILES,
+    REQUIREMENTS_FILE,
+    LOG_FILE,
+    STATE_FILE,
+    LOCAL_ADAPTER_FOLDER,
+}
 
 
 def _foreign_entries(folder: Path) -> list[str]:

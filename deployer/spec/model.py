@@ -202,6 +202,12 @@ class Deployment:
     document: Document = field(compare=False, repr=False)  # for positions in later diagnostics
     lock: Locked | None = None  # what the lock pins for it (sources/lock.py); None: not looked up
     accept: tuple[tuple[str, str], ...] = ()  # (rule id, reason): warnings the team accepts
+    # "static": adapters only at start; "dynamic": adapters staged later load on first use too.
+    adapter_loading: str = "static"
+
+    @property
+    def loads_adapters_dynamically(self) -> bool:
+        return self.adapter_loading == DYNAMIC
 
     @property
     def model_ids(self) -> list[str]:
@@ -219,6 +225,9 @@ class Deployment:
                 for i, a in enumerate(self.adapters)
             ),
         ]
+
+
+DYNAMIC = "dynamic"  # adapter_loading: adapters staged while it runs are served too
 
 
 def name_from_file(path: str | Path) -> str:
@@ -301,4 +310,7 @@ def build_deployment(document: Document, base_dir_of: dict[str, Path]) -> Deploy
         ),
         document=document,
         accept=tuple(data.get("accept", {}).items()),
+        adapter_loading=data.get(
+            "adapter_loading", schema()["properties"]["adapter_loading"]["default"]
+        ),
     )

@@ -37,6 +37,17 @@ AUTH_GUARD_MODULE = "deployer_auth_guard"
 AUTH_GUARD = f"{AUTH_GUARD_MODULE}.RequireApiKey"
 # The middleware reads a salt and the key's salted SHA-256 from here: vLLM's process never gets the key.
 AUTH_DIGEST_VARIABLE = "DEPLOYER_AUTH_DIGEST"
+# A dynamic deployment turns on vLLM's runtime LoRA updating, which also opens routes that load any
+# path in the container a caller names: this middleware of the same module closes them to everyone.
+ADAPTER_ROUTES_GUARD = f"{AUTH_GUARD_MODULE}.CloseAdapterRoutes"
+# The resolver vLLM asks about a model name it does not know (templates/deployer_lora_resolver.py,
+# written beside the app): it serves only adapters staged into the deployment's adapter folder.
+LORA_RESOLVER_MODULE = "deployer_lora_resolver"
+# The names it serves: an adapter's folder in the adapter folder, so no path separator and no
+# leading dot (`..`, the staging folders); the schema's adapter names are a subset.
+STAGED_ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Files the adapter folder holds beside the adapters' folders: no adapter may be named like them.
+ADAPTER_FOLDER_FILES = ("deployer-adapters.json", "deployer-state.json")
 # Names that look like credentials: refused in image.env, left out of vLLM's process environment.
 # vLLM's own settings (VLLM_*, such as VLLM_MULTI_STREAM_GEMM_TOKEN_THRESHOLD) are not, but its
 # key is; nor are the tokenizers library's (TOKENIZERS_PARALLELISM).
@@ -57,7 +68,8 @@ MANAGED_FLAGS: dict[str, str] = {
     "host": "nothing: the app listens on all interfaces inside its container",
     "port": "nothing: the app's web server port is fixed at 8000",
     "api-key": "auth.api_key (a Modal Secret holding VLLM_API_KEY)",
-    "enable-lora": "adapters (LoRA is enabled when at least one adapter is listed)",
+    "enable-lora": "adapters (LoRA is enabled when at least one adapter is listed, or "
+    "adapter_loading is dynamic)",
     "lora-modules": "adapters",
     "tensor-parallel-size": 'gpu (its count, e.g. "H100:2")',
     "enable-sleep-mode": "cold_start.gpu_snapshot (sleep mode is what the snapshot captures)",
@@ -143,7 +155,12 @@ def derived_lora_flags(deployment: Deployment) -> dict[str, int]:
         fitting = [c for c in lora_rank_choices(deployment.vllm.version) if c >= needed[0]]
         if fitting:
             derived["max-lora-rank"] = fitting[0]
-    if len(deployment.adapters) > 1 and "max-loras" not in explicit:
+    if "max-loras" in explicit:
+        return derived
+    if deployment.loads_adapters_dynamically:
+        # Not the count: adapters staged later must fit without new flags (a restart).
+        derived["max-loras"] = MAX_LORAS_CAP
+    elif len(deployment.adapters) > 1:
         derived["max-loras"] = min(len(deployment.adapters), MAX_LORAS_CAP)
     return derived
 
@@ -242,7 +259,7 @@ def vllm_flags(deployment: Deployment) -> list[str]:
         flags += ["--tensor-parallel-size", str(deployment.gpu.count)]
     if deployment.cold_start.gpu_snapshot:
         flags += ["--enable-sleep-mode"]  # the snapshot is taken of a sleeping engine
-    if deployment.adapters:
+    if deployment.adapters or deployment.loads_adapters_dynamically:
         flags += ["--enable-lora"]
         for name, value in derived_lora_flags(deployment).items():
             flags += flag_tokens(name, value)
@@ -256,4 +273,7 @@ def vllm_flags(deployment: Deployment) -> list[str]:
         # Last: Starlette wraps each added middleware around the ones before it, so this one sees
         # every request first, before any middleware the YAML names.
         flags += ["--middleware", AUTH_GUARD]
+    if deployment.loads_adapters_dynamically:
+        # Outermost of all: the adapter routes answer 403 to everyone, key or no key.
+        flags += ["--middleware", ADAPTER_ROUTES_GUARD]
     return flags

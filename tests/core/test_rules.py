@@ -353,6 +353,7 @@ SCHEMA_CASES = {
     "schema.minProperties": lambda d: d.update(auth={}),
     "schema.uniqueItems": lambda d: d.update(secrets=["a", "a"]),
     "schema.depends": lambda d: d.update(scaling={"target_concurrent_inputs": 2}),
+    "schema.enum": lambda d: d.update(adapter_loading="sometimes"),
 }
 
 

@@ -138,10 +138,10 @@ def test_the_code_hash_covers_the_runtime_files_but_not_their_comments(project):
     import dataclasses
 
     app = rendered(project, "a", MINIMAL)
-    (name, text), guard = app.runtime_files
+    (name, text), *others = app.runtime_files
 
     def with_runtime(new_text: str):
-        return dataclasses.replace(app, runtime_files=((name, new_text), guard)).code_hash
+        return dataclasses.replace(app, runtime_files=((name, new_text), *others)).code_hash
 
     assert with_runtime(text.replace("# ## Weights", "# ## Downloads")) == app.code_hash
     assert with_runtime(text.replace("time.sleep(1)", "time.sleep(3)")) != app.code_hash
@@ -192,6 +192,7 @@ def test_render_writes_build_name_app_py_atomically_and_reports_unchanged(projec
     assert sorted(p.name for p in app.path.parent.iterdir()) == [
         "app.py",
         "deployer_auth_guard.py",
+        "deployer_lora_resolver.py",
         "deployer_runtime.py",
     ]  # no temporary files left
 

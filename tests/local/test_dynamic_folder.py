@@ -1,0 +1,89 @@
+"""`serve --local` of a dynamic deployment, before and around vLLM: its adapter folder
+(build/NAME/dynamic-adapters/) holds exactly the declared adapters at start, a planted link there is
+refused, and `stage_new_adapters` adds adapters beside them. tests/local/test_dynamic_vllm.py serves
+the same with real vLLM."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from deployer.checks.pipeline import check_paths
+from deployer.local.server import (
+    LocalError,
+    local_command,
+    prepare_dynamic_adapters,
+    stage_new_adapters,
+)
+from deployer.render.app import render
+from deployer.render.output import write
+
+from ..tiny_model import build_base_model, build_lora_adapter
+
+DEPLOYMENT = """\
+base_model: {path: ../models/tiny, served_name: tiny}
+adapters:
+  - {name: alpha, path: ../adapters/alpha}
+adapter_loading: dynamic
+gpu: L4
+vllm: {version: "0.11.2", args: {max-model-len: 512}}
+auth: {proxy: true}
+"""
+
+
+@pytest.fixture
+def app_path(project) -> Path:
+    base = build_base_model(project.root / "models" / "tiny")
+    for seed, name in enumerate(("alpha", "beta"), start=1):
+        build_lora_adapter(project.root / "adapters" / name, str(base), rank=8, seed=seed)
+    project.deployment("tiny", DEPLOYMENT)
+    checked = check_paths([project.deployments])
+    assert checked.ok, checked.diagnostics
+    app = render(checked.deployments[0], project.root / "build")
+    write(app)
+    return app.path
+
+
+def test_the_adapter_folder_holds_the_declared_adapters_for_the_model_vllm_runs(app_path, tmp_path):
+    folder = app_path.parent / "dynamic-adapters"
+    (folder / "stale").mkdir(parents=True)  # left by an earlier run: never listed, so removed
+    local = local_command(app_path, sys.executable, 8765)
+    dynamic = prepare_dynamic_adapters(local, app_path.parent, 8765)
+    assert dynamic.folder == folder and dynamic.model == local.argv[local.argv.index("--model") + 1]
+    assert set(local.runtime.read_manifest(str(folder))) == {"alpha"}
+    assert (folder / "alpha" / "adapter_config.json").read_text().count(dynamic.model) == 1
+    environment = dynamic.environment_in(str(tmp_path))  # the server's own empty folder
+    assert environment["DEPLOYER_ADAPTER_FOLDER"] == str(folder)
+    assert dynamic.token and dynamic.token not in str(environment)
+
+
+def test_stage_new_adapters_adds_beside_what_is_staged(app_path, project, monkeypatch, tmp_path):
+    local = local_command(app_path, sys.executable, 8765)
+    dynamic = prepare_dynamic_adapters(local, app_path.parent, 8765)
+    dynamic.environment_in(str(tmp_path))  # as vLLM starts: the token is made
+    beta = str(project.root / "adapters" / "beta")
+    assert stage_new_adapters(dynamic, {"beta": (beta, "beta@1")}) == ["beta"]
+    assert set(local.runtime.read_manifest(str(dynamic.folder))) == {"alpha", "beta"}
+    assert stage_new_adapters(dynamic, {"beta": (beta, "beta@1")}) == []
+    # A new copy of a staged adapter is staged, and vLLM told (with the token) to forget the old.
+    unloaded = []
+    monkeypatch.setattr(
+        dynamic.runtime, "unload_adapter", lambda port, name, token: unloaded.append((name, token))
+    )
+    assert stage_new_adapters(dynamic, {"beta": (beta, "beta@2")}) == ["beta"]
+    assert unloaded == [("beta", dynamic.token)]
+    dynamic.token = None  # another process than the one that started vLLM
+    with pytest.raises(LocalError, match="adapter beta is served already"):
+        stage_new_adapters(dynamic, {"beta": (beta, "beta@3")})
+    assert local.runtime.read_manifest(str(dynamic.folder))["beta"]["source"] == "beta@2"
+
+
+def test_serve_refuses_a_planted_link_for_the_adapter_folder(app_path, cli, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (app_path.parent / "dynamic-adapters").symlink_to(elsewhere)
+    code, _, err = cli("serve", "tiny", "--local", "--python", sys.executable, "--port", "8766")
+    assert code == 1
+    assert "dynamic-adapters must be a plain folder" in err
+    assert list(elsewhere.iterdir()) == []
