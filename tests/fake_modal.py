@@ -10,7 +10,12 @@ commit, rollbacks as new versions, stop) in a JSON file, so that three views sha
   the container wrote it), to test `deployer.deploy.platform.modal_cli` itself;
 - `install_sdk()`, a fake `modal` package for the one SDK call (a deployed app's URL);
 - `EndpointServer`, an HTTP server on loopback standing in for each app's web endpoint: it answers
-  like vLLM's OpenAI server for the models the deployed app file declares.
+  like vLLM's OpenAI server for the models the deployed app file declares, and, for a dynamic app
+  (one with a `stage_adapters` function), those staged in its adapters volume, as vLLM's resolver
+  would once the container has reloaded the volume.
+
+Volumes keep files (`modal volume get/put`): `modal run app.py::stage_adapters` syncs the app's
+adapters volume (`<app>-adapters`) to the adapters its ADAPTERS declares, manifest and all.
 
 Failures are injected into the state: a deploy that Modal refuses, an endpoint that never becomes
 healthy, a container whose vLLM exits while starting, one that forgets an adapter, one whose chat
@@ -43,6 +48,10 @@ sys.path.insert(0, str(HERE.parent))
 from deployer.deploy.platform import DeployedApp, PlatformError, Version  # noqa: E402
 
 STATE_ENV = "FAKE_MODAL_STATE"
+# What a dynamic app's stage_adapters writes into each adapter's config, and its resolver accepts:
+# the `--model` value its serve function passes.
+STAGED_BASE = "/root/base-model"
+MANIFEST = "deployer-adapters.json"
 # "v1-only-auth": the key guards /v1 only, as vLLM's own check does in an app without the middleware
 # (one rendered by an older deployer, or by a project template that left it out).
 # "start-fails": vLLM exits while the container starts, so the runtime raises VllmStartFailed
@@ -198,9 +207,37 @@ class FakeModal:
                 raise PlatformError(
                     f"`modal run {app_file}::{function}` failed (exit 1): {message}"
                 )
+            if function == "stage_adapters":
+                base = s.get("stage_base", {}).pop(name, STAGED_BASE)
+                volume = s.setdefault("volumes", {}).setdefault(f"{name}-adapters", {})
+                _stage(volume, _constant(source, "ADAPTERS") or {}, base)
+                return
             s.setdefault("volume", {}).setdefault("huggingface-cache", []).extend(
                 _declared_models(source)
             )
+
+    def next_stage_writes_base(self, name: str, base: str) -> None:
+        """The next stage_adapters of app `name` writes `base` into the adapters' configs, so
+        the resolver refuses them (its base is the `--model` value, STAGED_BASE)."""
+        with self._state() as s:
+            s.setdefault("stage_base", {})[name] = base
+
+    # -- volumes -----------------------------------------------------------------------------
+    def volume_files(self, volume: str) -> dict[str, str]:
+        return dict(self.state.get("volumes", {}).get(volume, {}))
+
+    def read_volume_file(self, volume: str, path: str) -> str | None:
+        self._record("volume get", volume=volume, path=path)
+        return self.state.get("volumes", {}).get(volume, {}).get(path.lstrip("/"))
+
+    def write_volume_file(self, volume: str, path: str, text: str) -> None:
+        with self._state() as s:
+            s["calls"].append({"op": "volume put", "volume": volume, "path": path})
+            if volume not in s.setdefault("volumes", {}):
+                raise PlatformError(
+                    f"`modal volume put {volume}` failed (exit 1): Volume '{volume}' not found"
+                )
+            s["volumes"][volume][path.lstrip("/")] = text
 
     def rollback(self, name: str, version: int | None = None) -> None:
         with self._state() as s:
@@ -338,6 +375,48 @@ def _declared_models(source: str) -> list[str]:
     return [values["SERVED_MODEL_NAME"], *values.get("ADAPTERS", {})]
 
 
+def _constant(source: str, name: str):
+    """The literal value of a top-level constant of the app (None if it has none)."""
+    for node in _parse(source).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
+            return ast.literal_eval(node.value)
+    return None
+
+
+def _stage(volume: dict[str, str], adapters: dict, base: str) -> None:
+    """What the runtime's sync_adapters does to the folder: stage what is missing or changed (its
+    config's base rewritten), unstage what is not wanted, the manifest last."""
+    manifest = json.loads(volume.get(MANIFEST, '{"adapters": {}}'))["adapters"]
+    wanted = {
+        name: f"{spec['repo']}@{spec.get('revision')}"
+        if "repo" in spec
+        else f"path:{spec['folder']}"
+        for name, spec in adapters.items()
+    }
+    for name in [n for n in manifest if n not in wanted]:
+        del manifest[name]
+        for path in [p for p in volume if p.startswith(f"{name}/")]:
+            del volume[path]
+    for name, label in wanted.items():
+        if manifest.get(name, {}).get("source") != label or manifest[name]["base"] != base:
+            volume[f"{name}/adapter_config.json"] = json.dumps(
+                {"base_model_name_or_path": base, "r": 8, "source": label}
+            )
+            manifest[name] = {"source": label, "base": base, "staged_at": "2026-11-28T10:00:00Z"}
+    volume[MANIFEST] = json.dumps({"adapters": manifest})
+
+
+def staged_models(version: dict, volumes: dict) -> list[str]:
+    """The adapters a dynamic app's resolver serves: listed in its volume's manifest, with the
+    base its `--model` value (as vLLM's resolver compares them); [] for a static app."""
+    if "def stage_adapters(" not in version["source"]:
+        return []
+    name = _app_name(version["source"])
+    volume = volumes.get(f"{name}-adapters", {})
+    manifest = json.loads(volume.get(MANIFEST, '{"adapters": {}}'))["adapters"]
+    return [n for n, entry in manifest.items() if entry.get("base") == STAGED_BASE]
+
+
 def _image_env(source: str) -> dict[str, str]:
     """The variables an app sets with `Image.env({...})`, each a step of its image build."""
     found: dict[str, str] = {}
@@ -434,6 +513,11 @@ class EndpointServer:
     def __init__(self, fake: FakeModal):
         self.fake = fake
         fake_ref = fake
+        # (app@version, adapter) pairs the resolver has loaded: vLLM lists those in /v1/models from
+        # then on, until its containers restart (a new version).
+        self.resolved: set[tuple[str, str]] = set()
+        resolved = self.resolved
+        name_of = lambda version: f"{_app_name(version['source'])}@{version['number']}"  # noqa: E731
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -451,6 +535,9 @@ class EndpointServer:
                 _, name, *rest = self.path.split("/", 2) + [""]
                 version = fake_ref.current(name)
                 return version, "/" + (rest[0] if rest else "")
+
+            def _staged(self, version) -> list[str]:
+                return staged_models(version, fake_ref.state.get("volumes", {}))
 
             def _refused(self, version, path) -> bool:
                 refused = refusal(version, fake_ref.state.get("secrets", {}), path, self.headers)
@@ -476,6 +563,12 @@ class EndpointServer:
                         if version["behaviour"] != "missing-adapter"
                         else version["models"][:1]
                     )
+                    # vLLM lists an adapter its resolver loaded only once a request asked for it.
+                    models = models + [
+                        m
+                        for m in self._staged(version)
+                        if (name_of(version), m) in resolved and m not in models
+                    ]
                     base = models[0]
                     return self._reply(
                         200,
@@ -499,7 +592,8 @@ class EndpointServer:
                     return self._reply(503, {"error": "modal-http: the app failed to start"})
                 if self._refused(version, path):
                     return
-                if path == "/tokenize" and body.get("model") in version["models"]:
+                served = version["models"] + self._staged(version)
+                if path == "/tokenize" and body.get("model") in served:
                     return self._reply(200, {"count": 1, "max_model_len": 4096, "tokens": [6023]})
                 if path != "/v1/chat/completions":
                     return self._reply(404, {"error": "not found"})
@@ -508,10 +602,12 @@ class EndpointServer:
                         500, {"error": {"message": "CUDA error: an illegal memory access"}}
                     )
                 model = body.get("model")
-                if model not in version["models"]:
+                if model not in served:
                     return self._reply(
                         404, {"error": {"message": f"The model `{model}` does not exist."}}
                     )
+                if model not in version["models"]:
+                    resolved.add((name_of(version), model))
                 return self._reply(
                     200,
                     {
@@ -699,6 +795,35 @@ def main(argv: list[str]) -> int:
             print("✓ Deployment rollback successful!")
         elif args[:2] == ["app", "stop"]:
             fake.stop(args[2])
+        elif args[:2] == ["volume", "get"]:  # modal volume get VOLUME PATH [DEST] [--force]
+            force = "--force" in args
+            volume, path, *dest = [a for a in args[2:] if a != "--force"]
+            if volume not in fake.state.get("volumes", {}):
+                print(f"Volume '{volume}' not found in environment 'main'", file=sys.stderr)
+                return 1
+            text = fake.read_volume_file(volume, path)
+            if text is None:
+                print(f"No such file or directory: {path}", file=sys.stderr)
+                return 1
+            target = Path(dest[0] if dest else Path(path).name)
+            if str(target) == "-":
+                sys.stdout.write(text)
+                return 0
+            if target.exists() and not force:
+                print(f"Output path '{target}' already exists. Use --force", file=sys.stderr)
+                return 1
+            target.write_text(text)
+            print("✓ Finished downloading files to local!")
+        elif args[:2] == ["volume", "put"]:  # modal volume put VOLUME LOCAL [REMOTE] [--force]
+            volume, local, *remote = [a for a in args[2:] if a not in ("--force", "-f")]
+            path = remote[0] if remote else "/"
+            path = path + Path(local).name if path.endswith("/") else path
+            existing = fake.state.get("volumes", {}).get(volume, {})
+            if path.lstrip("/") in existing and not ({"--force", "-f"} & set(args)):
+                print(f"{path}: already exists (use --force)", file=sys.stderr)
+                return 1
+            fake.write_volume_file(volume, path, Path(local).read_text())
+            print(f"✓ Uploaded file '{local}' to '{path}'")
         else:
             print(f"fake modal: unsupported command {argv}", file=sys.stderr)
             return 2

@@ -183,7 +183,9 @@ def register(commands) -> None:
         formatter_class=raw,
         description="Serve an earlier version again (`modal app rollback`): the previous one, or "
         "VERSION (e.g. v3). The rollback is a new version in the app's history; the "
-        "next `apply` re-deploys the YAML's version unless the YAML is reverted too.",
+        "next `apply` re-deploys the YAML's version unless the YAML is reverted too. For a "
+        "dynamic deployment with adapters hot-added onto the serving version, NAME alone takes "
+        "them out instead (no new version).",
         epilog="examples:\n  deployer rollback chess-puzzle\n  deployer rollback chess-puzzle v3",
     )
     rollback.add_argument("name", metavar="NAME", help="deployment (app) name")
@@ -297,6 +299,7 @@ def build_plan(args, checked, live_only: bool = False):
         RefTrees,
         deployed_from_platform,
         deployed_from_ref,
+        hot_add_states,
         previous_from_git,
     )
 
@@ -329,6 +332,10 @@ def build_plan(args, checked, live_only: bool = False):
         layout = None
     previous: dict = {}  # not in git: nothing says what the deployed versions were rendered from
     unread: dict = {}
+    states: dict = {}  # hot-adds recorded in dynamic deployments' adapters volumes
+    unusable: dict = {}
+    if platform is not None:
+        states, unusable = hot_add_states(platform, want, deployed, args.names)
     where = platform.where if platform else ""
     if layout is not None:
         with RefTrees(layout, project) as trees:
@@ -351,12 +358,15 @@ def build_plan(args, checked, live_only: bool = False):
             f"--replace {outside[0]}: not among the deployments named ({', '.join(args.names)}); "
             "name it too"
         )
-    return (
-        make_plan(want, deployed, previous, project, where, args.names, fallback, replace, unread),
-        want,
-        platform,
-        None,
+    result = make_plan(
+        want, deployed, previous, project, where, args.names, fallback, replace, unread, states
     )
+    if unusable:
+        from dataclasses import replace as with_fields
+
+        notes = tuple(f"{name}: {why}" for name, why in sorted(unusable.items()))
+        result = with_fields(result, notes=result.notes + notes)
+    return result, want, platform, None
 
 
 def _write_summary(markdown: str) -> None:
@@ -426,9 +436,10 @@ def _confirm(question: str) -> bool:
 
 
 def cmd_apply(args) -> int:
-    from deployer.deploy.apply import LockError, apply, apply_lock
+    from deployer.deploy.apply import AdapterVolumes, LockError, apply, apply_lock
     from deployer.deploy.desired import PROJECT_ENV
-    from deployer.deploy.plan import CREATE, ORPHAN, UPDATE, format_text
+    from deployer.deploy.hot_add import smoke_adapters
+    from deployer.deploy.plan import CREATE, HOT_ADD, ORPHAN, UPDATE, format_text
     from deployer.local.smoke import Connection, SmokeSpec, credentials, normalise_url, run
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -462,7 +473,7 @@ def cmd_apply(args) -> int:
             todo = [
                 a
                 for a in result.actions
-                if a.kind in (CREATE, UPDATE) or (a.kind == ORPHAN and args.prune)
+                if a.kind in (CREATE, UPDATE, HOT_ADD) or (a.kind == ORPHAN and args.prune)
             ]
             if not todo:
                 kept = len(orphans)
@@ -514,6 +525,22 @@ def cmd_apply(args) -> int:
                     alive=lambda: not cancel_event.is_set(),
                 )
 
+            def smoke_new_adapters(desired, url, names, cancel_event):
+                d = desired.deployment
+                conn = Connection(normalise_url(url), headers.get(d.name, ()))
+                return smoke_adapters(
+                    conn,
+                    SmokeSpec.for_deployment(d),
+                    names,
+                    d.scaling.startup_timeout,
+                    lambda m: _say(f"{d.name}: {m}"),
+                    cancel_event,
+                )
+
+            volumes = AdapterVolumes(
+                None if args.no_smoke else smoke_new_adapters,
+                *_volume_steps(args, result.project, platform),
+            )
             outcomes = _run_interruptibly(
                 lambda: apply(
                     result,
@@ -524,6 +551,7 @@ def cmd_apply(args) -> int:
                     args.parallel,
                     _say,
                     cancel,
+                    volumes,
                 ),
                 cancel,
             )
@@ -534,6 +562,27 @@ def cmd_apply(args) -> int:
     if cancel.is_set():
         return 130
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_PROBLEMS
+
+
+def _volume_steps(args, project, platform):
+    """(restore, record) for AdapterVolumes: sync an app's adapters volume to what a commit
+    declares, rendered from that commit's own files; write its state file."""
+    from deployer.deploy.commit_files import RefError
+    from deployer.deploy.state import Layout, checkout_commit, record_state, stage_version
+
+    commit = checkout_commit(Path(args.deployments))
+
+    def restore(name: str, at: str):
+        try:
+            layout = Layout.of(args.deployments, args.out)
+        except RefError as exc:
+            raise RefError(f"the version serving before cannot be rendered: {exc}") from None
+        return stage_version(layout, project, platform, at, name)
+
+    def record(desired, tag_hash: str):
+        return record_state(platform, desired, tag_hash, commit)
+
+    return restore, record
 
 
 def _run_interruptibly(work, cancel: threading.Event):
@@ -664,6 +713,7 @@ def cmd_status(args) -> int:
     state = {
         "create": "not deployed",
         "update": "out of date",
+        "hot-add": "adapters to hot-add",
         "unchanged": "in sync",
         "orphan": "orphan (no YAML)",
     }
@@ -769,6 +819,10 @@ def cmd_rollback(args) -> int:
                 file=sys.stderr,
             )
             return EXIT_PROBLEMS
+        dynamic, hot_add = _recorded_state(platform, args.name)
+        if version is None and hot_add is not None and hot_add.is_hot_add:
+            if hot_add.current_for(owner):
+                return _undo_hot_add(args, platform, project, current, owner, hot_add)
         target = (
             version if version is not None else (history[1].number if len(history) > 1 else None)
         )
@@ -792,11 +846,85 @@ def cmd_rollback(args) -> int:
         print(f"deployer rollback: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     print(f"{args.name}: v{now.number} now serves what v{target} deployed (was v{current.number}).")
+    if dynamic:  # its adapters volume follows the version
+        synced = _sync_adapters_volume(args, platform, project, now)
+        if synced is not None:
+            print(f"deployer rollback: {synced}", file=sys.stderr)
+            return EXIT_PROBLEMS
     print(
         "The YAML did not change: the next `deployer apply` deploys it again unless you "
         "revert it too."
     )
     return EXIT_OK
+
+
+def _recorded_state(platform, name: str):
+    """(whether app `name` has a state file in an adapters volume, i.e. is dynamic; the state it
+    records, if it can be read). Raises PlatformError (Modal unreachable)."""
+    from deployer.deploy.hot_add import STATE_FILE, adapters_volume, parse_state
+
+    volume = adapters_volume(name)
+    text = platform.read_volume_file(volume, STATE_FILE)
+    if text is None:
+        return False, None
+    try:
+        return True, parse_state(text)
+    except ValueError as exc:  # rolling back the app still goes ahead
+        _say(f"{name}: {STATE_FILE} of volume {volume} is ignored: {exc}")
+        return True, None
+
+
+def _undo_hot_add(args, platform, project, current, owner, hot_add) -> int:
+    """Roll back the hot-adds made since the serving version was deployed: its own commit's app
+    syncs the adapters volume back (running containers unload what went), and the state file
+    says the version serves its own adapters again. No new app version."""
+    from deployer.deploy.commit_files import RefError
+    from deployer.deploy.platform import PlatformError
+    from deployer.deploy.state import Layout, record_state, stage_version
+
+    added = ", ".join(n for n, _ in hot_add.adapters) or "none"
+    try:
+        layout = Layout.of(args.deployments, args.out)
+        earlier = stage_version(layout, project, platform, current.commit, args.name)
+        record_state(platform, earlier, owner.hash_prefix, current.commit)
+    except (RefError, PlatformError) as exc:
+        print(
+            f"deployer rollback: cannot undo the hot-add on {args.name} v{current.number}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEMS
+    kept = ", ".join(a.name for a in earlier.deployment.adapters) or "none"
+    print(
+        f"{args.name}: hot-add undone with no restart; v{current.number} serves its own "
+        f"adapters again ({kept}; were {added})."
+    )
+    print(
+        "The YAML did not change: the next `deployer apply` hot-adds them again unless you "
+        "revert it too."
+    )
+    return EXIT_OK
+
+
+def _sync_adapters_volume(args, platform, project, now) -> str | None:
+    """After an app rollback of a dynamic deployment: its adapters volume holds what the version
+    now serving declares. Returns why not, if it could not."""
+    from deployer.deploy.commit_files import RefError
+    from deployer.deploy.desired import parse_tag
+    from deployer.deploy.platform import PlatformError
+    from deployer.deploy.state import Layout, record_state, stage_version
+
+    tag = parse_tag(now.tag)
+    try:
+        layout = Layout.of(args.deployments, args.out)
+        served = stage_version(layout, project, platform, now.commit, args.name)
+        if tag is not None:
+            record_state(platform, served, tag.hash_prefix, now.commit)
+    except (RefError, PlatformError) as exc:
+        return (
+            f"{args.name}'s adapters volume was not synced to v{now.number}'s adapters, so "
+            f"adapters it does not declare may still be served: {exc}"
+        )
+    return None
 
 
 def cmd_prefetch(args) -> int:

@@ -91,6 +91,18 @@ LIST_TIMEOUT = 120.0  # one `modal app list`, `history`, `rollback` or `stop`
 DEPLOY_TIMEOUT = 3600.0  # an image build with CUDA and vLLM can take many minutes
 URL_TIMEOUT = 20.0  # reading an app's web URL: the SDK retries an unreachable server for a minute
 LOGS_TIMEOUT = 30.0  # `modal app logs --tail`, read before a failed version is rolled back
+VOLUME_FILE_TIMEOUT = 60.0  # `modal volume get` or `put` of one small file (deployer-state.json)
+# deployer-state.json is a line per adapter; anyone with the workspace's token can write the volume.
+MAX_STATE_FILE_BYTES = 1024 * 1024
+
+# -- hot-adding adapters (deploy/hot_add.py) ------------------------------------------------------
+# A running container sees a newly staged adapter after its next volume reload, one every 10 s
+# (ADAPTER_RELOAD_SECONDS in the rendered app); a reload fails while files are open and waits for
+# the next round. The smoke check retries each new adapter for three rounds and a margin, then
+# counts the hot-add as failed and takes the adapters out again.
+HOT_ADD_RELOAD_ROUND_SECONDS = 10.0
+HOT_ADD_SMOKE_SECONDS = 3 * HOT_ADD_RELOAD_ROUND_SECONDS + 5.0
+HOT_ADD_RETRY_SECONDS = 2.0  # between two tries of a new adapter: a fifth of a round
 
 # -- the engine check (vllm/engine.py): the pinned vLLM judging each command line -------------------
 # One process for the whole run: importing vLLM takes 10-20 s on two shared cores (a minute on a

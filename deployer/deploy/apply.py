@@ -4,10 +4,17 @@ Independent deployments go in parallel up to a bound; one failure does not stop 
 Modal switches an app to a new version atomically, so every app ends at its old version or its
 new one: a failed deploy changes nothing; a deploy whose smoke check fails (or is interrupted) is
 rolled back to the version that served before, or stopped if it is the app's first.
+
+A hot-add (deploy/hot_add.py) deploys nothing: the new app's stage_adapters syncs the adapters
+volume, each new adapter is smoke-tested through the endpoint, and the state file records it; if
+that fails, the version serving before syncs the volume back and the state file is left as it
+was. A full deploy of a dynamic deployment syncs the volume to its own adapters after it passes,
+so an adapter it removes is no longer resolved from there either.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import stat
@@ -22,8 +29,19 @@ from typing import Callable, Iterator
 from deployer.core.diagnostics import printable
 from deployer.core.limits import APP_LOG_LINE_CHARS, APP_LOG_LINES
 from deployer.core.paths import linked_part, real
-from deployer.deploy.desired import Desired
-from deployer.deploy.plan import CONFLICT, CREATE, ORPHAN, UNCHANGED, UPDATE, Action, Plan
+from deployer.deploy.commit_files import RefError
+from deployer.deploy.desired import Desired, parse_tag
+from deployer.deploy.hot_add import STAGE_FUNCTION, adapters_volume, is_dynamic
+from deployer.deploy.plan import (
+    CONFLICT,
+    CREATE,
+    HOT_ADD,
+    ORPHAN,
+    UNCHANGED,
+    UPDATE,
+    Action,
+    Plan,
+)
 from deployer.deploy.platform import Platform, PlatformError, endpoint_problem
 from deployer.local.smoke import CheckResult
 from deployer.render.output import write
@@ -36,8 +54,9 @@ DEFAULT_PARALLEL = 4
 LOGS_SECTION = "\nthe app's logs"
 
 # Results, as shown in the summary table.
-DEPLOYED, ROLLED_BACK, STOPPED, FAILED, KEPT, SKIPPED, NOTHING = (
+DEPLOYED, HOT_ADDED, ROLLED_BACK, STOPPED, FAILED, KEPT, SKIPPED, NOTHING = (
     "deployed",
+    "hot-added",
     "rolled back",
     "stopped",
     "failed",
@@ -47,6 +66,19 @@ DEPLOYED, ROLLED_BACK, STOPPED, FAILED, KEPT, SKIPPED, NOTHING = (
 )
 
 Smoke = Callable[[Desired, str, threading.Event], list[CheckResult]]
+# Smoke-tests the adapters named (a hot-add's) through the endpoint at the URL.
+AdapterSmoke = Callable[[Desired, str, tuple[str, ...], threading.Event], list[CheckResult]]
+
+
+@dataclass(frozen=True)
+class AdapterVolumes:
+    """What apply needs from its caller for dynamic deployments' adapters volumes."""
+
+    smoke: AdapterSmoke | None  # None: --no-smoke
+    # (app name, git commit) → sync the app's adapters volume to what that commit declares.
+    restore: Callable[[str, str], object]
+    # (desired state, hash in the tag of the version it serves on) → write the state file.
+    record: Callable[[Desired, str], object]
 
 
 @dataclass(frozen=True)
@@ -117,12 +149,14 @@ def apply(
     parallel: int = DEFAULT_PARALLEL,
     progress: Callable[[str], None] = lambda _: None,
     cancel: threading.Event | None = None,
+    volumes: AdapterVolumes | None = None,
 ) -> list[Outcome]:
-    """Run every action of `plan`; returns one outcome per action, in plan order."""
+    """Run every action of `plan`; returns one outcome per action, in plan order. `volumes`:
+    for hot-adds, and to sync dynamic deployments' adapters volumes after full deploys."""
     cancel = cancel or threading.Event()
 
     def run(action: Action) -> Outcome:
-        if cancel.is_set() and action.kind in (CREATE, UPDATE, ORPHAN):
+        if cancel.is_set() and action.kind in (CREATE, UPDATE, HOT_ADD, ORPHAN):
             return Outcome(
                 action.name, action.kind, SKIPPED, False, "interrupted before it started"
             )
@@ -151,7 +185,13 @@ def apply(
                     action.name, action.kind, KEPT, True, "orphan kept: `apply --prune` stops it"
                 )
             )
-        return _deploy(action, desired[action.name], platform, smoke, progress, cancel)
+        want = desired[action.name]
+        if action.kind == HOT_ADD:
+            return _hot_add(action, want, platform, volumes, progress, cancel)
+        outcome = _deploy(action, want, platform, smoke, progress, cancel)
+        if outcome.ok and is_dynamic(want.deployment):
+            return _sync_volume(outcome, want, platform, volumes, progress)
+        return outcome
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         return list(pool.map(run, plan.actions))
@@ -265,6 +305,129 @@ def _deploy(
         )
     progress(f"{name}: smoke check passed ({len(checks)} checks)")
     return done(DEPLOYED, True, f"{len(checks)} smoke checks passed", url, version, checks)
+
+
+def _hot_add(
+    action: Action,
+    want: Desired,
+    platform: Platform,
+    volumes: AdapterVolumes | None,
+    progress,
+    cancel: threading.Event,
+) -> Outcome:
+    """Stage the new adapters into the running deployment's volume, smoke-test them, record it;
+    no new app version. If they do not answer, the volume goes back to what served before."""
+    start = time.monotonic()
+    name, version = action.name, action.deployed.number if action.deployed else None
+    listed = ", ".join(action.hot_added)
+
+    def done(result: str, ok: bool, detail: str, url: str | None = None, checks=()) -> Outcome:
+        return Outcome(
+            name,
+            action.kind,
+            result,
+            ok,
+            detail,
+            url,
+            version,
+            time.monotonic() - start,
+            tuple(checks),
+        )
+
+    def undo(why: str, url: str | None = None, checks=()) -> Outcome:
+        # What served before: the last hot-add's commit, else the deployed version's own.
+        commit = (action.serving.commit if action.serving else "") or (
+            action.deployed.commit if action.deployed else ""
+        )
+        progress(f"{name}: {why}; taking {listed} out of the adapters volume again")
+        try:
+            if volumes is None:
+                raise RefError("apply was given no way to render the version serving before")
+            volumes.restore(name, commit)
+        except (RefError, PlatformError) as exc:
+            return done(
+                FAILED,
+                False,
+                f"{why}; AND TAKING {listed} OUT FAILED, they may be served: {exc}",
+                url,
+                checks,
+            )
+        return done(
+            ROLLED_BACK,
+            False,
+            f"{why}; {listed} taken out of the adapters volume again (v{version} serves as before)",
+            url,
+            checks,
+        )
+
+    write(want.app)
+    progress(f"{name}: staging {listed} into volume {adapters_volume(name)}; no restart")
+    try:
+        platform.run(want.app.path, STAGE_FUNCTION)
+    except PlatformError as exc:
+        return undo(f"staging failed: {exc}")
+    if volumes is None or volumes.smoke is None:
+        checked, url, checks = "smoke check skipped (--no-smoke)", None, []
+    else:
+        url, url_problem = _endpoint(platform, name)
+        if url is None:
+            return undo(url_problem)
+        progress(f"{name}: smoke-testing {listed} through {url}")
+        checks = volumes.smoke(want, url, action.hot_added, cancel)
+        failed = [c for c in checks if not c.ok]
+        if cancel.is_set() and (failed or not checks):
+            return undo("interrupted before its smoke check passed", url, checks)
+        if failed:
+            why = "smoke check failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+            return undo(why, url, checks)
+        checked = f"{len(checks)} smoke checks passed"
+    detail = f"{listed} staged with no restart; {checked}"
+    tag = parse_tag(action.deployed.tag if action.deployed else "")
+    try:
+        if volumes is None or tag is None:
+            raise PlatformError("apply was given no way to record it")
+        volumes.record(want, tag.hash_prefix)
+    except PlatformError as exc:
+        detail += f"; the state file could not be written ({exc}): the next plan offers it again"
+    progress(f"{name}: {detail}")
+    return done(HOT_ADDED, True, detail, url, checks)
+
+
+def _sync_volume(
+    outcome: Outcome, want: Desired, platform: Platform, volumes: AdapterVolumes | None, progress
+) -> Outcome:
+    """After a full deploy of a dynamic deployment: its adapters volume holds exactly the new
+    version's adapters (an adapter it removed must not be resolved from there), and the state
+    file says so."""
+    name = want.deployment.name
+    progress(f"{name}: syncing volume {adapters_volume(name)} to its adapters")
+    try:
+        platform.run(want.app.path, STAGE_FUNCTION)
+        tag = parse_tag(want.tag)
+        if volumes is not None and tag is not None:
+            volumes.record(want, tag.hash_prefix)
+    except PlatformError as exc:
+        return dataclasses.replace(
+            outcome,
+            ok=False,
+            detail=f"{outcome.detail}; BUT its adapters volume was not synced, so adapters it "
+            f"no longer declares may still be served: {exc} (run `modal run "
+            f"{want.app.path}::{STAGE_FUNCTION}`)",
+        )
+    return outcome
+
+
+def _endpoint(platform: Platform, name: str) -> tuple[str | None, str]:
+    """(the app's URL, if credentials may go there; else None and why)."""
+    try:
+        url = platform.web_url(name)
+    except PlatformError as exc:
+        return None, f"its URL could not be read to smoke-test it ({exc})"
+    if not url:
+        return None, "Modal reports no web URL for it to smoke-test"
+    if refused := endpoint_problem(url):
+        return None, f"{refused}; nothing was sent to it"
+    return url, ""
 
 
 def _unchanged(action: Action) -> str:

@@ -14,6 +14,7 @@ A git ref's desired state is computed the same way from that commit's files (com
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -51,6 +52,10 @@ class Desired:
     app: RenderedApp
     deploy_hash: str
     tag: str
+    # Dynamic deployments only (hot-add decisions, deploy/plan.py): the deploy hash of everything
+    # but the adapters, and what each adapter stages (name, source at its commit or folder hash).
+    fixed_hash: str | None = None
+    adapter_ids: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,46 @@ def _desired(
     for deployment in deployments:
         app = render(deployment, out_dir, templates)
         digest = deploy_hash(deployment, app)
-        result[deployment.name] = Desired(deployment, app, digest, tag_for(project, digest))
+        fixed, ids = (
+            _hot_add_view(deployment, out_dir, templates)
+            if deployment.loads_adapters_dynamically
+            else (None, ())
+        )
+        result[deployment.name] = Desired(
+            deployment, app, digest, tag_for(project, digest), fixed, ids
+        )
     return result
+
+
+def _hot_add_view(
+    deployment: Deployment, out_dir: Path, templates: Path | None
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(deploy hash of the deployment without its adapters, each adapter's identity): two
+    versions whose hashes without adapters match differ only in what their adapters folder may
+    take while running. Computed here, while the deployment's folders (a git ref's export, too)
+    are on disk."""
+    lock = deployment.lock
+    bare = dataclasses.replace(
+        deployment,
+        adapters=(),
+        lock=dataclasses.replace(lock, adapter_commits=()) if lock is not None else None,
+    )
+    fixed = deploy_hash(bare, render(bare, out_dir, templates))
+    return fixed, tuple((a.name, _adapter_identity(deployment, a)) for a in deployment.adapters)
+
+
+def _adapter_identity(deployment: Deployment, adapter) -> str:
+    """What an adapter stages: a Hub repo at the commit the app downloads, or a folder's contents."""
+    from deployer.sources.folders import refused_sources
+
+    source = adapter.source
+    if source.is_local:
+        if source in refused_sources(deployment) or not source.path.is_dir():
+            return f"path:{source.written_path} (not read)"  # as deploy_hash: by name only
+        contents = once(("folder hash", source.path), lambda: folder_hash(source.path))
+        return f"path:{source.written_path} (contents {contents[:12]})"
+    revision = (deployment.lock and deployment.lock.adapter_commit(adapter.name)) or source.revision
+    return f"{source.repo}@{revision}" if revision else str(source.repo)
 
 
 def deploy_hash(deployment: Deployment, app: RenderedApp) -> str:

@@ -16,13 +16,16 @@ from typing import Any, Mapping, Sequence
 from deployer.core.diagnostics import printable
 from deployer.core.limits import NOTE_CHARS, SHOWN_CHANGES, SHOWN_CHARS
 from deployer.deploy.desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
+from deployer.deploy.hot_add import HotAddState, adapters_volume, is_dynamic
 from deployer.deploy.platform import Version
 from deployer.sources.lock import Move
 from deployer.spec.model import Deployment
 from deployer.vllm.concurrency import concurrency
 
 CREATE, UPDATE, UNCHANGED, ORPHAN, CONFLICT = "create", "update", "unchanged", "orphan", "conflict"
-SYMBOL = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", ORPHAN: "-", CONFLICT: "!"}
+HOT_ADD = "hot-add"  # adapters staged into a running dynamic deployment: no new version
+SYMBOL = {CREATE: "+", UPDATE: "~", HOT_ADD: "^", UNCHANGED: "=", ORPHAN: "-", CONFLICT: "!"}
+HOT_ADD_SHOWN = "hot-add, no restart"
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,12 @@ class Action:
     effects: tuple[str, ...] = ()  # what the change costs at deploy time
     notes: tuple[str, ...] = ()
     new_weights: tuple[str, ...] = ()  # weights the new version needs that the old did not have
+    hot_added: tuple[str, ...] = ()  # hot-add: the adapters to stage (new, or with a new source)
+    serving: HotAddState | None = None  # the hot-add that serves now, when one does
 
     @property
     def changes_something(self) -> bool:
-        return self.kind in (CREATE, UPDATE, ORPHAN)
+        return self.kind in (CREATE, UPDATE, HOT_ADD, ORPHAN)
 
     @property
     def blocked(self) -> bool:
@@ -110,12 +115,15 @@ def make_plan(
     fallback: str | None = None,
     replace: Sequence[str] = (),
     unread: dict[str, str] | None = None,
+    states: Mapping[str, HotAddState] | None = None,
 ) -> Plan:
     """`deployed`: the version serving now per app name (all apps the source knows about);
     `previous`: what the deployed versions were rendered from, where that is known, and
     `unread`: why it is not, where it could have been;
-    `replace`: deployments to redeploy even if unchanged (after rotating a Secret, say)."""
+    `replace`: deployments to redeploy even if unchanged (after rotating a Secret, say);
+    `states`: the hot-add state file of each dynamic deployment's adapters volume, where read."""
     unread = unread or {}
+    states = states or {}
     wanted = set(names) or None
     actions = []
     for name in sorted(set(desired) | set(deployed)):
@@ -145,7 +153,19 @@ def make_plan(
                 )
             )
             continue
-        if _hashed_as(want, tag):
+        state = states.get(name)
+        serving = (
+            state
+            if state is not None
+            and state.is_hot_add
+            and tag
+            and tag.project_id == project.id
+            and state.current_for(tag)
+            else None
+        )
+        if (serving is not None and want.deploy_hash == serving.desired_hash) or (
+            serving is None and _hashed_as(want, tag)
+        ):
             if name in replace:
                 actions.append(
                     Action(
@@ -155,10 +175,14 @@ def make_plan(
                         have,
                         effects=(_cold_start(want.deployment),),
                         notes=(REPLACED,),
+                        serving=serving,
                     )
                 )
             else:
-                actions.append(Action(name, UNCHANGED, want.tag, deployed=have))
+                notes = (_serving_note(serving),) if serving else ()
+                actions.append(
+                    Action(name, UNCHANGED, want.tag, deployed=have, notes=notes, serving=serving)
+                )
             continue
         if tag and tag.project_id != project.id:
             # Another repository's deployer manages this app: never deploy over it.
@@ -180,7 +204,17 @@ def make_plan(
                 else "deployed outside the deployer (no tag); apply replaces it"
             )
         before = previous.get(name)
-        changes = describe_changes(before, want) if before else ()
+        if is_dynamic(want.deployment) and name not in replace:
+            hot = hot_add_decision(before, want, tag, serving)
+            if isinstance(hot, HotAdd):
+                actions.append(_hot_add_action(name, want, have, hot, serving, state))
+                continue
+            notes.append(f"not a hot-add: {hot}")
+        # Back to the deployed version's own configuration: only the hot-add's adapters change.
+        reverted = serving is not None and _hashed_as(want, tag)
+        changes = describe_changes(before, want) if before and not reverted else ()
+        if serving is not None:
+            changes = _unstaged(serving, want, before) + tuple(changes)
         if before is not None and tag and not _hashed_as(before, tag):
             notes.append(
                 f"compared with commit {have.commit.rstrip('*')}, which Modal recorded for "
@@ -205,9 +239,137 @@ def make_plan(
                 _update_effects(before, want, changes),
                 tuple(notes),
                 weights,
+                serving=serving,
             )
         )
     return Plan(tuple(actions), project, against, fallback)
+
+
+# -- hot-add: adapters into a running dynamic deployment -----------------------------------------
+
+
+@dataclass(frozen=True)
+class HotAdd:
+    """Adapters a running deployment can take with no restart, and how each changes."""
+
+    changes: tuple[Change, ...]
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return tuple(c.what.removeprefix("adapter ") for c in self.changes)
+
+
+def hot_add_decision(
+    before: Desired | None, want: Desired, tag: Tag | None, serving: HotAddState | None
+) -> HotAdd | str:
+    """A HotAdd when the change from the deployed version (plus the hot-add serving since, if
+    any) to `want` only adds adapters or gives existing ones a new source, both versions are
+    dynamic, and vLLM's flags stay as they are; else why not, for the plan to say."""
+    if before is None:
+        return "what is deployed could not be read back, so the change cannot be told apart"
+    if not is_dynamic(before.deployment):
+        return "the deployed version loads adapters only at start (adapter_loading: static)"
+    if not _hashed_as(before, tag):
+        return "what was deployed differed from the commit Modal recorded for it"
+    if before.fixed_hash is None or before.fixed_hash != want.fixed_hash:
+        return "settings besides the adapters change, and those need new containers"
+    running = dict(serving.adapters if serving is not None else before.adapter_ids)
+    wanted = dict(want.adapter_ids)
+    if removed := [n for n in running if n not in wanted]:
+        return (
+            f"adapter{'s' * (len(removed) > 1)} {', '.join(removed)} removed; removing takes a "
+            "full deploy"
+        )
+    if flags := _flag_changes(before.deployment, want.deployment):
+        return (
+            f"the adapters change vLLM's flags ({'; '.join(flags)}), which a running server "
+            "cannot take"
+        )
+    changes = tuple(
+        Change(f"adapter {n}", running.get(n), source)
+        for n, source in wanted.items()
+        if running.get(n) != source
+    )
+    if not changes:
+        return "no adapter to stage, yet the deploy hash differs"
+    return HotAdd(changes)
+
+
+def _flag_changes(before: Deployment, after: Deployment) -> list[str]:
+    """vLLM's flags that differ between the two versions (the adapters decide max-lora-rank)."""
+    from deployer.vllm.argv import vllm_flags
+
+    old, new = vllm_flags(before), vllm_flags(after)
+    if old == new:
+        return []
+    named = lambda flags: dict(_flag_pairs(flags))  # noqa: E731
+    was, now = named(old), named(new)
+    shown = [
+        f"{flag} {was.get(flag, 'unset')} → {now.get(flag, 'unset')}"
+        for flag in dict.fromkeys([*was, *now])
+        if was.get(flag) != now.get(flag)
+    ]
+    return shown or ["their order or repetition"]
+
+
+def _flag_pairs(tokens: Sequence[str]) -> list[tuple[str, str]]:
+    """(--flag, its value or "on") for each flag in a command line."""
+    pairs: list[tuple[str, str]] = []
+    for token in tokens:
+        if token.startswith("--"):
+            flag, _, value = token.partition("=")
+            pairs.append((flag, value or "on"))
+        elif pairs:
+            pairs[-1] = (pairs[-1][0], token if pairs[-1][1] == "on" else f"{pairs[-1][1]} {token}")
+    return pairs
+
+
+def _hot_add_action(
+    name: str,
+    want: Desired,
+    have: Version,
+    hot: HotAdd,
+    serving: HotAddState | None,
+    state: HotAddState | None,
+) -> Action:
+    notes = [_serving_note(serving)] if serving else []
+    if state is not None and state.is_hot_add and serving is None:
+        notes.append("the adapters volume records a hot-add onto an earlier version: ignored")
+    effects = (
+        f"stages {', '.join(hot.adapters)} into volume {adapters_volume(name)} (a CPU "
+        "function downloads them)",
+        "running containers serve them on first request; no new app version",
+    )
+    return Action(
+        name,
+        HOT_ADD,
+        want.tag,
+        have,
+        hot.changes,
+        effects,
+        tuple(notes),
+        hot_added=hot.adapters,
+        serving=serving,
+    )
+
+
+def _serving_note(serving: HotAddState) -> str:
+    names = ", ".join(n for n, _ in serving.adapters) or "none"
+    return (
+        f"serves the adapters of a hot-add on top of its version ({names}); a full deploy "
+        "renders them into the app"
+    )
+
+
+def _unstaged(serving: HotAddState, want: Desired, before: Desired | None) -> tuple[Change, ...]:
+    """Adapters a hot-add staged that `want` no longer has and the deployed version's own
+    configuration does not list (those its changes show): a full deploy takes them out."""
+    kept = {a.name for a in want.deployment.adapters}
+    if before is not None:
+        kept |= {a.name for a in before.deployment.adapters}
+    return tuple(
+        Change(f"adapter {n}", source, None) for n, source in serving.adapters if n not in kept
+    )
 
 
 def with_upstream(plan: Plan, moves: Sequence[Move], unchecked: Mapping[str, str]) -> Plan:
@@ -394,7 +556,7 @@ def _version_text(v: Version | None) -> str:
 
 
 def headline(plan: Plan) -> str:
-    counts = [f"{plan.count(k)} to {k}" for k in (CREATE, UPDATE) if plan.count(k)]
+    counts = [f"{plan.count(k)} to {k}" for k in (CREATE, UPDATE, HOT_ADD) if plan.count(k)]
     if plan.count(ORPHAN):
         counts.append(f"{plan.count(ORPHAN)} orphaned")
     if plan.count(CONFLICT):
@@ -412,6 +574,7 @@ def format_text(plan: Plan) -> str:
         detail = {
             CREATE: f"new app, tag {short_tag(a.tag)}",
             UPDATE: f"{_version_text(a.deployed)} → {short_tag(a.tag)}",
+            HOT_ADD: f"{_version_text(a.deployed)}: {HOT_ADD_SHOWN}",
             UNCHANGED: _version_text(a.deployed),
             ORPHAN: _version_text(a.deployed),
             CONFLICT: _version_text(a.deployed),
@@ -446,8 +609,9 @@ def format_markdown(plan: Plan) -> str:
             + ("<br>" if a.changes and a.notes else "")
             + "<br>".join(f"_{md(n)}_" for n in a.notes)
         )
+        kind = f"**{a.kind}**" + (" (no restart)" if a.kind == HOT_ADD else "")
         lines.append(
-            f"| {SYMBOL[a.kind]} | `{a.name}` | **{a.kind}** | "
+            f"| {SYMBOL[a.kind]} | `{a.name}` | {kind} | "
             f"{md(_version_text(a.deployed))} | {what} | {md('; '.join(a.effects))} |"
         )
     return "\n".join(lines) + "\n"
@@ -482,6 +646,9 @@ def to_json(plan: Plan) -> dict:
                 ],
                 "effects": list(a.effects),
                 "notes": list(a.notes),
+                "hot_add": {"adapters": list(a.hot_added), "restart": False}
+                if a.kind == HOT_ADD
+                else None,
             }
             for a in plan.actions
         ],

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection
+from typing import Collection, Iterator, Sequence
 
 from deployer.core import patterns
 from deployer.core.budget import parse_budget_spent
@@ -21,8 +22,17 @@ from deployer.core.limits import CHECK_SECONDS, HISTORY_SECONDS, MAX_HISTORY_COM
 from deployer.deploy import commit_files
 from deployer.deploy.commit_files import CommitFiles, RefError, ignored_files, make_parents
 from deployer.deploy.desired import Desired, Project, desired, parse_tag
-from deployer.deploy.git import git_root
-from deployer.deploy.platform import Platform, Version
+from deployer.deploy.git import git, git_root
+from deployer.deploy.hot_add import (
+    STAGE_FUNCTION,
+    STATE_FILE,
+    HotAddState,
+    adapters_volume,
+    is_dynamic,
+    parse_state,
+    state_text,
+)
+from deployer.deploy.platform import Platform, PlatformError, Version
 from deployer.render.templates import project_templates
 from deployer.sources.folders import also_inside, refused_sources
 
@@ -93,6 +103,15 @@ class RefTrees:
             with tempfile.TemporaryDirectory(prefix="deployer-ref-") as exported:
                 self._cache[key] = self._desired_in(ref, Path(exported), key[1])
         return self._cache[key]
+
+    @contextmanager
+    def exported(
+        self, ref: str, names: Collection[str]
+    ) -> Iterator[tuple[str, dict[str, Desired]]]:
+        """As desired_at, with the export kept on disk inside the block: an app rendered from it
+        finds the local folders it uploads (to run one of its functions on Modal)."""
+        with tempfile.TemporaryDirectory(prefix="deployer-ref-") as exported:
+            yield self._desired_in(ref, Path(exported), frozenset(names))
 
     def _desired_in(
         self, ref: str, tree: Path, names: frozenset[str] | None
@@ -227,3 +246,80 @@ def previous_from_git(
             continue
         previous.update({name: state[name] for name in names if name in state})
     return previous, unread
+
+
+# -- the adapters volume of dynamic deployments ----------------------------------------------------
+
+
+def hot_add_states(
+    platform: Platform, want: dict[str, Desired], deployed: dict[str, Version], names: Sequence[str]
+) -> tuple[dict[str, HotAddState], dict[str, str]]:
+    """The state file in the adapters volume of each deployed dynamic deployment (of `names`, or
+    all), and, per deployment whose file could not be used, why."""
+    chosen = [
+        n
+        for n, d in sorted(want.items())
+        if n in deployed and is_dynamic(d.deployment) and (not names or n in names)
+    ]
+
+    def read(name: str) -> tuple[str, HotAddState | None, str]:
+        volume = adapters_volume(name)
+        try:
+            text = platform.read_volume_file(volume, STATE_FILE)
+        except PlatformError as exc:
+            return name, None, f"{STATE_FILE} of volume {volume} could not be read: {exc}"
+        if text is None:
+            return name, None, ""
+        try:
+            return name, parse_state(text), ""
+        except ValueError as exc:
+            return name, None, f"{STATE_FILE} of volume {volume} is ignored: {exc}"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(read, chosen))
+    return (
+        {name: state for name, state, _ in found if state is not None},
+        {name: why for name, _, why in found if why},
+    )
+
+
+def record_state(
+    platform: Platform, want: Desired, deployed_tag_hash: str, commit: str
+) -> HotAddState:
+    """Write into the adapters volume that `want` (from `commit`) serves on the version whose tag
+    carries `deployed_tag_hash`. PlatformError if it cannot be written."""
+    state = HotAddState(deployed_tag_hash, want.deploy_hash, want.adapter_ids, commit)
+    platform.write_volume_file(adapters_volume(want.deployment.name), STATE_FILE, state_text(state))
+    return state
+
+
+def checkout_commit(folder: Path) -> str:
+    """The checkout's commit as Modal records it: a * after it when files differ from it."""
+    head = git(folder, "rev-parse", "HEAD")
+    if not head:
+        return ""
+    dirty = git(folder, "status", "--porcelain", "--untracked-files=no")
+    return head[:7] + ("*" if dirty else "")
+
+
+def stage_version(
+    layout: Layout, project: Project, platform: Platform, commit: str, name: str
+) -> Desired:
+    """Sync deployment `name`'s adapters volume to what `commit` declares: that commit's app,
+    rendered from its own files, runs its stage_adapters on Modal. Returns that desired state.
+    Raises RefError (the commit cannot be read, or has no such deployment) or PlatformError."""
+    from deployer.render.output import OutputProblem, write
+
+    ref = commit.rstrip("*")
+    if not ref:
+        raise RefError("no git commit is recorded for it")
+    with RefTrees(layout, project) as trees, trees.exported(ref, [name]) as (full, state):
+        if name not in state:
+            raise RefError(f"commit {full[:7]} has no deployment {name!r}")
+        earlier = state[name]
+        try:
+            write(earlier.app)
+        except OutputProblem as exc:
+            raise RefError(f"commit {full[:7]}: {exc}") from None
+        platform.run(earlier.app.path, STAGE_FUNCTION)
+        return earlier

@@ -76,6 +76,14 @@ class Platform(Protocol):
         oldest first, as text without colours; [] if it has none. PlatformError if they cannot
         be read."""
 
+    def read_volume_file(self, volume: str, path: str) -> str | None:
+        """The text of file `path` in Modal Volume `volume`; None if the volume or the file does
+        not exist. PlatformError if it cannot be read."""
+
+    def write_volume_file(self, volume: str, path: str, text: str) -> None:
+        """Write `text` as file `path` of Volume `volume` (which exists), replacing any file
+        there."""
+
     def web_url(self, name: str) -> str | None:
         """The URL of the app's web endpoint, as Modal's API records it for the app's `serve`
         function; None if it has none or is not deployed. Check it with `endpoint_problem`

@@ -18,11 +18,20 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from deployer.core.limits import DEPLOY_TIMEOUT, LIST_TIMEOUT, LOGS_TIMEOUT, URL_TIMEOUT
+from deployer.core.limits import (
+    DEPLOY_TIMEOUT,
+    LIST_TIMEOUT,
+    LOGS_TIMEOUT,
+    MAX_STATE_FILE_BYTES,
+    URL_TIMEOUT,
+    VOLUME_FILE_TIMEOUT,
+)
 from deployer.deploy.platform import DeployedApp, PlatformError, Version
 
 SERVE_FUNCTION = "serve"  # the web function's name in the rendered app
 TAIL_LINES = 12  # of Modal's output, quoted in an error
+# How `modal volume get` says the volume or the file is not there (the server's NotFoundError).
+_NOT_FOUND = re.compile(r"not found|no such file|does not exist", re.IGNORECASE)
 # What `modal app logs` adds to the text containers wrote: colour codes (for a terminal, or when
 # FORCE_COLOR asks) and a cursor-up before the line after one a carriage return ended.
 _ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -170,6 +179,36 @@ class ModalCli:
             return []
         out = self._run(["app", "logs", name, "--tail", str(lines)], timeout=self.logs_timeout)
         return log_lines(out)[-lines:]
+
+    def read_volume_file(self, volume: str, path: str) -> str | None:
+        # Into a file of our own, not standard output (`-`): the CLI prints its progress there too.
+        with tempfile.TemporaryDirectory(prefix="deployer-volume-") as folder:
+            local = Path(folder) / "file"
+            try:
+                self._run(
+                    ["volume", "get", volume, path, str(local), "--force"],
+                    timeout=VOLUME_FILE_TIMEOUT,
+                )
+            except PlatformError as exc:
+                if _NOT_FOUND.search(str(exc).split("failed (exit", 1)[-1]):
+                    return None
+                raise
+            if not local.is_file():
+                return None  # a folder of that name, or nothing written
+            if local.stat().st_size > MAX_STATE_FILE_BYTES:
+                raise PlatformError(
+                    f"{path} in volume {volume} is over {MAX_STATE_FILE_BYTES:,} bytes"
+                )
+            return local.read_text(encoding="utf-8", errors="replace")
+
+    def write_volume_file(self, volume: str, path: str, text: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="deployer-volume-") as folder:
+            local = Path(folder) / Path(path).name
+            local.write_text(text, encoding="utf-8")
+            self._run(
+                ["volume", "put", volume, str(local), path, "--force"],
+                timeout=VOLUME_FILE_TIMEOUT,
+            )
 
     def web_url(self, name: str) -> str | None:
         # In a subprocess with a deadline: the SDK retries an unreachable server for about a minute.
