@@ -144,6 +144,7 @@ def cmd_serve(args) -> int:
         without_sleep_mode,
         write_state,
     )
+    from deployer.local.watch import FollowYaml
     from deployer.render.app import render
     from deployer.render.output import LOG_FILE, STATE_FILE, write
     from deployer.render.templates import project_templates
@@ -157,7 +158,8 @@ def cmd_serve(args) -> int:
     if selected is None:
         return code
     (deployment,) = selected
-    app = render(deployment, args.out, project_templates(args.deployments))
+    templates = project_templates(args.deployments)
+    app = render(deployment, args.out, templates)
     write(app)
     python = _interpreter(args.python or os.environ.get("DEPLOYER_VLLM_PYTHON") or sys.executable)
     found = installed_vllm(python)
@@ -229,8 +231,23 @@ def cmd_serve(args) -> int:
         print(f"vLLM is ready at {url}/v1 (after {seconds:.0f} s)", flush=True)
         print(f"models: {', '.join(model_ids)}", flush=True)
         print("Ctrl-C stops it.", flush=True)
+        follow = FollowYaml(
+            deployment,
+            dynamic,
+            args.out,
+            templates,
+            url,
+            server.process.pid,
+            lambda line: print(f"deployer serve: {printable(line)}", file=sys.stderr, flush=True),
+        )
+        if dynamic:
+            print(
+                f"following {deployment.file}: adapters added there are served with no restart",
+                flush=True,
+            )
         while server.alive():
             time.sleep(0.5)
+            follow.poll()
         print(f"deployer serve: vLLM exited with code {server.process.returncode}", file=sys.stderr)
         if tail := server.log_tail():
             print(f"last lines of {display_path(server.log_path)}:\n{tail}", file=sys.stderr)

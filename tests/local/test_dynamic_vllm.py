@@ -3,7 +3,8 @@
 `deployer serve --local` of a deployment with `adapter_loading: dynamic` and one adapter; a second
 adapter staged into its adapter folder (build/tiny/dynamic-adapters/) with
 `deployer.local.server.stage_new_adapters` answers on its first request, while vLLM's process is
-the one that started. The routes that would load any folder are closed to every caller, and the
+the one that started; so does one that `deployer adapter add` writes into the YAML, which the
+server follows. The routes that would load any folder are closed to every caller, and the
 resolver serves no name outside the staged folder. One vLLM start serves every test here.
 """
 
@@ -41,6 +42,7 @@ def served(tmp_path_factory):
     base = build_base_model(root / "models" / "tiny")
     build_lora_adapter(root / "adapters" / "alpha", str(base), rank=8, seed=1)
     build_lora_adapter(root / "adapters" / "beta", "some/other-name", rank=8, seed=2)
+    build_lora_adapter(root / "adapters" / "gamma", str(base), rank=8, seed=3)
     (root / "deployments").mkdir()
     (root / "deployments" / "tiny.yaml").write_text(
         f"""\
@@ -203,3 +205,56 @@ def test_names_outside_the_staged_folder_load_nothing(served):
         shutil.rmtree(sibling)
         shutil.rmtree(unlisted)
     assert not {"../alpha", "a/b", "delta"} & set(models)
+
+
+def deployer(served, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "deployer", *args],
+        cwd=served["root"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def said(served, text: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not any(text in line for line in served["stderr"]):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_an_adapter_added_to_the_yaml_answers_within_seconds_without_a_restart(served):
+    before = start_time(served)
+    added = deployer(served, "adapter", "add", "tiny", "gamma", "--path", "adapters/gamma")
+    assert added.returncode == 0, added.stderr
+    started = time.monotonic()
+    status, answer = complete(served, "gamma")
+    while status != 200 and time.monotonic() - started < STAGED_ANSWERS_WITHIN:
+        time.sleep(0.5)
+        status, answer = complete(served, "gamma")
+    assert status == 200, (answer, served["stderr"][-5:])
+    assert answer not in (served["answers"]["tiny"], served["answers"]["alpha"])
+    assert said(served, "serving adapters gamma (new) with no restart", within=5)
+    assert start_time(served) == before
+    assert complete(served, "alpha") == (200, served["answers"]["alpha"])
+    assert complete(served, "tiny") == (200, served["answers"]["tiny"])
+    state = json.loads((served["root"] / "build" / "tiny" / "local-server.json").read_text())
+    assert "gamma" in state["models"]  # `deployer smoke tiny` now checks it too
+
+
+def test_an_edit_that_needs_a_restart_or_does_not_validate_is_said_and_changes_nothing(served):
+    yaml = served["root"] / "deployments" / "tiny.yaml"
+    original = yaml.read_text()
+    before = start_time(served)
+    try:
+        yaml.write_text(original.replace("max-model-len: 512", "max-model-len: 256"))
+        assert said(served, "vllm changed: vLLM reads it at start; stop this server", within=10)
+        yaml.write_text(original.replace("adapter_loading: dynamic", "adapter_loading: lazy"))
+        assert said(served, "changed and does not validate; still serving it as before", 10)
+    finally:
+        yaml.write_text(original)
+    assert start_time(served) == before
+    assert complete(served, "gamma")[0] == 200
