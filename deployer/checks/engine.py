@@ -21,12 +21,12 @@ from deployer.checks.flags import (
     FILE_FLAGS,
     IMPORTING_VALUES,
     PLAIN_VALUES,
-    _addresses,
-    _code_named,
-    _meant,
-    _passed,
-    _paths,
+    addresses_in,
+    code_named_in,
+    flag_meant,
     json_items,
+    options_passed,
+    paths_in,
 )
 from deployer.core.diagnostics import Diagnostic, Severity, printable
 from deployer.spec.model import Deployment
@@ -166,10 +166,12 @@ def code_or_file_flags(deployment: Deployment) -> list[str]:
     left_out = []
     for name, value in deployment.vllm.args:
         items = json_items(value)
-        sensitive = bool(_code_named(name, value, items) or _paths(items) or _addresses(items))
+        sensitive = bool(
+            code_named_in(name, value, items) or paths_in(items) or addresses_in(items)
+        )
         tokens = flag_tokens(name, value, flags.lookup(name) if flags else None)
-        for option, values in _passed(tokens):
-            meant = _meant(option, flags)
+        for option, values in options_passed(tokens):
+            meant = flag_meant(option, flags)
             plain = bool(values) and set(values) <= PLAIN_VALUES.get(meant, set())
             if meant in FILE_FLAGS or meant in IMPORTING_VALUES:
                 sensitive = True

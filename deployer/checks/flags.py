@@ -316,7 +316,7 @@ def walk_json(value: object) -> Iterator[tuple[object, object]]:
             stack.append((key, x) for x in item)
 
 
-def _code_named(name: str, value: object, items: list[tuple[object, object]]) -> list[str]:
+def code_named_in(name: str, value: object, items: list[tuple[object, object]]) -> list[str]:
     """`items`: the value's `json_items`, walked once for all the readers here."""
     if name in IMPORTING_VALUES and isinstance(value, str):
         return [value] if IMPORT_PATH.match(value) and not value.startswith(OWN_CODE) else []
@@ -336,7 +336,7 @@ PATH_KEY = re.compile(
 )  # whose values are paths, relative ones (from /root) too
 
 
-def _addresses(items: list[tuple[object, object]]) -> list[str]:
+def addresses_in(items: list[tuple[object, object]]) -> list[str]:
     return [
         v
         for k, v in items
@@ -346,7 +346,7 @@ def _addresses(items: list[tuple[object, object]]) -> list[str]:
     ]
 
 
-def _paths(items: list[tuple[object, object]]) -> list[str]:
+def paths_in(items: list[tuple[object, object]]) -> list[str]:
     """Values inside a JSON flag written like a path in the container (default-mm-loras' folders),
     or under a key naming a path (a profiler's trace folder): judged as file flags' values are.
     The latter as relative paths even when shaped like a Hub repo id (`sources/dump`)."""
@@ -361,7 +361,7 @@ def _paths(items: list[tuple[object, object]]) -> list[str]:
     return found
 
 
-def _passed(tokens: list[str]) -> list[tuple[str, list[str]]]:
+def options_passed(tokens: list[str]) -> list[tuple[str, list[str]]]:
     """The command-line tokens of one entry as (option without dashes, its values)."""
     groups: list[tuple[str, list[str]]] = []
     for token in tokens:
@@ -372,7 +372,7 @@ def _passed(tokens: list[str]) -> list[tuple[str, list[str]]]:
     return groups
 
 
-def _meant(option: str, flags: catalog.Catalog | None) -> str | None:
+def flag_meant(option: str, flags: catalog.Catalog | None) -> str | None:
     """The flag an option sets, by its own name, or None when the option turns it off
     (`--no-x`, or `--disable-x` of an `--enable-x` flag)."""
     known = flags.lookup(option) if flags else None
@@ -432,7 +432,7 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
             )
             continue
         if name not in CODE_FLAGS and (
-            named := _code_named(name, value, items)
+            named := code_named_in(name, value, items)
         ):  # (those are warned about below)
             yield at(
                 deployment,
@@ -443,7 +443,7 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
                 severity=Severity.WARNING,
                 key=False,
             )
-        yield from _file_findings(deployment, name, _paths(items))
+        yield from _file_findings(deployment, name, paths_in(items))
         for key, flag in JSON_KEYS_AS_FLAGS.items():
             if any(
                 k == key and isinstance(v, str) and v not in PLAIN_VALUES[flag] for k, v in items
@@ -457,7 +457,7 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
                     severity=Severity.WARNING,
                     key=False,
                 )
-        if addresses := _addresses(items):
+        if addresses := addresses_in(items):
             yield at(
                 deployment,
                 ("vllm", "args", name),
@@ -467,10 +467,10 @@ def check_code_flags(deployment: Deployment) -> Iterable[Diagnostic]:
                 severity=Severity.WARNING,
                 key=False,
             )
-        for option, values in _passed(
+        for option, values in options_passed(
             flag_tokens(name, value, flags.lookup(name) if flags else None)
         ):
-            meant = _meant(option, flags)
+            meant = flag_meant(option, flags)
             if meant in FILE_FLAGS:
                 yield from _file_findings(deployment, name, values)
             plain = bool(values) and set(values) <= PLAIN_VALUES.get(meant, set())
