@@ -3,9 +3,9 @@
 vLLM, with VLLM_ALLOW_RUNTIME_LORA_UPDATING, asks each registered LoRA resolver about a requested
 model name it does not serve yet. vLLM's own filesystem resolver joins the name onto its folder as
 it is, so `../x` reaches outside it. This one serves a name only if it is a plain folder name,
-the folder's manifest (written by the deployer's staging, last) lists it, its folder lies inside
-the adapter folder, and its adapter_config.json names vLLM's base model (`--model`), as staging
-writes it. Anything else: None, and vLLM answers that the model does not exist.
+the folder's manifest (written by the deployer's staging, last) lists it, the version folder the
+manifest names for it lies inside the adapter folder, and its adapter_config.json names vLLM's
+base model (`--model`), as staging writes it. Anything else: None, and vLLM answers that the model does not exist.
 
 vLLM loads it as a plugin (VLLM_PLUGINS=deployer_lora_resolver): the app writes this file and a
 dist-info naming `register` beside it, in a folder on vLLM's import path. Only the standard
@@ -25,6 +25,9 @@ FOLDER_VARIABLE = "DEPLOYER_ADAPTER_FOLDER"
 MANIFEST_FILE = "deployer-adapters.json"
 # A folder name: no separator, no leading dot (so no `.`, `..`, or a folder being staged).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Each version of an adapter in its own folder, `<name>@<hash of its source>`: vLLM keys its prefix
+# cache by name and folder, so a new version must not reuse the old one's.
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}@[0-9a-f]{12}")
 CONFIG_FILE = "adapter_config.json"
 # Larger JSON files than these are not read: the manifest lists names, a config a few settings.
 MANIFEST_BYTES = 4 * 1024 * 1024
@@ -49,20 +52,26 @@ def _json_file(path: str, limit: int):
 
 
 def staged(folder: str) -> dict:
-    """The manifest's adapters: name → {"source", "base", "staged_at"} (empty if unreadable)."""
+    """The manifest's adapters: name → {"source", "base", "folder", "staged_at"} (empty if
+    unreadable)."""
     manifest = _json_file(os.path.join(folder, MANIFEST_FILE), MANIFEST_BYTES)
     adapters = manifest.get("adapters") if isinstance(manifest, dict) else None
     return adapters if isinstance(adapters, dict) else {}
 
 
 def staged_adapter(folder: str, base_model_name: str, name) -> str | None:
-    """The folder vLLM may load adapter `name` from, or None if it is not one staged for it."""
+    """The folder vLLM may load adapter `name` from (the manifest's version of it), or None if it
+    is not one staged for it."""
     if not folder or not isinstance(name, str) or not NAME.fullmatch(name):
         return None
-    if name not in staged(folder):
+    entry = staged(folder).get(name)
+    version = entry.get("folder") if isinstance(entry, dict) else None
+    if not isinstance(version, str) or not VERSION.fullmatch(version):
         return None
+    if version.partition("@")[0] != name:
+        return None  # another adapter's folder
     root = os.path.realpath(folder)
-    path = os.path.join(root, name)
+    path = os.path.join(root, version)
     if os.path.dirname(os.path.realpath(path)) != root or not os.path.isdir(path):
         return None  # a link out of the folder (staging never makes one)
     config = _json_file(os.path.join(path, CONFIG_FILE), CONFIG_BYTES)

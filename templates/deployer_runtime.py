@@ -436,7 +436,8 @@ def _files_digest(folder: str) -> str:
 
 
 def read_manifest(folder: str) -> dict:
-    """The staged adapters: name → {"source", "base", "staged_at"} ({} if none or unreadable)."""
+    """The staged adapters: name → {"source", "base", "folder", "staged_at"} ({} if none or
+    unreadable)."""
     try:
         manifest = json.loads(Path(folder, MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -505,19 +506,28 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def staged_folder_name(name: str, label: str) -> str:
+    """The folder one version of adapter `name` is staged into: its own for each label. vLLM keys
+    its prefix cache by an adapter's name and folder, so a new version in the old folder would be
+    served cached results of the old weights. `@` is in no adapter name: no clash with another's."""
+    return f"{name}@{hashlib.sha256(label.encode()).hexdigest()[:12]}"
+
+
 def stage_adapter(
     folder: str, name: str, source_folder: str, base_model: str, source_label: str
 ) -> None:
-    """Copy the adapter in `source_folder` into `<folder>/<name>`, its base_model_name_or_path
-    rewritten to `base_model` (vLLM's `--model`, which its resolver compares it with), then list it
-    in the manifest. Copied into a hidden folder first and renamed into place, an old copy renamed
-    aside first: the resolver never sees a part of an adapter."""
+    """Copy the adapter in `source_folder` into `<folder>/<name>@<hash of its label>`, its
+    base_model_name_or_path rewritten to `base_model` (vLLM's `--model`, which the resolver
+    compares it with), then point the manifest at it and remove the adapter's older versions.
+    Copied into a hidden folder first and renamed into place: the resolver never sees a part of
+    an adapter, and reads the old version until the manifest names the new one."""
     _check_name(name)
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     source = Path(source_folder)
     if not (source / ADAPTER_CONFIG).is_file():
         raise ValueError(f"{source} holds no {ADAPTER_CONFIG}")
+    version = staged_folder_name(name, source_label)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=root))
     try:
         for path, relative in _adapter_files(source):
@@ -529,9 +539,9 @@ def stage_adapter(
         config["base_model_name_or_path"] = base_model
         (staging / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
         os.chmod(staging, 0o755)  # mkdtemp's 0700 would keep another user's vLLM out
-        target = root / name
+        target = root / version
         aside = None
-        if target.exists() or target.is_symlink():
+        if target.exists() or target.is_symlink():  # the same version, staged again
             aside = root / f"{REPLACED_PREFIX}{name}-{secrets.token_hex(4)}"
             os.rename(target, aside)
         os.rename(staging, target)
@@ -544,23 +554,39 @@ def stage_adapter(
     adapters[name] = {
         "source": source_label,
         "base": base_model,
+        "folder": version,
         "staged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     _write_manifest(root, adapters)
+    _remove_versions(root, name, keep=version)
+
+
+def _remove_versions(root: Path, name: str, keep: str | None = None) -> None:
+    """Every staged version of adapter `name` but `keep`: vLLM has the one it loaded in memory,
+    and the resolver reads only the manifest's."""
+    for entry in root.iterdir():
+        if entry.name.startswith(f"{name}@") and entry.name != keep:
+            aside = root / f"{REPLACED_PREFIX}{name}-{secrets.token_hex(4)}"
+            os.rename(entry, aside)
+            _remove(aside)
 
 
 def unstage_adapter(folder: str, name: str) -> None:
-    """Take adapter `name` out of the manifest (the resolver stops serving it), then its folder."""
+    """Take adapter `name` out of the manifest (the resolver stops serving it), then its folders."""
     _check_name(name)
     root = Path(folder)
     adapters = read_manifest(folder)
     if adapters.pop(name, None) is not None:
         _write_manifest(root, adapters)
-    target = root / name
-    if target.exists() or target.is_symlink():
-        aside = root / f"{REPLACED_PREFIX}{name}-{secrets.token_hex(4)}"
-        os.rename(target, aside)
-        _remove(aside)
+    _remove_versions(root, name)
+
+
+def staged_path(folder: str, entry) -> Path | None:
+    """The folder a manifest entry names, if it is one staging makes (`<name>@<hash>`)."""
+    version = entry.get("folder") if isinstance(entry, dict) else None
+    if not isinstance(version, str) or "/" in version or version.startswith("."):
+        return None
+    return Path(folder, version)
 
 
 def sync_adapters(folder: str, wanted: dict, base_model: str) -> dict:
@@ -576,11 +602,13 @@ def sync_adapters(folder: str, wanted: dict, base_model: str) -> dict:
     staged, unstaged = [], []
     for name, (source_folder, label) in sorted(wanted.items()):
         entry = current.get(name)
+        path = staged_path(folder, entry)
         if (
-            isinstance(entry, dict)
+            path is not None
             and entry.get("source") == label
             and entry.get("base") == base_model
-            and (root / name / ADAPTER_CONFIG).is_file()
+            and path.name == staged_folder_name(name, label)
+            and (path / ADAPTER_CONFIG).is_file()
         ):
             continue
         stage_adapter(folder, name, source_folder, base_model, label)

@@ -219,9 +219,9 @@ def stage_new_adapters(dynamic: DynamicAdapters, sources: dict[str, tuple[str, s
             "can replace it (restart `deployer serve --local`)"
         )
     wanted = {
-        name: (str(dynamic.folder / name), entry.get("source"))
+        name: (str(path), entry.get("source"))
         for name, entry in staged.items()
-        if isinstance(entry, dict)
+        if (path := runtime.staged_path(str(dynamic.folder), entry)) is not None
     }
     wanted.update(sources)
     try:

@@ -41,6 +41,7 @@ def served(tmp_path_factory):
     build_lora_adapter(root / "adapters" / "alpha", str(base), rank=8, seed=1)
     build_lora_adapter(root / "adapters" / "beta", "some/other-name", rank=8, seed=2)
     build_lora_adapter(root / "adapters" / "gamma", str(base), rank=8, seed=3)
+    build_lora_adapter(root / "adapters" / "gamma-retrained", str(base), rank=8, seed=4)
     (root / "deployments").mkdir()
     (root / "deployments" / "tiny.yaml").write_text(
         f"""\
@@ -164,13 +165,22 @@ def test_the_routes_that_load_or_unload_any_folder_are_refused_to_everyone(serve
 
 def test_names_outside_the_staged_folder_load_nothing(served):
     app_folder = served["root"] / "build" / "tiny"
-    staged = app_folder / "dynamic-adapters" / "alpha"
+    manifest = json.loads((app_folder / "dynamic-adapters" / "deployer-adapters.json").read_text())
+    staged = app_folder / "dynamic-adapters" / manifest["adapters"]["alpha"]["folder"]
     # A valid copy of alpha beside the adapter folder, and one inside it that was never staged.
     sibling, unlisted = app_folder / "alpha", app_folder / "dynamic-adapters" / "delta"
     shutil.copytree(staged, sibling)
     shutil.copytree(staged, unlisted)
     try:
-        for name in ("../alpha", "a/b", "dynamic-adapters/../alpha", "/alpha", "delta", ".."):
+        for name in (
+            "../alpha",
+            "a/b",
+            "dynamic-adapters/../alpha",
+            "/alpha",
+            "delta",
+            "..",
+            staged.name,  # alpha's version folder, asked for by its folder name
+        ):
             status, answer = complete(served, name)
             assert status in (400, 404), (name, answer)
         models = listed(served)
@@ -216,6 +226,40 @@ def test_an_adapter_added_to_the_yaml_answers_within_seconds_without_a_restart(s
     assert complete(served, "tiny") == (200, served["answers"]["tiny"])
     state = json.loads((served["root"] / "build" / "tiny" / "local-server.json").read_text())
     assert "gamma" in state["models"]  # `deployer smoke tiny` now checks it too
+
+
+# Long enough to fill whole blocks of vLLM's prefix cache, so a second request reuses them.
+SHARED_PREFIX = "".join(
+    f"line {i}: the quick brown fox jumps over the lazy dog. " for i in range(8)
+)
+
+
+def complete_long(served, model: str) -> str:
+    status, text = request(
+        served,
+        "POST",
+        "/v1/completions",
+        {"model": model, "prompt": SHARED_PREFIX, "max_tokens": 12, "temperature": 0},
+    )
+    assert status == 200, text
+    return json.loads(text)["choices"][0]["text"]
+
+
+def test_an_updated_adapter_answers_with_its_new_weights_not_the_old_ones_cache(served):
+    """vLLM keys its prefix cache by an adapter's name and folder: each version is staged into a
+    folder of its own, so the new weights never reuse what the old ones computed."""
+    old = complete_long(served, "gamma")  # fills the prefix cache for gamma's first version
+    added = deployer(
+        served, "adapter", "add", "tiny", "fresh", "--path", "adapters/gamma-retrained"
+    )
+    assert added.returncode == 0, added.stderr
+    assert said(served, "serving adapters fresh (new)", within=10)
+    expected = complete_long(served, "fresh")  # the retrained weights, never cached as gamma's
+    assert expected != old
+    yaml = served["root"] / "deployments" / "tiny.yaml"
+    yaml.write_text(yaml.read_text().replace("adapters/gamma}", "adapters/gamma-retrained}"))
+    assert said(served, "serving adapters gamma (updated)", within=10)
+    assert complete_long(served, "gamma") == expected
 
 
 def test_an_edit_that_needs_a_restart_or_does_not_validate_is_said_and_changes_nothing(served):

@@ -56,6 +56,11 @@ def config(folder: Path) -> dict:
     return json.loads((folder / "adapter_config.json").read_text())
 
 
+def version(runtime, folder, name: str) -> Path:
+    """The folder the manifest serves adapter `name` from."""
+    return Path(folder) / runtime.read_manifest(str(folder))[name]["folder"]
+
+
 # ## Staging
 
 
@@ -63,30 +68,37 @@ def test_staging_copies_the_adapter_rewrites_its_base_and_lists_it_last(runtime,
     source = adapter(tmp_path / "chess")
     folder = tmp_path / "staged"
     runtime.stage_adapter(str(folder), "chess", str(source), BASE, "org/chess@abc")
-    assert sorted(p.name for p in (folder / "chess").iterdir()) == [
+    staged = version(runtime, folder, "chess")
+    assert staged.name == "chess@" + hashlib.sha256(b"org/chess@abc").hexdigest()[:12]
+    assert sorted(p.name for p in staged.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
         "tokenizer_config.json",
     ]
-    assert config(folder / "chess")["base_model_name_or_path"] == BASE
+    assert config(staged)["base_model_name_or_path"] == BASE
     assert config(source)["base_model_name_or_path"] == "Qwen/Qwen3-4B"  # the source untouched
     manifest = json.loads((folder / "deployer-adapters.json").read_text())
     entry = manifest["adapters"]["chess"]
     assert (entry["source"], entry["base"]) == ("org/chess@abc", BASE)
     assert time.strptime(entry["staged_at"], "%Y-%m-%dT%H:%M:%SZ")
-    assert sorted(p.name for p in folder.iterdir()) == ["chess", "deployer-adapters.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [staged.name, "deployer-adapters.json"]
 
 
-def test_a_new_copy_replaces_the_old_one_whole(runtime, tmp_path):
+def test_a_new_version_gets_a_folder_of_its_own_and_the_old_one_goes(runtime, tmp_path):
+    """vLLM keys its prefix cache by an adapter's name and folder: a new version in the old
+    folder would be answered from what the old weights computed."""
     folder = tmp_path / "staged"
     runtime.stage_adapter(str(folder), "chess", str(adapter(tmp_path / "v1")), BASE, "v1")
+    first = version(runtime, folder, "chess")
     v2 = adapter(tmp_path / "v2", weights=b"weights v2")
     (v2 / "tokenizer_config.json").unlink()
     runtime.stage_adapter(str(folder), "chess", str(v2), BASE, "v2")
-    assert (folder / "chess" / "adapter_model.safetensors").read_bytes() == b"weights v2"
-    assert not (folder / "chess" / "tokenizer_config.json").exists()  # nothing of v1 is left
+    second = version(runtime, folder, "chess")
+    assert second != first and second.name == runtime.staged_folder_name("chess", "v2")
+    assert (second / "adapter_model.safetensors").read_bytes() == b"weights v2"
+    assert not (second / "tokenizer_config.json").exists()  # nothing of v1 is in it
     assert runtime.read_manifest(str(folder))["chess"]["source"] == "v2"
-    assert sorted(p.name for p in folder.iterdir()) == ["chess", "deployer-adapters.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [second.name, "deployer-adapters.json"]
 
 
 def test_a_link_out_of_the_source_is_refused_and_leaves_the_staged_copy_as_it_was(
@@ -100,8 +112,9 @@ def test_a_link_out_of_the_source_is_refused_and_leaves_the_staged_copy_as_it_wa
     with pytest.raises(ValueError, match="is a link out of"):
         runtime.stage_adapter(str(folder), "chess", str(planted), BASE, "v2")
     assert runtime.read_manifest(str(folder))["chess"]["source"] == "v1"
-    assert (folder / "chess" / "adapter_model.safetensors").read_bytes() == b"weights"
-    assert sorted(p.name for p in folder.iterdir()) == ["chess", "deployer-adapters.json"]
+    staged = version(runtime, folder, "chess")
+    assert (staged / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert sorted(p.name for p in folder.iterdir()) == [staged.name, "deployer-adapters.json"]
 
 
 def test_a_hub_snapshots_links_into_its_blobs_are_followed(runtime, tmp_path):
@@ -114,7 +127,7 @@ def test_a_hub_snapshots_links_into_its_blobs_are_followed(runtime, tmp_path):
         (repo / "blobs" / file.name).write_bytes(file.read_bytes())
         (snapshot / file.name).symlink_to(Path("../../blobs") / file.name)
     runtime.stage_adapter(str(tmp_path / "staged"), "chess", str(snapshot), BASE, "org/chess@c")
-    staged = tmp_path / "staged" / "chess" / "adapter_model.safetensors"
+    staged = version(runtime, tmp_path / "staged", "chess") / "adapter_model.safetensors"
     assert not staged.is_symlink() and staged.read_bytes() == b"weights"
 
 
@@ -147,10 +160,11 @@ def test_sync_stages_what_changed_unstages_what_is_gone_and_is_idempotent(runtim
         "unstaged": ["sql"],
     }
     assert set(runtime.read_manifest(folder)) == {"chess"}
-    assert sorted(p.name for p in Path(folder).iterdir()) == ["chess", "deployer-adapters.json"]
+    chess_v2 = runtime.staged_folder_name("chess", "chess@2")
+    assert sorted(p.name for p in Path(folder).iterdir()) == [chess_v2, "deployer-adapters.json"]
     # Another --model value means another base_model_name_or_path: staged again.
     assert runtime.sync_adapters(folder, changed, "/elsewhere")["staged"] == ["chess"]
-    assert config(Path(folder) / "chess")["base_model_name_or_path"] == "/elsewhere"
+    assert config(version(runtime, folder, "chess"))["base_model_name_or_path"] == "/elsewhere"
 
 
 def test_unstaging_takes_the_name_out_of_the_manifest_before_removing_the_folder(
@@ -165,7 +179,7 @@ def test_unstaging_takes_the_name_out_of_the_manifest_before_removing_the_folder
     )
     runtime.unstage_adapter(folder, "chess")
     assert seen == [{}]  # the resolver stopped serving it before its files went
-    assert not (tmp_path / "staged" / "chess").exists()
+    assert [p.name for p in (tmp_path / "staged").iterdir()] == ["deployer-adapters.json"]
 
 
 def test_labels_change_with_an_adapters_files_or_commit(runtime, tmp_path):
@@ -216,20 +230,44 @@ def test_adapters_loaded_at_start_and_since_restaged_or_removed_are_unloaded(
 
 
 def stage(resolver_folder: Path, name: str, base: str = BASE, listed: bool = True) -> Path:
-    folder = adapter(resolver_folder / name, base=base)
+    """An adapter staged as the runtime stages it: in `<name>@<hash>`, named by the manifest."""
+    folder = adapter(resolver_folder / f"{name}@{'0' * 12}", base=base)
     manifest = resolver_folder / "deployer-adapters.json"
     entries = json.loads(manifest.read_text())["adapters"] if manifest.exists() else {}
     if listed:
-        entries[name] = {"source": "x", "base": base, "staged_at": "now"}
+        entries[name] = {"source": "x", "base": base, "folder": folder.name, "staged_at": "now"}
     manifest.write_text(json.dumps({"adapters": entries}))
     return folder
 
 
 def test_the_resolver_serves_a_staged_adapter_for_vllms_base(resolver, tmp_path):
     folder = tmp_path / "adapters"
-    stage(folder, "chess")
-    assert resolver.staged_adapter(str(folder), BASE, "chess") == str(folder / "chess")
+    staged = stage(folder, "chess")
+    assert resolver.staged_adapter(str(folder), BASE, "chess") == str(staged)
     assert resolver.staged_adapter(str(folder), "/other/model", "chess") is None
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"folder": "../outside@000000000000"},
+        {"folder": "sql@000000000000"},  # another adapter's version
+        {"folder": "chess"},  # not a version folder
+        {"folder": ".staging-chess-x"},
+        {"folder": None},
+        {},
+    ],
+)
+def test_the_resolver_loads_only_the_adapters_own_version_folder(resolver, tmp_path, entry):
+    folder = tmp_path / "adapters"
+    stage(folder, "chess")
+    stage(folder, "sql")
+    adapter(tmp_path / "outside@000000000000", base=BASE)
+    adapter(folder / "chess", base=BASE)
+    manifest = json.loads((folder / "deployer-adapters.json").read_text())
+    manifest["adapters"]["chess"] = {"source": "x", "base": BASE, **entry}
+    (folder / "deployer-adapters.json").write_text(json.dumps(manifest))
+    assert resolver.staged_adapter(str(folder), BASE, "chess") is None
 
 
 @pytest.mark.parametrize(
@@ -249,10 +287,13 @@ def test_the_resolver_serves_only_listed_folders_inside_the_folder(resolver, tmp
     stage(folder, "chess")
     stage(folder, "unlisted", listed=False)  # a folder no staging finished
     adapter(tmp_path / "elsewhere", base=BASE)
-    (folder / "linked").symlink_to(tmp_path / "elsewhere")
+    (folder / f"linked@{'0' * 12}").symlink_to(tmp_path / "elsewhere")
     stage(folder, "other-base", base="Qwen/Qwen3-4B")  # not rewritten by the staging
     manifest = json.loads((folder / "deployer-adapters.json").read_text())
-    manifest["adapters"]["linked"] = manifest["adapters"]["chess"]
+    manifest["adapters"]["linked"] = {
+        **manifest["adapters"]["chess"],
+        "folder": f"linked@{'0' * 12}",
+    }
     (folder / "deployer-adapters.json").write_text(json.dumps(manifest))
     for name in ("unlisted", "linked", "other-base", "missing"):
         assert resolver.staged_adapter(str(folder), BASE, name) is None, name
@@ -286,12 +327,12 @@ def test_register_puts_the_resolver_in_vllms_registry(resolver, tmp_path, monkey
     }.items():
         monkeypatch.setitem(sys.modules, name, module)
     folder = tmp_path / "adapters"
-    stage(folder, "chess")
+    staged = stage(folder, "chess")
     monkeypatch.setenv("DEPLOYER_ADAPTER_FOLDER", str(folder))
     resolver.register()
     (found,) = registry.values()
     request = asyncio.run(found.resolve_lora(BASE, "chess"))
-    assert (request.lora_name, request.lora_path) == ("chess", str(folder / "chess"))
+    assert (request.lora_name, request.lora_path) == ("chess", str(staged))
     assert asyncio.run(found.resolve_lora(BASE, "../chess")) is None
     monkeypatch.setenv("DEPLOYER_ADAPTER_FOLDER", str(tmp_path / "missing"))
     with pytest.raises(RuntimeError, match="names no folder"):
