@@ -25,7 +25,9 @@ from deployer.local.server import (
     write_state,
 )
 from deployer.render.app import render
-from deployer.render.output import write
+from deployer.render.output import OutputProblem, write
+from deployer.render.templates import TemplateProblem
+from deployer.sources.lock import SOURCES_FILE, folder_for, locked_commit
 from deployer.spec.model import Adapter, Deployment
 from deployer.vllm.argv import derived_lora_flags, vllm_flags
 
@@ -52,7 +54,9 @@ def adapter_change(serving: Deployment, written: Deployment) -> AdapterChange:
     after = {a.name: a for a in written.adapters}
     added = tuple(a for name, a in after.items() if name not in before)
     updated = tuple(
-        a for name, a in after.items() if name in before and _source(a) != _source(before[name])
+        a
+        for name, a in after.items()
+        if name in before and _source(written, a) != _source(serving, before[name])
     )
     if written.adapter_loading != "dynamic" or serving.adapter_loading != "dynamic":
         if not added and not updated and _served_alike(serving, written):
@@ -80,9 +84,11 @@ def adapter_change(serving: Deployment, written: Deployment) -> AdapterChange:
     return AdapterChange(added, updated)
 
 
-def _source(adapter: Adapter) -> tuple:
+def _source(deployment: Deployment, adapter: Adapter) -> tuple:
+    """What an adapter is served from: as written, and the commit the lock pins it to (which
+    `deployer lock` or `adapter add` may write after the YAML)."""
     source = adapter.source
-    return (source.repo, source.revision, source.path)
+    return (source.repo, source.revision, source.path, locked_commit(deployment.lock, adapter.name))
 
 
 def _with_adapters(deployment: Deployment, other: Deployment) -> Deployment:
@@ -152,12 +158,21 @@ class FollowYaml:
         self.serving, self.dynamic, self.out, self.templates = serving, dynamic, out, templates
         self.url, self.pid, self.say = url, pid, say
         self.file = Path(serving.file)
-        self.watch = FileWatch([Path(source) for source in serving.sources])
+        lock = folder_for(self.file.parent) / SOURCES_FILE  # pins the commits served
+        self.watch = FileWatch([*(Path(source) for source in serving.sources), lock])
 
     def poll(self) -> None:
-        """Look once; act on a change. Never raises for what the YAML says."""
+        """Look once; act on a change. Never raises for what the files say."""
         if not self.watch.changed():
             return
+        try:
+            self._follow()
+        except (OSError, OutputProblem, TemplateProblem) as exc:
+            # A stray file in the build folder, a project template that fails, a disk that is
+            # full: said, and vLLM keeps serving what it serves.
+            self.say(f"could not follow {self.file}: {exc}; still serving as before")
+
+    def _follow(self) -> None:
         checked = check_paths([self.file])
         errors = [d for d in checked.diagnostics if d.is_error]
         written = next((d for d in checked.deployments if d.name == self.serving.name), None)

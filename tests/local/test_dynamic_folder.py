@@ -17,6 +17,7 @@ from deployer.local.server import (
     prepare_dynamic_adapters,
     stage_new_adapters,
 )
+from deployer.local.watch import FollowYaml
 from deployer.render.app import render
 from deployer.render.output import write
 
@@ -53,7 +54,8 @@ def test_the_adapter_folder_holds_the_declared_adapters_for_the_model_vllm_runs(
     dynamic = prepare_dynamic_adapters(local, app_path.parent, 8765)
     assert dynamic.folder == folder and dynamic.model == local.argv[local.argv.index("--model") + 1]
     assert set(local.runtime.read_manifest(str(folder))) == {"alpha"}
-    assert (folder / "alpha" / "adapter_config.json").read_text().count(dynamic.model) == 1
+    staged = folder / local.runtime.read_manifest(str(folder))["alpha"]["folder"]
+    assert (staged / "adapter_config.json").read_text().count(dynamic.model) == 1
     environment = dynamic.environment_in(str(tmp_path))  # the server's own empty folder
     assert environment["DEPLOYER_ADAPTER_FOLDER"] == str(folder)
     assert dynamic.token and dynamic.token not in str(environment)
@@ -87,3 +89,52 @@ def test_serve_refuses_a_planted_link_for_the_adapter_folder(app_path, cli, tmp_
     assert code == 1
     assert "dynamic-adapters must be a plain folder" in err
     assert list(elsewhere.iterdir()) == []
+
+
+# ## Following the YAML (serve --local's loop), without vLLM
+
+
+def following(app_path, project, tmp_path) -> tuple[FollowYaml, list[str]]:
+    local = local_command(app_path, sys.executable, 8765)
+    dynamic = prepare_dynamic_adapters(local, app_path.parent, 8765)
+    dynamic.environment_in(str(tmp_path))  # as the server's start does: it holds the token
+    (deployment,) = check_paths([project.deployments]).deployments
+    said: list[str] = []
+    follow = FollowYaml(
+        deployment, dynamic, project.root / "build", None, "http://127.0.0.1:8765", 1, said.append
+    )
+    return follow, said
+
+
+def with_beta() -> str:
+    return DEPLOYMENT.replace(
+        "adapters:\n", "adapters:\n  - {name: beta, path: ../adapters/beta}\n"
+    )
+
+
+def test_an_adapter_added_to_the_yaml_is_staged_and_said(app_path, project, tmp_path):
+    follow, said = following(app_path, project, tmp_path)
+    follow.poll()
+    assert said == []  # nothing changed yet
+    project.deployment("tiny", with_beta())
+    follow.poll()
+    folder = app_path.parent / "dynamic-adapters"
+    assert set(follow.dynamic.runtime.read_manifest(str(folder))) == {"alpha", "beta"}
+    assert said == [
+        "serving adapters beta (new) with no restart: vLLM loads each on its first request"
+    ]
+    assert "beta" in app_path.read_text()  # rendered into the app, as the next start serves it
+
+
+def test_a_stray_file_in_the_build_folder_is_said_and_the_server_keeps_serving(
+    app_path, project, tmp_path
+):
+    follow, said = following(app_path, project, tmp_path)
+    (app_path.parent / "app.py~").write_text("an editor's backup")
+    project.deployment("tiny", with_beta())
+    follow.poll()  # never raises: the loop around it runs vLLM
+    (line,) = said
+    assert line.startswith("could not follow deployments/tiny.yaml: ")
+    assert line.endswith("; still serving as before")
+    folder = app_path.parent / "dynamic-adapters"
+    assert set(follow.dynamic.runtime.read_manifest(str(folder))) == {"alpha"}
