@@ -12,10 +12,14 @@ commit, rollbacks as new versions, stop) in a JSON file, so that three views sha
 - `EndpointServer`, an HTTP server on loopback standing in for each app's web endpoint: it answers
   like vLLM's OpenAI server for the models the deployed app file declares, and, for a dynamic app
   (one with a `stage_adapters` function), those staged in its adapters volume, as vLLM's resolver
-  would once the container has reloaded the volume.
+  would once the container has reloaded the volume. Each model card's `root` is the folder vLLM
+  loaded the adapter from; an adapter whose staged copy changed keeps answering from the copy
+  loaded before for a request or more (`adapter_reload_lag`), as until a container's watch thread
+  has reloaded the volume and unloaded it.
 
 Volumes keep files (`modal volume get/put`): `modal run app.py::stage_adapters` syncs the app's
-adapters volume (`<app>-adapters`) to the adapters its ADAPTERS declares, manifest and all.
+adapters volume (`<app>-adapters`) to the adapters its ADAPTERS declares, manifest and all, each
+version of an adapter in a folder of its own (`<name>@<hash of its label>`), as the runtime does.
 
 Failures are injected into the state: a deploy that Modal refuses, an endpoint that never becomes
 healthy, a container whose vLLM exits while starting, one that forgets an adapter, one whose chat
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import hashlib
 import json
 import os
 import shlex
@@ -51,6 +56,7 @@ STATE_ENV = "FAKE_MODAL_STATE"
 # What a dynamic app's stage_adapters writes into each adapter's config, and its resolver accepts:
 # the `--model` value its serve function passes.
 STAGED_BASE = "/root/base-model"
+STAGED_ROOT = "/root/adapters"  # where the adapters volume is mounted
 MANIFEST = "deployer-adapters.json"
 # "v1-only-auth": the key guards /v1 only, as vLLM's own check does in an app without the middleware
 # (one rendered by an older deployer, or by a project template that left it out).
@@ -186,6 +192,8 @@ class FakeModal:
                     "models": models,
                     "behaviour": behaviour,
                     "source": source,
+                    # what vLLM loads at start, as the runtime labels it
+                    "labels": _labels(source, Path(app_file).parent),
                 }
             )
 
@@ -210,7 +218,7 @@ class FakeModal:
             if function == "stage_adapters":
                 base = s.get("stage_base", {}).pop(name, STAGED_BASE)
                 volume = s.setdefault("volumes", {}).setdefault(f"{name}-adapters", {})
-                _stage(volume, _constant(source, "ADAPTERS") or {}, base)
+                _stage(volume, _labels(source, Path(app_file).parent), base)
                 return
             s.setdefault("volume", {}).setdefault("huggingface-cache", []).extend(
                 _declared_models(source)
@@ -221,6 +229,14 @@ class FakeModal:
         the resolver refuses them (its base is the `--model` value, STAGED_BASE)."""
         with self._state() as s:
             s.setdefault("stage_base", {})[name] = base
+
+    def adapter_reload_lag(self, name: str, requests: int | None) -> None:
+        """From now on, an adapter of app `name` whose staged copy changed keeps answering from
+        the copy vLLM loaded for `requests` more requests naming it (until the container's
+        watch thread has reloaded the volume and unloaded it; 1 by default); None: for ever (a
+        volume reload that keeps failing)."""
+        with self._state() as s:
+            s.setdefault("reload_lag", {})[name] = -1 if requests is None else requests
 
     # -- volumes -----------------------------------------------------------------------------
     def volume_files(self, volume: str) -> dict[str, str]:
@@ -383,38 +399,82 @@ def _constant(source: str, name: str):
     return None
 
 
-def _stage(volume: dict[str, str], adapters: dict, base: str) -> None:
-    """What the runtime's sync_adapters does to the folder: stage what is missing or changed (its
-    config's base rewritten), unstage what is not wanted, the manifest last."""
+def _labels(source: str, app_dir: Path) -> dict[str, str]:
+    """name → the label the runtime's adapter_sources gives each adapter of the app: the Hub
+    repo at its commit, or the container folder with a digest of the local folder's files."""
+    adapters = _constant(source, "ADAPTERS") or {}
+    local = _constant(source, "LOCAL_FOLDERS") or {}
+    labels = {}
+    for name, spec in adapters.items():
+        if "repo" in spec:
+            labels[name] = f"{spec['repo']}@{spec.get('revision')}"
+        else:
+            folder = app_dir / local.get(spec.get("folder"), "missing")
+            digest = hashlib.sha256()
+            for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+                if path.is_file() and not path.name.startswith("."):
+                    digest.update(f"{path.relative_to(folder)}\0".encode() + path.read_bytes())
+            labels[name] = f"path:{spec.get('folder')}@sha256:{digest.hexdigest()[:16]}"
+    return labels
+
+
+def staged_folder_name(name: str, label: str) -> str:
+    """The folder the runtime stages version `label` of adapter `name` into."""
+    return f"{name}@{hashlib.sha256(label.encode()).hexdigest()[:12]}"
+
+
+def _stage(volume: dict[str, str], wanted: dict[str, str], base: str) -> None:
+    """What the runtime's sync_adapters does to the folder (`wanted`: name → label): stage what
+    is missing or changed into a folder of its own for that label (its config's base
+    rewritten), remove other versions, unstage what is not wanted, the manifest last."""
     manifest = json.loads(volume.get(MANIFEST, '{"adapters": {}}'))["adapters"]
-    wanted = {
-        name: f"{spec['repo']}@{spec.get('revision')}"
-        if "repo" in spec
-        else f"path:{spec['folder']}"
-        for name, spec in adapters.items()
-    }
+
+    def remove_versions(name: str, keep: str | None = None) -> None:
+        for path in [p for p in volume if p.startswith(f"{name}@")]:
+            if path.split("/", 1)[0] != keep:
+                del volume[path]
+
     for name in [n for n in manifest if n not in wanted]:
         del manifest[name]
-        for path in [p for p in volume if p.startswith(f"{name}/")]:
-            del volume[path]
+        remove_versions(name)
     for name, label in wanted.items():
         if manifest.get(name, {}).get("source") != label or manifest[name]["base"] != base:
-            volume[f"{name}/adapter_config.json"] = json.dumps(
+            folder = staged_folder_name(name, label)
+            volume[f"{folder}/adapter_config.json"] = json.dumps(
                 {"base_model_name_or_path": base, "r": 8, "source": label}
             )
-            manifest[name] = {"source": label, "base": base, "staged_at": "2026-11-28T10:00:00Z"}
+            manifest[name] = {
+                "source": label,
+                "base": base,
+                "folder": folder,
+                "staged_at": "2026-11-28T10:00:00Z",
+            }
+            remove_versions(name, keep=folder)
     volume[MANIFEST] = json.dumps({"adapters": manifest})
 
 
 def staged_models(version: dict, volumes: dict) -> list[str]:
     """The adapters a dynamic app's resolver serves: listed in its volume's manifest, with the
     base its `--model` value (as vLLM's resolver compares them); [] for a static app."""
+    return list(staged_entries(version, volumes))
+
+
+def staged_entries(version: dict, volumes: dict) -> dict[str, dict]:
+    """name → manifest entry of each adapter of `staged_models`."""
     if "def stage_adapters(" not in version["source"]:
-        return []
+        return {}
     name = _app_name(version["source"])
     volume = volumes.get(f"{name}-adapters", {})
     manifest = json.loads(volume.get(MANIFEST, '{"adapters": {}}'))["adapters"]
-    return [n for n, entry in manifest.items() if entry.get("base") == STAGED_BASE]
+    return {n: entry for n, entry in manifest.items() if entry.get("base") == STAGED_BASE}
+
+
+def _static_root(source: str, name: str) -> str:
+    """Where vLLM loaded adapter `name` of the app from at start (`--lora-modules`)."""
+    spec = (_constant(source, "ADAPTERS") or {}).get(name, {})
+    if "repo" in spec:
+        return f"/root/.cache/huggingface/{spec['repo']}@{spec.get('revision')}"
+    return spec.get("folder", f"/root/sources/adapters/{name}")
 
 
 def _image_env(source: str) -> dict[str, str]:
@@ -513,11 +573,41 @@ class EndpointServer:
     def __init__(self, fake: FakeModal):
         self.fake = fake
         fake_ref = fake
-        # (app@version, adapter) pairs the resolver has loaded: vLLM lists those in /v1/models from
-        # then on, until its containers restart (a new version).
-        self.resolved: set[tuple[str, str]] = set()
-        resolved = self.resolved
+        # (app@version, adapter) → the folder vLLM loaded it from (the `root` of its model card):
+        # those loaded at start, and those the resolver loaded on a first request, which vLLM
+        # lists in /v1/models from then on, until its containers restart (a new version).
+        self.loaded: dict[tuple[str, str], str] = {}
+        # (app@version, adapter) → requests it still answers from its earlier copy, once its
+        # staged copy changed: the container unloads it only after its next volume reload.
+        self.stale: dict[tuple[str, str], int] = {}
+        loaded, stale = self.loaded, self.stale
         name_of = lambda version: f"{_app_name(version['source'])}@{version['number']}"  # noqa: E731
+
+        def root_of(version, model: str, entries: dict) -> str | None:
+            """The folder vLLM answers `model` from (None: not served), and with it, what the
+            container loaded and unloaded by now."""
+            key = (name_of(version), model)
+            static = model in version["models"][1:]
+            at_start = _static_root(version["source"], model) if static else None
+            entry = entries.get(model)
+            if static and (
+                entry is None or entry["source"] == version.get("labels", {}).get(model)
+            ):
+                wanted = at_start
+            elif entry is not None:
+                wanted = f"{STAGED_ROOT}/{entry['folder']}"
+            else:
+                return None
+            have = loaded.get(key, at_start)
+            if have is not None and have != wanted:
+                lags = fake_ref.state.get("reload_lag", {})
+                left = stale.get(key, lags.get(_app_name(version["source"]), 1))
+                if left != 0:  # the watch thread has not unloaded it yet
+                    stale[key] = left - 1 if left > 0 else left
+                    return have
+                stale.pop(key, None)
+            loaded[key] = wanted
+            return wanted
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -567,15 +657,24 @@ class EndpointServer:
                     models = models + [
                         m
                         for m in self._staged(version)
-                        if (name_of(version), m) in resolved and m not in models
+                        if (name_of(version), m) in loaded and m not in models
                     ]
                     base = models[0]
+                    roots = {
+                        m: loaded.get((name_of(version), m), _static_root(version["source"], m))
+                        for m in models[1:]
+                    }
                     return self._reply(
                         200,
                         {
                             "object": "list",
                             "data": [
-                                {"id": m, "object": "model", "parent": None if m == base else base}
+                                {
+                                    "id": m,
+                                    "object": "model",
+                                    "root": roots.get(m, STAGED_BASE),
+                                    "parent": None if m == base else base,
+                                }
                                 for m in models
                             ],
                         },
@@ -602,12 +701,13 @@ class EndpointServer:
                         500, {"error": {"message": "CUDA error: an illegal memory access"}}
                     )
                 model = body.get("model")
-                if model not in served:
+                entries = staged_entries(version, fake_ref.state.get("volumes", {}))
+                if model not in served or (
+                    model != version["models"][0] and root_of(version, model, entries) is None
+                ):
                     return self._reply(
                         404, {"error": {"message": f"The model `{model}` does not exist."}}
                     )
-                if model not in version["models"]:
-                    resolved.add((name_of(version), model))
                 return self._reply(
                     200,
                     {

@@ -300,6 +300,7 @@ def build_plan(args, checked, live_only: bool = False):
         deployed_from_platform,
         deployed_from_ref,
         hot_add_states,
+        no_hot_add_from,
         previous_from_git,
     )
 
@@ -359,7 +360,17 @@ def build_plan(args, checked, live_only: bool = False):
             "name it too"
         )
     result = make_plan(
-        want, deployed, previous, project, where, args.names, fallback, replace, unread, states
+        want,
+        deployed,
+        previous,
+        project,
+        where,
+        args.names,
+        fallback,
+        replace,
+        unread,
+        states,
+        no_hot_add_from(Path(args.deployments)),
     )
     if unusable:
         from dataclasses import replace as with_fields
@@ -525,13 +536,13 @@ def cmd_apply(args) -> int:
                     alive=lambda: not cancel_event.is_set(),
                 )
 
-            def smoke_new_adapters(desired, url, names, cancel_event):
+            def smoke_new_adapters(desired, url, folders, cancel_event):
                 d = desired.deployment
                 conn = Connection(normalise_url(url), headers.get(d.name, ()))
                 return smoke_adapters(
                     conn,
                     SmokeSpec.for_deployment(d),
-                    names,
+                    folders,
                     d.scaling.startup_timeout,
                     lambda m: _say(f"{d.name}: {m}"),
                     cancel_event,
@@ -565,24 +576,36 @@ def cmd_apply(args) -> int:
 
 
 def _volume_steps(args, project, platform):
-    """(restore, record) for AdapterVolumes: sync an app's adapters volume to what a commit
-    declares, rendered from that commit's own files; write its state file."""
+    """(restore, restorable, record) for AdapterVolumes: sync an app's adapters volume to what a
+    commit declares, rendered from that commit's own files; whether a recorded commit may be
+    rendered so; write its state file."""
     from deployer.deploy.commit_files import RefError
-    from deployer.deploy.state import Layout, checkout_commit, record_state, stage_version
+    from deployer.deploy.state import (
+        Layout,
+        checkout_commit,
+        record_state,
+        stage_version,
+        trusted_commit,
+    )
 
     commit = checkout_commit(Path(args.deployments))
 
-    def restore(name: str, at: str):
+    def layout():
         try:
-            layout = Layout.of(args.deployments, args.out)
+            return Layout.of(args.deployments, args.out)
         except RefError as exc:
             raise RefError(f"the version serving before cannot be rendered: {exc}") from None
-        return stage_version(layout, project, platform, at, name)
+
+    def restore(name: str, at: str):
+        return stage_version(layout(), project, platform, at, name)
+
+    def restorable(recorded: str) -> str:
+        return trusted_commit(layout().root, recorded)
 
     def record(desired, tag_hash: str):
         return record_state(platform, desired, tag_hash, commit)
 
-    return restore, record
+    return restore, restorable, record
 
 
 def _run_interruptibly(work, cancel: threading.Event):

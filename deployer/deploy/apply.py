@@ -24,14 +24,20 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from deployer.core.diagnostics import printable
 from deployer.core.limits import APP_LOG_LINE_CHARS, APP_LOG_LINES
 from deployer.core.paths import linked_part, real
 from deployer.deploy.commit_files import RefError
 from deployer.deploy.desired import Desired, parse_tag
-from deployer.deploy.hot_add import STAGE_FUNCTION, adapters_volume, is_dynamic
+from deployer.deploy.hot_add import (
+    MANIFEST_FILE,
+    STAGE_FUNCTION,
+    adapters_volume,
+    is_dynamic,
+    staged_folders,
+)
 from deployer.deploy.plan import (
     CONFLICT,
     CREATE,
@@ -66,8 +72,9 @@ DEPLOYED, HOT_ADDED, ROLLED_BACK, STOPPED, FAILED, KEPT, SKIPPED, NOTHING = (
 )
 
 Smoke = Callable[[Desired, str, threading.Event], list[CheckResult]]
-# Smoke-tests the adapters named (a hot-add's) through the endpoint at the URL.
-AdapterSmoke = Callable[[Desired, str, tuple[str, ...], threading.Event], list[CheckResult]]
+# Smoke-tests a hot-add's adapters through the endpoint at the URL: each must answer from the
+# folder it was just staged into (name → folder).
+AdapterSmoke = Callable[[Desired, str, Mapping[str, str], threading.Event], list[CheckResult]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,8 @@ class AdapterVolumes:
     smoke: AdapterSmoke | None  # None: --no-smoke
     # (app name, git commit) → sync the app's adapters volume to what that commit declares.
     restore: Callable[[str, str], object]
+    # A recorded git commit → its full id, if restore may render it; else RefError saying why.
+    restorable: Callable[[str], str]
     # (desired state, hash in the tag of the version it serves on) → write the state file.
     record: Callable[[Desired, str], object]
 
@@ -334,16 +343,30 @@ def _hot_add(
             tuple(checks),
         )
 
-    def undo(why: str, url: str | None = None, checks=()) -> Outcome:
-        # What served before: the last hot-add's commit, else the deployed version's own.
-        commit = (action.serving.commit if action.serving else "") or (
-            action.deployed.commit if action.deployed else ""
+    # What served before: the last hot-add's commit, else the deployed version's own. A failed
+    # hot-add is undone by rendering it, so a hot-add starts only once it is known to be one
+    # this checkout may render (anyone with the workspace's token can write what is recorded).
+    recorded = (action.serving.commit if action.serving else "") or (
+        action.deployed.commit if action.deployed else ""
+    )
+    where = "deployer-state.json" if action.serving else f"Modal, for v{version}"
+    try:
+        if volumes is None:
+            raise RefError("apply was given no way to render the version serving before")
+        before = volumes.restorable(recorded)
+    except RefError as exc:
+        return done(
+            FAILED,
+            False,
+            f"nothing staged: a failed hot-add is undone by rendering what serves now, and the "
+            f"commit recorded in {where} cannot be rendered: {exc}; a full deploy "
+            f"(`deployer apply --replace {name}`) does not need it",
         )
+
+    def undo(why: str, url: str | None = None, checks=()) -> Outcome:
         progress(f"{name}: {why}; taking {listed} out of the adapters volume again")
         try:
-            if volumes is None:
-                raise RefError("apply was given no way to render the version serving before")
-            volumes.restore(name, commit)
+            volumes.restore(name, before)
         except (RefError, PlatformError) as exc:
             return done(
                 FAILED,
@@ -366,14 +389,21 @@ def _hot_add(
         platform.run(want.app.path, STAGE_FUNCTION)
     except PlatformError as exc:
         return undo(f"staging failed: {exc}")
-    if volumes is None or volumes.smoke is None:
+    if volumes.smoke is None:
         checked, url, checks = "smoke check skipped (--no-smoke)", None, []
     else:
         url, url_problem = _endpoint(platform, name)
         if url is None:
             return undo(url_problem)
+        volume = adapters_volume(name)
+        try:  # where each was staged: vLLM's model card of it must name that folder
+            folders = staged_folders(
+                platform.read_volume_file(volume, MANIFEST_FILE), action.hot_added
+            )
+        except (PlatformError, ValueError) as exc:
+            return undo(f"where the adapters were staged could not be read from {volume}: {exc}")
         progress(f"{name}: smoke-testing {listed} through {url}")
-        checks = volumes.smoke(want, url, action.hot_added, cancel)
+        checks = volumes.smoke(want, url, folders, cancel)
         failed = [c for c in checks if not c.ok]
         if cancel.is_set() and (failed or not checks):
             return undo("interrupted before its smoke check passed", url, checks)
@@ -384,7 +414,7 @@ def _hot_add(
     detail = f"{listed} staged with no restart; {checked}"
     tag = parse_tag(action.deployed.tag if action.deployed else "")
     try:
-        if volumes is None or tag is None:
+        if tag is None:
             raise PlatformError("apply was given no way to record it")
         volumes.record(want, tag.hash_prefix)
     except PlatformError as exc:

@@ -14,24 +14,69 @@ applied from. Plan trusts it only while the tag it names is the one serving: a f
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
+from deployer.core.diagnostics import printable
 from deployer.core.limits import (
     HOT_ADD_RETRY_SECONDS,
     HOT_ADD_SMOKE_SECONDS,
     MAX_STATE_FILE_BYTES,
 )
 from deployer.deploy.desired import Tag
-from deployer.local.smoke import CheckResult, Connection, SmokeSpec, check_chat, wait_healthy
+from deployer.local.smoke import (
+    CheckResult,
+    Connection,
+    HttpError,
+    SmokeSpec,
+    check_chat,
+    request,
+    wait_healthy,
+)
 from deployer.render.context import dynamic_adapters_volume
 
 STAGE_FUNCTION = "stage_adapters"  # the rendered app's CPU function that syncs the folder
 STATE_FILE = "deployer-state.json"  # at the root of the adapters volume
+MANIFEST_FILE = "deployer-adapters.json"  # what stage_adapters staged, at the same root
+# The names staging accepts (the runtime's STAGED_NAME): nothing else is ever an adapter there.
+STAGED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HASH_CHARS = 64
+
+
+def staged_folder(name: str, label: str) -> str:
+    """The folder of the adapters volume that version `label` of adapter `name` is staged into,
+    as the runtime's `staged_folder_name` names it (the deployer does not import the runtime):
+    vLLM's model card of an adapter it loaded names that folder as its `root`."""
+    return f"{name}@{hashlib.sha256(label.encode('utf-8')).hexdigest()[:12]}"
+
+
+def staged_folders(manifest_text: str | None, names: Sequence[str]) -> dict[str, str]:
+    """name → the folder each of `names` is staged into now, from the adapters volume's manifest
+    (`deployer-adapters.json`) read just after staging. Its label is the runtime's (a Hub commit,
+    or a digest of a folder's files), which the deployer does not compute. Raises ValueError
+    saying what is wrong."""
+    try:
+        adapters = json.loads(manifest_text or "")["adapters"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{MANIFEST_FILE} is missing or not a manifest") from None
+    folders = {}
+    for name in names:
+        entry = adapters.get(name) if isinstance(adapters, dict) else None
+        label = entry.get("source") if isinstance(entry, dict) else None
+        if not isinstance(label, str):
+            raise ValueError(f"{MANIFEST_FILE} does not list adapter {name}")
+        folders[name] = staged_folder(name, label)
+        if entry.get("folder", folders[name]) != folders[name]:
+            raise ValueError(
+                f"{MANIFEST_FILE} puts adapter {name} in folder "
+                f"{printable(str(entry.get('folder')), 80)}, not {folders[name]}"
+            )
+    return folders
 
 
 def adapters_volume(app_name: str) -> str:
@@ -51,7 +96,9 @@ class HotAddState:
     deployed_hash: str  # the hash in the tag of the app version the adapters were added to
     desired_hash: str  # the deploy hash of the desired state that serves since
     adapters: tuple[tuple[str, str], ...]  # (name, what was staged) of every adapter it serves
-    commit: str = ""  # the git commit the hot-add was applied from ("" unknown; * uncommitted)
+    # The full id of the git commit the hot-add was applied from (a hot-add needs a clean
+    # checkout: undoing it renders that commit); "" unknown.
+    commit: str = ""
 
     @property
     def is_hot_add(self) -> bool:
@@ -98,6 +145,13 @@ def parse_state(text: str) -> HotAddState:
         for a in adapters
     ):
         raise ValueError('adapters must be a list of {"name": ..., "source": ...}')
+    for entry in adapters:
+        if not STAGED_NAME.fullmatch(entry["name"]):
+            raise ValueError(
+                f"adapter name '{printable(entry['name'], 80)}' is not one staging accepts"
+            )
+        if printable(entry["source"]) != entry["source"]:
+            raise ValueError(f"the source of adapter {entry['name']} holds control characters")
     commit = data.get("commit", "")
     return HotAddState(
         hashes[0],
@@ -114,29 +168,58 @@ def _is_hex(text: str) -> bool:
 def smoke_adapters(
     conn: Connection,
     spec: SmokeSpec,
-    names: Sequence[str],
+    folders: Mapping[str, str],
     health_timeout: float,
     progress: Callable[[str], None] = lambda _: None,
     cancel: threading.Event | None = None,
 ) -> list[CheckResult]:
-    """The endpoint answers, then each of `names` answers a chat request. A container sees a new
-    adapter only after its next volume reload, so each is tried again until HOT_ADD_SMOKE_SECONDS
-    have passed since the endpoint answered."""
+    """The endpoint answers, then each adapter of `folders` (name → the folder it was just
+    staged into) answers a chat request from that folder: vLLM's model card of it names the
+    folder as `root`. A container sees a new adapter only after its next volume reload, and
+    an updated one keeps answering from its earlier copy until then (its watch thread unloads
+    it), so each is tried again until HOT_ADD_SMOKE_SECONDS have passed since the endpoint
+    answered."""
     cancel = cancel or threading.Event()
     results = [wait_healthy(conn, health_timeout, progress, lambda: not cancel.is_set())]
     if not results[0].ok:
         return results
     deadline = time.monotonic() + HOT_ADD_SMOKE_SECONDS
-    for name in names:
+    for name, folder in folders.items():
         while True:
             result = check_chat(conn, spec, name)
+            if result.ok:
+                result = _served_from(conn, name, folder, result)
             if result.ok or cancel.is_set():
                 break
             if time.monotonic() >= deadline:
                 waited = f"{result.detail} (still, {HOT_ADD_SMOKE_SECONDS:.0f} s after staging)"
                 result = dataclasses.replace(result, detail=waited)
                 break
-            progress(f"{name} not served yet ({result.detail}); trying again")
+            progress(f"{name} not served from {folder} yet ({result.detail}); trying again")
             cancel.wait(HOT_ADD_RETRY_SECONDS)
         results.append(result)
     return results
+
+
+def _served_from(conn: Connection, name: str, folder: str, chat: CheckResult) -> CheckResult:
+    """`chat` (which passed), failed if vLLM's model card of adapter `name` does not have the
+    folder it was staged into as its root: an earlier copy answered."""
+    try:
+        status, body = request(conn, "GET", "/v1/models")
+    except HttpError as exc:
+        return dataclasses.replace(chat, ok=False, detail=str(exc))
+    cards = body.get("data") if isinstance(body, dict) else None
+    card = next(
+        (c for c in cards or () if isinstance(c, dict) and c.get("id") == name),
+        None,
+    )
+    root = card.get("root") if card else None
+    if status == 200 and isinstance(root, str) and root.endswith(f"/{folder}"):
+        return chat
+    if status != 200:
+        why = f"GET /v1/models → {status}"
+    elif card is None:
+        why = "it is not listed by /v1/models"
+    else:
+        why = f"it answered from {printable(str(root), 200)}, an earlier copy"
+    return dataclasses.replace(chat, ok=False, detail=f"{why}; staged as {folder}")

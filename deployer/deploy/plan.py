@@ -116,12 +116,15 @@ def make_plan(
     replace: Sequence[str] = (),
     unread: dict[str, str] | None = None,
     states: Mapping[str, HotAddState] | None = None,
+    no_hot_add: str | None = None,
 ) -> Plan:
     """`deployed`: the version serving now per app name (all apps the source knows about);
     `previous`: what the deployed versions were rendered from, where that is known, and
     `unread`: why it is not, where it could have been;
     `replace`: deployments to redeploy even if unchanged (after rotating a Secret, say);
-    `states`: the hot-add state file of each dynamic deployment's adapters volume, where read."""
+    `states`: the hot-add state file of each dynamic deployment's adapters volume, where read;
+    `no_hot_add`: why no change can be a hot-add (applied from a checkout with uncommitted
+    changes, say), if none can."""
     unread = unread or {}
     states = states or {}
     wanted = set(names) or None
@@ -206,6 +209,8 @@ def make_plan(
         before = previous.get(name)
         if is_dynamic(want.deployment) and name not in replace:
             hot = hot_add_decision(before, want, tag, serving)
+            if isinstance(hot, HotAdd) and no_hot_add:
+                hot = no_hot_add
             if isinstance(hot, HotAdd):
                 actions.append(_hot_add_action(name, want, have, hot, serving, state))
                 continue
@@ -580,11 +585,11 @@ def format_text(plan: Plan) -> str:
             CONFLICT: _version_text(a.deployed),
         }[a.kind]
         lines.append(f"{SYMBOL[a.kind]} {a.kind:<9} {a.name}  ({detail})")
+        # Changes and notes quote what Modal and the adapters volume record: each on one line,
+        # or a line of it starting `::` would be a GitHub workflow command.
         for change in a.changes:
-            lines.append(f"      {change}")
-        for note in (
-            a.notes
-        ):  # (some quote what Modal recorded: on one line, or `::` could start a workflow command)
+            lines.append(f"      {printable(str(change))}")
+        for note in a.notes:
             lines.append(f"      note: {printable(note, NOTE_CHARS)}")
         if a.effects:
             lines.append(f"      means: {'; '.join(a.effects)}")
@@ -605,9 +610,9 @@ def format_markdown(plan: Plan) -> str:
     ]
     for a in plan.actions:
         what = (
-            "<br>".join(md(str(c)) for c in a.changes)
+            "<br>".join(md(printable(str(c))) for c in a.changes)
             + ("<br>" if a.changes and a.notes else "")
-            + "<br>".join(f"_{md(n)}_" for n in a.notes)
+            + "<br>".join(f"_{md(printable(n, NOTE_CHARS))}_" for n in a.notes)
         )
         kind = f"**{a.kind}**" + (" (no restart)" if a.kind == HOT_ADD else "")
         lines.append(

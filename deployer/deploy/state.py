@@ -7,6 +7,7 @@ This is the one place that reads git history and the platform for `plan`, `apply
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -294,12 +295,53 @@ def record_state(
 
 
 def checkout_commit(folder: Path) -> str:
-    """The checkout's commit as Modal records it: a * after it when files differ from it."""
+    """The checkout's commit, in full, as the state file records it: a * after it when files
+    differ from it ("" outside git)."""
     head = git(folder, "rev-parse", "HEAD")
     if not head:
         return ""
-    dirty = git(folder, "status", "--porcelain", "--untracked-files=no")
-    return head[:7] + ("*" if dirty else "")
+    return head + ("*" if _uncommitted(folder) else "")
+
+
+def _uncommitted(folder: Path) -> bool:
+    return bool(git(folder, "status", "--porcelain", "--untracked-files=no"))
+
+
+def no_hot_add_from(folder: Path) -> str | None:
+    """Why a change applied from the checkout holding `folder` cannot be a hot-add, if it
+    cannot: a failed hot-add, and a rollback of one, render the commit it was applied from, so
+    that commit must hold what was staged."""
+    if not git(folder, "rev-parse", "HEAD"):
+        return "not a git checkout; a hot-add is undone by rendering its commit"
+    if _uncommitted(folder):
+        return "uncommitted changes; a hot-add is undone by rendering its commit"
+    return None
+
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
+
+
+def trusted_commit(folder: Path, recorded: str) -> str:
+    """The full id of `recorded` (a commit that Modal recorded for a version, or the state file
+    for a hot-add, with Modal's * for uncommitted changes dropped), if the checkout holding
+    `folder` may render it: a commit id (not a branch, tag or any other revision), of a commit
+    that is HEAD or an ancestor of it. Both records can be written by anyone with the
+    workspace's token; an ancestor of HEAD was reviewed on the way to the checkout. Raises
+    RefError saying why not."""
+    text = recorded.removesuffix("*")
+    if not text:
+        raise RefError("no git commit is recorded for it")
+    if not _COMMIT_ID.fullmatch(text):
+        raise RefError(f"{printable(text, 50)!r} is not a git commit id")
+    full = git(folder, "rev-parse", "--verify", "--quiet", f"{text}^{{commit}}")
+    if not full or not full.startswith(text):
+        raise RefError(f"commit {text} is not in this repository (fetch it first?)")
+    if git(folder, "merge-base", "--is-ancestor", full, "HEAD") is None:
+        raise RefError(
+            f"commit {text} is neither HEAD nor an ancestor of it; only commits on the "
+            "branch checked out here are rendered"
+        )
+    return full
 
 
 def stage_version(
@@ -310,9 +352,7 @@ def stage_version(
     Raises RefError (the commit cannot be read, or has no such deployment) or PlatformError."""
     from deployer.render.output import OutputProblem, write
 
-    ref = commit.rstrip("*")
-    if not ref:
-        raise RefError("no git commit is recorded for it")
+    ref = trusted_commit(layout.root, commit)
     with RefTrees(layout, project) as trees, trees.exported(ref, [name]) as (full, state):
         if name not in state:
             raise RefError(f"commit {full[:7]} has no deployment {name!r}")

@@ -6,16 +6,23 @@ them, and anything that is not a pure addition is a normal update.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import urllib.error
 import urllib.request
 
 import pytest
 
-from deployer.deploy.hot_add import STATE_FILE, HotAddState, parse_state, state_text
+from deployer.deploy.hot_add import (
+    STATE_FILE,
+    HotAddState,
+    parse_state,
+    staged_folder,
+    state_text,
+)
 from deployer.deploy.platform.modal_cli import ModalCli
 
-from ..conftest import ADAPTER_CONFIG, FAST, git_commit
+from ..conftest import ADAPTER_CONFIG, FAST, REPO, git_commit
 from ..fake_modal import MANIFEST
 
 DYNAMIC = FAST + "adapter_loading: dynamic\n"
@@ -289,3 +296,70 @@ def _dynamic_app(project):
         'APP_NAME = "a"\nSERVED_MODEL_NAME = "m"\nADAPTERS = {"x": {"repo": "o/x", "revision": "c"}}\n'
         "def stage_adapters():\n    pass\n",
     )
+
+
+# -- the smoke check of an updated adapter: its new copy answers, not the one loaded before ------
+
+
+def models_card(world, model: str) -> dict:
+    request = urllib.request.Request(
+        f"{world.server.url}/alpha/v1/models", headers={"Authorization": "Bearer test-key"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        cards = json.loads(reply.read())["data"]
+    return next(c for c in cards if c["id"] == model)
+
+
+def test_the_deployer_names_staged_folders_as_the_runtime_does():
+    spec = importlib.util.spec_from_file_location(
+        "deployer_runtime_under_test", REPO / "templates" / "deployer_runtime.py"
+    )
+    runtime = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runtime)
+    for name, label in [
+        ("sql", "org/sql@" + "0123456789abcdef" * 2 + "01234567"),
+        ("other", "path:/root/sources/adapters/other@sha256:0123456789abcdef"),
+        ("ünï.v2", "path:/root/sources/adapters/ünï@sha256:ffff"),
+    ]:
+        assert staged_folder(name, label) == runtime.staged_folder_name(name, label)
+        assert staged_folder(name, label).startswith(f"{name}@")
+
+
+def test_an_updated_adapter_passes_only_once_its_new_copy_answers(deployed, project, cli):
+    assert cli("apply", "--yes")[0] == 0
+    earlier = manifest(deployed)["other"]["folder"]
+    assert chat(deployed, "other") == 200
+    assert models_card(deployed, "other")["root"] == f"/root/adapters/{earlier}"
+    adapter(project, "other", weights="v2")
+    git_commit(project.root, "other retrained")
+
+    code, out, err = cli("apply", "--yes")
+    assert code == 0, out + err
+    staged = manifest(deployed)["other"]["folder"]
+    assert staged != earlier and staged.startswith("other@")
+    # The first answer came from the copy loaded before: the check waited for the new one.
+    assert f"other not served from {staged} yet (it answered from /root/adapters/{earlier}" in err
+    assert models_card(deployed, "other")["root"] == f"/root/adapters/{staged}"
+
+
+def test_an_updated_adapter_whose_new_copy_never_loads_is_taken_out_again(
+    deployed, project, cli, monkeypatch
+):
+    import deployer.deploy.hot_add
+
+    monkeypatch.setattr(deployer.deploy.hot_add, "HOT_ADD_SMOKE_SECONDS", 0.3)
+    monkeypatch.setattr(deployer.deploy.hot_add, "HOT_ADD_RETRY_SECONDS", 0.1)
+    assert cli("apply", "--yes")[0] == 0
+    earlier = manifest(deployed)["other"]
+    assert chat(deployed, "other") == 200
+    deployed.fake.adapter_reload_lag("alpha", None)  # its containers never reload the volume
+    adapter(project, "other", weights="v2")
+    git_commit(project.root, "other retrained")
+
+    code, out, _ = cli("apply", "--yes")
+    assert code == 1
+    (row,) = [line for line in out.splitlines() if line.startswith("alpha ")]
+    assert "ROLLED BACK" in row and "an earlier copy" in row
+    assert "other taken out of the adapters volume again (v1 serves as before)" in out
+    assert manifest(deployed)["other"]["source"] == earlier["source"]
+    assert cli("plan", "--detailed-exitcode")[0] == 2  # still to do
