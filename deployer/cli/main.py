@@ -15,12 +15,38 @@ import sys
 import threading
 from typing import Sequence
 
-from deployer.cli import adapter, check, fit, local, lock, new, remote, schema
+from deployer.cli import (
+    adapter,
+    check,
+    endpoints,
+    fit,
+    local,
+    lock,
+    new,
+    plan_apply,
+    prefetch,
+    rollback,
+    schema,
+    status,
+)
 from deployer.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError, settle_folders
 from deployer.core.budget import parse_budget
 
 # In the order `deployer --help` lists their commands.
-GROUPS = (check, adapter, new, lock, local, fit, remote, schema)
+GROUPS = (
+    check,
+    adapter,
+    new,
+    lock,
+    local,
+    fit,
+    plan_apply,
+    status,
+    rollback,
+    prefetch,
+    endpoints,
+    schema,
+)
 
 DESCRIPTION = """\
 Declarative, checked serving of LoRA adapters with vLLM on Modal.

@@ -104,7 +104,7 @@ def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(
 ):
     # 200 changed variables in each of 1,850 deployments wrote 321 MB to the job summary (GitHub
     # takes 1 MiB) and 100 MB to the log.
-    import deployer.cli.remote
+    import deployer.cli.plan_apply
 
     env = lambda value: "image:\n  env:\n" + "".join(f"    V{i}: '{value}'\n" for i in range(100))
     for name in ("alpha", "beta"):
@@ -115,7 +115,7 @@ def test_a_plan_of_many_changes_stays_readable_and_within_githubs_summary_limit(
     git_commit(project.root, "all changed")
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    monkeypatch.setattr(deployer.cli.remote, "MAX_SUMMARY_CHARS", 10_000)
+    monkeypatch.setattr(deployer.cli.plan_apply, "MAX_SUMMARY_CHARS", 10_000)
     code, out, _ = cli("plan", "--against", "HEAD~1", "--format", "github")
     alpha = out.split("update    alpha")[1].split("update    beta")[0]
     assert alpha.count("image env V") == 29 and "and 71 more settings" in alpha
