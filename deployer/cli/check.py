@@ -13,6 +13,7 @@ from deployer.cli.common import (
     display_path,
     failed,
     folder_options,
+    interpreter,
     report,
     report_options,
     required_lock,
@@ -85,7 +86,9 @@ def cmd_validate(args) -> int:
             paths or [args.deployments],
             schema_only=args.schema_only,
             engine=True,
-            vllm_python=os.environ.get(VLLM_PYTHON_ENV),
+            vllm_python=interpreter(python)
+            if (python := os.environ.get(VLLM_PYTHON_ENV))
+            else None,
         )
     else:
         checked = Checked((), (), ())  # only names of no deployment: nothing to read

