@@ -57,13 +57,14 @@ def check_adapter_names(deployment: Deployment) -> Iterable[Diagnostic]:
 
 
 def _check_staged_names(deployment: Deployment) -> Iterable[Diagnostic]:
-    """A dynamic deployment stages each adapter as `<adapter folder>/<name>`, and its resolver
-    serves only names that can be such a folder: any other name would never answer."""
+    """A dynamic deployment's resolver serves only plain names (no separator, no leading dot),
+    and staging refuses the names of the adapter folder's own files: any other name would never
+    answer."""
     if not deployment.loads_adapters_dynamically:
         return
     for i, adapter in enumerate(deployment.adapters):
         if adapter.name in ADAPTER_FOLDER_FILES:
-            problem = "is the name of a file the adapter folder holds"
+            problem = "is reserved for a file the adapter folder holds"
         elif not STAGED_ADAPTER_NAME.fullmatch(adapter.name):
             problem = "cannot name a folder the resolver serves"
         else:
@@ -71,8 +72,8 @@ def _check_staged_names(deployment: Deployment) -> Iterable[Diagnostic]:
         yield at(
             deployment,
             ("adapters", i, "name"),
-            f"adapter name {adapter.name!r} {problem} (adapter_loading: dynamic stages each "
-            "adapter as a folder of that name)",
+            f"adapter name {adapter.name!r} {problem} (adapter_loading: dynamic stages "
+            "adapters into that folder)",
             hint="use 1-128 letters, digits, '.', '_' and '-', starting with a letter or digit, "
             f"and not {' or '.join(ADAPTER_FOLDER_FILES)}",
             rule="names.staged-adapter",

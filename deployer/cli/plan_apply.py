@@ -37,7 +37,7 @@ def register(commands) -> None:
     plan = commands.add_parser(
         "plan",
         parents=[folders, modal],
-        help="what apply would do: create, update, unchanged, orphan",
+        help="what apply would do: create, update, hot-add, unchanged, orphan, conflict",
         formatter_class=raw,
         description="Compare each deployment's deploy hash with the tag of the version serving on "
         "Modal, and say per deployment what `apply` would do and, for updates, what "

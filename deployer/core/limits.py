@@ -91,7 +91,8 @@ LIST_TIMEOUT = 120.0  # one `modal app list`, `history`, `rollback` or `stop`
 DEPLOY_TIMEOUT = 3600.0  # an image build with CUDA and vLLM can take many minutes
 URL_TIMEOUT = 20.0  # reading an app's web URL: the SDK retries an unreachable server for a minute
 LOGS_TIMEOUT = 30.0  # `modal app logs --tail`, read before a failed version is rolled back
-VOLUME_FILE_TIMEOUT = 60.0  # `modal volume get` or `put` of one small file (deployer-state.json)
+# `modal volume get` or `put` of one small file (deployer-state.json, deployer-adapters.json)
+VOLUME_FILE_TIMEOUT = 60.0
 # deployer-state.json is a line per adapter; anyone with the workspace's token can write the volume.
 MAX_STATE_FILE_BYTES = 1024 * 1024
 

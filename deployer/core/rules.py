@@ -360,9 +360,10 @@ FAMILIES: tuple[Family, ...] = (
             Rule(
                 "names.staged-adapter",
                 ERROR,
-                "With `adapter_loading: dynamic`, an adapter's name cannot be a folder of the "
-                "adapter folder: it is a file that folder holds (`deployer-adapters.json`, "
-                "`deployer-state.json`), or a name the resolver never serves.",
+                "With `adapter_loading: dynamic`, an adapter is named like the files the "
+                "adapter folder holds beside the adapters (`deployer-adapters.json`, "
+                "`deployer-state.json`, reserved: staging refuses them), or with a name the "
+                "resolver never serves.",
                 "Rename the adapter: 1-128 letters, digits, '.', '_' and '-', starting with a "
                 "letter or digit.",
             ),

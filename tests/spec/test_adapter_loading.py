@@ -80,6 +80,6 @@ def test_a_dynamic_deployments_adapter_cannot_be_named_like_a_file_of_its_folder
     result = checked(project, text)
     problems = [d for d in result.diagnostics if d.rule == "names.staged-adapter"]
     assert [(d.line, d.path) for d in problems] == [(9, ("adapters", 1, "name"))]
-    assert "is the name of a file the adapter folder holds" in problems[0].message
+    assert "is reserved for a file the adapter folder holds" in problems[0].message
     static = checked(project, text.replace("adapter_loading: dynamic\n", ""))
     assert not [d for d in static.diagnostics if d.rule == "names.staged-adapter"]
