@@ -25,6 +25,7 @@ from deployer.core.limits import (
     MAX_RUN_FILES,
     MAX_RUN_VALUES,
 )
+from deployer.core.paths import display_path
 from deployer.sources.adapters import with_adapter_configs
 from deployer.sources.base_model import with_base_model_info
 from deployer.sources.folders import ALLOW_ENV, leads_to, outside_repository, refused_sources
@@ -49,15 +50,6 @@ class Checked:
     @property
     def ok(self) -> bool:
         return not any(d.is_error for d in self.diagnostics)
-
-
-def display_path(path: Path) -> str:
-    """Paths in messages: relative to the working folder when inside it (stable across machines)."""
-    absolute = Path(os.path.abspath(path))
-    try:
-        return absolute.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return absolute.as_posix()
 
 
 def find_deployments() -> Path:

@@ -10,7 +10,6 @@ from pathlib import Path
 from deployer.cli.common import (
     EXIT_OK,
     EXIT_PROBLEMS,
-    display_path,
     failed,
     folder_options,
     interpreter,
@@ -21,6 +20,7 @@ from deployer.cli.common import (
 )
 from deployer.cli.lock import LOCKED_HELP
 from deployer.core.diagnostics import Diagnostic, render_github, render_json, render_text
+from deployer.core.paths import display_path
 
 
 def register(commands) -> None:

@@ -111,12 +111,6 @@ def failed(diagnostics: Sequence[Diagnostic], strict: bool) -> bool:
     return any(d.is_error or (strict and not d.is_accepted) for d in diagnostics)
 
 
-def display_path(path: Path) -> str:
-    from deployer.checks.pipeline import display_path as shown
-
-    return shown(path)
-
-
 def required_lock(checked):
     """`--locked`: what the lock lacks is an error, a missing lock too (checks/lock.py)."""
     import dataclasses

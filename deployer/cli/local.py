@@ -12,12 +12,12 @@ from deployer.cli.common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     UsageError,
-    display_path,
     folder_options,
     interpreter,
     select,
 )
 from deployer.core.diagnostics import printable
+from deployer.core.paths import display_path
 
 
 def register(commands) -> None:

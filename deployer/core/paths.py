@@ -19,6 +19,15 @@ from deployer.core.budget import once
 from deployer.core.limits import MAX_FOLDER_DEPTH
 
 
+def display_path(path: Path) -> str:
+    """Paths in messages: relative to the working folder when inside it (stable across machines)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
 def real(path: Path | str) -> Path | None:
     """The absolute path with every link followed, or None when that cannot be known (a chain too
     long to follow, a loop, a folder that cannot be searched). A path that does not exist yet

@@ -26,7 +26,7 @@ from typing import Callable, Collection, Iterable, Sequence
 
 from deployer.core.budget import once
 from deployer.core.limits import MAX_LOCK_IMAGE_BYTES, MAX_YAML_BYTES
-from deployer.core.paths import linked_part, read_plain
+from deployer.core.paths import display_path, linked_part, read_plain
 from deployer.sources.packages import PLATFORM, pins
 from deployer.spec.locked import Gap, Locked
 from deployer.spec.model import Deployment, Source
@@ -168,7 +168,7 @@ def as_downloaded(source: Source, locked: Locked | None, adapter: str | None = N
 def with_lock(deployment: Deployment, deployments_folder: Path) -> Deployment:
     """The deployment with what the lock beside its folder pins for it (`Deployment.lock`)."""
     folder = folder_for(deployments_folder)
-    display = _display(folder / SOURCES_FILE)
+    display = display_path(folder / SOURCES_FILE)
     try:
         lock = once(("lock", folder), lambda: read_lock(folder))
     except LockUnreadable as exc:
@@ -183,10 +183,10 @@ def read_lock(folder: Path) -> Lock | None:
     sources = folder / SOURCES_FILE
     if not os.path.lexists(sources):
         return None
-    display = _display(sources)
+    display = display_path(sources)
     if link := linked_part(sources):
         raise LockUnreadable(
-            f"{display}: {_display(link)} is a link; the lock is read as plain files"
+            f"{display}: {display_path(link)} is a link; the lock is read as plain files"
         )
     raw = read_plain(sources, MAX_YAML_BYTES)
     if raw is None:
@@ -340,14 +340,6 @@ def floating(deployment: Deployment) -> list[str]:
     container starts."""
     hub = [f"{what}" for _, _, _, what in hub_sources(deployment)]
     return hub + [f"the image's packages beyond {', '.join(inputs_for(deployment).requirements)}"]
-
-
-def _display(path: Path) -> str:
-    absolute = Path(os.path.abspath(path))
-    try:
-        return absolute.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return absolute.as_posix()
 
 
 # -- resolving -------------------------------------------------------------------------------------
@@ -524,7 +516,7 @@ def write_lock(folder: Path, lock: Lock) -> list[str]:
     package sets no deployment uses. The package sets go first: a lock that stops half-way names
     nothing it lacks. Returns the paths changed, relative to `folder`."""
     if link := linked_part(folder):
-        raise LockUnreadable(f"{_display(link)} is a link; the lock is written as plain files")
+        raise LockUnreadable(f"{display_path(link)} is a link; the lock is written as plain files")
     wanted = lock_files(lock)
     changed = []
     for relative, text in sorted(wanted.items(), key=lambda item: item[0] == SOURCES_FILE):
