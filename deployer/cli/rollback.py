@@ -118,9 +118,10 @@ def cmd_rollback(args) -> int:
 def _recorded_state(platform, name: str):
     """(whether app `name` has a state file in an adapters volume, i.e. is dynamic; the state it
     records, if it can be read). Raises PlatformError (Modal unreachable)."""
-    from deployer.deploy.hot_add import STATE_FILE, adapters_volume, parse_state
+    from deployer.deploy.hot_add import STATE_FILE, parse_state
+    from deployer.render.context import dynamic_adapters_volume
 
-    volume = adapters_volume(name)
+    volume = dynamic_adapters_volume(name)
     text = platform.read_volume_file(volume, STATE_FILE)
     if text is None:
         return False, None

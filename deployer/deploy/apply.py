@@ -34,7 +34,6 @@ from deployer.deploy.desired import Desired, parse_tag
 from deployer.deploy.hot_add import (
     MANIFEST_FILE,
     STAGE_FUNCTION,
-    adapters_volume,
     is_dynamic,
     staged_folders,
 )
@@ -50,6 +49,7 @@ from deployer.deploy.plan import (
 )
 from deployer.deploy.platform import Platform, PlatformError, endpoint_problem
 from deployer.local.smoke import CheckResult
+from deployer.render.context import dynamic_adapters_volume
 from deployer.render.output import write
 
 LOCK_FILE = ".deployer-apply.lock"
@@ -215,27 +215,21 @@ def _prune(action: Action, platform: Platform, progress) -> Outcome:
     return Outcome(action.name, action.kind, STOPPED, True, "orphan stopped")
 
 
-def _deploy(
-    action: Action,
-    want: Desired,
-    platform: Platform,
-    smoke: Smoke | None,
-    progress,
-    cancel: threading.Event,
-) -> Outcome:
+def _outcome_of(action: Action, version: int | None = None):
+    """`done(result, ok, detail, url=None, version=..., checks=())`: the action's Outcome, timed
+    from now."""
     start = time.monotonic()
-    name = action.name
 
     def done(
         result: str,
         ok: bool,
         detail: str,
         url: str | None = None,
-        version: int | None = None,
+        version: int | None = version,
         checks=(),
     ) -> Outcome:
         return Outcome(
-            name,
+            action.name,
             action.kind,
             result,
             ok,
@@ -245,6 +239,20 @@ def _deploy(
             time.monotonic() - start,
             tuple(checks),
         )
+
+    return done
+
+
+def _deploy(
+    action: Action,
+    want: Desired,
+    platform: Platform,
+    smoke: Smoke | None,
+    progress,
+    cancel: threading.Event,
+) -> Outcome:
+    name = action.name
+    done = _outcome_of(action)
 
     write(want.app)
     if want.deployment.cold_start.prefetch and action.new_weights:
@@ -326,22 +334,9 @@ def _hot_add(
 ) -> Outcome:
     """Stage the new adapters into the running deployment's volume, smoke-test them, record it;
     no new app version. If they do not answer, the volume goes back to what served before."""
-    start = time.monotonic()
     name, version = action.name, action.deployed.number if action.deployed else None
+    done = _outcome_of(action, version)  # no new version: the adapters join the one serving
     listed = ", ".join(action.hot_added)
-
-    def done(result: str, ok: bool, detail: str, url: str | None = None, checks=()) -> Outcome:
-        return Outcome(
-            name,
-            action.kind,
-            result,
-            ok,
-            detail,
-            url,
-            version,
-            time.monotonic() - start,
-            tuple(checks),
-        )
 
     # What served before: the last hot-add's commit, else the deployed version's own. A failed
     # hot-add is undone by rendering it, so a hot-add starts only once it is known to be one
@@ -384,7 +379,7 @@ def _hot_add(
         )
 
     write(want.app)
-    progress(f"{name}: staging {listed} into volume {adapters_volume(name)}; no restart")
+    progress(f"{name}: staging {listed} into volume {dynamic_adapters_volume(name)}; no restart")
     try:
         platform.run(want.app.path, STAGE_FUNCTION)
     except PlatformError as exc:
@@ -395,7 +390,7 @@ def _hot_add(
         url, url_problem = _endpoint(platform, name)
         if url is None:
             return undo(url_problem)
-        volume = adapters_volume(name)
+        volume = dynamic_adapters_volume(name)
         try:  # where each was staged: vLLM's model card of it must name that folder
             folders = staged_folders(
                 platform.read_volume_file(volume, MANIFEST_FILE), action.hot_added
@@ -430,7 +425,7 @@ def _sync_volume(
     version's adapters (an adapter it removed must not be resolved from there), and the state
     file says so."""
     name = want.deployment.name
-    progress(f"{name}: syncing volume {adapters_volume(name)} to its adapters")
+    progress(f"{name}: syncing volume {dynamic_adapters_volume(name)} to its adapters")
     try:
         platform.run(want.app.path, STAGE_FUNCTION)
         tag = parse_tag(want.tag)

@@ -38,7 +38,6 @@ from deployer.local.smoke import (
     request,
     wait_healthy,
 )
-from deployer.render.context import dynamic_adapters_volume
 
 STAGE_FUNCTION = "stage_adapters"  # the rendered app's CPU function that syncs the folder
 STATE_FILE = "deployer-state.json"  # at the root of the adapters volume
@@ -77,11 +76,6 @@ def staged_folders(manifest_text: str | None, names: Sequence[str]) -> dict[str,
                 f"{printable(str(entry.get('folder')), 80)}, not {folders[name]}"
             )
     return folders
-
-
-def adapters_volume(app_name: str) -> str:
-    """The Modal Volume holding a dynamic deployment's adapters folder (as its app names it)."""
-    return dynamic_adapters_volume(app_name)
 
 
 def is_dynamic(deployment) -> bool:

@@ -16,8 +16,9 @@ from typing import Any, Mapping, Sequence
 from deployer.core.diagnostics import printable
 from deployer.core.limits import NOTE_CHARS, SHOWN_CHANGES, SHOWN_CHARS
 from deployer.deploy.desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
-from deployer.deploy.hot_add import HotAddState, adapters_volume, is_dynamic
+from deployer.deploy.hot_add import HotAddState, is_dynamic
 from deployer.deploy.platform import Version
+from deployer.render.context import dynamic_adapters_volume
 from deployer.sources.lock import Move
 from deployer.spec.model import Deployment
 from deployer.vllm.concurrency import concurrency
@@ -307,8 +308,7 @@ def _flag_changes(before: Deployment, after: Deployment) -> list[str]:
     old, new = vllm_flags(before), vllm_flags(after)
     if old == new:
         return []
-    named = lambda flags: dict(_flag_pairs(flags))  # noqa: E731
-    was, now = named(old), named(new)
+    was, now = dict(_flag_pairs(old)), dict(_flag_pairs(new))
     shown = [
         f"{flag} {was.get(flag, 'unset')} → {now.get(flag, 'unset')}"
         for flag in dict.fromkeys([*was, *now])
@@ -318,14 +318,13 @@ def _flag_changes(before: Deployment, after: Deployment) -> list[str]:
 
 
 def _flag_pairs(tokens: Sequence[str]) -> list[tuple[str, str]]:
-    """(--flag, its value or "on") for each flag in a command line."""
-    pairs: list[tuple[str, str]] = []
-    for token in tokens:
-        if token.startswith("--"):
-            flag, _, value = token.partition("=")
-            pairs.append((flag, value or "on"))
-        elif pairs:
-            pairs[-1] = (pairs[-1][0], token if pairs[-1][1] == "on" else f"{pairs[-1][1]} {token}")
+    """(--flag, its value or "on") for each flag in a command line (`--flag=value` too)."""
+    from deployer.checks.flags import options_passed
+
+    pairs = []
+    for option, values in options_passed(list(tokens)):
+        flag, _, inline = option.partition("=")
+        pairs.append((f"--{flag}", " ".join(filter(None, [inline, *values])) or "on"))
     return pairs
 
 
@@ -341,7 +340,7 @@ def _hot_add_action(
     if state is not None and state.is_hot_add and serving is None:
         notes.append("the adapters volume records a hot-add onto an earlier version: ignored")
     effects = (
-        f"stages {', '.join(hot.adapters)} into volume {adapters_volume(name)} (a CPU "
+        f"stages {', '.join(hot.adapters)} into volume {dynamic_adapters_volume(name)} (a CPU "
         "function downloads them)",
         "running containers serve them on first request; no new app version",
     )

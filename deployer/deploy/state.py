@@ -28,12 +28,12 @@ from deployer.deploy.hot_add import (
     STAGE_FUNCTION,
     STATE_FILE,
     HotAddState,
-    adapters_volume,
     is_dynamic,
     parse_state,
     state_text,
 )
 from deployer.deploy.platform import Platform, PlatformError, Version
+from deployer.render.context import dynamic_adapters_volume
 from deployer.render.templates import project_templates
 from deployer.sources.folders import also_inside, refused_sources
 
@@ -264,7 +264,7 @@ def hot_add_states(
     ]
 
     def read(name: str) -> tuple[str, HotAddState | None, str]:
-        volume = adapters_volume(name)
+        volume = dynamic_adapters_volume(name)
         try:
             text = platform.read_volume_file(volume, STATE_FILE)
         except PlatformError as exc:
@@ -290,7 +290,9 @@ def record_state(
     """Write into the adapters volume that `want` (from `commit`) serves on the version whose tag
     carries `deployed_tag_hash`. PlatformError if it cannot be written."""
     state = HotAddState(deployed_tag_hash, want.deploy_hash, want.adapter_ids, commit)
-    platform.write_volume_file(adapters_volume(want.deployment.name), STATE_FILE, state_text(state))
+    platform.write_volume_file(
+        dynamic_adapters_volume(want.deployment.name), STATE_FILE, state_text(state)
+    )
     return state
 
 
