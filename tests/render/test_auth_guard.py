@@ -11,7 +11,6 @@ environment (`vllm_environment()`) and gives the middleware a salted digest (`wi
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 import sys
@@ -26,6 +25,7 @@ from deployer.render.output import write
 from deployer.vllm.argv import AUTH_DIGEST_VARIABLE
 
 from ..conftest import MINIMAL, REPO, import_app
+from .asgi import run_middleware
 
 KEY = "guard-sentinel-key-9d2e"
 
@@ -71,18 +71,6 @@ def load_guard(folder: Path):
     return module
 
 
-class Inner:
-    """The app behind the middleware (vLLM's routes): records what reached it."""
-
-    def __init__(self):
-        self.reached = []
-
-    async def __call__(self, scope, receive, send):
-        self.reached.append(scope.get("path", scope["type"]))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-
 def call(
     middleware_class,
     path="/invocations",
@@ -91,21 +79,11 @@ def call(
     kind="http",
     headers=(),
 ):
-    inner = Inner()
-    sent = []
     headers = [(b"host", b"x"), *headers] + (
         [(b"authorization", authorization)] if authorization is not None else []
     )
     scope = {"type": kind, "path": path, "method": method, "headers": headers}
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(middleware_class(inner)(scope, receive, send))
-    return inner.reached, sent
+    return run_middleware(middleware_class, scope)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +130,6 @@ def test_the_key_as_a_bearer_token_passes(guard, scheme):
 
 
 def test_the_first_authorization_header_decides(guard):
-    inner, sent = Inner(), []
     scope = {
         "type": "http",
         "path": "/tokenize",
@@ -162,12 +139,8 @@ def test_the_first_authorization_header_decides(guard):
             (b"authorization", b"Bearer " + KEY.encode()),
         ],
     }
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(guard(inner)(scope, None, send))
-    assert inner.reached == [] and sent[0]["status"] == 401
+    reached, sent = run_middleware(guard, scope)
+    assert reached == [] and sent[0]["status"] == 401
 
 
 def test_health_preflights_and_lifespan_pass_without_the_key(guard):

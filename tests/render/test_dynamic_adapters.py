@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import REPO
+from .asgi import run_middleware
 
 TEMPLATES = REPO / "templates"
 BASE = "/root/base-model"
@@ -396,16 +397,6 @@ def test_vllm_gets_our_resolver_alone_and_a_digest_of_the_unload_token(tmp_path)
 # ## The closed adapter routes
 
 
-class Inner:
-    def __init__(self):
-        self.reached = []
-
-    async def __call__(self, scope, receive, send):
-        self.reached.append(scope.get("path", scope["type"]))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-
 @pytest.fixture
 def unload_token(monkeypatch):
     token = "u" * 64
@@ -424,14 +415,8 @@ def closer():
 
 
 def call(path, method="POST", headers=(), kind="http"):
-    inner, sent = Inner(), []
     scope = {"type": kind, "path": path, "method": method, "headers": list(headers)}
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(closer()(inner)(scope, None, send))
-    return inner.reached, sent
+    return run_middleware(closer(), scope)
 
 
 @pytest.mark.parametrize(
