@@ -34,7 +34,6 @@ from deployer.deploy.desired import Desired, parse_tag
 from deployer.deploy.hot_add import (
     MANIFEST_FILE,
     STAGE_FUNCTION,
-    is_dynamic,
     staged_folders,
 )
 from deployer.deploy.plan import (
@@ -198,7 +197,7 @@ def apply(
         if action.kind == HOT_ADD:
             return _hot_add(action, want, platform, volumes, progress, cancel)
         outcome = _deploy(action, want, platform, smoke, progress, cancel)
-        if outcome.ok and is_dynamic(want.deployment):
+        if outcome.ok and want.deployment.loads_adapters_dynamically:
             return _sync_volume(outcome, want, platform, volumes, progress)
         return outcome
 

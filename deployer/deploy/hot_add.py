@@ -78,11 +78,6 @@ def staged_folders(manifest_text: str | None, names: Sequence[str]) -> dict[str,
     return folders
 
 
-def is_dynamic(deployment) -> bool:
-    """Whether `deployment` loads adapters staged after it started (`adapter_loading: dynamic`)."""
-    return deployment.loads_adapters_dynamically
-
-
 @dataclass(frozen=True)
 class HotAddState:
     """What `deployer-state.json` records after a hot-add."""

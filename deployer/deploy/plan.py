@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from deployer.core.diagnostics import printable
 from deployer.core.limits import NOTE_CHARS, SHOWN_CHANGES, SHOWN_CHARS
 from deployer.deploy.desired import PROJECT_ENV, Desired, Project, Tag, parse_tag
-from deployer.deploy.hot_add import HotAddState, is_dynamic
+from deployer.deploy.hot_add import HotAddState
 from deployer.deploy.platform import Version
 from deployer.render.context import dynamic_adapters_volume
 from deployer.sources.lock import Move
@@ -208,7 +208,7 @@ def make_plan(
                 else "deployed outside the deployer (no tag); apply replaces it"
             )
         before = previous.get(name)
-        if is_dynamic(want.deployment) and name not in replace:
+        if want.deployment.loads_adapters_dynamically and name not in replace:
             hot = hot_add_decision(before, want, tag, serving)
             if isinstance(hot, HotAdd) and no_hot_add:
                 hot = no_hot_add
@@ -273,7 +273,7 @@ def hot_add_decision(
     dynamic, and vLLM's flags stay as they are; else why not, for the plan to say."""
     if before is None:
         return "what is deployed could not be read back, so the change cannot be told apart"
-    if not is_dynamic(before.deployment):
+    if not before.deployment.loads_adapters_dynamically:
         return "the deployed version loads adapters only at start (adapter_loading: static)"
     if not _hashed_as(before, tag):
         return "what was deployed differed from the commit Modal recorded for it"

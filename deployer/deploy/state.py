@@ -28,7 +28,6 @@ from deployer.deploy.hot_add import (
     STAGE_FUNCTION,
     STATE_FILE,
     HotAddState,
-    is_dynamic,
     parse_state,
     state_text,
 )
@@ -260,7 +259,7 @@ def hot_add_states(
     chosen = [
         n
         for n, d in sorted(want.items())
-        if n in deployed and is_dynamic(d.deployment) and (not names or n in names)
+        if n in deployed and d.deployment.loads_adapters_dynamically and (not names or n in names)
     ]
 
     def read(name: str) -> tuple[str, HotAddState | None, str]:

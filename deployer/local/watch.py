@@ -58,7 +58,7 @@ def adapter_change(serving: Deployment, written: Deployment) -> AdapterChange:
         for name, a in after.items()
         if name in before and _source(written, a) != _source(serving, before[name])
     )
-    if written.adapter_loading != "dynamic" or serving.adapter_loading != "dynamic":
+    if not (written.loads_adapters_dynamically and serving.loads_adapters_dynamically):
         if not added and not updated and _served_alike(serving, written):
             return AdapterChange()
         return AdapterChange(
@@ -72,9 +72,12 @@ def adapter_change(serving: Deployment, written: Deployment) -> AdapterChange:
         )
     if not _served_alike(serving, written):
         return AdapterChange(added, updated, _first_difference(serving, written))
-    if vllm_flags(_with_adapters(written, serving)) != vllm_flags(serving) or (
-        derived_lora_flags(serving) != derived_lora_flags(written)
-    ):
+    if vllm_flags(_with_adapters(written, serving)) != vllm_flags(serving):
+        # All else alike, the lock's commit of the base model is what changed its flags.
+        return AdapterChange(
+            added, updated, "the base model's locked commit changed: vLLM reads it at start"
+        )
+    if derived_lora_flags(serving) != derived_lora_flags(written):
         return AdapterChange(
             added,
             updated,
