@@ -97,12 +97,12 @@ VOLUME_FILE_TIMEOUT = 60.0
 MAX_STATE_FILE_BYTES = 1024 * 1024
 
 # -- hot-adding adapters (deploy/hot_add.py) ------------------------------------------------------
-# A running container sees a newly staged adapter after its next volume reload, one every 10 s
-# (ADAPTER_RELOAD_SECONDS in the rendered app); a reload fails while files are open and waits for
-# the next round. The smoke check retries each new adapter for three rounds and a margin, then
-# counts the hot-add as failed and takes the adapters out again.
-HOT_ADD_RELOAD_ROUND_SECONDS = 10.0
-HOT_ADD_SMOKE_SECONDS = 3 * HOT_ADD_RELOAD_ROUND_SECONDS + 5.0
+# A running container sees a newly staged adapter after its next volume reload, one every
+# ADAPTER_RELOAD_SECONDS (rendered into the app); a reload fails while files are open and waits
+# for the next round. The smoke check retries each new adapter for three rounds and a margin,
+# then counts the hot-add as failed and takes the adapters out again.
+ADAPTER_RELOAD_SECONDS = 10
+HOT_ADD_SMOKE_SECONDS = 3 * ADAPTER_RELOAD_SECONDS + 5.0
 HOT_ADD_RETRY_SECONDS = 2.0  # between two tries of a new adapter: a fifth of a round
 
 # -- the engine check (vllm/engine.py): the pinned vLLM judging each command line -------------------

@@ -34,6 +34,7 @@ from deployer.deploy.desired import Desired, parse_tag
 from deployer.deploy.hot_add import (
     MANIFEST_FILE,
     STAGE_FUNCTION,
+    STATE_FILE,
     staged_folders,
 )
 from deployer.deploy.plan import (
@@ -343,7 +344,7 @@ def _hot_add(
     recorded = (action.serving.commit if action.serving else "") or (
         action.deployed.commit if action.deployed else ""
     )
-    where = "deployer-state.json" if action.serving else f"Modal, for v{version}"
+    where = STATE_FILE if action.serving else f"Modal, for v{version}"
     try:
         if volumes is None:
             raise RefError("apply was given no way to render the version serving before")

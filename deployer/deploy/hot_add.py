@@ -38,10 +38,11 @@ from deployer.local.smoke import (
     request,
     wait_healthy,
 )
+from deployer.vllm.argv import ADAPTER_MANIFEST_FILE, HOT_ADD_STATE_FILE
 
 STAGE_FUNCTION = "stage_adapters"  # the rendered app's CPU function that syncs the folder
-STATE_FILE = "deployer-state.json"  # at the root of the adapters volume
-MANIFEST_FILE = "deployer-adapters.json"  # what stage_adapters staged, at the same root
+STATE_FILE = HOT_ADD_STATE_FILE  # at the root of the adapters volume
+MANIFEST_FILE = ADAPTER_MANIFEST_FILE  # what stage_adapters staged, at the same root
 # The names staging accepts (the runtime's STAGED_NAME): nothing else is ever an adapter there.
 STAGED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HASH_CHARS = 64

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from deployer.core.limits import ADAPTER_RELOAD_SECONDS  # how often a container reloads the volume
 from deployer.render.literals import comment, duration
 from deployer.render.templates import templates_dir
 from deployer.spec.model import Deployment
@@ -60,8 +61,6 @@ ADAPTER_VOLUME_SUFFIX = "-adapters"  # the volume is "<app name>-adapters", one 
 # downloaded, so a staged adapter's base_model_name_or_path (which vLLM's resolver compares with
 # `--model`) is known to the CPU function that stages it without downloading the model.
 BASE_MODEL_LINK = "/root/base-model"
-# How often a container reloads the adapters volume, to unload adapters whose copy changed.
-ADAPTER_RELOAD_SECONDS = 10
 
 
 def context(deployment: Deployment, app_dir: Path) -> dict[str, Any]:

@@ -46,9 +46,12 @@ LORA_RESOLVER_MODULE = "deployer_lora_resolver"
 # The names it serves: an adapter's folder in the adapter folder, so no path separator and no
 # leading dot (`..`, the staging folders); the schema's adapter names are a subset.
 STAGED_ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# Files the adapter folder holds beside the adapters' folders: names reserved, so that a listing
-# of the folder, and the manifest's keys, never mix an adapter up with one of them.
-ADAPTER_FOLDER_FILES = ("deployer-adapters.json", "deployer-state.json")
+# Files the adapter folder holds beside the adapters' folders: what is staged there, and what a
+# hot-add recorded (deploy/hot_add.py). Names reserved, so that a listing of the folder, and the
+# manifest's keys, never mix an adapter up with one of them.
+ADAPTER_MANIFEST_FILE = "deployer-adapters.json"
+HOT_ADD_STATE_FILE = "deployer-state.json"
+ADAPTER_FOLDER_FILES = (ADAPTER_MANIFEST_FILE, HOT_ADD_STATE_FILE)
 # Names that look like credentials: refused in image.env, left out of vLLM's process environment.
 # vLLM's own settings (VLLM_*, such as VLLM_MULTI_STREAM_GEMM_TOKEN_THRESHOLD) are not, but its
 # key is; nor are the tokenizers library's (TOKENIZERS_PARALLELISM).
